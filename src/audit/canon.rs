@@ -1,0 +1,266 @@
+//! RFC 8785 (JSON Canonicalization Scheme) writer over [`json::Value`].
+//!
+//! Keys are already sorted by UTF-16 code units when the value was parsed; this module
+//! writes no white space, escapes strings as ECMAScript `JSON.stringify` does, and
+//! writes every number in the ECMAScript shortest form. It refuses what JCS cannot
+//! represent: integer literals beyond ±2^53, infinities, and duplicate keys (RFC 8785
+//! requires I-JSON, which forbids them).
+
+use super::json::{Number, Object, Value};
+use std::io::Write as _;
+
+/// Why a value has no canonical form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CanonError {
+    IntegerOutOfRange,
+    NonFinite,
+    DuplicateKey(String),
+}
+
+impl std::fmt::Display for CanonError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CanonError::IntegerOutOfRange => f.write_str("integer beyond ±2^53"),
+            CanonError::NonFinite => f.write_str("number too large for a double"),
+            CanonError::DuplicateKey(k) => write!(f, "duplicate key {k:?}"),
+        }
+    }
+}
+
+/// Appends the canonical form of `v` to `out`.
+pub fn write_value(v: &Value<'_>, out: &mut Vec<u8>) -> Result<(), CanonError> {
+    match v {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) => write_number(*n, out)?,
+        Value::String(s) => write_string(s, out),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(item, out)?;
+            }
+            out.push(b']');
+        }
+        Value::Object(members) => write_object(members, &[], out)?,
+    }
+    Ok(())
+}
+
+/// Appends the canonical form of an object, leaving out the members named in `skip`
+/// (the event's own `hash` and `hmac`).
+pub fn write_object(
+    members: &Object<'_>,
+    skip: &[&str],
+    out: &mut Vec<u8>,
+) -> Result<(), CanonError> {
+    out.push(b'{');
+    let mut first = true;
+    let mut prev: Option<&str> = None;
+    for (k, v) in members {
+        if prev == Some(&**k) {
+            return Err(CanonError::DuplicateKey(k.to_string()));
+        }
+        prev = Some(k);
+        if skip.contains(&&**k) {
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        write_string(k, out);
+        out.push(b':');
+        write_value(v, out)?;
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+/// Writes a string as ECMAScript `JSON.stringify` does (UTF-8 output, lowercase `\u`).
+pub fn write_string(s: &str, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[run..i]);
+        run = i + 1;
+        if esc.is_empty() {
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(b >> 4) as usize],
+                HEX[(b & 15) as usize],
+            ]);
+        } else {
+            out.extend_from_slice(esc);
+        }
+    }
+    out.extend_from_slice(&bytes[run..]);
+    out.push(b'"');
+}
+
+fn write_number(n: Number, out: &mut Vec<u8>) -> Result<(), CanonError> {
+    match n {
+        Number::Int(i) => {
+            let _ = write!(out, "{i}");
+            Ok(())
+        }
+        Number::BigInt => Err(CanonError::IntegerOutOfRange),
+        Number::Float(f) => write_f64(f, out),
+    }
+}
+
+/// ECMAScript `Number.prototype.toString` for a finite double.
+pub fn write_f64(f: f64, out: &mut Vec<u8>) -> Result<(), CanonError> {
+    if !f.is_finite() {
+        return Err(CanonError::NonFinite);
+    }
+    if f == 0.0 {
+        out.push(b'0'); // also for -0
+        return Ok(());
+    }
+    if f < 0.0 {
+        out.push(b'-');
+    }
+    // Rust's `{:e}` gives the shortest round-tripping digits, as ECMAScript requires:
+    // "d[.ddd]e[-]x", value = 0.DIGITS × 10^n with n = x + 1.
+    let mut sci = [0u8; 40];
+    let len = {
+        let mut cur = std::io::Cursor::new(&mut sci[..]);
+        let _ = write!(cur, "{:e}", f.abs());
+        cur.position() as usize
+    };
+    let sci = &sci[..len];
+    let e_at = sci.iter().position(|&c| c == b'e').unwrap_or(len);
+    let mut digits = [0u8; 24];
+    let mut k = 0;
+    for &c in &sci[..e_at] {
+        if c.is_ascii_digit() {
+            digits[k] = c;
+            k += 1;
+        }
+    }
+    let digits = &digits[..k];
+    let exp: i32 = std::str::from_utf8(&sci[e_at + 1..])
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let n = exp + 1;
+    let k = k as i32;
+    if k <= n && n <= 21 {
+        out.extend_from_slice(digits);
+        out.resize(out.len() + (n - k) as usize, b'0');
+    } else if 0 < n && n <= 21 {
+        out.extend_from_slice(&digits[..n as usize]);
+        out.push(b'.');
+        out.extend_from_slice(&digits[n as usize..]);
+    } else if -6 < n && n <= 0 {
+        out.extend_from_slice(b"0.");
+        out.resize(out.len() + (-n) as usize, b'0');
+        out.extend_from_slice(digits);
+    } else {
+        out.push(digits[0]);
+        if k > 1 {
+            out.push(b'.');
+            out.extend_from_slice(&digits[1..]);
+        }
+        let _ = write!(
+            out,
+            "e{}{}",
+            if n - 1 < 0 { '-' } else { '+' },
+            (n - 1).abs()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::json::parse;
+    use super::*;
+
+    fn canon(s: &str) -> String {
+        let v = parse(s).unwrap();
+        let mut out = Vec::new();
+        write_value(&v, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn numbers_in_ecmascript_form() {
+        let cases = [
+            ("0", "0"),
+            ("-0", "0"),
+            ("-0.0", "0"),
+            ("1.0", "1"),
+            ("0.1", "0.1"),
+            ("1e21", "1e+21"),
+            ("1e20", "100000000000000000000"),
+            ("1e-7", "1e-7"),
+            ("1e-6", "0.000001"),
+            ("123.456e-10", "1.23456e-8"),
+            ("-1.5e300", "-1.5e+300"),
+            ("9007199254740993.0", "9007199254740992"),
+            ("5e-324", "5e-324"),
+            ("1.7976931348623157e308", "1.7976931348623157e+308"),
+            ("333333333.33333329", "333333333.3333333"),
+            ("-9007199254740992", "-9007199254740992"),
+            ("0.000001234", "0.000001234"),
+            ("12.5", "12.5"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(canon(input), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn strings_escape_like_json_stringify() {
+        assert_eq!(
+            canon(r#""q\" b\\ \n\t\u0001\u007f\u2028\u001f/""#),
+            "\"q\\\" b\\\\ \\n\\t\\u0001\u{7f}\u{2028}\\u001f/\""
+        );
+        assert_eq!(canon(r#""\b\f""#), r#""\b\f""#);
+    }
+
+    #[test]
+    fn refuses_what_jcs_cannot_write() {
+        let mut out = Vec::new();
+        for (s, e) in [
+            ("[9007199254740993]", CanonError::IntegerOutOfRange),
+            ("{\"a\":1e999}", CanonError::NonFinite),
+            ("{\"a\":1,\"a\":1}", CanonError::DuplicateKey("a".into())),
+        ] {
+            assert_eq!(write_value(&parse(s).unwrap(), &mut out), Err(e), "{s}");
+        }
+    }
+
+    #[test]
+    fn objects_without_white_space_and_skipped_members() {
+        assert_eq!(
+            canon(r#" { "b" : [ 1 , true , null ] , "a" : { } } "#),
+            r#"{"a":{},"b":[1,true,null]}"#
+        );
+        let v = parse(r#"{"hash":"x","v":1,"hmac":"y"}"#).unwrap();
+        let mut out = Vec::new();
+        write_object(v.as_object().unwrap(), &["hash", "hmac"], &mut out).unwrap();
+        assert_eq!(out, br#"{"v":1}"#);
+    }
+}

@@ -1,0 +1,228 @@
+//! The streaming verifier: one [`Verifier`] per stream, fed its lines in order.
+//!
+//! It keeps only the chain head, a scratch buffer and the HMAC keys, so a stream of
+//! any length verifies in constant memory. The rules are FORMAT.md's, exactly:
+//! structural problems (`invalid_utf8` … `not_canonicalizable`) take a line out of the
+//! chain; every other event, even one with problems, becomes the new head.
+
+use super::canon;
+use super::json::{self, Value};
+use super::problem::{Code, Problem};
+use super::schema::{self, ChainFields, ZERO_HASH};
+use super::{Keys, hex_lower, sha256};
+
+/// The last chain member of a stream: what the next event is checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    pub seq: u64,
+    /// The member's `hash` field as written (64 lowercase hex digits).
+    pub hash: [u8; 64],
+}
+
+impl Head {
+    pub fn hash_str(&self) -> &str {
+        // Built only from validated lowercase hex.
+        std::str::from_utf8(&self.hash).unwrap_or_default()
+    }
+}
+
+/// What one line turned out to be.
+#[derive(Debug)]
+pub enum Checked<'a> {
+    /// Empty or white space only: ignored, not a problem.
+    Blank,
+    /// Not a chain member (its problems say why); `value` is the JSON if it parsed.
+    Rejected { value: Option<Value<'a>> },
+    /// A chain member, now the head. `hash_ok` is true when its `hash` field is its
+    /// true hash, so the hash can serve as the event's identity.
+    Member {
+        value: Value<'a>,
+        head: Head,
+        hash_ok: bool,
+    },
+}
+
+/// Verifies one stream, line by line.
+pub struct Verifier {
+    keys: Keys,
+    head: Option<Head>,
+    first: Option<Head>,
+    members: u64,
+    scratch: Vec<u8>,
+}
+
+impl Verifier {
+    pub fn new(keys: Keys) -> Self {
+        Self::resume(keys, None)
+    }
+
+    /// Continues a stream whose last member was `head` (e.g. after a restart).
+    pub fn resume(keys: Keys, head: Option<Head>) -> Self {
+        Verifier {
+            keys,
+            head,
+            first: None,
+            members: 0,
+            scratch: Vec::with_capacity(4096),
+        }
+    }
+
+    pub fn head(&self) -> Option<Head> {
+        self.head
+    }
+
+    /// The first chain member seen by this verifier.
+    pub fn first(&self) -> Option<Head> {
+        self.first
+    }
+
+    /// Chain members seen by this verifier.
+    pub fn members(&self) -> u64 {
+        self.members
+    }
+
+    /// Checks one line (without its `\n`), appending its problems in report order.
+    pub fn check_line<'a>(&mut self, line: &'a [u8], problems: &mut Vec<Problem>) -> Checked<'a> {
+        let Ok(text) = std::str::from_utf8(line) else {
+            problems.push(Problem::new(Code::InvalidUtf8, "line is not valid UTF-8"));
+            return Checked::Rejected { value: None };
+        };
+        if text.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
+            return Checked::Blank;
+        }
+        let value = match json::parse(text) {
+            Ok(v) => v,
+            Err(e) => {
+                problems.push(Problem::new(Code::InvalidJson, e.to_string()));
+                return Checked::Rejected { value: None };
+            }
+        };
+        if !matches!(value, Value::Object(_)) {
+            problems.push(Problem::new(
+                Code::NotObject,
+                format!("line is a JSON {}", value.type_name()),
+            ));
+            return Checked::Rejected { value: Some(value) };
+        }
+        match self.check_value(&value, problems) {
+            Some((head, hash_ok)) => Checked::Member {
+                value,
+                head,
+                hash_ok,
+            },
+            None => Checked::Rejected { value: Some(value) },
+        }
+    }
+
+    /// Checks a parsed JSON value as an event. Returns the new head and whether the
+    /// hash field is correct, or `None` when the value is not a chain member.
+    pub fn check_value(
+        &mut self,
+        value: &Value<'_>,
+        problems: &mut Vec<Problem>,
+    ) -> Option<(Head, bool)> {
+        let Value::Object(obj) = value else {
+            problems.push(Problem::new(
+                Code::NotObject,
+                format!("line is a JSON {}", value.type_name()),
+            ));
+            return None;
+        };
+        let fields = match schema::check(obj) {
+            Ok(f) => f,
+            Err(detail) => {
+                problems.push(Problem::new(Code::Schema, detail));
+                return None;
+            }
+        };
+        self.scratch.clear();
+        if let Err(e) = canon::write_object(obj, &["hash", "hmac"], &mut self.scratch) {
+            problems.push(Problem::new(Code::NotCanonicalizable, e.to_string()));
+            return None;
+        }
+        let computed = hex_lower(&sha256(&self.scratch));
+        let hash_ok = computed.as_slice() == fields.hash.as_bytes();
+        if !hash_ok {
+            problems.push(Problem::new(
+                Code::HashMismatch,
+                format!(
+                    "hash {} but content hashes to {}",
+                    fields.hash,
+                    std::str::from_utf8(&computed).unwrap_or_default()
+                ),
+            ));
+        }
+        self.check_hmac(&fields, problems);
+        Some((self.link(&fields, problems), hash_ok))
+    }
+
+    fn check_hmac(&self, f: &ChainFields<'_>, problems: &mut Vec<Problem>) {
+        if self.keys.is_empty() {
+            return;
+        }
+        let (Some(kid), Some(mac)) = (f.kid, f.hmac) else {
+            problems.push(Problem::new(
+                Code::HmacMissing,
+                "keys were given but the event has no hmac",
+            ));
+            return;
+        };
+        match self.keys.mac(kid, f.hash.as_bytes()) {
+            None => problems.push(Problem::new(
+                Code::UnknownKid,
+                format!("no key for kid {kid:?}"),
+            )),
+            Some(expected) if expected.as_slice() != mac.as_bytes() => problems.push(Problem::new(
+                Code::HmacMismatch,
+                format!("hmac does not verify with key {kid:?}"),
+            )),
+            Some(_) => {}
+        }
+    }
+
+    fn link(&mut self, f: &ChainFields<'_>, problems: &mut Vec<Problem>) -> Head {
+        let zero_prev = f.prev_hash == ZERO_HASH;
+        match self.head {
+            None => {
+                if f.seq == 0 && !zero_prev {
+                    problems.push(Problem::new(
+                        Code::BadGenesis,
+                        "first event has seq 0 but a non-zero prev_hash",
+                    ));
+                }
+            }
+            Some(head) => {
+                if f.seq == 0 && zero_prev {
+                    problems.push(Problem::new(
+                        Code::ChainRestart,
+                        format!("a new chain starts after seq {}", head.seq),
+                    ));
+                } else {
+                    if f.prev_hash.as_bytes() != head.hash.as_slice() {
+                        problems.push(Problem::new(
+                            Code::ChainBreak,
+                            format!(
+                                "prev_hash {} but the previous event's hash is {}",
+                                f.prev_hash,
+                                head.hash_str()
+                            ),
+                        ));
+                    }
+                    if Some(f.seq) != head.seq.checked_add(1) {
+                        problems.push(Problem::new(
+                            Code::SeqGap,
+                            format!("seq {} follows seq {}", f.seq, head.seq),
+                        ));
+                    }
+                }
+            }
+        }
+        let mut hash = [0u8; 64];
+        hash.copy_from_slice(f.hash.as_bytes());
+        let head = Head { seq: f.seq, hash };
+        self.head = Some(head);
+        self.first.get_or_insert(head);
+        self.members += 1;
+        head
+    }
+}

@@ -1,0 +1,518 @@
+//! A small JSON reader made for verifying events, not a general JSON library.
+//!
+//! It borrows strings from the line whenever they hold no escapes, keeps the literal
+//! form of numbers (an integer literal beyond ±2^53 must be reported, not rounded),
+//! keeps object members in a plain vector sorted by UTF-16 code units (the order RFC
+//! 8785 writes them in) and refuses nesting deeper than [`MAX_DEPTH`], so a hostile
+//! line can neither overflow the stack nor make it allocate much beyond its own size.
+//!
+//! It does no IO and knows nothing of the event schema.
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+
+/// Deepest nesting of arrays and objects accepted; deeper input is reported as invalid.
+pub const MAX_DEPTH: usize = 256;
+
+/// 2^53: the largest magnitude at which every integer is exactly an IEEE-754 double.
+pub const MAX_SAFE_INTEGER: u64 = 1 << 53;
+
+/// A parsed JSON value borrowing from the line it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value<'a> {
+    Null,
+    Bool(bool),
+    Number(Number),
+    String(Cow<'a, str>),
+    Array(Vec<Value<'a>>),
+    Object(Object<'a>),
+}
+
+/// Object members, sorted by key in UTF-16 code unit order. Duplicate keys are kept
+/// (adjacent after sorting) so the canonical writer can refuse them.
+pub type Object<'a> = Vec<(Cow<'a, str>, Value<'a>)>;
+
+/// A JSON number as its literal was written.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Number {
+    /// An integer literal (no fraction, no exponent) within ±2^53.
+    Int(i64),
+    /// An integer literal beyond ±2^53: JCS cannot represent it.
+    BigInt,
+    /// Any literal with a fraction or an exponent, as the nearest double (may be ±inf).
+    Float(f64),
+}
+
+impl Value<'_> {
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_object(&self) -> Option<&Object<'_>> {
+        match self {
+            Value::Object(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// Short name of the JSON type, for problem details.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        }
+    }
+}
+
+/// Looks a key up in a sorted object. Returns the last of duplicate members.
+pub fn get<'o, 'a>(obj: &'o Object<'a>, key: &str) -> Option<&'o Value<'a>> {
+    // Objects are small (an event has about twenty members): a scan beats a search.
+    obj.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v)
+}
+
+/// Orders two strings by their UTF-16 code units, as RFC 8785 sorts object keys.
+pub fn cmp_utf16(a: &str, b: &str) -> Ordering {
+    let (ab, bb) = (a.as_bytes(), b.as_bytes());
+    let common = ab.iter().zip(bb).take_while(|(x, y)| x == y).count();
+    if common == ab.len() || common == bb.len() {
+        return ab.len().cmp(&bb.len());
+    }
+    // Back up to the start of the character holding the first difference.
+    let mut start = common;
+    while start > 0 && !a.is_char_boundary(start) {
+        start -= 1;
+    }
+    let ca = a[start..].chars().next().unwrap_or_default();
+    let cb = b[start..].chars().next().unwrap_or_default();
+    utf16_key(ca).cmp(&utf16_key(cb))
+}
+
+/// The first UTF-16 code unit of a character, then the character itself: code point
+/// order except that supplementary characters (surrogates 0xD800..) sort before
+/// U+E000..U+FFFF.
+fn utf16_key(c: char) -> (u32, u32) {
+    let cp = c as u32;
+    if cp >= 0x1_0000 {
+        (0xD800 + ((cp - 0x1_0000) >> 10), cp)
+    } else {
+        (cp, cp)
+    }
+}
+
+/// Why a line is not JSON, with the byte offset where reading stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    pub offset: usize,
+    pub reason: &'static str,
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} at byte {}", self.reason, self.offset)
+    }
+}
+
+/// Parses one JSON text (surrounding white space allowed).
+pub fn parse(text: &str) -> Result<Value<'_>, ParseError> {
+    let mut p = Parser {
+        src: text,
+        bytes: text.as_bytes(),
+        pos: 0,
+    };
+    p.skip_ws();
+    let v = p.value(0)?;
+    p.skip_ws();
+    if p.pos != p.bytes.len() {
+        return Err(p.err("trailing characters after the value"));
+    }
+    Ok(v)
+}
+
+struct Parser<'a> {
+    src: &'a str,
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn err(&self, reason: &'static str) -> ParseError {
+        ParseError {
+            offset: self.pos,
+            reason,
+        }
+    }
+
+    #[inline]
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.pos) {
+            self.pos += 1;
+        }
+    }
+
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Value<'a>, ParseError> {
+        match self.peek() {
+            Some(b'"') => self.string().map(Value::String),
+            Some(b'{') => self.object(depth + 1),
+            Some(b'[') => self.array(depth + 1),
+            Some(b't') => self.literal(b"true", Value::Bool(true)),
+            Some(b'f') => self.literal(b"false", Value::Bool(false)),
+            Some(b'n') => self.literal(b"null", Value::Null),
+            Some(b'-' | b'0'..=b'9') => self.number().map(Value::Number),
+            Some(_) => Err(self.err("expected a value")),
+            None => Err(self.err("unexpected end of line")),
+        }
+    }
+
+    fn literal(&mut self, word: &[u8], v: Value<'a>) -> Result<Value<'a>, ParseError> {
+        if self.bytes[self.pos..].starts_with(word) {
+            self.pos += word.len();
+            Ok(v)
+        } else {
+            Err(self.err("invalid literal"))
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> Result<Value<'a>, ParseError> {
+        if depth > MAX_DEPTH {
+            return Err(self.err("nesting too deep"));
+        }
+        self.pos += 1;
+        let mut members: Object<'a> = Vec::new();
+        self.skip_ws();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(Value::Object(members));
+        }
+        loop {
+            self.skip_ws();
+            if self.peek() != Some(b'"') {
+                return Err(self.err("expected a string key"));
+            }
+            let key = self.string()?;
+            self.skip_ws();
+            if self.peek() != Some(b':') {
+                return Err(self.err("expected ':'"));
+            }
+            self.pos += 1;
+            self.skip_ws();
+            let v = self.value(depth)?;
+            members.push((key, v));
+            self.skip_ws();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    break;
+                }
+                _ => return Err(self.err("expected ',' or '}'")),
+            }
+        }
+        if !members.is_sorted_by(|a, b| cmp_utf16(&a.0, &b.0) != Ordering::Greater) {
+            // Stable, so that of duplicate keys the last written stays last.
+            members.sort_by(|a, b| cmp_utf16(&a.0, &b.0));
+        }
+        Ok(Value::Object(members))
+    }
+
+    fn array(&mut self, depth: usize) -> Result<Value<'a>, ParseError> {
+        if depth > MAX_DEPTH {
+            return Err(self.err("nesting too deep"));
+        }
+        self.pos += 1;
+        let mut items = Vec::new();
+        self.skip_ws();
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            return Ok(Value::Array(items));
+        }
+        loop {
+            self.skip_ws();
+            items.push(self.value(depth)?);
+            self.skip_ws();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(Value::Array(items));
+                }
+                _ => return Err(self.err("expected ',' or ']'")),
+            }
+        }
+    }
+
+    fn number(&mut self) -> Result<Number, ParseError> {
+        let start = self.pos;
+        let b = self.bytes;
+        let mut i = self.pos;
+        if b.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        let int_start = i;
+        match b.get(i) {
+            Some(b'0') => i += 1,
+            Some(b'1'..=b'9') => {
+                while let Some(b'0'..=b'9') = b.get(i) {
+                    i += 1;
+                }
+            }
+            _ => {
+                self.pos = i;
+                return Err(self.err("invalid number"));
+            }
+        }
+        let int_digits = i - int_start;
+        let mut is_int = true;
+        if b.get(i) == Some(&b'.') {
+            is_int = false;
+            i += 1;
+            let s = i;
+            while let Some(b'0'..=b'9') = b.get(i) {
+                i += 1;
+            }
+            if i == s {
+                self.pos = i;
+                return Err(self.err("invalid number"));
+            }
+        }
+        if let Some(b'e' | b'E') = b.get(i) {
+            is_int = false;
+            i += 1;
+            if let Some(b'+' | b'-') = b.get(i) {
+                i += 1;
+            }
+            let s = i;
+            while let Some(b'0'..=b'9') = b.get(i) {
+                i += 1;
+            }
+            if i == s {
+                self.pos = i;
+                return Err(self.err("invalid number"));
+            }
+        }
+        self.pos = i;
+        let text = &self.src[start..i];
+        if is_int {
+            // 2^53 has 16 digits: anything longer is beyond it.
+            if int_digits > 16 {
+                return Ok(Number::BigInt);
+            }
+            let n: i64 = text.parse().map_err(|_| self.err("invalid number"))?;
+            if n.unsigned_abs() > MAX_SAFE_INTEGER {
+                return Ok(Number::BigInt);
+            }
+            Ok(Number::Int(n))
+        } else {
+            let f: f64 = text.parse().map_err(|_| self.err("invalid number"))?;
+            Ok(Number::Float(f))
+        }
+    }
+
+    fn string(&mut self) -> Result<Cow<'a, str>, ParseError> {
+        self.pos += 1; // opening quote
+        let start = self.pos;
+        let b = self.bytes;
+        let mut i = start;
+        // Fast path: no escape before the closing quote, borrow the slice.
+        loop {
+            match b.get(i) {
+                Some(b'"') => {
+                    self.pos = i + 1;
+                    return Ok(Cow::Borrowed(&self.src[start..i]));
+                }
+                Some(b'\\') => break,
+                Some(0..=0x1f) => {
+                    self.pos = i;
+                    return Err(self.err("control character in string"));
+                }
+                Some(_) => i += 1,
+                None => {
+                    self.pos = i;
+                    return Err(self.err("unterminated string"));
+                }
+            }
+        }
+        let mut out = String::with_capacity(i - start + 16);
+        out.push_str(&self.src[start..i]);
+        loop {
+            match b.get(i) {
+                Some(b'"') => {
+                    self.pos = i + 1;
+                    return Ok(Cow::Owned(out));
+                }
+                Some(b'\\') => {
+                    i += 1;
+                    let esc = b.get(i).copied();
+                    i += 1;
+                    match esc {
+                        Some(b'"') => out.push('"'),
+                        Some(b'\\') => out.push('\\'),
+                        Some(b'/') => out.push('/'),
+                        Some(b'b') => out.push('\u{8}'),
+                        Some(b'f') => out.push('\u{c}'),
+                        Some(b'n') => out.push('\n'),
+                        Some(b'r') => out.push('\r'),
+                        Some(b't') => out.push('\t'),
+                        Some(b'u') => {
+                            self.pos = i;
+                            let hi = self.hex4()?;
+                            i = self.pos;
+                            let cp = if (0xD800..0xDC00).contains(&hi) {
+                                if b.get(i) != Some(&b'\\') || b.get(i + 1) != Some(&b'u') {
+                                    return Err(self.err("lone surrogate in string"));
+                                }
+                                self.pos = i + 2;
+                                let lo = self.hex4()?;
+                                i = self.pos;
+                                if !(0xDC00..0xE000).contains(&lo) {
+                                    return Err(self.err("lone surrogate in string"));
+                                }
+                                0x1_0000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                            } else if (0xDC00..0xE000).contains(&hi) {
+                                return Err(self.err("lone surrogate in string"));
+                            } else {
+                                hi
+                            };
+                            // Surrogates were excluded above, so this is a valid char.
+                            out.push(char::from_u32(cp).unwrap_or('\u{FFFD}'));
+                        }
+                        _ => {
+                            self.pos = i - 1;
+                            return Err(self.err("invalid escape"));
+                        }
+                    }
+                }
+                Some(0..=0x1f) => {
+                    self.pos = i;
+                    return Err(self.err("control character in string"));
+                }
+                Some(_) => {
+                    // Copy the run up to the next quote, backslash or control byte.
+                    let run = i;
+                    while let Some(&c) = b.get(i) {
+                        if c == b'"' || c == b'\\' || c < 0x20 {
+                            break;
+                        }
+                        i += 1;
+                    }
+                    out.push_str(&self.src[run..i]);
+                }
+                None => {
+                    self.pos = i;
+                    return Err(self.err("unterminated string"));
+                }
+            }
+        }
+    }
+
+    fn hex4(&mut self) -> Result<u32, ParseError> {
+        let digits = self
+            .bytes
+            .get(self.pos..self.pos + 4)
+            .ok_or_else(|| self.err("short \\u escape"))?;
+        let mut v = 0u32;
+        for &d in digits {
+            let n = match d {
+                b'0'..=b'9' => d - b'0',
+                b'a'..=b'f' => d - b'a' + 10,
+                b'A'..=b'F' => d - b'A' + 10,
+                _ => return Err(self.err("invalid \\u escape")),
+            };
+            v = v * 16 + u32::from(n);
+        }
+        self.pos += 4;
+        Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(s: &str) -> Value<'_> {
+        parse(s).unwrap_or_else(|e| panic!("{s:?}: {e}"))
+    }
+
+    fn bad(s: &str) -> &'static str {
+        parse(s).expect_err(s).reason
+    }
+
+    #[test]
+    fn numbers_keep_their_literal_kind() {
+        assert_eq!(ok("0"), Value::Number(Number::Int(0)));
+        assert_eq!(ok("-0"), Value::Number(Number::Int(0)));
+        assert_eq!(ok("1.0"), Value::Number(Number::Float(1.0)));
+        assert_eq!(ok("9007199254740992"), Value::Number(Number::Int(1 << 53)));
+        assert_eq!(ok("9007199254740993"), Value::Number(Number::BigInt));
+        assert_eq!(ok("-9007199254740993"), Value::Number(Number::BigInt));
+        assert_eq!(
+            ok("123456789012345678901234"),
+            Value::Number(Number::BigInt)
+        );
+        assert_eq!(ok("1e400"), Value::Number(Number::Float(f64::INFINITY)));
+        for s in ["01", "1.", ".5", "-", "1e", "+1", "0x10", "NaN"] {
+            assert!(parse(s).is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn strings_borrow_unless_escaped() {
+        assert!(matches!(
+            ok(r#""plain""#),
+            Value::String(Cow::Borrowed("plain"))
+        ));
+        assert_eq!(ok(r#""a\"b\\c\/d\n""#).as_str(), Some("a\"b\\c/d\n"));
+        assert_eq!(ok(r#""\u00e9\ud83d\ude00""#).as_str(), Some("é😀"));
+        assert_eq!(bad(r#""\ud83d""#), "lone surrogate in string");
+        assert_eq!(bad(r#""\ude00x""#), "lone surrogate in string");
+        assert_eq!(bad("\"a\u{1}b\""), "control character in string");
+        assert_eq!(bad(r#""\x""#), "invalid escape");
+        assert_eq!(bad(r#""abc"#), "unterminated string");
+    }
+
+    #[test]
+    fn objects_sort_by_utf16_and_keep_duplicates() {
+        let v = ok(r#"{"😀":2,"ﬁ":3,"a":4,"€":1,"\r":5}"#);
+        let keys: Vec<&str> = v.as_object().unwrap().iter().map(|(k, _)| &**k).collect();
+        assert_eq!(keys, ["\r", "a", "€", "😀", "ﬁ"]);
+        let v = ok(r#"{"k":1,"k":2}"#);
+        assert_eq!(v.as_object().unwrap().len(), 2);
+        assert_eq!(
+            get(v.as_object().unwrap(), "k"),
+            Some(&Value::Number(Number::Int(2)))
+        );
+    }
+
+    #[test]
+    fn structure_errors() {
+        assert_eq!(bad("{\"a\":1"), "expected ',' or '}'");
+        assert_eq!(bad("[1 2]"), "expected ',' or ']'");
+        assert_eq!(bad("{} x"), "trailing characters after the value");
+        assert_eq!(bad(""), "unexpected end of line");
+        assert_eq!(bad("tru"), "invalid literal");
+        let deep = "[".repeat(100_000);
+        assert_eq!(bad(&deep), "nesting too deep");
+        let ok_deep = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        ok(&ok_deep);
+    }
+
+    #[test]
+    fn utf16_order() {
+        assert_eq!(cmp_utf16("a", "b"), Ordering::Less);
+        assert_eq!(cmp_utf16("ab", "a"), Ordering::Greater);
+        assert_eq!(cmp_utf16("\u{FB01}", "\u{1F600}"), Ordering::Greater);
+        assert_eq!(cmp_utf16("\u{20AC}", "\u{1F600}"), Ordering::Less);
+        assert_eq!(cmp_utf16("x\u{1F600}", "x\u{1F601}"), Ordering::Less);
+    }
+}

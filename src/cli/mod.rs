@@ -1,0 +1,57 @@
+//! Command-line interface: one file per subcommand, each turning parsed arguments
+//! into a call on the library and its result into output and an exit code.
+
+pub mod record;
+pub mod verify;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Ships Claude Code audit events as a tamper-evident, hash-chained trail.
+#[derive(Debug, Parser)]
+#[command(name = "auditship", version, about, long_about = None, propagate_version = true)]
+#[command(after_help = "\
+Typical use:
+  auditship install-hooks                 wire Claude Code's hooks to `auditship record`
+  auditship verify ~/.claude/audit        prove a stream intact (exit 1 on any problem)
+
+Configuration: --config PATH, else $AUDITSHIP_CONFIG, else /etc/auditship/auditship.toml;
+without a file, built-in defaults apply (see config.example.toml).")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Record(record::Args),
+    Verify(verify::Args),
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match cli.command {
+        Command::Record(args) => record::run(args),
+        Command::Verify(args) => verify::run(args),
+    }
+}
+
+/// `--config PATH`, shared by the subcommands that read the configuration.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArg {
+    /// Configuration file [default: $AUDITSHIP_CONFIG, else /etc/auditship/auditship.toml if present]
+    #[arg(long, short = 'c', value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}

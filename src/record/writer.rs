@@ -1,0 +1,253 @@
+//! Appending one event to a stream directory, safely among concurrent writers.
+//!
+//! Under an exclusive `flock` on `<dir>/.lock`:
+//! 1. the last file (by name) gets a `\n` if a killed writer left a partial line, so
+//!    that line becomes one complete (flagged) line and never swallows the next event;
+//! 2. the chain head is found by reading the stream's files backwards from their end
+//!    until the last chain member (only the tail is read, never the whole file);
+//! 3. the event goes to `audit-YYYY-MM-DD.jsonl` (UTC), or to the last file if its
+//!    name sorts later (a clock set back must not put events before their chain);
+//! 4. one `write` of the whole line with `O_APPEND`, then `fdatasync` when configured.
+//!
+//! No head state is kept between calls: the files are the only truth, so there is no
+//! cache that could be missing or stale.
+
+use crate::audit::{self, Checked, Head, Keys, Verifier};
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Where an event was appended.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    pub file: PathBuf,
+    pub seq: u64,
+    pub hash: String,
+}
+
+/// Settings of one append.
+pub struct AppendOptions<'a> {
+    pub signer: Option<(&'a str, &'a Keys)>,
+    pub fsync: bool,
+    pub lock_timeout: Duration,
+    /// `YYYY-MM-DD` of the event, naming the file.
+    pub date: &'a str,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("timed out after {0:?} waiting for the lock on {1}")]
+    LockTimeout(Duration, PathBuf),
+    #[error(transparent)]
+    Seal(#[from] audit::SealError),
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> AppendError + '_ {
+    move |source| AppendError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Appends the event built by `build(seq, prev_hash)` (JSON object text without hash
+/// members) to the stream in `dir`.
+pub fn append(
+    dir: &Path,
+    opts: &AppendOptions<'_>,
+    build: impl FnOnce(u64, &str) -> String,
+) -> Result<Appended, AppendError> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_at(dir))?;
+    let lock_path = dir.join(".lock");
+    let lock = open_private(&lock_path, false).map_err(io_at(&lock_path))?;
+    lock_exclusive(&lock, opts.lock_timeout).map_err(|e| match e {
+        None => AppendError::LockTimeout(opts.lock_timeout, lock_path.clone()),
+        Some(e) => AppendError::Io {
+            path: lock_path.clone(),
+            source: e,
+        },
+    })?;
+
+    let files = stream_files(dir).map_err(io_at(dir))?;
+    if let Some(last) = files.last() {
+        terminate_partial_line(last).map_err(io_at(last))?;
+    }
+    let mut head = None;
+    for f in files.iter().rev() {
+        head = last_member(f).map_err(io_at(f))?;
+        if head.is_some() {
+            break;
+        }
+    }
+    let (seq, prev) = match head {
+        Some(h) => (h.seq + 1, h.hash_str().to_owned()),
+        None => (0, audit::ZERO_HASH.to_owned()),
+    };
+    let today = dir.join(format!("audit-{}.jsonl", opts.date));
+    let target = match files.last() {
+        Some(last) if last.file_name() > today.file_name() => last.clone(),
+        _ => today,
+    };
+    let sealed = audit::seal(&build(seq, &prev), opts.signer)?;
+    let is_new = !target.exists();
+    let mut file = open_private(&target, true).map_err(io_at(&target))?;
+    file.write_all(&sealed.line).map_err(io_at(&target))?;
+    if opts.fsync {
+        file.sync_data().map_err(io_at(&target))?;
+        if is_new {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_at(dir))?;
+        }
+    }
+    drop(lock);
+    Ok(Appended {
+        file: target,
+        seq,
+        hash: sealed.hash,
+    })
+}
+
+/// Opens (creating with mode 0600) without following a symlink at the last component.
+fn open_private(path: &Path, append: bool) -> io::Result<File> {
+    let mut o = OpenOptions::new();
+    o.create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+    if append {
+        o.append(true);
+    } else {
+        o.read(true).write(true);
+    }
+    o.open(path)
+}
+
+/// `Err(None)` on timeout.
+fn lock_exclusive(file: &File, timeout: Duration) -> Result<(), Option<io::Error>> {
+    let start = Instant::now();
+    let mut pause = Duration::from_micros(200);
+    loop {
+        // SAFETY: flock on a file descriptor we own; no memory is shared.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EWOULDBLOCK) && err.kind() != io::ErrorKind::Interrupted
+        {
+            return Err(Some(err));
+        }
+        if start.elapsed() >= timeout {
+            return Err(None);
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// The stream's live files (`*.jsonl`, not archives) in name order.
+pub fn stream_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let is_jsonl = name
+            .to_str()
+            .is_some_and(|n| n.ends_with(".jsonl") && !n.starts_with('.'));
+        if is_jsonl && entry.file_type()?.is_file() {
+            files.push(entry.path());
+        }
+    }
+    files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    Ok(files)
+}
+
+/// Appends `\n` when the file does not end with one (a writer died mid-line).
+fn terminate_partial_line(path: &Path) -> io::Result<()> {
+    let mut f = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    let len = f.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let mut last = [0u8; 1];
+    f.seek(SeekFrom::Start(len - 1))?;
+    f.read_exact(&mut last)?;
+    if last[0] != b'\n' {
+        f.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+/// The last chain member of a file, reading backwards from its end in blocks.
+pub fn last_member(path: &Path) -> io::Result<Option<Head>> {
+    const BLOCK: u64 = 16 * 1024;
+    let mut f = File::open(path)?;
+    let len = f.metadata()?.len();
+    // `buf` holds file[start..) up to the end of the lines not yet examined; lines
+    // are taken off its back.
+    let mut start = len;
+    let mut buf: Vec<u8> = Vec::new();
+    // Drop an unterminated tail: it is not a line yet.
+    let mut skip_tail = true;
+    let mut verifier = Verifier::new(Keys::new());
+    let mut scratch = Vec::new();
+    loop {
+        // Find the last '\n' in buf that starts the last unexamined line.
+        match buf.iter().rposition(|&b| b == b'\n') {
+            Some(i) if skip_tail => {
+                buf.truncate(i);
+                skip_tail = false;
+                continue;
+            }
+            Some(i) => {
+                let line = &buf[i + 1..];
+                if let Some(head) = member_head(&mut verifier, line, &mut scratch) {
+                    return Ok(Some(head));
+                }
+                buf.truncate(i);
+                continue;
+            }
+            None if start == 0 => {
+                // The first line of the file.
+                if skip_tail {
+                    return Ok(None);
+                }
+                return Ok(member_head(&mut verifier, &buf, &mut scratch));
+            }
+            None => {
+                // Read the block before `start` and put it in front.
+                let from = start.saturating_sub(BLOCK.max(buf.len() as u64));
+                let mut block = vec![0u8; (start - from) as usize];
+                f.seek(SeekFrom::Start(from))?;
+                f.read_exact(&mut block)?;
+                block.extend_from_slice(&buf);
+                buf = block;
+                start = from;
+            }
+        }
+    }
+}
+
+fn member_head(
+    verifier: &mut Verifier,
+    line: &[u8],
+    scratch: &mut Vec<audit::Problem>,
+) -> Option<Head> {
+    scratch.clear();
+    match verifier.check_line(line, scratch) {
+        Checked::Member { head, .. } => Some(head),
+        _ => None,
+    }
+}
