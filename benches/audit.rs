@@ -1,1 +1,48 @@
-fn main() {}
+//! Throughput of the pure verifier on realistic ~700-byte events: parse, canonicalize,
+//! hash, HMAC, link. `cargo bench --bench audit`.
+
+mod common;
+
+use auditship::audit::{Keys, Verifier};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use std::hint::black_box;
+
+fn verify(c: &mut Criterion) {
+    let lines = common::chain(1, 10_000, None);
+    let bytes: usize = lines.iter().map(Vec::len).sum();
+    let mut keys = Keys::new();
+    keys.insert("fleet", &[7u8; 32]);
+    let signed = common::chain(1, 10_000, Some(("fleet", &keys)));
+    let signed_bytes: usize = signed.iter().map(Vec::len).sum();
+    eprintln!("average event: {} bytes", bytes / lines.len());
+
+    let mut g = c.benchmark_group("verify");
+    g.throughput(Throughput::Bytes(bytes as u64));
+    g.bench_function("chain_10k_events", |b| {
+        b.iter(|| {
+            let mut v = Verifier::new(Keys::new());
+            let mut problems = Vec::new();
+            for line in &lines {
+                v.check_line(&line[..line.len() - 1], &mut problems);
+            }
+            assert!(problems.is_empty());
+            black_box(v.head())
+        })
+    });
+    g.throughput(Throughput::Bytes(signed_bytes as u64));
+    g.bench_function("chain_10k_events_hmac", |b| {
+        b.iter(|| {
+            let mut v = Verifier::new(keys.clone());
+            let mut problems = Vec::new();
+            for line in &signed {
+                v.check_line(&line[..line.len() - 1], &mut problems);
+            }
+            assert!(problems.is_empty());
+            black_box(v.head())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, verify);
+criterion_main!(benches);

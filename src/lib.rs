@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod install_hooks;
 pub mod record;
 pub mod redact;
 pub mod verify;

@@ -90,8 +90,8 @@ impl Verifier {
         if text.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
             return Checked::Blank;
         }
-        let value = match json::parse(text) {
-            Ok(v) => v,
+        let (value, lone_surrogates) = match json::parse_lossy(text) {
+            Ok(p) => (p.value, p.lone_surrogates),
             Err(e) => {
                 problems.push(Problem::new(Code::InvalidJson, e.to_string()));
                 return Checked::Rejected { value: None };
@@ -104,7 +104,7 @@ impl Verifier {
             ));
             return Checked::Rejected { value: Some(value) };
         }
-        match self.check_value(&value, problems) {
+        match self.check_parsed(&value, lone_surrogates, problems) {
             Some((head, hash_ok)) => Checked::Member {
                 value,
                 head,
@@ -121,6 +121,15 @@ impl Verifier {
         value: &Value<'_>,
         problems: &mut Vec<Problem>,
     ) -> Option<(Head, bool)> {
+        self.check_parsed(value, false, problems)
+    }
+
+    fn check_parsed(
+        &mut self,
+        value: &Value<'_>,
+        lone_surrogates: bool,
+        problems: &mut Vec<Problem>,
+    ) -> Option<(Head, bool)> {
         let Value::Object(obj) = value else {
             problems.push(Problem::new(
                 Code::NotObject,
@@ -128,18 +137,20 @@ impl Verifier {
             ));
             return None;
         };
-        let fields = match schema::check(obj) {
-            Ok(f) => f,
-            Err(detail) => {
-                problems.push(Problem::new(Code::Schema, detail));
-                return None;
-            }
-        };
+        // Both structural checks run, so a line gets every problem that applies.
+        let fields =
+            schema::check(obj).map_err(|detail| problems.push(Problem::new(Code::Schema, detail)));
         self.scratch.clear();
-        if let Err(e) = canon::write_object(obj, &["hash", "hmac"], &mut self.scratch) {
-            problems.push(Problem::new(Code::NotCanonicalizable, e.to_string()));
-            return None;
+        let canonical = if lone_surrogates {
+            Err("a string holds a lone surrogate escape (no UTF-8 form)".to_string())
+        } else {
+            canon::write_object(obj, &["hash", "hmac"], &mut self.scratch)
+                .map_err(|e| e.to_string())
         }
+        .map_err(|detail| problems.push(Problem::new(Code::NotCanonicalizable, detail)));
+        let (Ok(fields), Ok(())) = (fields, canonical) else {
+            return None;
+        };
         let computed = hex_lower(&sha256(&self.scratch));
         let hash_ok = computed.as_slice() == fields.hash.as_bytes();
         if !hash_ok {

@@ -119,12 +119,35 @@ impl std::fmt::Display for ParseError {
     }
 }
 
-/// Parses one JSON text (surrounding white space allowed).
+/// Parses one JSON text (surrounding white space allowed). A string holding a lone
+/// surrogate escape (`"\\ud800"`) is an error here; see [`parse_lossy`].
 pub fn parse(text: &str) -> Result<Value<'_>, ParseError> {
+    let parsed = parse_lossy(text)?;
+    if parsed.lone_surrogates {
+        return Err(ParseError {
+            offset: 0,
+            reason: "lone surrogate in string",
+        });
+    }
+    Ok(parsed.value)
+}
+
+/// A parsed text and whether any string held a lone surrogate escape. Such escapes are
+/// valid JSON syntax but name no Unicode character, so they have no UTF-8 (and no
+/// canonical) form: they are read as U+FFFD and flagged.
+#[derive(Debug)]
+pub struct Parsed<'a> {
+    pub value: Value<'a>,
+    pub lone_surrogates: bool,
+}
+
+/// Parses one JSON text, reading lone surrogate escapes as U+FFFD and flagging them.
+pub fn parse_lossy(text: &str) -> Result<Parsed<'_>, ParseError> {
     let mut p = Parser {
         src: text,
         bytes: text.as_bytes(),
         pos: 0,
+        lone_surrogates: false,
     };
     p.skip_ws();
     let v = p.value(0)?;
@@ -132,13 +155,17 @@ pub fn parse(text: &str) -> Result<Value<'_>, ParseError> {
     if p.pos != p.bytes.len() {
         return Err(p.err("trailing characters after the value"));
     }
-    Ok(v)
+    Ok(Parsed {
+        value: v,
+        lone_surrogates: p.lone_surrogates,
+    })
 }
 
 struct Parser<'a> {
     src: &'a str,
     bytes: &'a [u8],
     pos: usize,
+    lone_surrogates: bool,
 }
 
 impl<'a> Parser<'a> {
@@ -368,23 +395,28 @@ impl<'a> Parser<'a> {
                             self.pos = i;
                             let hi = self.hex4()?;
                             i = self.pos;
-                            let cp = if (0xD800..0xDC00).contains(&hi) {
-                                if b.get(i) != Some(&b'\\') || b.get(i + 1) != Some(&b'u') {
-                                    return Err(self.err("lone surrogate in string"));
-                                }
+                            let cp = if (0xD800..0xDC00).contains(&hi)
+                                && b.get(i) == Some(&b'\\')
+                                && b.get(i + 1) == Some(&b'u')
+                            {
                                 self.pos = i + 2;
                                 let lo = self.hex4()?;
-                                i = self.pos;
-                                if !(0xDC00..0xE000).contains(&lo) {
-                                    return Err(self.err("lone surrogate in string"));
+                                if (0xDC00..0xE000).contains(&lo) {
+                                    i = self.pos;
+                                    0x1_0000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                                } else {
+                                    // A high surrogate followed by a non-low escape: the
+                                    // high one is lone; read the next escape on its own.
+                                    self.lone_surrogates = true;
+                                    0xFFFD
                                 }
-                                0x1_0000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
-                            } else if (0xDC00..0xE000).contains(&hi) {
-                                return Err(self.err("lone surrogate in string"));
+                            } else if (0xD800..0xE000).contains(&hi) {
+                                self.lone_surrogates = true;
+                                0xFFFD
                             } else {
                                 hi
                             };
-                            // Surrogates were excluded above, so this is a valid char.
+                            // Surrogates were replaced above, so this is a valid char.
                             out.push(char::from_u32(cp).unwrap_or('\u{FFFD}'));
                         }
                         _ => {
@@ -476,6 +508,17 @@ mod tests {
         assert_eq!(ok(r#""\u00e9\ud83d\ude00""#).as_str(), Some("é😀"));
         assert_eq!(bad(r#""\ud83d""#), "lone surrogate in string");
         assert_eq!(bad(r#""\ude00x""#), "lone surrogate in string");
+        let p = parse_lossy(r#"["\ud83dx", "\ud83d\u0041", "ok"]"#).unwrap();
+        assert!(p.lone_surrogates);
+        assert_eq!(
+            p.value,
+            Value::Array(vec![
+                Value::String("\u{FFFD}x".into()),
+                Value::String("\u{FFFD}A".into()),
+                Value::String("ok".into())
+            ])
+        );
+        assert!(!parse_lossy(r#""\ud83d\ude00""#).unwrap().lone_surrogates);
         assert_eq!(bad("\"a\u{1}b\""), "control character in string");
         assert_eq!(bad(r#""\x""#), "invalid escape");
         assert_eq!(bad(r#""abc"#), "unterminated string");

@@ -288,6 +288,22 @@ mod tests {
             [(1, Code::NotCanonicalizable)]
         );
         assert!(matches!(seal(&e, None), Err(SealError::NotCanonical(_))));
+        // Schema and canonical problems are both reported.
+        let both = line.replace("\"v\":1,", "\"v\":2,");
+        assert_eq!(
+            verify_lines(Keys::new(), &[both.as_bytes()]),
+            [(1, Code::Schema), (1, Code::NotCanonicalizable)]
+        );
+        let lone = event(0, ZERO_HASH).replace("\"/r\"", "\"/r\\ud800\"");
+        let lone = format!(
+            "{},\"hash\":\"{}\"}}",
+            lone.trim_end_matches('}'),
+            "a".repeat(64)
+        );
+        assert_eq!(
+            verify_lines(Keys::new(), &[lone.as_bytes()]),
+            [(1, Code::NotCanonicalizable)]
+        );
     }
 
     #[test]

@@ -171,7 +171,16 @@ pub fn is_timestamp(t: &str) -> bool {
         |r: std::ops::Range<usize>| b[r].iter().fold(0u32, |a, d| a * 10 + u32::from(d - b'0'));
     let (month, day, hour, min, sec) =
         (num(5..7), num(8..10), num(11..13), num(14..16), num(17..19));
-    (1..=12).contains(&month) && (1..=31).contains(&day) && hour < 24 && min < 60 && sec <= 60
+    let year = num(0..4);
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days_in_month = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    (1..=days_in_month).contains(&day) && hour < 24 && min < 60 && sec <= 60
 }
 
 #[cfg(test)]
@@ -231,5 +240,9 @@ mod tests {
         assert!(is_timestamp("2026-11-26T07:06:42.123456789Z"));
         assert!(!is_timestamp("2026-11-26T24:06:42Z"));
         assert!(!is_timestamp("2026-11-26T07:06:42z"));
+        assert!(is_timestamp("2028-02-29T00:00:00Z"));
+        assert!(!is_timestamp("2026-02-29T00:00:00Z"));
+        assert!(!is_timestamp("2026-04-31T00:00:00Z"));
+        assert!(is_timestamp("2026-12-31T23:59:60Z"));
     }
 }

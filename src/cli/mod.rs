@@ -1,6 +1,7 @@
 //! Command-line interface: one file per subcommand, each turning parsed arguments
 //! into a call on the library and its result into output and an exit code.
 
+pub mod install_hooks;
 pub mod record;
 pub mod verify;
 
@@ -27,6 +28,7 @@ pub struct Cli {
 pub enum Command {
     Record(record::Args),
     Verify(verify::Args),
+    InstallHooks(install_hooks::Args),
 }
 
 /// Entry point of the binary.
@@ -45,6 +47,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Record(args) => record::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::InstallHooks(args) => install_hooks::run(args),
     }
 }
 

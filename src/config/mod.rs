@@ -8,6 +8,8 @@
 //! The file is found as: `--config PATH`, else `$AUDITSHIP_CONFIG`, else
 //! `/etc/auditship/auditship.toml`; when that default is absent, built-in defaults apply.
 
+pub mod daemon;
+
 use crate::audit::Keys;
 use crate::record::compliance::{ComplianceRules, RuleConfig};
 use crate::redact::{PatternConfig, Redactor};
@@ -20,6 +22,14 @@ pub const DEFAULT_PATH: &str = "/etc/auditship/auditship.toml";
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
+    #[serde(default)]
+    pub agent: daemon::RawAgent,
+    #[serde(default)]
+    pub source: Vec<daemon::RawSource>,
+    #[serde(default)]
+    pub sink: Vec<daemon::RawSink>,
+    #[serde(default)]
+    pub queue: daemon::RawQueue,
     #[serde(default)]
     pub record: RawRecord,
     #[serde(default)]
@@ -95,7 +105,8 @@ pub struct RecordConfig {
 
 /// The validated configuration.
 pub struct Config {
-    pub source: Option<PathBuf>,
+    /// The file it came from; `None` for the built-in defaults.
+    pub file: Option<PathBuf>,
     pub record: RecordConfig,
     pub redactor: Redactor,
     pub compliance: ComplianceRules,
@@ -104,7 +115,7 @@ pub struct Config {
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
-            .field("source", &self.source)
+            .field("file", &self.file)
             .field("record", &self.record)
             .finish_non_exhaustive()
     }
@@ -160,7 +171,26 @@ pub fn expand_home(p: &str) -> PathBuf {
 impl Config {
     pub fn from_raw(raw: RawConfig, source: Option<PathBuf>) -> Result<Config, ConfigError> {
         let mut errors = Vec::new();
-        let r = raw.record;
+        let config = Self::validate(&raw, source, &mut errors);
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(config.error(errors))
+        }
+    }
+
+    fn error(&self, errors: Vec<String>) -> ConfigError {
+        let prefix = self
+            .file
+            .as_ref()
+            .map(|p| format!("{}: ", p.display()))
+            .unwrap_or_default();
+        ConfigError(errors.into_iter().map(|e| format!("{prefix}{e}")).collect())
+    }
+
+    /// Validates the producer's sections and the shared ones, pushing every problem.
+    fn validate(raw: &RawConfig, source: Option<PathBuf>, errors: &mut Vec<String>) -> Config {
+        let r = &raw.record;
         let on_error = match r.on_error.as_deref() {
             None | Some("allow") => OnError::Allow,
             Some("block") => OnError::Block,
@@ -231,20 +261,11 @@ impl Config {
             errors.push(format!("compliance: {e}"));
             ComplianceRules::default_rules()
         });
-        if !errors.is_empty() {
-            let prefix = source
-                .as_ref()
-                .map(|p| format!("{}: ", p.display()))
-                .unwrap_or_default();
-            return Err(ConfigError(
-                errors.into_iter().map(|e| format!("{prefix}{e}")).collect(),
-            ));
-        }
-        Ok(Config {
-            source,
+        Config {
+            file: source,
             record: RecordConfig {
                 dir,
-                user_id: r.user_id,
+                user_id: r.user_id.clone(),
                 on_error,
                 fallback_file,
                 keep_prompts: r.keep_prompts.unwrap_or(false),
@@ -258,7 +279,30 @@ impl Config {
             },
             redactor,
             compliance,
-        })
+        }
+    }
+}
+
+/// Loads the file once and validates everything the daemon needs: the shared sections
+/// and the daemon's own (loading its key and token files). All errors at once.
+pub fn load_daemon(flag: Option<&Path>) -> Result<(Config, daemon::DaemonConfig), ConfigError> {
+    let (raw, file) = match locate(flag) {
+        None => (RawConfig::default(), None),
+        Some(path) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| ConfigError(vec![format!("{}: {e}", path.display())]))?;
+            let raw =
+                parse(&text).map_err(|e| ConfigError(vec![format!("{}: {e}", path.display())]))?;
+            (raw, Some(path))
+        }
+    };
+    let mut errors = Vec::new();
+    let config = Config::validate(&raw, file, &mut errors);
+    let daemon = daemon::DaemonConfig::from_raw(&raw, &mut errors);
+    if errors.is_empty() {
+        Ok((config, daemon))
+    } else {
+        Err(config.error(errors))
     }
 }
 

@@ -1,0 +1,96 @@
+//! End-to-end figures for the producer and the auditor's tool, with the real binary:
+//!
+//! - `record`: wall time per call including process start, appending to a stream
+//!   whose current file already holds 100,000 events (p50/p90/p99/max);
+//! - `verify`: MB/s over that stream, single-threaded, file in the page cache.
+//!
+//! `cargo bench --bench cli` (set RECORD_CALLS to change the number of calls).
+//! Prints one JSON line per measurement.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+fn main() {
+    // Criterion-style filters (`cargo bench -- name`) may be passed: run only on match.
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
+    let bin = env!("CARGO_BIN_EXE_auditship");
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join(".claude/audit");
+    std::fs::create_dir_all(&dir).unwrap();
+    let date = auditship::record::utc_now().1;
+    let file = dir.join(format!("audit-{date}.jsonl"));
+    {
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+        for line in common::chain(1, 100_000, None) {
+            w.write_all(&line).unwrap();
+        }
+    }
+    let size = std::fs::metadata(&file).unwrap().len();
+
+    if wanted("record") {
+        let calls: usize = std::env::var("RECORD_CALLS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2000);
+        let payload = br#"{"session_id":"5f0c1e2a-8d3b-4c4e-9a7f-b6433c85b930","transcript_path":"/home/dev/.claude/projects/app/5f0c.jsonl","cwd":"/home/dev/src/app","hook_event_name":"PostToolUse","permission_mode":"default","tool_name":"Bash","tool_use_id":"toolu_01ABC","tool_input":{"command":"cargo test --workspace -- --nocapture","description":"run tests"},"tool_response":{"stdout":"test result: ok. 120 passed","stderr":"","interrupted":false},"duration_ms":5123}"#;
+        let mut times = Vec::with_capacity(calls);
+        for _ in 0..calls {
+            let start = Instant::now();
+            let mut child = Command::new(bin)
+                .arg("record")
+                .env("HOME", home.path())
+                .env("AUDITSHIP_CONFIG", "/dev/null")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
+            child.stdin.take().unwrap().write_all(payload).unwrap();
+            let status = child.wait().unwrap();
+            times.push(start.elapsed());
+            assert!(status.success());
+        }
+        times.sort();
+        let pct = |p: f64| {
+            times[((times.len() as f64 * p).ceil() as usize).clamp(1, times.len()) - 1]
+                .as_secs_f64()
+                * 1e3
+        };
+        println!(
+            "{{\"bench\":\"record\",\"calls\":{calls},\"existing_events\":100000,\"p50_ms\":{:.3},\"p90_ms\":{:.3},\"p99_ms\":{:.3},\"max_ms\":{:.3}}}",
+            pct(0.50),
+            pct(0.90),
+            pct(0.99),
+            pct(1.0)
+        );
+    }
+
+    if wanted("verify") {
+        // Warm the page cache, then take the best of three runs.
+        let run = || {
+            let start = Instant::now();
+            let out = Command::new(bin)
+                .arg("verify")
+                .arg(&dir)
+                .stdout(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(out.success(), "the generated stream verifies clean");
+            start.elapsed().as_secs_f64()
+        };
+        run();
+        let best = (0..3).map(|_| run()).fold(f64::MAX, f64::min);
+        let size = std::fs::metadata(&file).unwrap().len();
+        println!(
+            "{{\"bench\":\"verify\",\"bytes\":{size},\"seconds\":{best:.3},\"mb_per_s\":{:.1}}}",
+            size as f64 / 1e6 / best
+        );
+    }
+    let _ = size;
+}

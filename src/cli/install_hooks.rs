@@ -1,0 +1,102 @@
+//! `auditship install-hooks`: wire Claude Code's hooks to `auditship record`.
+
+use crate::install_hooks::{self as hooks, Scope, Version};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Write hook entries that run `auditship record` for every Claude Code hook event.
+///
+/// Merges idempotently into the settings file: other settings and other hooks are
+/// kept, entries of ours are updated in place, a backup of the old file is written
+/// next to it. Claude Code releases before 2.1.101 reject a settings file that names
+/// an event they do not know, so the installer asks `claude --version` (or takes
+/// --claude-version) and installs only the events that release knows.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  auditship install-hooks                       # ~/.claude/settings.json
+  sudo auditship install-hooks --scope managed  # /etc/claude-code/managed-settings.json, all users
+  auditship install-hooks --dry-run --claude-version 2.1.90")]
+pub struct Args {
+    /// user: ~/.claude/settings.json ($CLAUDE_CONFIG_DIR honoured); managed: /etc/claude-code/managed-settings.json
+    #[arg(long, value_enum, default_value = "user")]
+    pub scope: ScopeArg,
+    /// Print the resulting settings and what would change; write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Edit this settings file instead (e.g. /etc/claude-code/managed-settings.d/50-auditship.json)
+    #[arg(long, value_name = "FILE")]
+    pub path: Option<PathBuf>,
+    /// The command hooks run [default: this binary followed by `record`]
+    #[arg(long, value_name = "CMD")]
+    pub command: Option<String>,
+    /// Claude Code version to install for [default: ask `claude --version`]
+    #[arg(long, value_name = "X.Y.Z")]
+    pub claude_version: Option<String>,
+    /// Seconds Claude Code waits for one `record` call
+    #[arg(long, default_value_t = hooks::DEFAULT_TIMEOUT_SECS)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ScopeArg {
+    User,
+    Managed,
+}
+
+pub fn run(args: Args) -> ExitCode {
+    match install(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "auditship install-hooks: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn install(args: Args) -> Result<(), String> {
+    let scope = match args.scope {
+        ScopeArg::User => Scope::User,
+        ScopeArg::Managed => Scope::Managed,
+    };
+    let path = match (args.path, scope) {
+        (Some(p), _) => p,
+        (None, Scope::Managed) => PathBuf::from(hooks::MANAGED_SETTINGS_PATH),
+        (None, Scope::User) => {
+            let home = std::env::var_os("HOME").ok_or("HOME is not set")?;
+            let config_dir = std::env::var_os("CLAUDE_CONFIG_DIR").filter(|v| !v.is_empty());
+            hooks::user_settings_path(home.as_ref(), config_dir.as_deref().map(AsRef::as_ref))
+        }
+    };
+    let command = match args.command {
+        Some(c) => c,
+        None => {
+            let exe = std::env::current_exe().map_err(|e| format!("locating this binary: {e}"))?;
+            let exe = exe.to_str().ok_or("the path of this binary is not UTF-8")?;
+            if exe.contains(|c: char| c.is_whitespace() || "'\"\\$`".contains(c)) {
+                format!("'{}' record", exe.replace('\'', r"'\''"))
+            } else {
+                format!("{exe} record")
+            }
+        }
+    };
+    let version = match args.claude_version {
+        Some(v) => Some(
+            v.parse::<Version>()
+                .map_err(|e| format!("--claude-version {v:?}: {e}"))?,
+        ),
+        None => hooks::detect_claude_version(),
+    };
+    let stdout = std::io::stdout();
+    hooks::run(
+        scope,
+        &path,
+        &command,
+        args.timeout,
+        version,
+        args.dry_run,
+        &mut stdout.lock(),
+    )
+    .map(|_| ())
+}

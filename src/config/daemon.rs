@@ -1,0 +1,562 @@
+//! The daemon's sections: `[agent]`, `[[source]]`, `[[sink]]`, `[queue]`.
+//!
+//! Kept apart from the producer's settings on purpose: `record` runs as the developer
+//! and must neither read the daemon's secrets (sink tokens, readable only by the
+//! service user) nor fail because of them. Only `run` and `check-config` validate
+//! these sections and load their secrets.
+
+use super::{RawConfig, expand_home};
+use crate::audit::Keys;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAgent {
+    pub state_dir: Option<String>,
+    pub host: Option<String>,
+    /// Fields added to every shipped record, under `_auditship.fields`.
+    #[serde(default)]
+    pub fields: toml::Table,
+    pub rescan_interval: Option<String>,
+    pub shutdown_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    pub name: String,
+    pub paths: Vec<String>,
+    pub files: Option<String>,
+    pub format: Option<String>,
+    #[serde(default)]
+    pub hmac_keys: BTreeMap<String, String>,
+    pub max_line_bytes: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBatch {
+    pub max_events: Option<usize>,
+    pub max_bytes: Option<usize>,
+    pub max_wait: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    pub initial: Option<String>,
+    pub max_delay: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSink {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub endpoint: Option<String>,
+    pub path: Option<String>,
+    pub format: Option<String>,
+    pub compression: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub token_file: Option<String>,
+    pub token_env: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub request_timeout: Option<String>,
+    pub max_file_bytes: Option<u64>,
+    pub max_files: Option<u32>,
+    #[serde(default)]
+    pub batch: RawBatch,
+    #[serde(default)]
+    pub retry: RawRetry,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQueue {
+    pub max_bytes: Option<u64>,
+    pub cache_capacity: Option<u64>,
+}
+
+/// A secret string: `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceFormat {
+    /// FORMAT.md v1: schema, hash chain and HMAC are checked.
+    AuditshipV1,
+    /// Any JSON lines, shipped without chain checks.
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    pub name: String,
+    /// Globs matching directories; each matching directory is one stream.
+    pub paths: Vec<String>,
+    /// Glob on file names inside a stream directory.
+    pub files: String,
+    pub format: SourceFormat,
+    pub keys: Keys,
+    pub max_line_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpFormat {
+    Ndjson,
+    JsonArray,
+}
+
+#[derive(Debug, Clone)]
+pub enum SinkKind {
+    Http {
+        endpoint: String,
+        format: HttpFormat,
+        headers: Vec<(String, String)>,
+        token: Option<Secret>,
+        connect_timeout: Duration,
+        request_timeout: Duration,
+    },
+    File {
+        path: PathBuf,
+        max_file_bytes: u64,
+        max_files: u32,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    pub name: String,
+    pub kind: SinkKind,
+    pub compression: Compression,
+    pub max_events: usize,
+    pub max_bytes: usize,
+    pub max_wait: Duration,
+    pub retry_initial: Duration,
+    pub retry_max_delay: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub state_dir: PathBuf,
+    pub host: String,
+    pub fields: serde_json::Map<String, serde_json::Value>,
+    pub rescan_interval: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    pub max_bytes: u64,
+    pub cache_capacity: u64,
+}
+
+/// The validated daemon configuration.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    pub agent: AgentConfig,
+    pub sources: Vec<SourceConfig>,
+    pub sinks: Vec<SinkConfig>,
+    pub queue: QueueConfig,
+}
+
+/// Parses `"250ms"`, `"10s"`, `"5m"`, `"2h"`, `"1d"`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("expected a duration like \"10s\" or \"500ms\", found {s:?}"))?;
+    let d = match unit.trim() {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        "d" => Duration::from_secs(n * 86_400),
+        _ => {
+            return Err(format!(
+                "expected a duration unit ms, s, m, h or d in {s:?}"
+            ));
+        }
+    };
+    Ok(d)
+}
+
+/// `$XDG_STATE_HOME/auditship`, else `~/.local/state/auditship`.
+pub fn default_state_dir() -> PathBuf {
+    match std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        Some(x) => PathBuf::from(x).join("auditship"),
+        None => expand_home("~/.local/state/auditship"),
+    }
+}
+
+struct Errors<'a> {
+    list: &'a mut Vec<String>,
+}
+
+impl Errors<'_> {
+    fn duration(&mut self, what: &str, v: Option<&str>, default: Duration) -> Duration {
+        match v.map(parse_duration) {
+            None => default,
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
+                self.list.push(format!("{what}: {e}"));
+                default
+            }
+        }
+    }
+
+    fn push(&mut self, e: String) {
+        self.list.push(e);
+    }
+}
+
+impl DaemonConfig {
+    /// Validates the daemon sections, loading key and token files. Every problem is
+    /// pushed to `errors`.
+    pub fn from_raw(raw: &RawConfig, errors: &mut Vec<String>) -> DaemonConfig {
+        let mut e = Errors { list: errors };
+        let a = &raw.agent;
+        let state_dir = a
+            .state_dir
+            .as_deref()
+            .map(expand_home)
+            .unwrap_or_else(default_state_dir);
+        let fields = match serde_json::to_value(&a.fields) {
+            Ok(serde_json::Value::Object(m)) => m,
+            _ => Default::default(),
+        };
+        let agent = AgentConfig {
+            host: a.host.clone().unwrap_or_else(crate::record::host_name),
+            fields,
+            rescan_interval: e.duration(
+                "agent.rescan_interval",
+                a.rescan_interval.as_deref(),
+                Duration::from_secs(10),
+            ),
+            shutdown_timeout: e.duration(
+                "agent.shutdown_timeout",
+                a.shutdown_timeout.as_deref(),
+                Duration::from_secs(10),
+            ),
+            state_dir: state_dir.clone(),
+        };
+        if agent.rescan_interval.is_zero() {
+            e.push("agent.rescan_interval: must be greater than 0".into());
+        }
+
+        let mut sources = Vec::new();
+        if raw.source.is_empty() {
+            sources.push(SourceConfig {
+                name: "claude".into(),
+                paths: vec![expand_home("~/.claude/audit").display().to_string()],
+                files: "*.jsonl".into(),
+                format: SourceFormat::AuditshipV1,
+                keys: Keys::new(),
+                max_line_bytes: 4 << 20,
+            });
+        }
+        for (i, s) in raw.source.iter().enumerate() {
+            let at = format!("source[{i}] ({:?})", s.name);
+            if s.name.is_empty() {
+                e.push(format!("{at}.name: must not be empty"));
+            }
+            if raw.source.iter().filter(|o| o.name == s.name).count() > 1 {
+                e.push(format!("{at}.name: used by more than one source"));
+            }
+            if s.paths.is_empty() {
+                e.push(format!("{at}.paths: needs at least one directory glob"));
+            }
+            for p in &s.paths {
+                if let Err(err) = globset::Glob::new(&expand_home(p).display().to_string()) {
+                    e.push(format!("{at}.paths: {p:?}: {err}"));
+                }
+            }
+            let files = s.files.clone().unwrap_or_else(|| "*.jsonl".into());
+            if let Err(err) = globset::Glob::new(&files) {
+                e.push(format!("{at}.files: {err}"));
+            }
+            let format = match s.format.as_deref() {
+                None | Some("auditship-v1") => SourceFormat::AuditshipV1,
+                Some("json") => SourceFormat::Json,
+                Some(other) => {
+                    e.push(format!(
+                        "{at}.format: expected \"auditship-v1\" or \"json\", found {other:?}"
+                    ));
+                    SourceFormat::AuditshipV1
+                }
+            };
+            let mut keys = Keys::new();
+            for (kid, file) in &s.hmac_keys {
+                match crate::verify::read_key_file(&expand_home(file)) {
+                    Ok(k) => keys.insert(kid.clone(), &k),
+                    Err(err) => e.push(format!("{at}.hmac_keys.{kid}: {err}")),
+                }
+            }
+            let max_line_bytes = s.max_line_bytes.unwrap_or(4 << 20);
+            if !(1024..=(256 << 20)).contains(&max_line_bytes) {
+                e.push(format!(
+                    "{at}.max_line_bytes: must be between 1024 and 268435456"
+                ));
+            }
+            sources.push(SourceConfig {
+                name: s.name.clone(),
+                paths: s
+                    .paths
+                    .iter()
+                    .map(|p| expand_home(p).display().to_string())
+                    .collect(),
+                files,
+                format,
+                keys,
+                max_line_bytes: max_line_bytes as usize,
+            });
+        }
+
+        let mut sinks = Vec::new();
+        if raw.sink.is_empty() {
+            sinks.push(SinkConfig {
+                name: "local".into(),
+                kind: SinkKind::File {
+                    path: state_dir.join("shipped.jsonl"),
+                    max_file_bytes: 64 << 20,
+                    max_files: 5,
+                },
+                compression: Compression::None,
+                max_events: 1000,
+                max_bytes: 1 << 20,
+                max_wait: Duration::from_secs(1),
+                retry_initial: Duration::from_millis(500),
+                retry_max_delay: Duration::from_secs(60),
+            });
+        }
+        for (i, s) in raw.sink.iter().enumerate() {
+            let at = format!("sink[{i}] ({:?})", s.name);
+            if s.name.is_empty() || s.name.contains(['/', '\0']) {
+                e.push(format!("{at}.name: must be non-empty, without '/'"));
+            }
+            if raw.sink.iter().filter(|o| o.name == s.name).count() > 1 {
+                e.push(format!("{at}.name: used by more than one sink"));
+            }
+            let compression = match s.compression.as_deref() {
+                None | Some("none") => Compression::None,
+                Some("gzip") => Compression::Gzip,
+                Some(other) => {
+                    e.push(format!(
+                        "{at}.compression: expected \"none\" or \"gzip\", found {other:?}"
+                    ));
+                    Compression::None
+                }
+            };
+            let kind = match s.kind.as_str() {
+                "http" => {
+                    let endpoint = s.endpoint.clone().unwrap_or_default();
+                    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                        e.push(format!(
+                            "{at}.endpoint: expected an http:// or https:// URL"
+                        ));
+                    }
+                    let format = match s.format.as_deref() {
+                        None | Some("ndjson") => HttpFormat::Ndjson,
+                        Some("json_array") => HttpFormat::JsonArray,
+                        Some(other) => {
+                            e.push(format!(
+                                "{at}.format: expected \"ndjson\" or \"json_array\", found {other:?}"
+                            ));
+                            HttpFormat::Ndjson
+                        }
+                    };
+                    let token = load_token(&at, s, &mut e);
+                    SinkKind::Http {
+                        endpoint,
+                        format,
+                        headers: s
+                            .headers
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect(),
+                        token,
+                        connect_timeout: e.duration(
+                            &format!("{at}.connect_timeout"),
+                            s.connect_timeout.as_deref(),
+                            Duration::from_secs(10),
+                        ),
+                        request_timeout: e.duration(
+                            &format!("{at}.request_timeout"),
+                            s.request_timeout.as_deref(),
+                            Duration::from_secs(30),
+                        ),
+                    }
+                }
+                "file" => {
+                    let path = match &s.path {
+                        Some(p) => expand_home(p),
+                        None => {
+                            e.push(format!("{at}.path: a file sink needs a path"));
+                            PathBuf::new()
+                        }
+                    };
+                    if !matches!(s.format.as_deref(), None | Some("jsonl")) {
+                        e.push(format!("{at}.format: a file sink writes \"jsonl\""));
+                    }
+                    SinkKind::File {
+                        path,
+                        max_file_bytes: s.max_file_bytes.unwrap_or(64 << 20),
+                        max_files: s.max_files.unwrap_or(5),
+                    }
+                }
+                other => {
+                    e.push(format!(
+                        "{at}.type: expected \"http\" or \"file\", found {other:?}"
+                    ));
+                    continue;
+                }
+            };
+            let max_events = s.batch.max_events.unwrap_or(1000);
+            let max_bytes = s.batch.max_bytes.unwrap_or(1 << 20);
+            if max_events == 0 || max_bytes < 1024 {
+                e.push(format!(
+                    "{at}.batch: max_events must be > 0 and max_bytes >= 1024"
+                ));
+            }
+            sinks.push(SinkConfig {
+                name: s.name.clone(),
+                kind,
+                compression,
+                max_events,
+                max_bytes,
+                max_wait: e.duration(
+                    &format!("{at}.batch.max_wait"),
+                    s.batch.max_wait.as_deref(),
+                    Duration::from_secs(1),
+                ),
+                retry_initial: e.duration(
+                    &format!("{at}.retry.initial"),
+                    s.retry.initial.as_deref(),
+                    Duration::from_millis(500),
+                ),
+                retry_max_delay: e.duration(
+                    &format!("{at}.retry.max_delay"),
+                    s.retry.max_delay.as_deref(),
+                    Duration::from_secs(60),
+                ),
+            });
+        }
+
+        let queue = QueueConfig {
+            max_bytes: raw.queue.max_bytes.unwrap_or(16 << 20),
+            cache_capacity: raw.queue.cache_capacity.unwrap_or(8 << 20),
+        };
+        if queue.max_bytes < (1 << 20) {
+            e.push("queue.max_bytes: must be at least 1048576".into());
+        }
+        DaemonConfig {
+            agent,
+            sources,
+            sinks,
+            queue,
+        }
+    }
+}
+
+fn load_token(at: &str, s: &RawSink, e: &mut Errors<'_>) -> Option<Secret> {
+    let read = match (&s.token_file, &s.token_env) {
+        (None, None) => return None,
+        (Some(_), Some(_)) => Err("set token_file or token_env, not both".to_string()),
+        (Some(f), None) => std::fs::read_to_string(expand_home(f))
+            .map_err(|err| format!("token_file {f:?}: {err}")),
+        (None, Some(var)) => std::env::var(var).map_err(|_| format!("token_env: {var} is not set")),
+    };
+    match read.map(|t| t.trim().to_string()) {
+        Ok(t) if !t.is_empty() => Some(Secret(t)),
+        Ok(_) => {
+            e.push(format!("{at}: the token is empty"));
+            None
+        }
+        Err(err) => {
+            e.push(format!("{at}: {err}"));
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("1w").is_err());
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        assert_eq!(format!("{:?}", Secret("hunter2".into())), "***");
+    }
+
+    #[test]
+    fn embedded_default_watches_the_user_audit_dir_and_ships_to_a_file() {
+        let mut errors = Vec::new();
+        let c = DaemonConfig::from_raw(&RawConfig::default(), &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(c.sources.len(), 1);
+        assert!(c.sources[0].paths[0].ends_with(".claude/audit"));
+        assert!(
+            matches!(&c.sinks[0].kind, SinkKind::File { path, .. } if path.ends_with("shipped.jsonl"))
+        );
+    }
+
+    #[test]
+    fn errors_are_collected() {
+        let raw: RawConfig = toml::from_str(
+            r#"
+            [agent]
+            rescan_interval = "soon"
+            [[source]]
+            name = "a"
+            paths = []
+            format = "xml"
+            [[sink]]
+            name = "s"
+            type = "http"
+            endpoint = "ftp://x"
+            [[sink]]
+            name = "s"
+            type = "carrier-pigeon"
+            "#,
+        )
+        .unwrap();
+        let mut errors = Vec::new();
+        DaemonConfig::from_raw(&raw, &mut errors);
+        assert_eq!(errors.len(), 7, "{errors:#?}");
+    }
+}

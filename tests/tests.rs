@@ -1,0 +1,9 @@
+//! Integration tests: the real binary as a child process, real files, real processes.
+//! One test binary (faster to link on two cores); shared helpers live in `util`.
+
+mod util;
+
+mod install_hooks;
+mod record;
+mod vectors;
+mod verify;
