@@ -4,9 +4,15 @@
 //! See ARCHITECTURE.md for the map of modules and their invariants.
 
 pub mod audit;
+pub mod check;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod install_hooks;
+pub mod queue;
 pub mod record;
 pub mod redact;
+pub mod ship;
+pub mod tail;
 pub mod verify;
+pub mod watch;

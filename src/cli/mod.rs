@@ -3,6 +3,7 @@
 
 pub mod install_hooks;
 pub mod record;
+pub mod run;
 pub mod verify;
 
 use clap::{Parser, Subcommand};
@@ -14,6 +15,7 @@ use std::process::ExitCode;
 #[command(name = "auditship", version, about, long_about = None, propagate_version = true)]
 #[command(after_help = "\
 Typical use:
+  auditship run                           ship ~/.claude/audit (embedded default, no config needed)
   auditship install-hooks                 wire Claude Code's hooks to `auditship record`
   auditship verify ~/.claude/audit        prove a stream intact (exit 1 on any problem)
 
@@ -26,6 +28,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    Run(run::Args),
     Record(record::Args),
     Verify(verify::Args),
     InstallHooks(install_hooks::Args),
@@ -45,6 +48,7 @@ pub fn main() -> ExitCode {
         }
     };
     match cli.command {
+        Command::Run(args) => run::run(args),
         Command::Record(args) => record::run(args),
         Command::Verify(args) => verify::run(args),
         Command::InstallHooks(args) => install_hooks::run(args),

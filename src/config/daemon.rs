@@ -344,7 +344,7 @@ impl DaemonConfig {
                 kind: SinkKind::File {
                     path: state_dir.join("shipped.jsonl"),
                     max_file_bytes: 64 << 20,
-                    max_files: 5,
+                    max_files: 0,
                 },
                 compression: Compression::None,
                 max_events: 1000,
@@ -426,7 +426,7 @@ impl DaemonConfig {
                     SinkKind::File {
                         path,
                         max_file_bytes: s.max_file_bytes.unwrap_or(64 << 20),
-                        max_files: s.max_files.unwrap_or(5),
+                        max_files: s.max_files.unwrap_or(0),
                     }
                 }
                 other => {

@@ -1,0 +1,562 @@
+//! A raw line → one shipped record: the event's own members plus `_auditship`
+//! (identity key, origin, integrity problems, redacted fields), written as one JSON
+//! line into the batch being built.
+//!
+//! No IO. Problems in the data are attached to the record, never used to drop it:
+//! a line that is not a JSON object travels as `_auditship.raw` (and `raw_base64`
+//! when it is not UTF-8); a line over the source's limit travels truncated with a
+//! `line_too_long` problem, its full size and SHA-256.
+//!
+//! Hot path: a clean event (no secret found) is not re-serialized. Its text is copied
+//! and `_auditship` is spliced in before the closing brace.
+
+use crate::audit::{self, Checked, Problem, Verifier, canon, json};
+use crate::redact::Redactor;
+use std::borrow::Cow;
+
+/// Where a line came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    pub source: &'a str,
+    pub stream: &'a str,
+    pub file: &'a str,
+    pub line: u64,
+    pub offset: u64,
+    pub received_at: &'a str,
+}
+
+/// A line whose full text was not kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Truncated<'a> {
+    pub full_bytes: u64,
+    pub sha256_hex: &'a str,
+}
+
+/// Per-line result, for counting.
+#[derive(Debug, Default, Clone)]
+pub struct LineStats {
+    pub blank: bool,
+    /// Codes of the problems attached.
+    pub problems: Vec<&'static str>,
+    pub redacted: bool,
+}
+
+/// Builds shipped records. One per daemon; cheap to share by reference.
+pub struct Encoder {
+    host: String,
+    agent_version: &'static str,
+    /// `[agent.fields]` as a JSON object text, or empty.
+    fields: String,
+    redactor: Redactor,
+}
+
+impl Encoder {
+    pub fn new(
+        host: &str,
+        fields: &serde_json::Map<String, serde_json::Value>,
+        redactor: Redactor,
+    ) -> Self {
+        let fields = if fields.is_empty() {
+            String::new()
+        } else {
+            serde_json::Value::Object(fields.clone()).to_string()
+        };
+        Encoder {
+            host: host.to_owned(),
+            agent_version: env!("CARGO_PKG_VERSION"),
+            fields,
+            redactor,
+        }
+    }
+
+    /// Appends the shipped record of `raw` (one line without `\n`) to `out`.
+    /// `verifier` is the stream's chain state for `auditship-v1` sources, `None` for
+    /// plain JSON sources.
+    pub fn encode_line(
+        &self,
+        verifier: Option<&mut Verifier>,
+        raw: &[u8],
+        truncated: Option<Truncated<'_>>,
+        at: &Origin<'_>,
+        out: &mut Vec<u8>,
+    ) -> LineStats {
+        let mut stats = LineStats::default();
+        let mut problems: Vec<Problem> = Vec::new();
+        if let Some(t) = truncated {
+            stats.problems.push("line_too_long");
+            let rec = Meta {
+                id: t.sha256_hex,
+                problems: &[],
+                extra_problem: Some((
+                    "line_too_long",
+                    format!(
+                        "line of {} bytes exceeds the source's max_line_bytes",
+                        t.full_bytes
+                    ),
+                )),
+                redacted: &[],
+            };
+            self.write_raw_record(raw, Some(t), &rec, at, out);
+            return stats;
+        }
+        let checked = match verifier {
+            Some(v) => v.check_line(raw, &mut problems),
+            None => plain_json(raw, &mut problems),
+        };
+        let (value, id) = match checked {
+            Checked::Blank => {
+                stats.blank = true;
+                return stats;
+            }
+            Checked::Member {
+                value,
+                head,
+                hash_ok: true,
+            } => (Some(value), IdBuf::Hash(head.hash)),
+            Checked::Member { value, .. } => (Some(value), IdBuf::raw(raw)),
+            Checked::Rejected { value } => (value, IdBuf::raw(raw)),
+        };
+        stats.problems = problems.iter().map(|p| p.code.as_str()).collect();
+        let id = id.as_str();
+        match value {
+            Some(json::Value::Object(obj)) if !obj.iter().any(|(k, _)| k == "_auditship") => {
+                // UTF-8 was checked by the parse that produced an object.
+                let text = std::str::from_utf8(raw).unwrap_or_default().trim_end();
+                if self.is_clean(text, &obj) {
+                    let rec = Meta {
+                        id,
+                        problems: &problems,
+                        extra_problem: None,
+                        redacted: &[],
+                    };
+                    splice(text, obj.is_empty(), out, |out| {
+                        self.write_meta(&rec, at, out)
+                    });
+                } else {
+                    stats.redacted = true;
+                    self.write_redacted(text, id, &problems, at, out);
+                }
+            }
+            _ => {
+                let rec = Meta {
+                    id,
+                    problems: &problems,
+                    extra_problem: None,
+                    redacted: &[],
+                };
+                self.write_raw_record(raw, None, &rec, at, out);
+            }
+        }
+        stats
+    }
+
+    /// A synthetic record for something that happened to a file rather than in a line
+    /// (e.g. `file_truncated`): `_auditship` only, with the problem.
+    pub fn encode_file_problem(
+        &self,
+        code: &'static str,
+        detail: &str,
+        at: &Origin<'_>,
+        out: &mut Vec<u8>,
+    ) {
+        let id = audit::sha256_hex(
+            format!(
+                "{}\0{}\0{}\0{}\0{}",
+                at.source, at.stream, at.file, code, at.received_at
+            )
+            .as_bytes(),
+        );
+        let rec = Meta {
+            id: &id,
+            problems: &[],
+            extra_problem: Some((code, detail.to_owned())),
+            redacted: &[],
+        };
+        out.extend_from_slice(b"{\"_auditship\":");
+        self.write_meta(&rec, at, out);
+        out.extend_from_slice(b"}\n");
+    }
+
+    /// True when no string of the event holds a secret. Unescaped strings appear
+    /// verbatim in the line, so one scan of the text covers them; strings that had
+    /// escapes are scanned decoded as well.
+    fn is_clean(&self, text: &str, obj: &json::Object<'_>) -> bool {
+        if matches!(self.redactor.redact_str(text), Cow::Owned(_)) {
+            return false;
+        }
+        if !text.contains('\\') {
+            return true;
+        }
+        fn escaped_clean(r: &Redactor, v: &json::Value<'_>) -> bool {
+            match v {
+                json::Value::String(Cow::Owned(s)) => matches!(r.redact_str(s), Cow::Borrowed(_)),
+                json::Value::Array(items) => items.iter().all(|i| escaped_clean(r, i)),
+                json::Value::Object(members) => members.iter().all(|(_, v)| escaped_clean(r, v)),
+                _ => true,
+            }
+        }
+        obj.iter().all(|(_, v)| escaped_clean(&self.redactor, v))
+    }
+
+    /// The rare path: a secret was found. Re-serialize with every secret replaced.
+    fn write_redacted(
+        &self,
+        text: &str,
+        id: &str,
+        problems: &[Problem],
+        at: &Origin<'_>,
+        out: &mut Vec<u8>,
+    ) {
+        let mut redacted = Vec::new();
+        match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(mut v) => {
+                self.redactor.redact_json(&mut v, "", &mut redacted);
+                let paths: Vec<String> = redacted
+                    .into_iter()
+                    .map(|p| p.trim_start_matches('.').to_owned())
+                    .collect();
+                let body = v.to_string();
+                let rec = Meta {
+                    id,
+                    problems,
+                    extra_problem: None,
+                    redacted: &paths,
+                };
+                let empty = v.as_object().is_none_or(|o| o.is_empty());
+                splice(&body, empty, out, |out| self.write_meta(&rec, at, out));
+            }
+            Err(_) => {
+                // Our reader accepted what serde refuses (e.g. a lone surrogate):
+                // ship it as raw text, redacted.
+                let rec = Meta {
+                    id,
+                    problems,
+                    extra_problem: None,
+                    redacted: &[],
+                };
+                self.write_raw_record(text.as_bytes(), None, &rec, at, out);
+            }
+        }
+    }
+
+    /// `{"_auditship": {..., "raw": ..., "raw_base64"?: ...}}`
+    fn write_raw_record(
+        &self,
+        raw: &[u8],
+        truncated: Option<Truncated<'_>>,
+        rec: &Meta<'_>,
+        at: &Origin<'_>,
+        out: &mut Vec<u8>,
+    ) {
+        out.extend_from_slice(b"{\"_auditship\":");
+        self.write_meta(rec, at, out);
+        out.pop(); // reopen `_auditship`
+        let text = String::from_utf8_lossy(raw);
+        let redacted = self.redactor.redact_str(&text);
+        out.extend_from_slice(b",\"raw\":");
+        canon::write_string(&redacted, out);
+        if matches!(redacted, Cow::Owned(_)) {
+            out.extend_from_slice(b",\"raw_redacted\":true");
+        }
+        if std::str::from_utf8(raw).is_err() && matches!(redacted, Cow::Borrowed(_)) {
+            out.extend_from_slice(b",\"raw_base64\":\"");
+            base64_into(raw, out);
+            out.push(b'"');
+        }
+        if let Some(t) = truncated {
+            out.extend_from_slice(
+                format!(",\"size\":{},\"sha256\":\"{}\"", t.full_bytes, t.sha256_hex).as_bytes(),
+            );
+        }
+        out.extend_from_slice(b"}}\n");
+    }
+
+    fn write_meta(&self, rec: &Meta<'_>, at: &Origin<'_>, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        out.extend_from_slice(b"{\"v\":1,\"id\":\"");
+        out.extend_from_slice(rec.id.as_bytes());
+        out.extend_from_slice(b"\",\"source\":");
+        canon::write_string(at.source, out);
+        out.extend_from_slice(b",\"stream\":");
+        canon::write_string(at.stream, out);
+        out.extend_from_slice(b",\"file\":");
+        canon::write_string(at.file, out);
+        let _ = write!(
+            out,
+            ",\"line\":{},\"offset\":{},\"host\":",
+            at.line, at.offset
+        );
+        canon::write_string(&self.host, out);
+        out.extend_from_slice(b",\"agent_version\":\"");
+        out.extend_from_slice(self.agent_version.as_bytes());
+        out.extend_from_slice(b"\",\"received_at\":\"");
+        out.extend_from_slice(at.received_at.as_bytes());
+        let ok = rec.problems.is_empty() && rec.extra_problem.is_none();
+        let _ = write!(out, "\",\"integrity\":{{\"ok\":{ok},\"problems\":[");
+        let mut first = true;
+        let mut problem = |code: &str, detail: &str, out: &mut Vec<u8>| {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.extend_from_slice(b"{\"code\":\"");
+            out.extend_from_slice(code.as_bytes());
+            out.extend_from_slice(b"\",\"detail\":");
+            canon::write_string(detail, out);
+            out.push(b'}');
+        };
+        for p in rec.problems {
+            problem(p.code.as_str(), &p.detail, out);
+        }
+        if let Some((code, detail)) = &rec.extra_problem {
+            problem(code, detail, out);
+        }
+        out.extend_from_slice(b"]},\"redacted\":[");
+        for (i, p) in rec.redacted.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            canon::write_string(p, out);
+        }
+        out.push(b']');
+        if !self.fields.is_empty() {
+            out.extend_from_slice(b",\"fields\":");
+            out.extend_from_slice(self.fields.as_bytes());
+        }
+        out.push(b'}');
+    }
+}
+
+struct Meta<'a> {
+    id: &'a str,
+    problems: &'a [Problem],
+    extra_problem: Option<(&'static str, String)>,
+    redacted: &'a [String],
+}
+
+/// The identity key: the event's hash, or the SHA-256 of the raw line.
+enum IdBuf {
+    Hash([u8; 64]),
+}
+
+impl IdBuf {
+    fn raw(raw: &[u8]) -> IdBuf {
+        IdBuf::Hash(audit::hex_lower(&audit::sha256(raw)))
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            IdBuf::Hash(h) => std::str::from_utf8(h).unwrap_or_default(),
+        }
+    }
+}
+
+/// Writes `text` (a JSON object) with `"_auditship": <meta>` added as its last member.
+fn splice(text: &str, empty: bool, out: &mut Vec<u8>, meta: impl FnOnce(&mut Vec<u8>)) {
+    let body = text.trim_end().strip_suffix('}').unwrap_or(text);
+    out.extend_from_slice(body.as_bytes());
+    out.extend_from_slice(if empty {
+        b"\"_auditship\":" as &[u8]
+    } else {
+        b",\"_auditship\":"
+    });
+    meta(out);
+    out.extend_from_slice(b"}\n");
+}
+
+/// Classifies a line of a plain JSON source: no chain, no schema.
+fn plain_json<'a>(raw: &'a [u8], problems: &mut Vec<Problem>) -> Checked<'a> {
+    use crate::audit::Code;
+    let Ok(text) = std::str::from_utf8(raw) else {
+        problems.push(Problem::new(Code::InvalidUtf8, "line is not valid UTF-8"));
+        return Checked::Rejected { value: None };
+    };
+    if text.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
+        return Checked::Blank;
+    }
+    match json::parse_lossy(text) {
+        Ok(p) if matches!(p.value, json::Value::Object(_)) => Checked::Rejected {
+            value: Some(p.value),
+        },
+        Ok(p) => {
+            problems.push(Problem::new(
+                Code::NotObject,
+                format!("line is a JSON {}", p.value.type_name()),
+            ));
+            Checked::Rejected {
+                value: Some(p.value),
+            }
+        }
+        Err(e) => {
+            problems.push(Problem::new(Code::InvalidJson, e.to_string()));
+            Checked::Rejected { value: None }
+        }
+    }
+}
+
+fn base64_into(data: &[u8], out: &mut Vec<u8>) {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for c in data.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        out.push(T[(n >> 18) as usize & 63]);
+        out.push(T[(n >> 12) as usize & 63]);
+        out.push(if c.len() > 1 {
+            T[(n >> 6) as usize & 63]
+        } else {
+            b'='
+        });
+        out.push(if c.len() > 2 {
+            T[n as usize & 63]
+        } else {
+            b'='
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::Keys;
+    use serde_json::Value;
+
+    fn at() -> Origin<'static> {
+        Origin {
+            source: "claude",
+            stream: "/home/dev/.claude/audit",
+            file: "audit-2026-11-26.jsonl",
+            line: 7,
+            offset: 1234,
+            received_at: "2026-11-26T10:00:00.000Z",
+        }
+    }
+
+    fn encode(v: Option<&mut Verifier>, raw: &[u8]) -> (Value, LineStats) {
+        let enc = Encoder::new("host-1", &serde_json::Map::new(), Redactor::builtin());
+        let mut out = Vec::new();
+        let stats = enc.encode_line(v, raw, None, &at(), &mut out);
+        assert_eq!(out.last(), Some(&b'\n'));
+        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1, "one line");
+        (serde_json::from_slice(&out).unwrap(), stats)
+    }
+
+    fn sealed(seq: u64, prev: &str, resource: &str) -> audit::Sealed {
+        let e = format!(
+            r#"{{"v":1,"id":"i{seq}","seq":{seq},"timestamp":"2026-11-26T07:06:42Z","user_id":"u","session_id":"s","host":"h","action":"file_read","resource":"{resource}","outcome":"success","prev_hash":"{prev}"}}"#
+        );
+        audit::seal(&e, None).unwrap()
+    }
+
+    #[test]
+    fn a_clean_event_keeps_its_members_and_gets_its_hash_as_id() {
+        let s = sealed(0, audit::ZERO_HASH, "/r");
+        let mut v = Verifier::new(Keys::new());
+        let (rec, stats) = encode(Some(&mut v), s.line.trim_ascii_end());
+        assert!(stats.problems.is_empty());
+        assert_eq!(rec["resource"], "/r");
+        let m = &rec["_auditship"];
+        assert_eq!(m["id"], s.hash.as_str());
+        assert_eq!(m["integrity"]["ok"], true);
+        assert_eq!(
+            (m["line"].as_u64(), m["offset"].as_u64()),
+            (Some(7), Some(1234))
+        );
+        assert_eq!(m["host"], "host-1");
+        assert_eq!(m["redacted"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn problems_are_attached_and_the_id_falls_back_to_the_raw_line() {
+        let s = sealed(0, audit::ZERO_HASH, "/r");
+        let tampered = String::from_utf8(s.line.clone())
+            .unwrap()
+            .replace("/r", "/x");
+        let mut v = Verifier::new(Keys::new());
+        let (rec, stats) = encode(Some(&mut v), tampered.trim_end().as_bytes());
+        assert_eq!(stats.problems, ["hash_mismatch"]);
+        assert_eq!(rec["_auditship"]["integrity"]["ok"], false);
+        assert_eq!(
+            rec["_auditship"]["integrity"]["problems"][0]["code"],
+            "hash_mismatch"
+        );
+        assert_eq!(
+            rec["_auditship"]["id"],
+            audit::sha256_hex(tampered.trim_end().as_bytes()).as_str()
+        );
+    }
+
+    #[test]
+    fn non_objects_travel_raw() {
+        let (rec, stats) = encode(None, b"[1,2]");
+        assert_eq!(stats.problems, ["not_object"]);
+        assert_eq!(rec["_auditship"]["raw"], "[1,2]");
+        let (rec, _) = encode(None, b"\xff\xfe{");
+        assert_eq!(rec["_auditship"]["raw_base64"], "//57");
+        assert_eq!(
+            rec["_auditship"]["integrity"]["problems"][0]["code"],
+            "invalid_utf8"
+        );
+        let (rec, _) = encode(None, b"{not json");
+        assert_eq!(rec["_auditship"]["raw"], "{not json");
+        let enc = Encoder::new("h", &serde_json::Map::new(), Redactor::builtin());
+        let mut out = Vec::new();
+        assert!(enc.encode_line(None, b"  \r", None, &at(), &mut out).blank);
+        assert!(out.is_empty(), "blank lines ship nothing");
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_shipped_copies_with_their_paths() {
+        let line = br#"{"cmd":"curl https://deploy:hunter2pass@git.example.com","nested":{"k":"AKIAIOSFODNN7EXAMPLE"},"ok":"fine"}"#;
+        let (rec, stats) = encode(None, line);
+        assert!(stats.redacted);
+        let text = rec.to_string();
+        assert!(
+            !text.contains("hunter2pass") && !text.contains("AKIAIOSFODNN7EXAMPLE"),
+            "{text}"
+        );
+        let paths = rec["_auditship"]["redacted"].as_array().unwrap();
+        assert!(
+            paths.contains(&Value::from("cmd")) && paths.contains(&Value::from("nested.k")),
+            "{paths:?}"
+        );
+        // A secret hidden behind escapes is found too.
+        let (rec, _) = encode(None, br#"{"u":"https:\/\/deploy:hunter2pass@host\/x"}"#);
+        assert!(!rec.to_string().contains("hunter2pass"), "{rec}");
+    }
+
+    #[test]
+    fn empty_objects_and_existing_auditship_members_stay_valid_json() {
+        let (rec, _) = encode(None, b"{}");
+        assert!(rec["_auditship"].is_object());
+        let (rec, _) = encode(None, br#"{"_auditship":"spoofed"}"#);
+        assert_eq!(rec["_auditship"]["raw"], r#"{"_auditship":"spoofed"}"#);
+    }
+
+    #[test]
+    fn truncated_lines_carry_size_and_digest() {
+        let enc = Encoder::new("h", &serde_json::Map::new(), Redactor::builtin());
+        let mut out = Vec::new();
+        let t = Truncated {
+            full_bytes: 99_999,
+            sha256_hex: "ab",
+        };
+        let stats = enc.encode_line(None, b"{\"partial", Some(t), &at(), &mut out);
+        assert_eq!(stats.problems, ["line_too_long"]);
+        let rec: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(rec["_auditship"]["size"], 99_999);
+        assert_eq!(
+            rec["_auditship"]["integrity"]["problems"][0]["code"],
+            "line_too_long"
+        );
+    }
+
+    #[test]
+    fn base64() {
+        let mut o = Vec::new();
+        base64_into(b"Man", &mut o);
+        base64_into(b"Ma", &mut o);
+        base64_into(b"M", &mut o);
+        assert_eq!(o, b"TWFuTWE=TQ==");
+    }
+}

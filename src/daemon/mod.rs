@@ -1,0 +1,148 @@
+//! Wires the stages: one reader thread (watch → tail → check → queue) and one task per
+//! sink (queue → ship), owned here, stopped here.
+//!
+//! Shutdown (the future passed to [`run`] resolves): the reader stops reading and
+//! commits what it has; sinks get `shutdown_timeout` to drain the queue; then they are
+//! cancelled and the queue is flushed. Nothing is lost at any point: what was not
+//! shipped stays in the queue or in the source files for the next start.
+
+pub mod reader;
+
+use crate::check::Encoder;
+use crate::config::Config;
+use crate::config::daemon::DaemonConfig;
+use crate::queue::Queue;
+use crate::ship::{self, SinkStats, sinks::Sink};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("state directory {0}: {1}")]
+    StateDir(std::path::PathBuf, std::io::Error),
+    #[error(transparent)]
+    Queue(#[from] crate::queue::QueueError),
+    #[error("HTTP client: {0}")]
+    Client(String),
+    #[error("reader thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// Installs rustls' ring provider once (reqwest is built without a default provider).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Runs the daemon until `shutdown` resolves, then drains and returns.
+pub async fn run(
+    config: Config,
+    daemon: DaemonConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    install_crypto_provider();
+    let state = daemon.agent.state_dir.clone();
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&state)
+            .map_err(|e| DaemonError::StateDir(state.clone(), e))?;
+    }
+    let sink_names: Vec<String> = daemon.sinks.iter().map(|s| s.name.clone()).collect();
+    let queue_dir = state.join("queue");
+    let cache = daemon.queue.cache_capacity;
+    let queue = tokio::task::spawn_blocking(move || Queue::open(&queue_dir, cache, &sink_names))
+        .await
+        .map_err(|e| DaemonError::Thread(std::io::Error::other(e)))??;
+    let queue = Arc::new(queue);
+    tracing::info!(
+        state_dir = %state.display(),
+        sources = daemon.sources.len(),
+        sinks = daemon.sinks.len(),
+        queued_batches = queue.batches(),
+        "auditship started"
+    );
+
+    let (committed_tx, committed_rx) = tokio::sync::watch::channel(0u64);
+    let stop = Arc::new(AtomicBool::new(false));
+    let encoder = Encoder::new(
+        &daemon.agent.host,
+        &daemon.agent.fields,
+        config.redactor.clone(),
+    );
+    let limits = reader::Limits {
+        batch_events: 2000,
+        batch_bytes: 1 << 20,
+        queue_max_bytes: daemon.queue.max_bytes,
+        rescan: daemon.agent.rescan_interval,
+    };
+    let rdr = reader::Reader::new(
+        daemon.sources.clone(),
+        queue.clone(),
+        encoder,
+        limits,
+        Box::new(move |id| {
+            committed_tx.send_replace(id);
+        }),
+        stop.clone(),
+    )?;
+    let mut hints = crate::watch::Hints::new();
+    let waker = hints.waker();
+    let reader_thread = std::thread::Builder::new()
+        .name("auditship-reader".into())
+        .spawn(move || rdr.run(&mut hints))
+        .map_err(DaemonError::Thread)?;
+
+    let client = http_client()?;
+    let tracker = TaskTracker::new();
+    let draining = CancellationToken::new();
+    let cancel = CancellationToken::new();
+    for cfg in &daemon.sinks {
+        let sink = Sink::new(cfg, &client);
+        tracker.spawn(ship::run_sink(
+            cfg.clone(),
+            sink,
+            queue.clone(),
+            committed_rx.clone(),
+            draining.clone(),
+            cancel.clone(),
+            Arc::new(SinkStats::default()),
+        ));
+    }
+    tracker.close();
+
+    shutdown.await;
+    tracing::info!("stopping: reading ends, sinks drain");
+    stop.store(true, Ordering::SeqCst);
+    waker.wake();
+    let _ = tokio::task::spawn_blocking(move || reader_thread.join()).await;
+    draining.cancel();
+    if tokio::time::timeout(daemon.agent.shutdown_timeout, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            queued_batches = queue.batches(),
+            "sinks did not drain within the shutdown timeout; the rest ships after the next start"
+        );
+    }
+    cancel.cancel();
+    tracker.wait().await;
+    let q = queue.clone();
+    let _ = tokio::task::spawn_blocking(move || q.flush()).await;
+    tracing::info!(queued_batches = queue.batches(), "auditship stopped");
+    Ok(())
+}
+
+/// The one HTTP client: rustls with the system's trust roots, always verifying.
+fn http_client() -> Result<reqwest::Client, DaemonError> {
+    reqwest::Client::builder()
+        .user_agent(concat!("auditship/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .build()
+        .map_err(|e| DaemonError::Client(e.to_string()))
+}

@@ -1,0 +1,407 @@
+//! Shipping: one task per sink, each with its own cursor in the queue, so a dead sink
+//! never stalls another. Sinks (in `sinks/`) only encode and classify; this module
+//! owns batching, retries with exponential backoff and full jitter (`backoff`), the
+//! dead-letter decision and cursor movement.
+//!
+//! Invariants: a cursor moves only after the sink acknowledged everything up to it
+//! (or the rejected part was stored as a dead letter); retryable failures are retried
+//! forever; nothing is dropped.
+
+pub mod sinks;
+
+use crate::config::daemon::SinkConfig;
+use crate::queue::{Batch, Queue};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// What a sink said about one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Success,
+    /// Try again later (connection errors, timeouts, 408, 429, 5xx, auth trouble).
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
+    /// Retrying cannot help (other 4xx): store as a dead letter with the reason.
+    Permanent(String),
+}
+
+/// Counters of one sink, shared with status reporting.
+#[derive(Debug, Default)]
+pub struct SinkStats {
+    pub events: AtomicU64,
+    pub batches: AtomicU64,
+    pub retries: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub last_success_ms: AtomicU64,
+    pub last_error: Mutex<Option<String>>,
+}
+
+/// A send unit: whole queue batches, or one part of a batch too big for one request.
+struct Unit {
+    /// Last batch id covered; acked once the unit is done (if `complete`).
+    last_id: u64,
+    first_id: u64,
+    part: u32,
+    /// True when the unit ends its last batch (ack after sending it).
+    complete: bool,
+    events: u32,
+    records: Vec<u8>,
+}
+
+/// Runs one sink until `cancel` fires. `committed` carries the newest batch id.
+pub async fn run_sink(
+    cfg: SinkConfig,
+    mut sink: sinks::Sink,
+    queue: Arc<Queue>,
+    mut committed: watch::Receiver<u64>,
+    draining: CancellationToken,
+    cancel: CancellationToken,
+    stats: Arc<SinkStats>,
+) {
+    let name = cfg.name.clone();
+    let mut cursor = match blocking(&queue, {
+        let name = name.clone();
+        move |q| q.cursor(&name)
+    })
+    .await
+    {
+        Some(c) => c,
+        None => return,
+    };
+    loop {
+        if cancel.is_cancelled() {
+            return;
+        }
+        let batches = collect(&queue, cursor, &cfg).await;
+        let Some(batches) = batches else {
+            // Storage failed: wait and retry.
+            if sleep_or_cancel(Duration::from_secs(1), &cancel).await {
+                return;
+            }
+            continue;
+        };
+        if batches.is_empty() {
+            if draining.is_cancelled() && *committed.borrow() <= cursor {
+                return; // drained
+            }
+            tokio::select! {
+                _ = committed.changed() => {}
+                _ = cancel.cancelled() => return,
+                _ = draining.cancelled() => {}
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
+            continue;
+        }
+        // Linger for a fuller request unless draining.
+        let events: u32 = batches.iter().map(|b| b.events).sum();
+        let age = crate::queue::now_ms().saturating_sub(batches[0].created_ms);
+        let wait = cfg.max_wait.as_millis() as u64;
+        if (events as usize) < cfg.max_events && age < wait && !draining.is_cancelled() {
+            let rest = Duration::from_millis(wait - age);
+            tokio::select! {
+                _ = tokio::time::sleep(rest) => {}
+                _ = cancel.cancelled() => return,
+                _ = draining.cancelled() => {}
+            }
+            continue;
+        }
+        for unit in units(batches, &cfg) {
+            if !ship_unit(&cfg, &mut sink, &queue, &unit, &cancel, &stats).await {
+                return; // cancelled
+            }
+            if unit.complete {
+                let (n, id) = (name.clone(), unit.last_id);
+                if blocking(&queue, move |q| q.ack(&n, id)).await.is_none() {
+                    // Could not persist the cursor: the batch will be sent again.
+                    break;
+                }
+                cursor = unit.last_id;
+            }
+        }
+    }
+}
+
+/// Sends one unit until it is acknowledged or stored as a dead letter. Returns false
+/// if cancelled first.
+async fn ship_unit(
+    cfg: &SinkConfig,
+    sink: &mut sinks::Sink,
+    queue: &Arc<Queue>,
+    unit: &Unit,
+    cancel: &CancellationToken,
+    stats: &SinkStats,
+) -> bool {
+    let mut policy = RetryPolicy::new(cfg.retry_initial, cfg.retry_max_delay);
+    loop {
+        let verdict = tokio::select! {
+            v = sink.send(&unit.records, unit.events) => v,
+            _ = cancel.cancelled() => return false,
+        };
+        match verdict {
+            Verdict::Success => {
+                stats
+                    .events
+                    .fetch_add(u64::from(unit.events), Ordering::Relaxed);
+                stats.batches.fetch_add(1, Ordering::Relaxed);
+                stats
+                    .last_success_ms
+                    .store(crate::queue::now_ms(), Ordering::Relaxed);
+                return true;
+            }
+            Verdict::Permanent(reason) => {
+                tracing::error!(sink = %cfg.name, batch = unit.first_id, part = unit.part, events = unit.events, reason = %reason, "sink rejected a batch for good; stored as a dead letter");
+                let (n, id, part, ev, recs) = (
+                    cfg.name.clone(),
+                    unit.first_id,
+                    unit.part,
+                    unit.events,
+                    unit.records.clone(),
+                );
+                let stored = blocking(queue, move |q| {
+                    q.store_dead_letter(&n, id, part, &reason, ev, &recs)
+                })
+                .await;
+                if stored.is_some() {
+                    stats
+                        .dead_lettered
+                        .fetch_add(u64::from(unit.events), Ordering::Relaxed);
+                    return true;
+                }
+                // Could not store it: keep it in the queue and try the whole thing again.
+                if sleep_or_cancel(Duration::from_secs(1), cancel).await {
+                    return false;
+                }
+            }
+            Verdict::Retry { reason, after } => {
+                stats.retries.fetch_add(1, Ordering::Relaxed);
+                let delay = policy.next(after);
+                tracing::warn!(sink = %cfg.name, batch = unit.first_id, delay_ms = delay.as_millis() as u64, reason = %reason, "retrying batch");
+                if let Ok(mut e) = stats.last_error.lock() {
+                    *e = Some(reason);
+                }
+                if sleep_or_cancel(delay, cancel).await {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// Exponential backoff with jitter, capped, honouring a server's `Retry-After`.
+/// Kept behind this type so the `backoff` crate can be swapped in one place.
+pub struct RetryPolicy {
+    inner: backoff::ExponentialBackoff,
+    max: Duration,
+}
+
+impl RetryPolicy {
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        let inner = backoff::ExponentialBackoff {
+            current_interval: initial,
+            initial_interval: initial,
+            randomization_factor: 1.0,
+            multiplier: 2.0,
+            max_interval: max,
+            max_elapsed_time: None,
+            ..Default::default()
+        };
+        RetryPolicy { inner, max }
+    }
+
+    /// The next delay: jittered exponential, at most the cap, at least `retry_after`.
+    pub fn next(&mut self, retry_after: Option<Duration>) -> Duration {
+        use backoff::backoff::Backoff;
+        let d = self.inner.next_backoff().unwrap_or(self.max).min(self.max);
+        match retry_after {
+            Some(r) => d.max(r.min(Duration::from_secs(3600))),
+            None => d,
+        }
+    }
+}
+
+async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        _ = cancel.cancelled() => true,
+    }
+}
+
+/// Runs a queue call off the async workers; `None` (logged) on failure.
+async fn blocking<T: Send + 'static>(
+    queue: &Arc<Queue>,
+    f: impl FnOnce(&Queue) -> Result<T, crate::queue::QueueError> + Send + 'static,
+) -> Option<T> {
+    let q = queue.clone();
+    match tokio::task::spawn_blocking(move || f(&q)).await {
+        Ok(Ok(v)) => Some(v),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "queue operation failed");
+            None
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "queue task failed");
+            None
+        }
+    }
+}
+
+/// Consecutive batches after `cursor`, up to the sink's request size.
+async fn collect(queue: &Arc<Queue>, cursor: u64, cfg: &SinkConfig) -> Option<Vec<Batch>> {
+    let (max_events, max_bytes) = (cfg.max_events, cfg.max_bytes);
+    blocking(queue, move |q| {
+        let mut out: Vec<Batch> = Vec::new();
+        let (mut events, mut bytes) = (0usize, 0usize);
+        let mut after = cursor;
+        while let Some(b) = q.next_after(after)? {
+            if !out.is_empty()
+                && (events + b.events as usize > max_events || bytes + b.records.len() > max_bytes)
+            {
+                break;
+            }
+            after = b.id;
+            events += b.events as usize;
+            bytes += b.records.len();
+            out.push(b);
+            if events >= max_events || bytes >= max_bytes {
+                break;
+            }
+        }
+        Ok(out)
+    })
+    .await
+}
+
+/// Groups batches into send units: several small batches form one unit; a batch
+/// over the sink's limits is split at line boundaries into parts.
+fn units(batches: Vec<Batch>, cfg: &SinkConfig) -> Vec<Unit> {
+    let fits =
+        |b: &Batch| (b.events as usize) <= cfg.max_events && b.records.len() <= cfg.max_bytes;
+    if batches.iter().all(fits) {
+        let first_id = batches[0].id;
+        let last_id = batches.last().map(|b| b.id).unwrap_or(first_id);
+        let events = batches.iter().map(|b| b.events).sum();
+        let mut records = Vec::with_capacity(batches.iter().map(|b| b.records.len()).sum());
+        for b in &batches {
+            records.extend_from_slice(&b.records);
+        }
+        return vec![Unit {
+            last_id,
+            first_id,
+            part: 0,
+            complete: true,
+            events,
+            records,
+        }];
+    }
+    let mut out = Vec::new();
+    for b in batches {
+        let mut part = 0u32;
+        let mut start = 0usize;
+        let mut lines = 0u32;
+        let mut pos = 0usize;
+        let data = &b.records;
+        while pos < data.len() {
+            let end = data[pos..]
+                .iter()
+                .position(|&c| c == b'\n')
+                .map(|i| pos + i + 1)
+                .unwrap_or(data.len());
+            if lines > 0 && (lines as usize >= cfg.max_events || end - start > cfg.max_bytes) {
+                out.push(Unit {
+                    last_id: b.id,
+                    first_id: b.id,
+                    part,
+                    complete: false,
+                    events: lines,
+                    records: data[start..pos].to_vec(),
+                });
+                part += 1;
+                start = pos;
+                lines = 0;
+            }
+            lines += 1;
+            pos = end;
+        }
+        out.push(Unit {
+            last_id: b.id,
+            first_id: b.id,
+            part,
+            complete: true,
+            events: lines,
+            records: data[start..].to_vec(),
+        });
+    }
+    out
+}
+
+/// Parses `Retry-After` as delay-seconds (HTTP-dates are ignored: backoff applies).
+pub fn parse_retry_after(v: &str) -> Option<Duration> {
+    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::daemon::{Compression, SinkKind};
+
+    fn cfg(max_events: usize, max_bytes: usize) -> SinkConfig {
+        SinkConfig {
+            name: "s".into(),
+            kind: SinkKind::File {
+                path: "/dev/null".into(),
+                max_file_bytes: 1,
+                max_files: 1,
+            },
+            compression: Compression::None,
+            max_events,
+            max_bytes,
+            max_wait: Duration::ZERO,
+            retry_initial: Duration::from_millis(100),
+            retry_max_delay: Duration::from_secs(2),
+        }
+    }
+
+    fn batch(id: u64, n: u32) -> Batch {
+        let records: Vec<u8> = (0..n)
+            .flat_map(|i| format!("{{\"i\":{i}}}\n").into_bytes())
+            .collect();
+        Batch {
+            id,
+            events: n,
+            created_ms: 0,
+            records,
+        }
+    }
+
+    #[test]
+    fn small_batches_merge_big_ones_split_at_lines() {
+        let u = units(vec![batch(1, 2), batch(2, 3)], &cfg(10, 1 << 20));
+        assert_eq!(u.len(), 1);
+        assert_eq!(
+            (u[0].first_id, u[0].last_id, u[0].events, u[0].complete),
+            (1, 2, 5, true)
+        );
+        let u = units(vec![batch(7, 5)], &cfg(2, 1 << 20));
+        let shape: Vec<(u32, u32, bool)> =
+            u.iter().map(|x| (x.part, x.events, x.complete)).collect();
+        assert_eq!(shape, [(0, 2, false), (1, 2, false), (2, 1, true)]);
+        let joined: Vec<u8> = u.iter().flat_map(|x| x.records.clone()).collect();
+        assert_eq!(joined, batch(7, 5).records, "parts cover the batch exactly");
+    }
+
+    #[test]
+    fn backoff_is_capped_and_honours_retry_after() {
+        let mut p = RetryPolicy::new(Duration::from_millis(100), Duration::from_secs(2));
+        for _ in 0..50 {
+            assert!(p.next(None) <= Duration::from_secs(2));
+        }
+        assert!(p.next(Some(Duration::from_secs(30))) >= Duration::from_secs(30));
+        assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    }
+}

@@ -1,0 +1,381 @@
+//! Complete lines from a file known by identity, from a checkpointed offset.
+//!
+//! A file is known by device + inode + a fingerprint (SHA-256 of its first complete
+//! line), never by its path: a renamed file keeps its offset; a file shorter than its
+//! offset was truncated (copytruncate) and is read again from 0; a new file reusing
+//! an old inode has another first line and starts at 0.
+//!
+//! Invariants: only complete lines (ended by `\n`) are returned, and the offset moves
+//! past a line only when the line is returned. A file's descriptor stays open while
+//! the file is tracked, so its inode cannot be reused under it and a deleted file can
+//! still be read to its end; the descriptor is closed when the file is dropped.
+//! Files are opened with `O_NOFOLLOW`.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+/// Bytes of the first line hashed into the fingerprint.
+const FINGERPRINT_BYTES: usize = 4096;
+
+/// The checkpoint of one file, as stored in the queue (boundary format, versioned).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub v: u32,
+    pub dev: u64,
+    pub ino: u64,
+    /// Hex SHA-256 of the first line (up to 4 KiB), once the file has one.
+    pub fingerprint: Option<String>,
+    pub offset: u64,
+    pub line: u64,
+    pub name: String,
+}
+
+/// A tracked file.
+#[derive(Debug)]
+pub struct Tail {
+    pub dev: u64,
+    pub ino: u64,
+    pub name: String,
+    pub fingerprint: Option<String>,
+    pub offset: u64,
+    pub line: u64,
+    file: File,
+}
+
+/// One complete line handed to the caller.
+pub struct Line<'a> {
+    /// The line without `\n`, cut to the limit when longer.
+    pub bytes: &'a [u8],
+    /// 1-based line number in the file.
+    pub number: u64,
+    /// Byte offset of the line's start.
+    pub offset: u64,
+    /// `(full length, sha256 hex)` when the line was longer than the limit.
+    pub truncated: Option<(u64, String)>,
+}
+
+/// How a file relates to its checkpoint.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Resume {
+    /// Same file: continue at the checkpoint.
+    Continue,
+    /// Shorter than the checkpoint: truncated, read again from 0.
+    Truncated,
+    /// Another file with a reused inode: read from 0.
+    Replaced,
+}
+
+/// Opens a file read-only without following a symlink at its last component.
+pub fn open_nofollow(path: &Path) -> io::Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// SHA-256 hex of the file's first complete line (up to 4 KiB), if it has one.
+pub fn fingerprint(file: &File) -> io::Result<Option<String>> {
+    let mut buf = vec![0u8; FINGERPRINT_BYTES];
+    let n = read_at_full(file, &mut buf, 0)?;
+    let head = &buf[..n];
+    let end = match head.iter().position(|&b| b == b'\n') {
+        Some(i) => i,
+        None if n == FINGERPRINT_BYTES => n,
+        None => return Ok(None),
+    };
+    Ok(Some(crate::audit::sha256_hex(&head[..end])))
+}
+
+fn read_at_full(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+impl Tail {
+    /// Starts tracking an open file from the beginning.
+    pub fn new(file: File, name: &str) -> io::Result<Tail> {
+        let meta = file.metadata()?;
+        Ok(Tail {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            name: name.to_owned(),
+            fingerprint: fingerprint(&file)?,
+            offset: 0,
+            line: 0,
+            file,
+        })
+    }
+
+    /// Resumes from a stored checkpoint, deciding whether the file is the same one.
+    pub fn resume(file: File, name: &str, cp: &Checkpoint) -> io::Result<(Tail, Resume)> {
+        let mut t = Tail::new(file, name)?;
+        let size = t.file.metadata()?.len();
+        let same = match (&cp.fingerprint, &t.fingerprint) {
+            (Some(a), Some(b)) => a == b,
+            // The checkpoint saw no complete line yet: nothing was read from it.
+            (None, _) => cp.offset == 0,
+            (Some(_), None) => false,
+        };
+        let how = if !same {
+            if size < cp.offset {
+                Resume::Truncated
+            } else {
+                Resume::Replaced
+            }
+        } else if size < cp.offset {
+            Resume::Truncated
+        } else {
+            t.offset = cp.offset;
+            t.line = cp.line;
+            Resume::Continue
+        };
+        Ok((t, how))
+    }
+
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            v: 1,
+            dev: self.dev,
+            ino: self.ino,
+            fingerprint: self.fingerprint.clone(),
+            offset: self.offset,
+            line: self.line,
+            name: self.name.clone(),
+        }
+    }
+
+    pub fn size(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+
+    /// True when the file is now shorter than the offset: it was truncated. The
+    /// offset and line restart at 0.
+    pub fn check_truncation(&mut self) -> io::Result<bool> {
+        if self.size()? < self.offset {
+            self.offset = 0;
+            self.line = 0;
+            self.fingerprint = None;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Reads complete lines from the offset, calling `each` for every line, until
+    /// end of file or until `budget` bytes were consumed. Lines longer than
+    /// `max_line` are cut to it (their full length and digest are passed along).
+    /// Returns the bytes consumed.
+    pub fn read_lines(
+        &mut self,
+        buf: &mut Vec<u8>,
+        max_line: usize,
+        budget: u64,
+        mut each: impl FnMut(Line<'_>),
+    ) -> io::Result<u64> {
+        if self.fingerprint.is_none() {
+            self.fingerprint = fingerprint(&self.file)?;
+        }
+        const CHUNK: usize = 256 * 1024;
+        let start = self.offset;
+        let mut pos = self.offset;
+        loop {
+            if pos - start >= budget {
+                break;
+            }
+            buf.resize(CHUNK, 0);
+            let n = read_at_full(&self.file, buf, pos)?;
+            if n == 0 {
+                break;
+            }
+            let data = &buf[..n];
+            let mut consumed = 0usize;
+            while let Some(rel) = data[consumed..].iter().position(|&b| b == b'\n') {
+                let line = &data[consumed..consumed + rel];
+                self.line += 1;
+                let (bytes, truncated) = if line.len() > max_line {
+                    (
+                        &line[..max_line],
+                        Some((line.len() as u64, crate::audit::sha256_hex(line))),
+                    )
+                } else {
+                    (line, None)
+                };
+                each(Line {
+                    bytes,
+                    number: self.line,
+                    offset: pos + consumed as u64,
+                    truncated,
+                });
+                consumed += rel + 1;
+            }
+            if consumed == 0 {
+                // No newline in a whole chunk: a line longer than the chunk.
+                match self.long_line(pos, max_line, &mut each)? {
+                    Some(len) => {
+                        pos += len;
+                        continue;
+                    }
+                    None => break, // not complete yet
+                }
+            }
+            pos += consumed as u64;
+            self.offset = pos;
+            if n < CHUNK {
+                break;
+            }
+        }
+        self.offset = pos;
+        Ok(pos - start)
+    }
+
+    /// Handles a line longer than the read chunk starting at `pos`: hashes it in
+    /// pieces, keeps at most `max_line` bytes. Returns the bytes consumed (line and
+    /// `\n`), or `None` if the line has no `\n` yet.
+    fn long_line(
+        &mut self,
+        pos: u64,
+        max_line: usize,
+        each: &mut impl FnMut(Line<'_>),
+    ) -> io::Result<Option<u64>> {
+        let mut hasher = Sha256::new();
+        let mut kept = Vec::new();
+        let mut piece = vec![0u8; 1 << 20];
+        let mut at = pos;
+        loop {
+            let n = read_at_full(&self.file, &mut piece, at)?;
+            if n == 0 {
+                return Ok(None);
+            }
+            let chunk = &piece[..n];
+            let (part, done) = match chunk.iter().position(|&b| b == b'\n') {
+                Some(i) => (&chunk[..i], true),
+                None => (chunk, false),
+            };
+            hasher.update(part);
+            let room = max_line.saturating_sub(kept.len());
+            kept.extend_from_slice(&part[..part.len().min(room)]);
+            at += part.len() as u64;
+            if done {
+                let full = at - pos;
+                let digest: [u8; 32] = hasher.finalize().into();
+                let hex = String::from_utf8_lossy(&crate::audit::hex_lower(&digest)).into_owned();
+                self.line += 1;
+                let truncated = (full as usize > max_line).then_some((full, hex));
+                each(Line {
+                    bytes: &kept,
+                    number: self.line,
+                    offset: pos,
+                    truncated,
+                });
+                self.offset = at + 1;
+                return Ok(Some(full + 1));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn lines(t: &mut Tail, max: usize) -> Vec<(String, u64, u64, bool)> {
+        let mut out = Vec::new();
+        let mut buf = Vec::new();
+        t.read_lines(&mut buf, max, u64::MAX, |l| {
+            out.push((
+                String::from_utf8_lossy(l.bytes).into_owned(),
+                l.number,
+                l.offset,
+                l.truncated.is_some(),
+            ))
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn only_complete_lines_and_offsets_resume() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.jsonl");
+        std::fs::write(&p, "one\ntwo\nthr").unwrap();
+        let mut t = Tail::new(open_nofollow(&p).unwrap(), "a.jsonl").unwrap();
+        assert_eq!(
+            lines(&mut t, 100),
+            [("one".into(), 1, 0, false), ("two".into(), 2, 4, false)]
+        );
+        assert_eq!(t.offset, 8);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .unwrap()
+            .write_all(b"ee\n")
+            .unwrap();
+        assert_eq!(lines(&mut t, 100), [("three".into(), 3, 8, false)]);
+        // Resume from the checkpoint in a new process.
+        let cp = t.checkpoint();
+        let (mut t2, how) = Tail::resume(open_nofollow(&p).unwrap(), "a.jsonl", &cp).unwrap();
+        assert_eq!(how, Resume::Continue);
+        assert!(lines(&mut t2, 100).is_empty());
+    }
+
+    #[test]
+    fn truncation_and_replacement_are_detected() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.jsonl");
+        std::fs::write(&p, "first line\nsecond\n").unwrap();
+        let mut t = Tail::new(open_nofollow(&p).unwrap(), "a.jsonl").unwrap();
+        lines(&mut t, 100);
+        let cp = t.checkpoint();
+        std::fs::write(&p, "x\n").unwrap(); // truncate + rewrite in place
+        assert!(t.check_truncation().unwrap());
+        assert_eq!(lines(&mut t, 100), [("x".into(), 1, 0, false)]);
+        let (_, how) = Tail::resume(open_nofollow(&p).unwrap(), "a.jsonl", &cp).unwrap();
+        assert_eq!(how, Resume::Truncated);
+        std::fs::write(&p, "other first line\nsecond\nthird\n").unwrap();
+        let (_, how) = Tail::resume(open_nofollow(&p).unwrap(), "a.jsonl", &cp).unwrap();
+        assert_eq!(how, Resume::Replaced);
+    }
+
+    #[test]
+    fn long_lines_are_cut_with_digest_even_beyond_the_chunk() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.jsonl");
+        let big = "y".repeat(3 << 20);
+        std::fs::write(&p, format!("short\n{big}\nafter\n{big}")).unwrap();
+        let mut t = Tail::new(open_nofollow(&p).unwrap(), "a.jsonl").unwrap();
+        let mut got = Vec::new();
+        let mut buf = Vec::new();
+        t.read_lines(&mut buf, 1000, u64::MAX, |l| {
+            got.push((l.bytes.len(), l.number, l.truncated.clone()));
+        })
+        .unwrap();
+        assert_eq!(got.len(), 3, "the unterminated last line waits");
+        assert_eq!(got[1].0, 1000);
+        assert_eq!(
+            got[1].2,
+            Some(((3 << 20) as u64, crate::audit::sha256_hex(big.as_bytes())))
+        );
+        assert_eq!(got[2], (5, 3, None));
+        assert_eq!(t.offset, (6 + (3 << 20) + 1 + 6) as u64);
+    }
+
+    #[test]
+    fn symlinks_are_not_opened() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("real"), "x\n").unwrap();
+        std::os::unix::fs::symlink(d.path().join("real"), d.path().join("link")).unwrap();
+        assert!(open_nofollow(&d.path().join("link")).is_err());
+    }
+}
