@@ -1,7 +1,11 @@
 //! Integration tests: the real binary as a child process, real files, real processes.
 //! One test binary (faster to link on two cores); shared helpers live in `util`.
 
+mod sink;
 mod util;
+
+mod check_config;
+mod daemon;
 
 mod install_hooks;
 mod record;

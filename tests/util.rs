@@ -114,3 +114,102 @@ pub fn read_stream(dir: &Path) -> Vec<serde_json::Value> {
         })
         .collect()
 }
+
+/// A running `auditship run`.
+pub struct Daemon {
+    pub child: std::process::Child,
+}
+
+impl Daemon {
+    /// Starts `auditship run --config <config>` with HOME set to `home`.
+    pub fn start(home: &Path, config: &Path) -> Daemon {
+        let mut c = cmd(home);
+        c.arg("run")
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "warn");
+        c.stdout(Stdio::null()).stderr(Stdio::piped());
+        Daemon {
+            child: c.spawn().expect("start the daemon"),
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+
+    /// SIGTERM, then waits up to `limit` for the exit status.
+    pub fn stop(mut self, limit: std::time::Duration) -> (Option<i32>, String) {
+        self.signal(libc::SIGTERM);
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut err = String::new();
+                if let Some(mut e) = self.child.stderr.take() {
+                    use std::io::Read;
+                    let _ = e.read_to_string(&mut err);
+                }
+                return (status.code(), err);
+            }
+            if start.elapsed() > limit {
+                self.signal(libc::SIGKILL);
+                let _ = self.child.wait();
+                panic!("daemon did not stop within {limit:?}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(mut self) {
+        self.signal(libc::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A daemon config: `sources` is TOML for the [[source]] tables, the sink is the
+/// HTTP test sink at `endpoint`; state under `dir/state`.
+pub fn daemon_config(dir: &Path, sources: &str, endpoint: &str, extra: &str) -> PathBuf {
+    write_config(
+        dir,
+        &format!(
+            "[agent]\nstate_dir = \"{state}\"\nhost = \"test-host\"\nrescan_interval = \"200ms\"\nshutdown_timeout = \"5s\"\n\n{sources}\n\n[[sink]]\nname = \"http\"\ntype = \"http\"\nendpoint = \"{endpoint}\"\nbatch = {{ max_events = 500, max_wait = \"50ms\" }}\nretry = {{ initial = \"50ms\", max_delay = \"500ms\" }}\n{extra}\n",
+            state = dir.join("state").display()
+        ),
+    )
+}
+
+/// Writes `n` sealed, chained events of stream `stream` to `file` (appending).
+pub fn write_chain(file: &Path, stream: u32, first_seq: u64, n: u64, prev: &str) -> String {
+    use std::io::Write;
+    let mut prev = prev.to_string();
+    let mut w = std::io::BufWriter::new(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(file)
+            .unwrap(),
+    );
+    for seq in first_seq..first_seq + n {
+        let e = format!(
+            r#"{{"v":1,"id":"e-{stream}-{seq}","seq":{seq},"timestamp":"2026-11-26T07:06:42.000Z","user_id":"dev{stream}@example.com","session_id":"s-{stream}","host":"devbox","action":"tool_execution","resource":"/home/dev/src/file_{seq}.rs","outcome":"success","metadata":{{"tool_name":"Bash","cwd":"/home/dev/src"}},"prev_hash":"{prev}"}}"#
+        );
+        let sealed = auditship::audit::seal(&e, None).unwrap();
+        w.write_all(&sealed.line).unwrap();
+        prev = sealed.hash;
+    }
+    w.flush().unwrap();
+    prev
+}

@@ -94,6 +94,13 @@ impl Keys {
         self.by_kid.is_empty()
     }
 
+    /// The key ids, sorted (never the keys).
+    pub fn kids(&self) -> Vec<&str> {
+        let mut kids: Vec<&str> = self.by_kid.keys().map(String::as_str).collect();
+        kids.sort_unstable();
+        kids
+    }
+
     pub fn contains(&self, kid: &str) -> bool {
         self.by_kid.contains_key(kid)
     }

@@ -1,6 +1,7 @@
 //! Command-line interface: one file per subcommand, each turning parsed arguments
 //! into a call on the library and its result into output and an exit code.
 
+pub mod check_config;
 pub mod install_hooks;
 pub mod record;
 pub mod run;
@@ -29,6 +30,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Run(run::Args),
+    CheckConfig(check_config::Args),
     Record(record::Args),
     Verify(verify::Args),
     InstallHooks(install_hooks::Args),
@@ -49,6 +51,7 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         Command::Run(args) => run::run(args),
+        Command::CheckConfig(args) => check_config::run(args),
         Command::Record(args) => record::run(args),
         Command::Verify(args) => verify::run(args),
         Command::InstallHooks(args) => install_hooks::run(args),

@@ -1,0 +1,120 @@
+//! End-to-end benchmark of `auditship run`: generates N v1 events in S streams, runs
+//! the release daemon (chain verification on, durable queue) against a counting HTTP
+//! sink on 127.0.0.1, and prints one JSON line:
+//! `{"events", "seconds", "events_per_s", "mb_per_s", "cpu_s", "peak_rss_mb", "lost", "duplicates"}`.
+//!
+//! `cargo bench --bench e2e` (E2E_EVENTS, default 1000000; E2E_STREAMS, default 8).
+
+mod common;
+#[path = "../tests/sink.rs"]
+mod sink;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn proc_field(pid: u32, file: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
+    text.lines()
+        .find(|l| l.starts_with(key))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks / hz
+}
+
+fn main() {
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    if !filter.is_empty() && !filter.iter().any(|f| "e2e".contains(f.as_str())) {
+        return;
+    }
+    let events: u64 = std::env::var("E2E_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let streams: u32 = std::env::var("E2E_STREAMS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("audit");
+    let mut bytes = 0u64;
+    let mut expected = Vec::with_capacity(events as usize);
+    let per = events / u64::from(streams);
+    for s in 0..streams {
+        let d = root.join(format!("user{s}"));
+        std::fs::create_dir_all(&d).unwrap();
+        let mut w = std::io::BufWriter::new(
+            std::fs::File::create(d.join("audit-2026-11-26.jsonl")).unwrap(),
+        );
+        let n = if s == streams - 1 {
+            events - per * u64::from(streams - 1)
+        } else {
+            per
+        };
+        for line in common::chain(s, n, None) {
+            bytes += line.len() as u64;
+            let hash_at = line.windows(8).rposition(|w| w == b"\"hash\":\"").unwrap() + 8;
+            expected.push(String::from_utf8_lossy(&line[hash_at..hash_at + 64]).into_owned());
+            w.write_all(&line).unwrap();
+        }
+    }
+    let sink = sink::TestSink::counting();
+    let cfg = dir.path().join("auditship.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[agent]\nstate_dir = \"{}\"\nhost = \"bench\"\n[[source]]\nname = \"bench\"\npaths = [\"{}/*\"]\n[[sink]]\nname = \"http\"\ntype = \"http\"\nendpoint = \"{}\"\nbatch = {{ max_events = 2000, max_bytes = 2097152, max_wait = \"100ms\" }}\n",
+            dir.path().join("state").display(),
+            root.display(),
+            sink.addr
+        ),
+    )
+    .unwrap();
+    let start = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_auditship"))
+        .arg("run")
+        .arg("--config")
+        .arg(&cfg)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let limit = Duration::from_secs(600);
+    while sink.accepted() < events && start.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(pid);
+    let rss_kb = proc_field(pid, "status", "VmHWM:").unwrap_or(0);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    let ids = sink.ids();
+    let lost = expected.iter().filter(|h| !ids.contains_key(*h)).count();
+    let duplicates: u64 = ids.values().map(|&n| u64::from(n.saturating_sub(1))).sum();
+    println!(
+        "{{\"events\":{events},\"streams\":{streams},\"seconds\":{seconds:.2},\"events_per_s\":{:.0},\"mb_per_s\":{:.1},\"cpu_s\":{cpu:.2},\"cpu_s_per_million\":{:.2},\"peak_rss_mb\":{:.1},\"lost\":{lost},\"duplicates\":{duplicates}}}",
+        events as f64 / seconds,
+        bytes as f64 / 1e6 / seconds,
+        cpu * 1e6 / events as f64,
+        rss_kb as f64 / 1024.0
+    );
+}

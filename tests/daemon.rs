@@ -1,0 +1,240 @@
+//! `auditship run` end to end: the real binary, real files, a real HTTP sink.
+
+use crate::sink::{Reply, TestSink};
+use crate::util::*;
+use std::collections::HashMap;
+use std::time::Duration;
+
+#[test]
+fn every_vector_line_arrives_with_exactly_its_problems() {
+    let t = tempdir();
+    let (plain, keyed) = (t.path().join("plain"), t.path().join("keyed"));
+    let mut expected_lines = 0u64;
+    let mut cases: HashMap<String, serde_json::Value> = HashMap::new();
+    for e in std::fs::read_dir(vectors_dir()).unwrap() {
+        let case = e.unwrap().path();
+        if !case.is_dir() {
+            continue;
+        }
+        let exp: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(case.join("expected.json")).unwrap()).unwrap();
+        let parent = if exp["keys"].as_object().unwrap().is_empty() {
+            &plain
+        } else {
+            &keyed
+        };
+        let dst = parent.join(case.file_name().unwrap());
+        std::fs::create_dir_all(&dst).unwrap();
+        for f in std::fs::read_dir(&case).unwrap() {
+            let f = f.unwrap().path();
+            if f.extension().is_some_and(|x| x == "jsonl") {
+                let data = std::fs::read(&f).unwrap();
+                expected_lines += data
+                    .split(|&b| b == b'\n')
+                    .filter(|l| !l.trim_ascii().is_empty())
+                    .count() as u64;
+                std::fs::write(dst.join(f.file_name().unwrap()), data).unwrap();
+            }
+        }
+        cases.insert(dst.display().to_string(), exp);
+    }
+    let key = key_file(
+        t.path(),
+        "fleet",
+        "7971089fabf914db4a53a339a1a04b1a68583f8bc92089a7f491da6764b15efd",
+    );
+    let sources = format!(
+        "[[source]]\nname = \"plain\"\npaths = [\"{}/*\"]\n\n[[source]]\nname = \"keyed\"\npaths = [\"{}/*\"]\nhmac_keys = {{ \"fleet-2026\" = \"{}\" }}\n",
+        plain.display(),
+        keyed.display(),
+        key.display()
+    );
+    let sink = TestSink::start();
+    let cfg = daemon_config(t.path(), &sources, &sink.addr, "");
+    let d = Daemon::start(t.path(), &cfg);
+    sink.wait_for(expected_lines, Duration::from_secs(30));
+    let (code, _) = d.stop(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+
+    let mut got: HashMap<(String, String, u64), Vec<String>> = HashMap::new();
+    for r in sink.records() {
+        let m = &r["_auditship"];
+        let codes: Vec<String> = m["integrity"]["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["code"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(m["integrity"]["ok"], codes.is_empty());
+        assert_eq!(m["host"], "test-host");
+        let k = (
+            m["stream"].as_str().unwrap().to_string(),
+            m["file"].as_str().unwrap().to_string(),
+            m["line"].as_u64().unwrap(),
+        );
+        assert!(
+            got.insert(k, codes).is_none(),
+            "each line arrives once here"
+        );
+    }
+    assert_eq!(got.len() as u64, expected_lines);
+    for (stream, exp) in &cases {
+        let mut want: HashMap<(String, u64), Vec<String>> = HashMap::new();
+        for p in exp["problems"].as_array().unwrap() {
+            want.entry((
+                p["file"].as_str().unwrap().into(),
+                p["line"].as_u64().unwrap(),
+            ))
+            .or_default()
+            .push(p["code"].as_str().unwrap().into());
+        }
+        for ((s, file, line), codes) in &got {
+            if s == stream {
+                let w = want.remove(&(file.clone(), *line)).unwrap_or_default();
+                assert_eq!(codes, &w, "{stream}/{file}:{line}");
+            }
+        }
+        assert!(
+            want.is_empty(),
+            "{stream}: expected problems on lines never shipped: {want:?}"
+        );
+    }
+}
+
+#[test]
+fn embedded_default_ships_the_user_audit_dir_to_a_local_file() {
+    let t = tempdir();
+    let p = serde_json::json!({"hook_event_name": "PostToolUse", "session_id": "s", "tool_name": "Bash", "tool_input": {"command": "ls"}});
+    for _ in 0..3 {
+        let mut c = cmd(t.path());
+        c.arg("record");
+        assert!(run_with_stdin(c, p.to_string().as_bytes()).status.success());
+    }
+    let mut c = cmd(t.path());
+    c.env_remove("AUDITSHIP_CONFIG")
+        .env("AUDITSHIP_CONFIG", "")
+        .env("XDG_STATE_HOME", t.path().join("xdg"))
+        .arg("run");
+    c.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let d = Daemon {
+        child: c.spawn().unwrap(),
+    };
+    let out = t.path().join("xdg/auditship/shipped.jsonl");
+    let start = std::time::Instant::now();
+    while std::fs::read_to_string(&out)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+        < 3
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "nothing shipped to {}",
+            out.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, _) = d.stop(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert!(
+        lines
+            .iter()
+            .all(|r| r["_auditship"]["integrity"]["ok"] == true)
+    );
+    assert_eq!(lines[2]["seq"], 2);
+}
+
+#[test]
+fn a_permanent_rejection_is_dead_lettered_and_later_batches_ship() {
+    let t = tempdir();
+    let dir = t.path().join("audit");
+    std::fs::create_dir_all(&dir).unwrap();
+    let prev = write_chain(
+        &dir.join("audit-1.jsonl"),
+        1,
+        0,
+        10,
+        auditship::audit::ZERO_HASH,
+    );
+    // The first request is rejected for good; everything after is accepted.
+    let sink = TestSink::with(|n, _| {
+        if n == 0 {
+            Reply::Status(400, None)
+        } else {
+            Reply::Ok
+        }
+    });
+    let cfg = daemon_config(
+        t.path(),
+        &format!(
+            "[[source]]\nname = \"a\"\npaths = [\"{}\"]\n",
+            dir.display()
+        ),
+        &sink.addr,
+        "",
+    );
+    let d = Daemon::start(t.path(), &cfg);
+    std::thread::sleep(Duration::from_millis(800));
+    write_chain(&dir.join("audit-1.jsonl"), 1, 10, 5, &prev);
+    sink.wait_for(5, Duration::from_secs(20));
+    let (code, _) = d.stop(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+    let seqs: Vec<u64> = sink
+        .records()
+        .iter()
+        .map(|r| r["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        seqs,
+        [10, 11, 12, 13, 14],
+        "the rejected batch is not retried, later ones ship"
+    );
+}
+
+#[test]
+fn retryable_failures_lose_nothing() {
+    let t = tempdir();
+    let dir = t.path().join("audit");
+    std::fs::create_dir_all(&dir).unwrap();
+    write_chain(
+        &dir.join("audit-1.jsonl"),
+        1,
+        0,
+        3000,
+        auditship::audit::ZERO_HASH,
+    );
+    // 503 with Retry-After, 500, resets and 429 for the first requests.
+    let sink = TestSink::with(|n, _| match n {
+        0 => Reply::Status(503, Some(1)),
+        1 => Reply::Status(500, None),
+        2 => Reply::Reset,
+        3 => Reply::Status(429, Some(0)),
+        n if n % 3 == 0 => Reply::Status(502, None),
+        _ => Reply::Ok,
+    });
+    let cfg = daemon_config(
+        t.path(),
+        &format!(
+            "[[source]]\nname = \"a\"\npaths = [\"{}\"]\n",
+            dir.display()
+        ),
+        &sink.addr,
+        "",
+    );
+    let d = Daemon::start(t.path(), &cfg);
+    sink.wait_for(3000, Duration::from_secs(60));
+    let (code, _) = d.stop(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+    let ids = sink.ids();
+    assert_eq!(ids.len(), 3000);
+    assert!(
+        ids.values().all(|&n| n == 1),
+        "no duplicates without a crash"
+    );
+}
