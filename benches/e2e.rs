@@ -3,7 +3,8 @@
 //! sink on 127.0.0.1, and prints one JSON line:
 //! `{"events", "seconds", "events_per_s", "mb_per_s", "cpu_s", "peak_rss_mb", "lost", "duplicates"}`.
 //!
-//! `cargo bench --bench e2e` (E2E_EVENTS, default 1000000; E2E_STREAMS, default 8).
+//! `cargo bench --bench e2e` (E2E_EVENTS, default 1000000; E2E_STREAMS, default 8;
+//! E2E_EXTRA, TOML appended to the daemon's config, e.g. `[queue]\nmax_bytes = 4194304`).
 
 mod common;
 #[path = "../tests/sink.rs"]
@@ -79,10 +80,11 @@ fn main() {
     std::fs::write(
         &cfg,
         format!(
-            "[agent]\nstate_dir = \"{}\"\nhost = \"bench\"\n[[source]]\nname = \"bench\"\npaths = [\"{}/*\"]\n[[sink]]\nname = \"http\"\ntype = \"http\"\nendpoint = \"{}\"\nbatch = {{ max_events = 2000, max_bytes = 2097152, max_wait = \"100ms\" }}\n",
+            "[agent]\nstate_dir = \"{}\"\nhost = \"bench\"\n[[source]]\nname = \"bench\"\npaths = [\"{}/*\"]\n[[sink]]\nname = \"http\"\ntype = \"http\"\nendpoint = \"{}\"\nbatch = {{ max_events = 2000, max_bytes = 2097152, max_wait = \"100ms\" }}\n{}",
             dir.path().join("state").display(),
             root.display(),
-            sink.addr
+            sink.addr,
+            std::env::var("E2E_EXTRA").unwrap_or_default().replace("\\n", "\n")
         ),
     )
     .unwrap();

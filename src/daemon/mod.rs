@@ -58,6 +58,7 @@ pub async fn run(
     let queue = tokio::task::spawn_blocking(move || Queue::open(&queue_dir, cache, &sink_names))
         .await
         .map_err(|e| DaemonError::Thread(std::io::Error::other(e)))??;
+    queue.set_limit(daemon.queue.max_bytes);
     let queue = Arc::new(queue);
     tracing::info!(
         state_dir = %state.display(),
@@ -77,7 +78,6 @@ pub async fn run(
     let limits = reader::Limits {
         batch_events: 2000,
         batch_bytes: 1 << 20,
-        queue_max_bytes: daemon.queue.max_bytes,
         rescan: daemon.agent.rescan_interval,
     };
     let rdr = reader::Reader::new(

@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 pub struct Limits {
     pub batch_events: u32,
     pub batch_bytes: usize,
-    pub queue_max_bytes: u64,
     pub rescan: Duration,
 }
 
@@ -451,7 +450,7 @@ impl Reader {
 
     /// Blocks while the queue is at its limit (sinks are behind).
     fn wait_for_room(&mut self) -> Result<(), Box<dyn std::error::Error>> {
-        if self.queue.bytes() < self.limits.queue_max_bytes {
+        if !self.queue.is_full() {
             return Ok(());
         }
         self.commit()?;
@@ -461,10 +460,9 @@ impl Reader {
                 "queue full: reading paused until sinks catch up"
             );
         }
-        while self.queue.bytes() >= self.limits.queue_max_bytes && !self.stop.load(Ordering::SeqCst)
-        {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        while !self.queue.wait_for_room(Duration::from_millis(100))
+            && !self.stop.load(Ordering::SeqCst)
+        {}
         if self.stats.paused.swap(false, Ordering::SeqCst) {
             tracing::info!("queue has room again: reading resumed");
         }
@@ -473,7 +471,12 @@ impl Reader {
 
     /// Commits the pending records with the checkpoints of every changed stream.
     fn commit(&mut self) -> Result<(), Box<dyn std::error::Error>> {
-        let mut batch = std::mem::take(&mut self.pending);
+        // The next batch starts with room for a full one: no regrowth on the hot path.
+        let fresh = NewBatch {
+            records: Vec::with_capacity(self.limits.batch_bytes + 64 * 1024),
+            ..NewBatch::default()
+        };
+        let mut batch = std::mem::replace(&mut self.pending, fresh);
         for st in self.streams.values_mut().filter(|s| s.dirty) {
             let head = st
                 .verifier

@@ -76,9 +76,13 @@ pub struct Queue {
     sinks: Vec<String>,
     next_id: AtomicU64,
     bytes: AtomicU64,
+    /// The size at which the reader pauses ([`Queue::set_limit`]).
+    limit: AtomicU64,
     batches: AtomicU64,
     /// Serialises commits (ids must be stored in order) and garbage collection.
     write: Mutex<()>,
+    /// Signalled whenever batches are deleted (room for a paused reader).
+    room: (Mutex<()>, std::sync::Condvar),
 }
 
 impl std::fmt::Debug for Queue {
@@ -167,8 +171,10 @@ impl Queue {
             sinks: sinks.to_vec(),
             next_id: AtomicU64::new(1),
             bytes: AtomicU64::new(0),
+            limit: AtomicU64::new(u64::MAX),
             batches: AtomicU64::new(0),
             write: Mutex::new(()),
+            room: (Mutex::new(()), std::sync::Condvar::new()),
         };
         let mut bytes = 0u64;
         let mut count = 0u64;
@@ -198,6 +204,17 @@ impl Queue {
     /// Bytes of shipped records stored and not yet acknowledged by every sink.
     pub fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::SeqCst)
+    }
+
+    /// Sets the size at which the queue counts as full.
+    pub fn set_limit(&self, max_bytes: u64) {
+        self.limit.store(max_bytes, Ordering::SeqCst);
+    }
+
+    /// True when the stored bytes reached the limit: the reader pauses, and sinks
+    /// should send what they have rather than wait for fuller requests.
+    pub fn is_full(&self) -> bool {
+        self.bytes() >= self.limit.load(Ordering::SeqCst)
     }
 
     /// Batches stored.
@@ -433,8 +450,24 @@ impl Queue {
             self.meta.apply_batch(metas)?;
             self.bytes.fetch_sub(freed, Ordering::SeqCst);
             self.batches.fetch_sub(count, Ordering::SeqCst);
+            let _g = self.room.0.lock().unwrap_or_else(|e| e.into_inner());
+            self.room.1.notify_all();
         }
         Ok(())
+    }
+
+    /// Waits until the queue is below its limit, or `timeout` passes. Returns whether
+    /// there is room.
+    pub fn wait_for_room(&self, timeout: std::time::Duration) -> bool {
+        let guard = self.room.0.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.is_full() {
+            return true;
+        }
+        let _ = self
+            .room
+            .1
+            .wait_timeout_while(guard, timeout, |_| self.is_full());
+        !self.is_full()
     }
 
     /// Flushes everything to disk (at shutdown).

@@ -50,7 +50,7 @@ struct Unit {
     /// True when the unit ends its last batch (ack after sending it).
     complete: bool,
     events: u32,
-    records: Vec<u8>,
+    records: bytes::Bytes,
 }
 
 /// Runs one sink until `cancel` fires. `committed` carries the newest batch id.
@@ -101,7 +101,10 @@ pub async fn run_sink(
         let events: u32 = batches.iter().map(|b| b.events).sum();
         let age = crate::queue::now_ms().saturating_sub(batches[0].created_ms);
         let wait = cfg.max_wait.as_millis() as u64;
-        if (events as usize) < cfg.max_events && age < wait && !draining.is_cancelled() {
+        let bytes: usize = batches.iter().map(|b| b.records.len()).sum();
+        let fuller_possible =
+            (events as usize) < cfg.max_events && bytes < cfg.max_bytes && !queue.is_full();
+        if fuller_possible && age < wait && !draining.is_cancelled() {
             let rest = Duration::from_millis(wait - age);
             tokio::select! {
                 _ = tokio::time::sleep(rest) => {}
@@ -295,7 +298,7 @@ fn units(batches: Vec<Batch>, cfg: &SinkConfig) -> Vec<Unit> {
             part: 0,
             complete: true,
             events,
-            records,
+            records: records.into(),
         }];
     }
     let mut out = Vec::new();
@@ -318,7 +321,7 @@ fn units(batches: Vec<Batch>, cfg: &SinkConfig) -> Vec<Unit> {
                     part,
                     complete: false,
                     events: lines,
-                    records: data[start..pos].to_vec(),
+                    records: bytes::Bytes::copy_from_slice(&data[start..pos]),
                 });
                 part += 1;
                 start = pos;
@@ -333,7 +336,7 @@ fn units(batches: Vec<Batch>, cfg: &SinkConfig) -> Vec<Unit> {
             part,
             complete: true,
             events: lines,
-            records: data[start..].to_vec(),
+            records: bytes::Bytes::copy_from_slice(&data[start..]),
         });
     }
     out

@@ -32,9 +32,9 @@ impl FileSink {
         }
     }
 
-    pub async fn send(&mut self, records: &[u8]) -> Verdict {
+    pub async fn send(&mut self, records: &bytes::Bytes) -> Verdict {
         let (path, max, keep) = (self.path.clone(), self.max_file_bytes, self.max_files);
-        let records = records.to_vec();
+        let records = records.clone();
         match tokio::task::spawn_blocking(move || append(&path, &records, max, keep)).await {
             Ok(Ok(())) => Verdict::Success,
             Ok(Err(e)) => Verdict::Retry {

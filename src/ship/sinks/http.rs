@@ -44,9 +44,9 @@ impl HttpSink {
     }
 
     /// The request body for `records` in the configured shape.
-    pub fn encode(&self, records: &[u8]) -> Vec<u8> {
+    pub fn encode(&self, records: &bytes::Bytes) -> bytes::Bytes {
         match self.format {
-            HttpFormat::Ndjson => records.to_vec(),
+            HttpFormat::Ndjson => records.clone(),
             HttpFormat::JsonArray => {
                 let mut out = Vec::with_capacity(records.len() + 2);
                 out.push(b'[');
@@ -61,18 +61,18 @@ impl HttpSink {
                     out.extend_from_slice(line);
                 }
                 out.push(b']');
-                out
+                out.into()
             }
         }
     }
 
-    pub async fn send(&mut self, records: &[u8], _events: u32) -> Verdict {
+    pub async fn send(&mut self, records: &bytes::Bytes, _events: u32) -> Verdict {
         let body = self.encode(records);
         let (body, gz) = match self.compression {
             Compression::None => (body, false),
             Compression::Gzip => {
                 match tokio::task::spawn_blocking(move || super::gzip(&body)).await {
-                    Ok(Ok(b)) => (b, true),
+                    Ok(Ok(b)) => (bytes::Bytes::from(b), true),
                     Ok(Err(e)) => {
                         return Verdict::Retry {
                             reason: format!("compressing the body: {e}"),

@@ -22,8 +22,9 @@ impl Sink {
         }
     }
 
-    /// Sends `records` (JSON lines, each ending in `\n`) once.
-    pub async fn send(&mut self, records: &[u8], events: u32) -> Verdict {
+    /// Sends `records` (JSON lines, each ending in `\n`) once. `Bytes` so a retry
+    /// or the request body shares the buffer instead of copying it.
+    pub async fn send(&mut self, records: &bytes::Bytes, events: u32) -> Verdict {
         match self {
             Sink::Http(s) => s.send(records, events).await,
             Sink::File(s) => s.send(records).await,
