@@ -238,3 +238,51 @@ fn retryable_failures_lose_nothing() {
         "no duplicates without a crash"
     );
 }
+
+/// utime + stime of a process in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let f: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn an_idle_daemon_does_nothing() {
+    let t = tempdir();
+    let dir = t.path().join("audit");
+    std::fs::create_dir_all(&dir).unwrap();
+    write_chain(
+        &dir.join("audit-1.jsonl"),
+        1,
+        0,
+        10,
+        auditship::audit::ZERO_HASH,
+    );
+    let sink = TestSink::start();
+    let cfg = daemon_config(
+        t.path(),
+        &format!(
+            "[[source]]\nname = \"a\"\npaths = [\"{}\"]\n",
+            dir.display()
+        ),
+        &sink.addr,
+        "",
+    );
+    let d = Daemon::start(t.path(), &cfg);
+    sink.wait_for(10, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(500));
+    let before = cpu_ticks(d.child.id());
+    // 3 s idle with a 200 ms rescan: 15 rescans of one small directory. A busy loop
+    // (e.g. waking on its own reads) burns hundreds of ticks here.
+    std::thread::sleep(Duration::from_secs(3));
+    let used = cpu_ticks(d.child.id()) - before;
+    assert!(used < 30, "idle daemon used {used} CPU ticks in 3 s");
+    let requests = sink.requests();
+    assert_eq!(d.stop(Duration::from_secs(10)).0, Some(0));
+    assert_eq!(sink.requests(), requests, "nothing was sent while idle");
+}

@@ -89,11 +89,16 @@ pub async fn run_sink(
             if draining.is_cancelled() && *committed.borrow() <= cursor {
                 return; // drained
             }
+            // Idle: nothing runs until the reader commits or shutdown begins.
             tokio::select! {
-                _ = committed.changed() => {}
+                r = committed.changed() => {
+                    if r.is_err() && !draining.is_cancelled() {
+                        // The reader is gone; wait for shutdown.
+                        draining.cancelled().await;
+                    }
+                }
                 _ = cancel.cancelled() => return,
-                _ = draining.cancelled() => {}
-                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = draining.cancelled(), if !draining.is_cancelled() => {}
             }
             continue;
         }

@@ -143,7 +143,13 @@ impl Hints {
         let (tx, rx) = mpsc::sync_channel::<()>(1);
         let hint = tx.clone();
         let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            if res.is_ok() {
+            // Opening and reading (our own rescans and reads among them) are not
+            // changes: only creations, writes, renames and removals wake the reader.
+            let changed = match &res {
+                Ok(e) => !matches!(e.kind, notify::EventKind::Access(_)),
+                Err(_) => true,
+            };
+            if changed {
                 // Coalesce: one pending wake-up is enough.
                 let _ = hint.try_send(());
             }
