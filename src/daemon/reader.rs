@@ -146,10 +146,6 @@ impl Reader {
             }
             hints.wait(self.limits.rescan);
             if self.stop.load(Ordering::SeqCst) {
-                // One last pass so a stop right after a write still ships it.
-                if let Err(e) = self.pass(hints) {
-                    tracing::error!(error = %e, "final read failed; the data stays in the files");
-                }
                 break;
             }
         }
@@ -371,10 +367,12 @@ impl Reader {
     /// Reads every new complete line of one file, committing whenever a batch fills.
     fn read_file(&mut self, key: &[u8], idx: usize) -> Result<(), Box<dyn std::error::Error>> {
         loop {
-            self.wait_for_room()?;
-            if self.stop.load(Ordering::SeqCst) && self.pending.events > 0 {
-                // Stopping: what is pending gets committed by the caller.
+            if self.stop.load(Ordering::SeqCst) {
+                // Stopping: what is pending is committed at the end of the pass; the
+                // rest stays in the file for the next start.
+                return Ok(());
             }
+            self.wait_for_room()?;
             let room_bytes = self
                 .limits
                 .batch_bytes
