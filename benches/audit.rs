@@ -44,5 +44,51 @@ fn verify(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, verify);
+/// The daemon's per-line work: verify, redaction scan, shipped record.
+fn check(c: &mut Criterion) {
+    use auditship::check::{Encoder, Origin};
+    let lines = common::chain(1, 10_000, None);
+    let bytes: usize = lines.iter().map(Vec::len).sum();
+    let enc = Encoder::new(
+        "bench-host",
+        &serde_json::Map::new(),
+        auditship::redact::Redactor::builtin(),
+    );
+    let at = Origin {
+        source: "claude",
+        stream: "/home/dev/.claude/audit",
+        file: "audit-2026-11-26.jsonl",
+        line: 1,
+        offset: 0,
+        received_at: "2026-11-26T10:00:00.000Z",
+    };
+    let mut g = c.benchmark_group("check");
+    g.throughput(Throughput::Bytes(bytes as u64));
+    let mut out = Vec::with_capacity(bytes * 2);
+    g.bench_function("encode_10k_events", |b| {
+        b.iter(|| {
+            out.clear();
+            let mut v = Verifier::new(Keys::new());
+            for line in &lines {
+                enc.encode_line(Some(&mut v), &line[..line.len() - 1], None, &at, &mut out);
+            }
+            black_box(out.len())
+        })
+    });
+    let redactor = auditship::redact::Redactor::builtin();
+    g.bench_function("redaction_scan_10k_events", |b| {
+        b.iter(|| {
+            let mut n = 0;
+            for line in &lines {
+                n += redactor
+                    .redact_str(std::str::from_utf8(line).unwrap())
+                    .len();
+            }
+            black_box(n)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, verify, check);
 criterion_main!(benches);
