@@ -119,7 +119,10 @@ impl Reader {
             limits,
             streams: HashMap::new(),
             stored,
-            pending: NewBatch::default(),
+            pending: NewBatch {
+                records: Vec::with_capacity(limits.batch_bytes + 64 * 1024),
+                ..NewBatch::default()
+            },
             committed,
             stop,
             stats: Arc::default(),
@@ -161,7 +164,10 @@ impl Reader {
     /// Drops all in-memory progress and reloads the durable checkpoints.
     fn reset(&mut self) {
         self.streams.clear();
-        self.pending = NewBatch::default();
+        self.pending.records.clear();
+        self.pending.events = 0;
+        self.pending.put.clear();
+        self.pending.remove.clear();
         match self.queue.checkpoints() {
             Ok(c) => self.stored = c,
             Err(e) => tracing::error!(error = %e, "cannot reload checkpoints"),
@@ -469,12 +475,9 @@ impl Reader {
 
     /// Commits the pending records with the checkpoints of every changed stream.
     fn commit(&mut self) -> Result<(), Box<dyn std::error::Error>> {
-        // The next batch starts with room for a full one: no regrowth on the hot path.
-        let fresh = NewBatch {
-            records: Vec::with_capacity(self.limits.batch_bytes + 64 * 1024),
-            ..NewBatch::default()
-        };
-        let mut batch = std::mem::replace(&mut self.pending, fresh);
+        // The batch buffer is reused from commit to commit: allocated once at full
+        // size, it never regrows or churns the allocator on the hot path.
+        let batch = &mut self.pending;
         for st in self.streams.values_mut().filter(|s| s.dirty) {
             let head = st
                 .verifier
@@ -497,6 +500,10 @@ impl Reader {
             return Ok(());
         }
         let id = self.queue.commit(batch)?;
+        batch.records.clear();
+        batch.events = 0;
+        batch.put.clear();
+        batch.remove.clear();
         for st in self.streams.values_mut() {
             st.dirty = false;
         }

@@ -224,7 +224,7 @@ impl Queue {
 
     /// Stores a batch with the checkpoints it advances, durably. A batch without
     /// events stores only the checkpoints. Returns the batch id (0 when none stored).
-    pub fn commit(&self, batch: NewBatch) -> Result<u64, QueueError> {
+    pub fn commit(&self, batch: &NewBatch) -> Result<u64, QueueError> {
         let _guard = self.write.lock().unwrap_or_else(|e| e.into_inner());
         let has_records = batch.events > 0 && !batch.records.is_empty();
         let id = if has_records {
@@ -506,8 +506,8 @@ mod tests {
         let sinks = vec!["a".to_string(), "b".to_string()];
         {
             let q = Queue::open(dir.path(), 1 << 20, &sinks).unwrap();
-            assert_eq!(q.commit(batch(1, 10)).unwrap(), 1);
-            assert_eq!(q.commit(batch(2, 200_000)).unwrap(), 2);
+            assert_eq!(q.commit(&batch(1, 10)).unwrap(), 1);
+            assert_eq!(q.commit(&batch(2, 200_000)).unwrap(), 2);
             assert_eq!(q.batches(), 2);
             let b2 = q.next_after(1).unwrap().unwrap();
             assert_eq!((b2.id, b2.records.len()), (2, 200_000 + 17));
@@ -526,7 +526,7 @@ mod tests {
         );
         q.ack("b", 2).unwrap();
         assert_eq!((q.batches(), q.bytes()), (0, 0));
-        assert_eq!(q.commit(batch(3, 1)).unwrap(), 3, "ids never repeat");
+        assert_eq!(q.commit(&batch(3, 1)).unwrap(), 3, "ids never repeat");
     }
 
     #[test]
@@ -534,7 +534,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let q = Queue::open(dir.path(), 1 << 20, &["a".into(), "gone".into()]).unwrap();
-            q.commit(batch(1, 10)).unwrap();
+            q.commit(&batch(1, 10)).unwrap();
             q.ack("a", 1).unwrap();
             assert_eq!(q.batches(), 1);
         }
@@ -547,7 +547,7 @@ mod tests {
     fn dead_letters_keep_reason_and_records() {
         let dir = tempfile::tempdir().unwrap();
         let q = Queue::open(dir.path(), 1 << 20, &["a".into()]).unwrap();
-        q.commit(batch(1, 100_000)).unwrap();
+        q.commit(&batch(1, 100_000)).unwrap();
         let b = q.next_after(0).unwrap().unwrap();
         q.dead_letter("a", b.id, "400 bad request", b.events, &b.records)
             .unwrap();
@@ -566,7 +566,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let q = Queue::open(dir.path(), 1 << 20, &["a".into()]).unwrap();
         let id = q
-            .commit(NewBatch {
+            .commit(&NewBatch {
                 put: vec![(b"k".to_vec(), b"v".to_vec())],
                 ..Default::default()
             })
