@@ -1065,15 +1065,15 @@ fn set_owner_and_mode(
     let meta = file
         .metadata()
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    if let Some((uid, gid)) = owner {
-        if (meta.uid(), meta.gid()) != (uid, gid) {
-            std::os::unix::fs::fchown(file, Some(uid), Some(gid)).map_err(|e| {
-                format!(
-                    "giving {} to uid {uid} gid {gid}, the owner of the file it replaces: {e}",
-                    path.display()
-                )
-            })?;
-        }
+    if let Some((uid, gid)) = owner
+        && (meta.uid(), meta.gid()) != (uid, gid)
+    {
+        std::os::unix::fs::fchown(file, Some(uid), Some(gid)).map_err(|e| {
+            format!(
+                "giving {} to uid {uid} gid {gid}, the owner of the file it replaces: {e}",
+                path.display()
+            )
+        })?;
     }
     // After chown, which clears set-id bits.
     file.set_permissions(fs::Permissions::from_mode(mode))

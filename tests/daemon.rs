@@ -286,3 +286,43 @@ fn an_idle_daemon_does_nothing() {
     assert_eq!(d.stop(Duration::from_secs(10)).0, Some(0));
     assert_eq!(sink.requests(), requests, "nothing was sent while idle");
 }
+
+#[test]
+fn a_redirect_is_never_taken_for_delivery() {
+    let t = tempdir();
+    let dir = t.path().join("audit");
+    std::fs::create_dir_all(&dir).unwrap();
+    write_chain(
+        &dir.join("audit-1.jsonl"),
+        1,
+        0,
+        20,
+        auditship::audit::ZERO_HASH,
+    );
+    // A login page in front of the collector: POSTs are redirected for a while, and
+    // a GET of the login page answers 200. Following the redirect would count as
+    // delivery and lose the batch.
+    let sink = TestSink::with(|n, records| {
+        if records.is_empty() {
+            Reply::Ok
+        } else if n < 3 {
+            Reply::Status(302, Some(0))
+        } else {
+            Reply::Ok
+        }
+    });
+    let cfg = daemon_config(
+        t.path(),
+        &format!(
+            "[[source]]\nname = \"a\"\npaths = [\"{}\"]\n",
+            dir.display()
+        ),
+        &sink.addr,
+        "",
+    );
+    let d = Daemon::start(t.path(), &cfg);
+    sink.wait_for(20, Duration::from_secs(30));
+    let (code, _) = d.stop(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+    assert_eq!(sink.ids().len(), 20);
+}

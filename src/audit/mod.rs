@@ -49,7 +49,7 @@ pub fn sha256_hex(data: &[u8]) -> String {
 /// Decodes hex (either case); `None` on any other character or an odd length.
 pub fn decode_hex(s: &str) -> Option<Vec<u8>> {
     let b = s.as_bytes();
-    if b.len() % 2 != 0 {
+    if !b.len().is_multiple_of(2) {
         return None;
     }
     let nib = |c: u8| match c {

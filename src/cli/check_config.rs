@@ -61,7 +61,7 @@ pub fn run(args: Args) -> ExitCode {
 
 fn dur(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")

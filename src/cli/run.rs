@@ -73,12 +73,18 @@ pub fn run(args: Args) -> ExitCode {
 /// Resolves on the first SIGTERM or SIGINT; a second one exits the process at once.
 fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use futures_util::StreamExt;
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook_tokio::Signals::new([SIGTERM, SIGINT])?;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook_tokio::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         let mut tx = Some(tx);
         while let Some(sig) = signals.next().await {
+            if sig == SIGHUP {
+                tracing::warn!(
+                    "SIGHUP: configuration reload is not supported yet; restart to apply changes"
+                );
+                continue;
+            }
             match tx.take() {
                 Some(tx) => {
                     tracing::info!(signal = sig, "shutdown requested");

@@ -29,6 +29,8 @@ pub enum DaemonError {
     Client(String),
     #[error("reader thread: {0}")]
     Thread(std::io::Error),
+    #[error("the reader stopped (queue storage failure or a bug); see the log above")]
+    ReaderFailed,
 }
 
 /// Installs rustls' ring provider once (reqwest is built without a default provider).
@@ -43,6 +45,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     install_crypto_provider();
+    raise_open_file_limit();
     let state = daemon.agent.state_dir.clone();
     {
         use std::os::unix::fs::DirBuilderExt;
@@ -92,9 +95,25 @@ pub async fn run(
     )?;
     let mut hints = crate::watch::Hints::new();
     let waker = hints.waker();
+    // Tells the main task when the reader ends, however it ends (a panic included).
+    struct Done(Option<tokio::sync::oneshot::Sender<bool>>);
+    impl Drop for Done {
+        fn drop(&mut self) {
+            if let Some(tx) = self.0.take() {
+                let _ = tx.send(false);
+            }
+        }
+    }
+    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<bool>();
     let reader_thread = std::thread::Builder::new()
         .name("auditship-reader".into())
-        .spawn(move || rdr.run(&mut hints))
+        .spawn(move || {
+            let mut done = Done(Some(done_tx));
+            let ok = rdr.run(&mut hints).is_ok();
+            if let Some(tx) = done.0.take() {
+                let _ = tx.send(ok);
+            }
+        })
         .map_err(DaemonError::Thread)?;
 
     let client = http_client()?;
@@ -115,7 +134,15 @@ pub async fn run(
     }
     tracker.close();
 
-    shutdown.await;
+    let mut failed = false;
+    tokio::select! {
+        () = shutdown => {}
+        ok = &mut done_rx => {
+            // The reader ended on its own: its queue storage failed, or it panicked.
+            failed = !matches!(ok, Ok(true));
+            tracing::error!("the reader stopped unexpectedly; stopping the daemon");
+        }
+    }
     tracing::info!("stopping: reading ends, sinks drain");
     stop.store(true, Ordering::SeqCst);
     waker.wake();
@@ -135,12 +162,30 @@ pub async fn run(
     let q = queue.clone();
     let _ = tokio::task::spawn_blocking(move || q.flush()).await;
     tracing::info!(queued_batches = queue.batches(), "auditship stopped");
+    if failed {
+        return Err(DaemonError::ReaderFailed);
+    }
     Ok(())
 }
 
+/// Tracked files keep their descriptors open: raise the soft limit to the hard one.
+fn raise_open_file_limit() {
+    // SAFETY: getrlimit/setrlimit write to and read from a local struct only.
+    unsafe {
+        let mut r: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}
+
 /// The one HTTP client: rustls with the system's trust roots, always verifying.
+/// Redirects are not followed: a 302 to a login page turns a POST into a GET whose
+/// 200 would otherwise count as delivery.
 fn http_client() -> Result<reqwest::Client, DaemonError> {
     reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("auditship/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(std::time::Duration::from_secs(10))
         .build()

@@ -15,7 +15,7 @@ use crate::tail::{self, Checkpoint, Resume, Tail};
 use crate::watch::{self, Hints, Listed, StreamListing};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::PathBuf;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -48,11 +48,13 @@ struct StreamCheckpoint {
 
 struct Stream {
     source: usize,
-    dir: PathBuf,
     name: String,
     key: Vec<u8>,
     verifier: Option<Verifier>,
     tails: Vec<Tail>,
+    /// Files that left the directory, read to their end, kept open until the commit
+    /// that forgets them is durable.
+    departing: Vec<Tail>,
     /// Checkpoint keys of files dropped since the last commit.
     removed: Vec<Vec<u8>>,
     dirty: bool,
@@ -71,6 +73,30 @@ pub struct Reader {
     stop: Arc<AtomicBool>,
     pub stats: Arc<ReaderStats>,
     buf: Vec<u8>,
+}
+
+/// Why a pass stopped: the queue's storage (fatal) or anything else (retried).
+#[derive(Debug)]
+pub enum PassError {
+    Queue(crate::queue::QueueError),
+    Other(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl std::fmt::Display for PassError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PassError::Queue(e) => write!(f, "{e}"),
+            PassError::Other(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+fn head_of((seq, hash): (u64, String)) -> Option<Head> {
+    let mut h = [0u8; 64];
+    (hash.len() == 64).then(|| {
+        h.copy_from_slice(hash.as_bytes());
+        Head { seq, hash: h }
+    })
 }
 
 fn stream_key(source: &str, dir: &std::path::Path) -> Vec<u8> {
@@ -130,26 +156,33 @@ impl Reader {
         })
     }
 
-    /// Runs until the stop flag is set, then commits what it has read.
-    pub fn run(mut self, hints: &mut Hints) {
+    /// Runs until the stop flag is set, then commits what it has read. Returns an
+    /// error only when the queue's storage failed: the caller stops the daemon (the
+    /// data stays in the files; a restart, e.g. by systemd, reopens the storage).
+    pub fn run(mut self, hints: &mut Hints) -> Result<(), crate::queue::QueueError> {
         let mut failures = 0u32;
         loop {
             match self.pass(hints) {
                 Ok(()) => failures = 0,
-                Err(e) => {
+                Err(PassError::Queue(e)) => {
+                    tracing::error!(error = %e, "queue storage failed; stopping (nothing is lost: the rest is still in the files)");
+                    self.reset();
+                    return Err(e);
+                }
+                Err(PassError::Other(e)) => {
                     failures += 1;
-                    tracing::error!(error = %e, failures, "reading or committing failed; restarting from the last durable checkpoints");
+                    tracing::error!(error = %e, failures, "reading failed; starting again from the last durable checkpoints");
                     self.reset();
                     let pause = Duration::from_millis(200u64 << failures.min(6));
                     self.sleep(pause);
                 }
             }
             if self.stop.load(Ordering::SeqCst) {
-                break;
+                return Ok(());
             }
             hints.wait(self.limits.rescan);
             if self.stop.load(Ordering::SeqCst) {
-                break;
+                return Ok(());
             }
         }
     }
@@ -161,31 +194,62 @@ impl Reader {
         }
     }
 
-    /// Drops all in-memory progress and reloads the durable checkpoints.
+    /// Throws away progress that is not durable: every tail and chain head goes back
+    /// to its last committed checkpoint. Open files stay open (a deleted file's
+    /// descriptor may be the only way left to its lines), and files that left their
+    /// directory since the last commit are tracked again, to be drained again.
     fn reset(&mut self) {
-        self.streams.clear();
         self.pending.records.clear();
         self.pending.events = 0;
         self.pending.put.clear();
         self.pending.remove.clear();
-        match self.queue.checkpoints() {
-            Ok(c) => self.stored = c,
-            Err(e) => tracing::error!(error = %e, "cannot reload checkpoints"),
+        let durable = match self.queue.checkpoints() {
+            Ok(c) => c,
+            Err(e) => {
+                // Without the durable state nothing can be trusted: start over from it
+                // when it can be read again.
+                tracing::error!(error = %e, "cannot reload checkpoints");
+                self.streams.clear();
+                return;
+            }
+        };
+        for st in self.streams.values_mut() {
+            let head = durable
+                .get(&st.key)
+                .and_then(|v| serde_json::from_slice::<StreamCheckpoint>(v).ok())
+                .and_then(|c| c.head)
+                .and_then(head_of);
+            if let Some(v) = st.verifier.as_mut() {
+                *v = Verifier::resume(self.sources[st.source].0.keys.clone(), head);
+            }
+            st.tails.append(&mut st.departing);
+            st.removed.clear();
+            for t in &mut st.tails {
+                let cp = durable
+                    .get(&file_key(&st.key, t.dev, t.ino))
+                    .and_then(|v| serde_json::from_slice::<Checkpoint>(v).ok());
+                t.rewind(cp.as_ref());
+            }
+            st.dirty = true;
         }
+        self.stored = durable;
     }
 
     /// One rescan: every stream, every file, every new complete line.
-    pub fn pass(&mut self, hints: &mut Hints) -> Result<(), Box<dyn std::error::Error>> {
+    pub fn pass(&mut self, hints: &mut Hints) -> Result<(), PassError> {
         let mut listings = Vec::new();
+        let mut present: HashSet<Vec<u8>> = HashSet::new();
         for (i, (src, matcher)) in self.sources.iter().enumerate() {
             for pattern in &src.paths {
                 for dir in watch::expand_dirs(pattern) {
+                    present.insert(stream_key(&src.name, &dir));
                     match watch::list_files(&dir, matcher) {
                         Ok(files) => listings.push(StreamListing {
                             source: i,
                             dir,
                             files,
                         }),
+                        // Not the same as gone: keep its state, try again next pass.
                         Err(e) => {
                             tracing::warn!(dir = %dir.display(), error = %e, "cannot list stream directory")
                         }
@@ -194,37 +258,51 @@ impl Reader {
             }
         }
         hints.watch(&listings.iter().map(|l| l.dir.clone()).collect::<Vec<_>>());
-        let seen: HashSet<Vec<u8>> = listings
-            .iter()
-            .map(|l| stream_key(&self.sources[l.source].0.name, &l.dir))
-            .collect();
         for listing in listings {
-            self.read_stream(listing)?;
             if self.stop.load(Ordering::SeqCst) {
                 break;
             }
+            self.read_stream(listing)?;
         }
-        // Streams whose directory vanished: read what is left through open files.
+        // Streams whose directory is gone (or renamed away): read what is left through
+        // the open files, and keep their state, so that a directory that comes back
+        // is not read again from the start.
         let gone: Vec<Vec<u8>> = self
             .streams
             .keys()
-            .filter(|k| !seen.contains(*k))
+            .filter(|k| !present.contains(*k))
             .cloned()
             .collect();
         for key in gone {
-            if let Some(st) = self.streams.get(&key) {
-                let listing = StreamListing {
-                    source: st.source,
-                    dir: st.dir.clone(),
-                    files: Vec::new(),
-                };
-                self.read_stream(listing)?;
+            let n = self.streams.get(&key).map_or(0, |s| s.tails.len());
+            for idx in 0..n {
+                if let Err(e) = self.read_file(&key, idx, false) {
+                    self.file_error(&key, idx, e)?;
+                }
             }
         }
         self.commit()?;
         let files: usize = self.streams.values().map(|s| s.tails.len()).sum();
         self.stats.files.store(files as u64, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Logs a file's read error and carries on with the other files; a queue error
+    /// is passed up.
+    fn file_error(&mut self, key: &[u8], idx: usize, e: PassError) -> Result<(), PassError> {
+        match e {
+            PassError::Queue(q) => Err(PassError::Queue(q)),
+            PassError::Other(e) => {
+                let name = self
+                    .streams
+                    .get(key)
+                    .and_then(|s| s.tails.get(idx))
+                    .map(|t| t.name.clone())
+                    .unwrap_or_default();
+                tracing::warn!(file = %name, error = %e, "cannot read file; other files go on, this one is tried again later");
+                Ok(())
+            }
+        }
     }
 
     fn load_stream(&mut self, source: usize, dir: &std::path::Path) -> Stream {
@@ -235,84 +313,92 @@ impl Reader {
             .get(&key)
             .and_then(|v| serde_json::from_slice::<StreamCheckpoint>(v).ok())
             .and_then(|c| c.head)
-            .and_then(|(seq, hash)| {
-                let mut h = [0u8; 64];
-                (hash.len() == 64).then(|| {
-                    h.copy_from_slice(hash.as_bytes());
-                    Head { seq, hash: h }
-                })
-            });
+            .and_then(head_of);
         let verifier = match src.format {
             SourceFormat::AuditshipV1 => Some(Verifier::resume(src.keys.clone(), head)),
             SourceFormat::Json => None,
         };
         Stream {
             source,
-            dir: dir.to_path_buf(),
             name: dir.display().to_string(),
             key,
             verifier,
             tails: Vec::new(),
+            departing: Vec::new(),
             removed: Vec::new(),
             dirty: false,
         }
     }
 
-    fn read_stream(&mut self, listing: StreamListing) -> Result<(), Box<dyn std::error::Error>> {
+    fn read_stream(&mut self, listing: StreamListing) -> Result<(), PassError> {
         let key = stream_key(&self.sources[listing.source].0.name, &listing.dir);
         if !self.streams.contains_key(&key) {
             let st = self.load_stream(listing.source, &listing.dir);
             self.streams.insert(key.clone(), st);
         }
-        // Files no longer listed (deleted or renamed away): read to their end first,
-        // since they precede whatever replaced them, then let them go.
+        // Files no longer listed (deleted or renamed away): read to their very end
+        // first, since they precede whatever replaced them, then let them go once
+        // the commit that forgets them is durable.
         let listed: HashSet<(u64, u64)> = listing.files.iter().map(|f| (f.dev, f.ino)).collect();
-        let departed: Vec<usize> = {
+        loop {
             let st = &self.streams[&key];
-            (0..st.tails.len())
-                .filter(|&i| !listed.contains(&(st.tails[i].dev, st.tails[i].ino)))
-                .collect()
-        };
-        for &i in departed.iter().rev() {
-            self.read_file(&key, i)?;
+            let Some(i) = st
+                .tails
+                .iter()
+                .position(|t| !listed.contains(&(t.dev, t.ino)))
+            else {
+                break;
+            };
+            if let Err(e) = self.read_file(&key, i, true) {
+                // Keep it tracked: the next pass tries again.
+                self.file_error(&key, i, e)?;
+                break;
+            }
             let st = self.streams.get_mut(&key).expect("inserted above");
             let t = st.tails.remove(i);
-            tracing::debug!(file = %t.name, "file left its stream directory; closed");
+            tracing::debug!(file = %t.name, "file left its stream directory; read to its end");
             st.removed.push(file_key(&key, t.dev, t.ino));
+            st.departing.push(t);
             st.dirty = true;
         }
         for f in &listing.files {
-            let idx = self.track(&key, f)?;
+            if self.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let idx = match self.track(&key, f) {
+                Ok(i) => i,
+                Err(e) => {
+                    tracing::warn!(file = %f.path.display(), error = %e, "cannot open file; other files go on, this one is tried again later");
+                    continue;
+                }
+            };
             // A renamed file keeps its identity and offset, under its new name.
             let st = self.streams.get_mut(&key).expect("inserted above");
             if st.tails[idx].name != f.name {
                 st.tails[idx].name = f.name.clone();
                 st.dirty = true;
             }
-            if st.tails[idx].check_truncation()? {
-                let name = st.tails[idx].name.clone();
-                self.file_problem(
-                    &key,
-                    &name,
-                    "file_truncated",
-                    "file is shorter than the offset already read: read again from the start",
-                );
+            match st.tails[idx].check_truncation() {
+                Ok(true) => {
+                    st.dirty = true;
+                    let name = st.tails[idx].name.clone();
+                    self.file_problem(&key, &name, "file_truncated", "file was truncated or rewritten under the offset already read: read again from the start");
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(file = %f.path.display(), error = %e, "cannot check file");
+                    continue;
+                }
             }
-            self.read_file(&key, idx)?;
-        }
-        if listing.files.is_empty()
-            && self
-                .streams
-                .get(&key)
-                .is_some_and(|s| s.tails.is_empty() && !s.dirty)
-        {
-            // Nothing tracked, nothing to say: keep no state for an empty directory.
+            if let Err(e) = self.read_file(&key, idx, false) {
+                self.file_error(&key, idx, e)?;
+            }
         }
         Ok(())
     }
 
     /// The index of the tail for a listed file, opening and resuming it if new.
-    fn track(&mut self, key: &[u8], f: &Listed) -> Result<usize, Box<dyn std::error::Error>> {
+    fn track(&mut self, key: &[u8], f: &Listed) -> std::io::Result<usize> {
         let st = self.streams.get_mut(key).expect("stream exists");
         if let Some(i) = st
             .tails
@@ -370,12 +456,14 @@ impl Reader {
         tracing::warn!(stream = %st.name, file, code, "file problem");
     }
 
-    /// Reads every new complete line of one file, committing whenever a batch fills.
-    fn read_file(&mut self, key: &[u8], idx: usize) -> Result<(), Box<dyn std::error::Error>> {
+    /// Reads every new complete line of one file, committing whenever a batch fills,
+    /// until its end. When stopping, returns early unless `drain` (a file that left
+    /// its directory must be read to its end before it is let go).
+    fn read_file(&mut self, key: &[u8], idx: usize, drain: bool) -> Result<(), PassError> {
         loop {
-            if self.stop.load(Ordering::SeqCst) {
-                // Stopping: what is pending is committed at the end of the pass; the
-                // rest stays in the file for the next start.
+            if self.stop.load(Ordering::SeqCst) && !drain {
+                // What is pending is committed at the end of the pass; the rest stays
+                // in the file for the next start.
                 return Ok(());
             }
             self.wait_for_room()?;
@@ -404,8 +492,8 @@ impl Reader {
             let tail = &mut tails[idx];
             let file_name = tail.name.clone();
             let mut events = 0u32;
-            let consumed =
-                tail.read_lines(buf, source.max_line_bytes, room_bytes.max(1), |line| {
+            let (consumed, at_end) = tail
+                .read_lines(buf, source.max_line_bytes, room_bytes.max(1), |line| {
                     let at = Origin {
                         source: &source.name,
                         stream: &st.name,
@@ -436,7 +524,8 @@ impl Reader {
                     if s.redacted {
                         stats.redacted.fetch_add(1, Ordering::Relaxed);
                     }
-                })?;
+                })
+                .map_err(|e| PassError::Other(Box::new(e)))?;
             if consumed > 0 {
                 st.dirty = true;
             }
@@ -446,14 +535,15 @@ impl Reader {
                 || pending.records.len() >= self.limits.batch_bytes;
             if full {
                 self.commit()?;
-                continue;
             }
-            return Ok(());
+            if at_end {
+                return Ok(());
+            }
         }
     }
 
     /// Blocks while the queue is at its limit (sinks are behind).
-    fn wait_for_room(&mut self) -> Result<(), Box<dyn std::error::Error>> {
+    fn wait_for_room(&mut self) -> Result<(), PassError> {
         if !self.queue.is_full() {
             return Ok(());
         }
@@ -474,7 +564,7 @@ impl Reader {
     }
 
     /// Commits the pending records with the checkpoints of every changed stream.
-    fn commit(&mut self) -> Result<(), Box<dyn std::error::Error>> {
+    fn commit(&mut self) -> Result<(), PassError> {
         // The batch buffer is reused from commit to commit: allocated once at full
         // size, it never regrows or churns the allocator on the hot path.
         let batch = &mut self.pending;
@@ -484,14 +574,15 @@ impl Reader {
                 .as_ref()
                 .and_then(Verifier::head)
                 .map(|h| (h.seq, h.hash_str().to_owned()));
+            let encode = |e: serde_json::Error| PassError::Other(Box::new(e));
             batch.put.push((
                 st.key.clone(),
-                serde_json::to_vec(&StreamCheckpoint { v: 1, head })?,
+                serde_json::to_vec(&StreamCheckpoint { v: 1, head }).map_err(encode)?,
             ));
             for t in &st.tails {
                 batch.put.push((
                     file_key(&st.key, t.dev, t.ino),
-                    serde_json::to_vec(&t.checkpoint())?,
+                    serde_json::to_vec(&t.checkpoint()).map_err(encode)?,
                 ));
             }
             batch.remove.append(&mut st.removed);
@@ -499,18 +590,198 @@ impl Reader {
         if batch.events == 0 && batch.put.is_empty() && batch.remove.is_empty() {
             return Ok(());
         }
-        let id = self.queue.commit(batch)?;
+        let id = self.queue.commit(batch).map_err(PassError::Queue)?;
         batch.records.clear();
         batch.events = 0;
         batch.put.clear();
         batch.remove.clear();
         for st in self.streams.values_mut() {
             st.dirty = false;
+            // Their removal is durable: now the descriptors may close.
+            st.departing.clear();
         }
         if id > 0 {
             self.stats.batches.fetch_add(1, Ordering::Relaxed);
             (self.committed)(id);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::Keys;
+    use crate::config::daemon::SourceConfig;
+    use std::io::Write;
+
+    fn event(seq: u64, prev: &str) -> crate::audit::Sealed {
+        let e = format!(
+            r#"{{"v":1,"id":"i{seq}","seq":{seq},"timestamp":"2026-11-26T07:06:42Z","user_id":"u","session_id":"s","host":"h","action":"file_read","resource":"/r{seq}","outcome":"success","prev_hash":"{prev}"}}"#
+        );
+        crate::audit::seal(&e, None).unwrap()
+    }
+
+    fn reader(dir: &std::path::Path, queue: Arc<Queue>) -> Reader {
+        let source = SourceConfig {
+            name: "t".into(),
+            paths: vec![dir.display().to_string()],
+            files: "*.jsonl".into(),
+            format: SourceFormat::AuditshipV1,
+            keys: Keys::new(),
+            max_line_bytes: 1 << 20,
+        };
+        let limits = Limits {
+            batch_events: 2000,
+            batch_bytes: 1 << 20,
+            rescan: Duration::from_secs(3600),
+        };
+        let encoder = Encoder::new(
+            "h",
+            &serde_json::Map::new(),
+            crate::redact::Redactor::builtin(),
+        );
+        Reader::new(
+            vec![source],
+            queue,
+            encoder,
+            limits,
+            Box::new(|_| {}),
+            Arc::default(),
+        )
+        .unwrap()
+    }
+
+    fn shipped(queue: &Queue) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        let mut after = 0;
+        while let Some(b) = queue.next_after(after).unwrap() {
+            after = b.id;
+            out.extend(
+                b.records
+                    .split(|&c| c == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .map(|l| serde_json::from_slice(l).unwrap()),
+            );
+        }
+        out
+    }
+
+    #[test]
+    fn a_file_renamed_away_is_read_to_its_end_even_past_many_blank_lines() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("audit");
+        std::fs::create_dir(&dir).unwrap();
+        let queue = Arc::new(Queue::open(&t.path().join("q"), 1 << 20, &["s".into()]).unwrap());
+        let mut r = reader(&dir, queue.clone());
+        let mut hints = Hints::new();
+        let e0 = event(0, crate::audit::ZERO_HASH);
+        let e1 = event(1, &e0.hash);
+        let file = dir.join("a.jsonl");
+        std::fs::write(&file, &e0.line).unwrap();
+        r.pass(&mut hints).unwrap();
+        // 2 MiB of blank lines (more than one batch's read budget), then an event,
+        // then the file leaves the glob.
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&file)
+            .unwrap();
+        f.write_all(&vec![b'\n'; 2 << 20]).unwrap();
+        f.write_all(&e1.line).unwrap();
+        drop(f);
+        std::fs::rename(&file, dir.join("a.jsonl.1")).unwrap();
+        r.pass(&mut hints).unwrap();
+        let recs = shipped(&queue);
+        let seqs: Vec<u64> = recs.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+        assert_eq!(seqs, [0, 1]);
+        assert!(
+            recs.iter()
+                .all(|r| r["_auditship"]["integrity"]["ok"] == true)
+        );
+        let files = queue
+            .checkpoints()
+            .unwrap()
+            .keys()
+            .filter(|k| k.first() == Some(&b'f'))
+            .count();
+        assert_eq!(
+            files, 0,
+            "the departed file's checkpoint is gone once it was read"
+        );
+    }
+
+    #[test]
+    fn a_directory_away_and_back_is_not_read_again() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("audit");
+        std::fs::create_dir(&dir).unwrap();
+        let queue = Arc::new(Queue::open(&t.path().join("q"), 1 << 20, &["s".into()]).unwrap());
+        let mut r = reader(&dir, queue.clone());
+        let mut hints = Hints::new();
+        let e0 = event(0, crate::audit::ZERO_HASH);
+        std::fs::write(dir.join("a.jsonl"), &e0.line).unwrap();
+        r.pass(&mut hints).unwrap();
+        std::fs::rename(&dir, t.path().join("away")).unwrap();
+        r.pass(&mut hints).unwrap();
+        std::fs::rename(t.path().join("away"), &dir).unwrap();
+        let e1 = event(1, &e0.hash);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join("a.jsonl"))
+            .unwrap()
+            .write_all(&e1.line)
+            .unwrap();
+        r.pass(&mut hints).unwrap();
+        // A restart in between must not re-read it either.
+        drop(r);
+        let mut r = reader(&dir, queue.clone());
+        r.pass(&mut hints).unwrap();
+        let recs = shipped(&queue);
+        let seqs: Vec<u64> = recs.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+        assert_eq!(seqs, [0, 1]);
+        assert!(
+            recs.iter()
+                .all(|r| r["_auditship"]["integrity"]["ok"] == true),
+            "no invented chain problem"
+        );
+    }
+
+    #[test]
+    fn a_failed_commit_rewinds_without_losing_a_deleted_file() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("audit");
+        std::fs::create_dir(&dir).unwrap();
+        let queue = Arc::new(Queue::open(&t.path().join("q"), 1 << 20, &["s".into()]).unwrap());
+        let mut r = reader(&dir, queue.clone());
+        let mut hints = Hints::new();
+        let e0 = event(0, crate::audit::ZERO_HASH);
+        let e1 = event(1, &e0.hash);
+        let file = dir.join("a.jsonl");
+        std::fs::write(&file, &e0.line).unwrap();
+        r.pass(&mut hints).unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&file)
+            .unwrap()
+            .write_all(&e1.line)
+            .unwrap();
+        std::fs::remove_file(&file).unwrap();
+        // As if the commit of what was just read had failed: progress is thrown away.
+        r.streams.values_mut().for_each(|s| s.dirty = true);
+        let n = r.streams.values().map(|s| s.tails.len()).sum::<usize>();
+        assert_eq!(n, 1);
+        let key = r.streams.keys().next().unwrap().clone();
+        r.read_file(&key, 0, true).unwrap();
+        r.reset();
+        r.pass(&mut hints).unwrap();
+        let seqs: Vec<u64> = shipped(&queue)
+            .iter()
+            .map(|r| r["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            seqs,
+            [0, 1],
+            "the deleted file's last line survived the reset"
+        );
     }
 }

@@ -347,10 +347,14 @@ impl Queue {
         records: &[u8],
     ) -> Result<(), QueueError> {
         let prefix = dead_prefix(sink, id, part);
+        let mut b = sled::Batch::default();
+        // A rewrite (after a crash) replaces every chunk of an earlier attempt.
+        for old in self.dead.scan_prefix(&prefix).keys() {
+            b.remove(old?);
+        }
         let mut head = Vec::with_capacity(reason.len() + 8);
         head.extend_from_slice(&events.to_be_bytes());
         head.extend_from_slice(reason.as_bytes());
-        let mut b = sled::Batch::default();
         let mut k = prefix.clone();
         k.extend_from_slice(&u32::MAX.to_be_bytes());
         b.insert(k, head);
@@ -446,8 +450,10 @@ impl Queue {
             count += 1;
         }
         if count > 0 {
-            self.chunks.apply_batch(chunks)?;
+            // Headers first: a crash in between leaves orphan chunks (harmless), never
+            // a header whose chunks are gone.
             self.meta.apply_batch(metas)?;
+            self.chunks.apply_batch(chunks)?;
             self.bytes.fetch_sub(freed, Ordering::SeqCst);
             self.batches.fetch_sub(count, Ordering::SeqCst);
             let _g = self.room.0.lock().unwrap_or_else(|e| e.into_inner());

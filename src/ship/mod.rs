@@ -125,7 +125,11 @@ pub async fn run_sink(
             if unit.complete {
                 let (n, id) = (name.clone(), unit.last_id);
                 if blocking(&queue, move |q| q.ack(&n, id)).await.is_none() {
-                    // Could not persist the cursor: the batch will be sent again.
+                    // Could not persist the cursor: the batch will be sent again, after
+                    // a pause (storage trouble does not clear up in microseconds).
+                    if sleep_or_cancel(Duration::from_secs(1), &cancel).await {
+                        return;
+                    }
                     break;
                 }
                 cursor = unit.last_id;

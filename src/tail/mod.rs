@@ -163,32 +163,63 @@ impl Tail {
     /// True when the file is now shorter than the offset: it was truncated. The
     /// offset and line restart at 0.
     pub fn check_truncation(&mut self) -> io::Result<bool> {
-        if self.size()? < self.offset {
-            self.offset = 0;
-            self.line = 0;
-            self.fingerprint = None;
+        let size = self.size()?;
+        if size < self.offset
+            || (size > self.offset && self.offset > 0 && self.replaced_in_place()?)
+        {
+            self.restart();
             return Ok(true);
         }
         Ok(false)
     }
 
+    /// True when the file's first line is no longer the one it had: the file was
+    /// truncated and rewritten between two looks (size alone cannot tell).
+    pub fn replaced_in_place(&self) -> io::Result<bool> {
+        match &self.fingerprint {
+            Some(known) => Ok(fingerprint(&self.file)?.as_ref() != Some(known)),
+            None => Ok(false),
+        }
+    }
+
+    /// Starts the file again from the beginning (after truncation).
+    pub fn restart(&mut self) {
+        self.offset = 0;
+        self.line = 0;
+        self.fingerprint = None;
+    }
+
+    /// Puts the file back where a checkpoint says (after a failed commit).
+    pub fn rewind(&mut self, cp: Option<&Checkpoint>) {
+        match cp {
+            Some(cp) => {
+                self.offset = cp.offset;
+                self.line = cp.line;
+                self.fingerprint = cp.fingerprint.clone();
+            }
+            None => self.restart(),
+        }
+    }
+
     /// Reads complete lines from the offset, calling `each` for every line, until
     /// end of file or until `budget` bytes were consumed. Lines longer than
     /// `max_line` are cut to it (their full length and digest are passed along).
-    /// Returns the bytes consumed.
+    /// Returns the bytes consumed and whether the end of the complete lines was
+    /// reached (false: the budget ran out first).
     pub fn read_lines(
         &mut self,
         buf: &mut Vec<u8>,
         max_line: usize,
         budget: u64,
         mut each: impl FnMut(Line<'_>),
-    ) -> io::Result<u64> {
+    ) -> io::Result<(u64, bool)> {
         if self.fingerprint.is_none() {
             self.fingerprint = fingerprint(&self.file)?;
         }
         const CHUNK: usize = 256 * 1024;
         let start = self.offset;
         let mut pos = self.offset;
+        let mut at_end = false;
         loop {
             if pos - start >= budget {
                 break;
@@ -196,6 +227,7 @@ impl Tail {
             buf.resize(CHUNK, 0);
             let n = read_at_full(&self.file, buf, pos)?;
             if n == 0 {
+                at_end = true;
                 break;
             }
             let data = &buf[..n];
@@ -226,17 +258,21 @@ impl Tail {
                         pos += len;
                         continue;
                     }
-                    None => break, // not complete yet
+                    None => {
+                        at_end = true; // the last line is not complete yet
+                        break;
+                    }
                 }
             }
             pos += consumed as u64;
             self.offset = pos;
             if n < CHUNK {
+                at_end = true;
                 break;
             }
         }
         self.offset = pos;
-        Ok(pos - start)
+        Ok((pos - start, at_end))
     }
 
     /// Handles a line longer than the read chunk starting at `pos`: hashes it in
@@ -346,6 +382,29 @@ mod tests {
         std::fs::write(&p, "other first line\nsecond\nthird\n").unwrap();
         let (_, how) = Tail::resume(open_nofollow(&p).unwrap(), "a.jsonl", &cp).unwrap();
         assert_eq!(how, Resume::Replaced);
+    }
+
+    #[test]
+    fn truncate_then_grow_between_two_looks_is_seen() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.jsonl");
+        std::fs::write(&p, "first 1\nsecond\nthird\n").unwrap();
+        let mut t = Tail::new(open_nofollow(&p).unwrap(), "a.jsonl").unwrap();
+        lines(&mut t, 100);
+        // Truncated and rewritten longer than before: size alone looks like growth.
+        let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        f.set_len(0).unwrap();
+        std::fs::write(&p, "new first line\n".repeat(10)).unwrap();
+        assert!(t.check_truncation().unwrap());
+        assert_eq!(lines(&mut t, 100).len(), 10);
+        // Plain growth is not truncation.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .unwrap()
+            .write_all(b"more\n")
+            .unwrap();
+        assert!(!t.check_truncation().unwrap());
     }
 
     #[test]

@@ -35,12 +35,18 @@ pub struct StreamListing {
 }
 
 /// Expands a directory glob (`/home/*/.claude/audit`) component by component.
+///
+/// Components before the first glob are the operator's and may be symlinks. From the
+/// first glob on, paths belong to whoever owns the matched directories (each user's
+/// home): there no component may be a symlink, or a user could point their "audit
+/// directory" at files they cannot read and have the daemon ship them.
 pub fn expand_dirs(pattern: &str) -> Vec<PathBuf> {
     let mut current = vec![PathBuf::from(if pattern.starts_with('/') {
         "/"
     } else {
         "."
     })];
+    let mut untrusted = false;
     for comp in Path::new(pattern).components() {
         use std::path::Component;
         let part = match comp {
@@ -53,6 +59,7 @@ pub fn expand_dirs(pattern: &str) -> Vec<PathBuf> {
             Component::Prefix(_) => continue,
         };
         let is_glob = part.contains(['*', '?', '[', '{']);
+        untrusted |= is_glob;
         let mut next = Vec::new();
         if is_glob {
             let Ok(glob) = Glob::new(&part) else {
@@ -74,6 +81,15 @@ pub fn expand_dirs(pattern: &str) -> Vec<PathBuf> {
             }
         } else {
             next = current.iter().map(|b| b.join(&part)).collect();
+        }
+        if untrusted {
+            next.retain(|p| {
+                let link = std::fs::symlink_metadata(p).map(|m| m.file_type().is_symlink()).unwrap_or(true);
+                if link {
+                    tracing::warn!(path = %p.display(), "not following a symlink below a directory glob");
+                }
+                !link
+            });
         }
         current = next;
         if current.is_empty() {
@@ -241,6 +257,29 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert!(got[0].ends_with("alice/.claude/audit"));
         assert!(expand_dirs(&format!("{}/nobody/x", t.path().display())).is_empty());
+    }
+
+    #[test]
+    fn symlinks_below_a_glob_are_not_followed() {
+        let t = tempfile::tempdir().unwrap();
+        let secret = t.path().join("root-only");
+        std::fs::create_dir_all(&secret).unwrap();
+        std::fs::create_dir_all(t.path().join("home/alice/.claude")).unwrap();
+        std::os::unix::fs::symlink(&secret, t.path().join("home/alice/.claude/audit")).unwrap();
+        std::fs::create_dir_all(t.path().join("home/bob/.claude/audit")).unwrap();
+        std::os::unix::fs::symlink(t.path().join("home/bob"), t.path().join("home/carol")).unwrap();
+        let got = expand_dirs(&format!("{}/home/*/.claude/audit", t.path().display()));
+        assert_eq!(got, [t.path().join("home/bob/.claude/audit")]);
+        // Before any glob, the operator's own symlinks are followed.
+        std::os::unix::fs::symlink(
+            t.path().join("home/bob/.claude"),
+            t.path().join("bob-claude"),
+        )
+        .unwrap();
+        assert_eq!(
+            expand_dirs(&format!("{}/bob-claude/audit", t.path().display())).len(),
+            1
+        );
     }
 
     #[test]

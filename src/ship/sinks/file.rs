@@ -57,14 +57,23 @@ fn append(path: &Path, records: &[u8], max: u64, keep: u32) -> std::io::Result<(
     if size > 0 && size + records.len() as u64 > max {
         rotate(path, keep)?;
     }
+    let existed = path.exists();
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)?;
-    f.write_all(records)?;
-    f.sync_data()
+    let before = f.metadata()?.len();
+    if let Err(e) = f.write_all(records).and_then(|()| f.sync_data()) {
+        // Leave no partial record behind for the retry to append after.
+        let _ = f.set_len(before);
+        return Err(e);
+    }
+    if !existed && let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 fn rotate(path: &Path, keep: u32) -> std::io::Result<()> {

@@ -1,7 +1,8 @@
 //! `http`: POST batches as NDJSON or a JSON array, optionally gzip-compressed, with a
 //! bearer token and custom headers. Status classes: 2xx success; 408, 429, 5xx retry
-//! (honouring `Retry-After`); 401 and 403 retry too, loudly, since a fixed token must
-//! not find its records dead-lettered; any other status is a permanent rejection.
+//! (honouring `Retry-After`); 401 and 403, and any 3xx (redirects are never followed:
+//! the endpoint is misconfigured), retry too, loudly, since fixing the configuration
+//! must not find the records dead-lettered; any other 4xx is a permanent rejection.
 
 use super::super::{Verdict, parse_retry_after};
 use crate::config::daemon::{Compression, HttpFormat, Secret, SinkConfig, SinkKind};
@@ -125,6 +126,11 @@ impl HttpSink {
         if status.is_success() {
             return Verdict::Success;
         }
+        let resp_location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(|l| l.split('?').next().unwrap_or("").to_owned());
         let text = resp.text().await.unwrap_or_default();
         let snippet: String = text.chars().take(300).collect();
         let code = status.as_u16();
@@ -137,6 +143,14 @@ impl HttpSink {
                 tracing::error!(sink = %self.name, status = code, "sink refuses our credentials; fix the token, records wait in the queue");
                 Verdict::Retry {
                     reason: format!("HTTP {code} (credentials): {snippet}"),
+                    after: Some(retry_after.unwrap_or(Duration::from_secs(30))),
+                }
+            }
+            300..=399 => {
+                let location = resp_location.unwrap_or_default();
+                tracing::error!(sink = %self.name, status = code, location = %location, "sink endpoint redirects; fix the endpoint, records wait in the queue");
+                Verdict::Retry {
+                    reason: format!("HTTP {code} redirect to {location:?}: not followed"),
                     after: Some(retry_after.unwrap_or(Duration::from_secs(30))),
                 }
             }
