@@ -115,11 +115,7 @@ fn embedded_default_ships_the_user_audit_dir_to_a_local_file() {
         .env("AUDITSHIP_CONFIG", "")
         .env("XDG_STATE_HOME", t.path().join("xdg"))
         .arg("run");
-    c.stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    let d = Daemon {
-        child: c.spawn().unwrap(),
-    };
+    let d = Daemon::spawn(c);
     let out = t.path().join("xdg/auditship/shipped.jsonl");
     let start = std::time::Instant::now();
     while std::fs::read_to_string(&out)

@@ -6,6 +6,7 @@ mod util;
 
 mod check_config;
 mod daemon;
+mod daemon_faults;
 
 mod install_hooks;
 mod record;

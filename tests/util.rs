@@ -115,9 +115,11 @@ pub fn read_stream(dir: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// A running `auditship run`.
+/// A running `auditship run`. Its stderr is collected on a thread, so a chatty
+/// daemon never blocks on a full pipe.
 pub struct Daemon {
     pub child: std::process::Child,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Daemon {
@@ -128,10 +130,40 @@ impl Daemon {
             .arg("--config")
             .arg(config)
             .env("RUST_LOG", "warn");
+        Daemon::spawn(c)
+    }
+
+    /// Spawns a prepared command, collecting its stderr.
+    pub fn spawn(mut c: Command) -> Daemon {
         c.stdout(Stdio::null()).stderr(Stdio::piped());
-        Daemon {
-            child: c.spawn().expect("start the daemon"),
+        let mut child = c.spawn().expect("start the daemon");
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        if let Some(mut pipe) = child.stderr.take() {
+            let sink = stderr.clone();
+            std::thread::spawn(move || {
+                use std::io::Read;
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    sink.lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            });
         }
+        Daemon { child, stderr }
+    }
+
+    /// What the daemon wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// A handle on the collected stderr that outlives the `Daemon`.
+    pub fn stderr_handle(&self) -> std::sync::Arc<std::sync::Mutex<String>> {
+        self.stderr.clone()
     }
 
     pub fn signal(&self, sig: i32) {
@@ -147,12 +179,9 @@ impl Daemon {
         let start = std::time::Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                let mut err = String::new();
-                if let Some(mut e) = self.child.stderr.take() {
-                    use std::io::Read;
-                    let _ = e.read_to_string(&mut err);
-                }
-                return (status.code(), err);
+                // Give the collecting thread a moment to read the last lines.
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                return (status.code(), self.stderr());
             }
             if start.elapsed() > limit {
                 self.signal(libc::SIGKILL);

@@ -357,7 +357,12 @@ impl Reader {
             let st = self.streams.get_mut(&key).expect("inserted above");
             let t = st.tails.remove(i);
             tracing::debug!(file = %t.name, "file left its stream directory; read to its end");
-            st.removed.push(file_key(&key, t.dev, t.ino));
+            if !t.still_linked() {
+                // Deleted: its checkpoint goes with it.
+                st.removed.push(file_key(&key, t.dev, t.ino));
+            }
+            // Renamed (perhaps caught between the two steps of a rotation): its
+            // checkpoint stays, so that if it shows up again it resumes, not restarts.
             st.departing.push(t);
             st.dirty = true;
         }
@@ -492,8 +497,9 @@ impl Reader {
             let tail = &mut tails[idx];
             let file_name = tail.name.clone();
             let mut events = 0u32;
+            let (max_bytes, max_events) = (self.limits.batch_bytes, room_events);
             let (consumed, at_end) = tail
-                .read_lines(buf, source.max_line_bytes, room_bytes.max(1), |line| {
+                .read_lines(buf, source.max_line_bytes, |line| {
                     let at = Origin {
                         source: &source.name,
                         stream: &st.name,
@@ -524,6 +530,8 @@ impl Reader {
                     if s.redacted {
                         stats.redacted.fetch_add(1, Ordering::Relaxed);
                     }
+                    // Stop at the line that fills the batch: batches keep their limits.
+                    events < max_events && pending.records.len() < max_bytes
                 })
                 .map_err(|e| PassError::Other(Box::new(e)))?;
             if consumed > 0 {
@@ -585,6 +593,16 @@ impl Reader {
                     serde_json::to_vec(&t.checkpoint()).map_err(encode)?,
                 ));
             }
+            // Departed files: a deleted one's checkpoint is removed, a renamed one's
+            // is kept at its end.
+            for t in &st.departing {
+                let k = file_key(&st.key, t.dev, t.ino);
+                if !st.removed.contains(&k) {
+                    batch
+                        .put
+                        .push((k, serde_json::to_vec(&t.checkpoint()).map_err(encode)?));
+                }
+            }
             batch.remove.append(&mut st.removed);
         }
         if batch.events == 0 && batch.put.is_empty() && batch.remove.is_empty() {
@@ -597,8 +615,15 @@ impl Reader {
         batch.remove.clear();
         for st in self.streams.values_mut() {
             st.dirty = false;
-            // Their removal is durable: now the descriptors may close.
-            st.departing.clear();
+            // Their removal (or their last offset) is durable: now the descriptors may
+            // close. A renamed one's checkpoint is kept for when it shows up again.
+            for t in st.departing.drain(..) {
+                if t.still_linked()
+                    && let Ok(v) = serde_json::to_vec(&t.checkpoint())
+                {
+                    self.stored.insert(file_key(&st.key, t.dev, t.ino), v);
+                }
+            }
         }
         if id > 0 {
             self.stats.batches.fetch_add(1, Ordering::Relaxed);
@@ -698,16 +723,17 @@ mod tests {
             recs.iter()
                 .all(|r| r["_auditship"]["integrity"]["ok"] == true)
         );
-        let files = queue
+        // Renamed, not deleted: its checkpoint stays, at its end, for if it comes back.
+        let size = std::fs::metadata(dir.join("a.jsonl.1")).unwrap().len();
+        let cps: Vec<Checkpoint> = queue
             .checkpoints()
             .unwrap()
-            .keys()
-            .filter(|k| k.first() == Some(&b'f'))
-            .count();
-        assert_eq!(
-            files, 0,
-            "the departed file's checkpoint is gone once it was read"
-        );
+            .iter()
+            .filter(|(k, _)| k.first() == Some(&b'f'))
+            .map(|(_, v)| serde_json::from_slice(v).unwrap())
+            .collect();
+        assert_eq!(cps.len(), 1);
+        assert_eq!(cps[0].offset, size);
     }
 
     #[test]

@@ -156,6 +156,11 @@ impl Tail {
         }
     }
 
+    /// True while the file still has a name somewhere (it was renamed, not deleted).
+    pub fn still_linked(&self) -> bool {
+        self.file.metadata().map(|m| m.nlink() > 0).unwrap_or(false)
+    }
+
     pub fn size(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())
     }
@@ -202,16 +207,15 @@ impl Tail {
     }
 
     /// Reads complete lines from the offset, calling `each` for every line, until
-    /// end of file or until `budget` bytes were consumed. Lines longer than
-    /// `max_line` are cut to it (their full length and digest are passed along).
-    /// Returns the bytes consumed and whether the end of the complete lines was
-    /// reached (false: the budget ran out first).
+    /// end of file or until `each` returns false (the caller's batch is full: the
+    /// offset then stands right after that line). Lines longer than `max_line` are
+    /// cut to it (their full length and digest are passed along). Returns the bytes
+    /// consumed and whether the end of the complete lines was reached.
     pub fn read_lines(
         &mut self,
         buf: &mut Vec<u8>,
         max_line: usize,
-        budget: u64,
-        mut each: impl FnMut(Line<'_>),
+        mut each: impl FnMut(Line<'_>) -> bool,
     ) -> io::Result<(u64, bool)> {
         if self.fingerprint.is_none() {
             self.fingerprint = fingerprint(&self.file)?;
@@ -220,10 +224,8 @@ impl Tail {
         let start = self.offset;
         let mut pos = self.offset;
         let mut at_end = false;
-        loop {
-            if pos - start >= budget {
-                break;
-            }
+        let mut more = true;
+        while more {
             buf.resize(CHUNK, 0);
             let n = read_at_full(&self.file, buf, pos)?;
             if n == 0 {
@@ -243,17 +245,20 @@ impl Tail {
                 } else {
                     (line, None)
                 };
-                each(Line {
+                more = each(Line {
                     bytes,
                     number: self.line,
                     offset: pos + consumed as u64,
                     truncated,
                 });
                 consumed += rel + 1;
+                if !more {
+                    break;
+                }
             }
             if consumed == 0 {
                 // No newline in a whole chunk: a line longer than the chunk.
-                match self.long_line(pos, max_line, &mut each)? {
+                match self.long_line(pos, max_line, &mut more, &mut each)? {
                     Some(len) => {
                         pos += len;
                         continue;
@@ -266,7 +271,7 @@ impl Tail {
             }
             pos += consumed as u64;
             self.offset = pos;
-            if n < CHUNK {
+            if more && n < CHUNK {
                 at_end = true;
                 break;
             }
@@ -282,7 +287,8 @@ impl Tail {
         &mut self,
         pos: u64,
         max_line: usize,
-        each: &mut impl FnMut(Line<'_>),
+        more: &mut bool,
+        each: &mut impl FnMut(Line<'_>) -> bool,
     ) -> io::Result<Option<u64>> {
         let mut hasher = Sha256::new();
         let mut kept = Vec::new();
@@ -308,7 +314,7 @@ impl Tail {
                 let hex = String::from_utf8_lossy(&crate::audit::hex_lower(&digest)).into_owned();
                 self.line += 1;
                 let truncated = (full as usize > max_line).then_some((full, hex));
-                each(Line {
+                *more = each(Line {
                     bytes: &kept,
                     number: self.line,
                     offset: pos,
@@ -329,13 +335,14 @@ mod tests {
     fn lines(t: &mut Tail, max: usize) -> Vec<(String, u64, u64, bool)> {
         let mut out = Vec::new();
         let mut buf = Vec::new();
-        t.read_lines(&mut buf, max, u64::MAX, |l| {
+        t.read_lines(&mut buf, max, |l| {
             out.push((
                 String::from_utf8_lossy(l.bytes).into_owned(),
                 l.number,
                 l.offset,
                 l.truncated.is_some(),
-            ))
+            ));
+            true
         })
         .unwrap();
         out
@@ -408,6 +415,24 @@ mod tests {
     }
 
     #[test]
+    fn reading_stops_right_after_the_line_that_says_so() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.jsonl");
+        std::fs::write(&p, "1\n22\n333\n").unwrap();
+        let mut t = Tail::new(open_nofollow(&p).unwrap(), "a.jsonl").unwrap();
+        let mut buf = Vec::new();
+        let mut n = 0;
+        let (consumed, at_end) = t
+            .read_lines(&mut buf, 100, |_| {
+                n += 1;
+                n < 2
+            })
+            .unwrap();
+        assert_eq!((consumed, at_end, t.offset, t.line), (5, false, 5, 2));
+        assert_eq!(lines(&mut t, 100), [("333".into(), 3, 5, false)]);
+    }
+
+    #[test]
     fn long_lines_are_cut_with_digest_even_beyond_the_chunk() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("a.jsonl");
@@ -416,8 +441,9 @@ mod tests {
         let mut t = Tail::new(open_nofollow(&p).unwrap(), "a.jsonl").unwrap();
         let mut got = Vec::new();
         let mut buf = Vec::new();
-        t.read_lines(&mut buf, 1000, u64::MAX, |l| {
+        t.read_lines(&mut buf, 1000, |l| {
             got.push((l.bytes.len(), l.number, l.truncated.clone()));
+            true
         })
         .unwrap();
         assert_eq!(got.len(), 3, "the unterminated last line waits");
