@@ -166,15 +166,7 @@ fn a_permanent_rejection_is_dead_lettered_and_later_batches_ship() {
             Reply::Ok
         }
     });
-    let cfg = daemon_config(
-        t.path(),
-        &format!(
-            "[[source]]\nname = \"a\"\npaths = [\"{}\"]\n",
-            dir.display()
-        ),
-        &sink.addr,
-        "",
-    );
+    let cfg = daemon_config(t.path(), &source_toml(&dir), &sink.addr, "");
     let d = Daemon::start(t.path(), &cfg);
     std::thread::sleep(Duration::from_millis(800));
     write_chain(&dir.join("audit-1.jsonl"), 1, 10, 5, &prev);
@@ -214,15 +206,7 @@ fn retryable_failures_lose_nothing() {
         n if n % 3 == 0 => Reply::Status(502, None),
         _ => Reply::Ok,
     });
-    let cfg = daemon_config(
-        t.path(),
-        &format!(
-            "[[source]]\nname = \"a\"\npaths = [\"{}\"]\n",
-            dir.display()
-        ),
-        &sink.addr,
-        "",
-    );
+    let cfg = daemon_config(t.path(), &source_toml(&dir), &sink.addr, "");
     let d = Daemon::start(t.path(), &cfg);
     sink.wait_for(3000, Duration::from_secs(60));
     let (code, _) = d.stop(Duration::from_secs(10));
@@ -260,15 +244,7 @@ fn an_idle_daemon_does_nothing() {
         auditship::audit::ZERO_HASH,
     );
     let sink = TestSink::start();
-    let cfg = daemon_config(
-        t.path(),
-        &format!(
-            "[[source]]\nname = \"a\"\npaths = [\"{}\"]\n",
-            dir.display()
-        ),
-        &sink.addr,
-        "",
-    );
+    let cfg = daemon_config(t.path(), &source_toml(&dir), &sink.addr, "");
     let d = Daemon::start(t.path(), &cfg);
     sink.wait_for(10, Duration::from_secs(20));
     std::thread::sleep(Duration::from_millis(500));
@@ -307,15 +283,7 @@ fn a_redirect_is_never_taken_for_delivery() {
             Reply::Ok
         }
     });
-    let cfg = daemon_config(
-        t.path(),
-        &format!(
-            "[[source]]\nname = \"a\"\npaths = [\"{}\"]\n",
-            dir.display()
-        ),
-        &sink.addr,
-        "",
-    );
+    let cfg = daemon_config(t.path(), &source_toml(&dir), &sink.addr, "");
     let d = Daemon::start(t.path(), &cfg);
     sink.wait_for(20, Duration::from_secs(30));
     let (code, _) = d.stop(Duration::from_secs(10));

@@ -220,6 +220,14 @@ pub fn daemon_config(dir: &Path, sources: &str, endpoint: &str, extra: &str) -> 
     )
 }
 
+/// A `[[source]]` table named "a" watching one directory.
+pub fn source_toml(dir: &Path) -> String {
+    format!(
+        "[[source]]\nname = \"a\"\npaths = [\"{}\"]\n",
+        dir.display()
+    )
+}
+
 /// Writes `n` sealed, chained events of stream `stream` to `file` (appending).
 pub fn write_chain(file: &Path, stream: u32, first_seq: u64, n: u64, prev: &str) -> String {
     use std::io::Write;
