@@ -297,10 +297,20 @@ fn units(batches: Vec<Batch>, cfg: &SinkConfig) -> Vec<Unit> {
         let first_id = batches[0].id;
         let last_id = batches.last().map(|b| b.id).unwrap_or(first_id);
         let events = batches.iter().map(|b| b.events).sum();
-        let mut records = Vec::with_capacity(batches.iter().map(|b| b.records.len()).sum());
-        for b in &batches {
-            records.extend_from_slice(&b.records);
-        }
+        let records = if batches.len() == 1 {
+            // The common case: hand the batch's buffer over, no copy.
+            batches
+                .into_iter()
+                .next()
+                .map(|b| b.records)
+                .unwrap_or_default()
+        } else {
+            let mut joined = Vec::with_capacity(batches.iter().map(|b| b.records.len()).sum());
+            for b in &batches {
+                joined.extend_from_slice(&b.records);
+            }
+            joined
+        };
         return vec![Unit {
             last_id,
             first_id,
