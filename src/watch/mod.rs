@@ -14,6 +14,18 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
+/// Warns about a refused path once per process, not on every rescan.
+fn warn_once(path: &Path, msg: &'static str) {
+    static SEEN: std::sync::Mutex<Option<HashSet<PathBuf>>> = std::sync::Mutex::new(None);
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    if seen
+        .get_or_insert_with(HashSet::new)
+        .insert(path.to_path_buf())
+    {
+        tracing::warn!(path = %path.display(), reason = msg, "symlink refused");
+    }
+}
+
 /// One file of a stream as seen by a rescan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {
@@ -84,9 +96,11 @@ pub fn expand_dirs(pattern: &str) -> Vec<PathBuf> {
         }
         if untrusted {
             next.retain(|p| {
-                let link = std::fs::symlink_metadata(p).map(|m| m.file_type().is_symlink()).unwrap_or(true);
+                let link = std::fs::symlink_metadata(p)
+                    .map(|m| m.file_type().is_symlink())
+                    .unwrap_or(true);
                 if link {
-                    tracing::warn!(path = %p.display(), "not following a symlink below a directory glob");
+                    warn_once(p, "not following a symlink below a directory glob");
                 }
                 !link
             });
@@ -118,7 +132,10 @@ pub fn list_files(dir: &Path, files: &GlobMatcher) -> std::io::Result<Vec<Listed
             match std::fs::canonicalize(entry.path()) {
                 Ok(target) if target.parent() == Some(canon_dir.as_path()) => target,
                 _ => {
-                    tracing::warn!(path = %entry.path().display(), "not following a symlink that leads outside its stream directory");
+                    warn_once(
+                        &entry.path(),
+                        "not following a symlink that leads outside its stream directory",
+                    );
                     continue;
                 }
             }
