@@ -42,6 +42,39 @@ pub enum Checked<'a> {
     },
 }
 
+/// The structural checks every reader of lines makes, chained or not: UTF-8, blank,
+/// JSON, object. Returns the object and whether it held lone surrogate escapes, or
+/// what the line is when it is not an object (its problem pushed).
+pub fn read_object<'a>(
+    line: &'a [u8],
+    problems: &mut Vec<Problem>,
+) -> Result<(Value<'a>, bool), Checked<'a>> {
+    let Ok(text) = std::str::from_utf8(line) else {
+        problems.push(Problem::new(Code::InvalidUtf8, "line is not valid UTF-8"));
+        return Err(Checked::Rejected { value: None });
+    };
+    if text.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
+        return Err(Checked::Blank);
+    }
+    let parsed = match json::parse_lossy(text) {
+        Ok(p) => p,
+        Err(e) => {
+            problems.push(Problem::new(Code::InvalidJson, e.to_string()));
+            return Err(Checked::Rejected { value: None });
+        }
+    };
+    if !matches!(parsed.value, Value::Object(_)) {
+        problems.push(Problem::new(
+            Code::NotObject,
+            format!("line is a JSON {}", parsed.value.type_name()),
+        ));
+        return Err(Checked::Rejected {
+            value: Some(parsed.value),
+        });
+    }
+    Ok((parsed.value, parsed.lone_surrogates))
+}
+
 /// Verifies one stream, line by line.
 pub struct Verifier {
     keys: Keys,
@@ -83,27 +116,10 @@ impl Verifier {
 
     /// Checks one line (without its `\n`), appending its problems in report order.
     pub fn check_line<'a>(&mut self, line: &'a [u8], problems: &mut Vec<Problem>) -> Checked<'a> {
-        let Ok(text) = std::str::from_utf8(line) else {
-            problems.push(Problem::new(Code::InvalidUtf8, "line is not valid UTF-8"));
-            return Checked::Rejected { value: None };
+        let (value, lone_surrogates) = match read_object(line, problems) {
+            Ok(v) => v,
+            Err(checked) => return checked,
         };
-        if text.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
-            return Checked::Blank;
-        }
-        let (value, lone_surrogates) = match json::parse_lossy(text) {
-            Ok(p) => (p.value, p.lone_surrogates),
-            Err(e) => {
-                problems.push(Problem::new(Code::InvalidJson, e.to_string()));
-                return Checked::Rejected { value: None };
-            }
-        };
-        if !matches!(value, Value::Object(_)) {
-            problems.push(Problem::new(
-                Code::NotObject,
-                format!("line is a JSON {}", value.type_name()),
-            ));
-            return Checked::Rejected { value: Some(value) };
-        }
         match self.check_parsed(&value, lone_surrogates, problems) {
             Some((head, hash_ok)) => Checked::Member {
                 value,

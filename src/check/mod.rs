@@ -366,31 +366,9 @@ fn splice(text: &str, empty: bool, out: &mut Vec<u8>, meta: impl FnOnce(&mut Vec
 
 /// Classifies a line of a plain JSON source: no chain, no schema.
 fn plain_json<'a>(raw: &'a [u8], problems: &mut Vec<Problem>) -> Checked<'a> {
-    use crate::audit::Code;
-    let Ok(text) = std::str::from_utf8(raw) else {
-        problems.push(Problem::new(Code::InvalidUtf8, "line is not valid UTF-8"));
-        return Checked::Rejected { value: None };
-    };
-    if text.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
-        return Checked::Blank;
-    }
-    match json::parse_lossy(text) {
-        Ok(p) if matches!(p.value, json::Value::Object(_)) => Checked::Rejected {
-            value: Some(p.value),
-        },
-        Ok(p) => {
-            problems.push(Problem::new(
-                Code::NotObject,
-                format!("line is a JSON {}", p.value.type_name()),
-            ));
-            Checked::Rejected {
-                value: Some(p.value),
-            }
-        }
-        Err(e) => {
-            problems.push(Problem::new(Code::InvalidJson, e.to_string()));
-            Checked::Rejected { value: None }
-        }
+    match crate::audit::chain::read_object(raw, problems) {
+        Ok((value, _)) => Checked::Rejected { value: Some(value) },
+        Err(checked) => checked,
     }
 }
 

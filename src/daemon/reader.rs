@@ -677,6 +677,22 @@ mod tests {
         .unwrap()
     }
 
+    /// A stream directory, a queue and a reader over it.
+    fn setup() -> (
+        tempfile::TempDir,
+        std::path::PathBuf,
+        Arc<Queue>,
+        Reader,
+        Hints,
+    ) {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("audit");
+        std::fs::create_dir(&dir).unwrap();
+        let queue = Arc::new(Queue::open(&t.path().join("q"), 1 << 20, &["s".into()]).unwrap());
+        let r = reader(&dir, queue.clone());
+        (t, dir, queue, r, Hints::new())
+    }
+
     fn shipped(queue: &Queue) -> Vec<serde_json::Value> {
         let mut out = Vec::new();
         let mut after = 0;
@@ -694,12 +710,7 @@ mod tests {
 
     #[test]
     fn a_file_renamed_away_is_read_to_its_end_even_past_many_blank_lines() {
-        let t = tempfile::tempdir().unwrap();
-        let dir = t.path().join("audit");
-        std::fs::create_dir(&dir).unwrap();
-        let queue = Arc::new(Queue::open(&t.path().join("q"), 1 << 20, &["s".into()]).unwrap());
-        let mut r = reader(&dir, queue.clone());
-        let mut hints = Hints::new();
+        let (_t, dir, queue, mut r, mut hints) = setup();
         let e0 = event(0, crate::audit::ZERO_HASH);
         let e1 = event(1, &e0.hash);
         let file = dir.join("a.jsonl");
@@ -738,12 +749,7 @@ mod tests {
 
     #[test]
     fn a_directory_away_and_back_is_not_read_again() {
-        let t = tempfile::tempdir().unwrap();
-        let dir = t.path().join("audit");
-        std::fs::create_dir(&dir).unwrap();
-        let queue = Arc::new(Queue::open(&t.path().join("q"), 1 << 20, &["s".into()]).unwrap());
-        let mut r = reader(&dir, queue.clone());
-        let mut hints = Hints::new();
+        let (t, dir, queue, mut r, mut hints) = setup();
         let e0 = event(0, crate::audit::ZERO_HASH);
         std::fs::write(dir.join("a.jsonl"), &e0.line).unwrap();
         r.pass(&mut hints).unwrap();
@@ -774,12 +780,7 @@ mod tests {
 
     #[test]
     fn a_failed_commit_rewinds_without_losing_a_deleted_file() {
-        let t = tempfile::tempdir().unwrap();
-        let dir = t.path().join("audit");
-        std::fs::create_dir(&dir).unwrap();
-        let queue = Arc::new(Queue::open(&t.path().join("q"), 1 << 20, &["s".into()]).unwrap());
-        let mut r = reader(&dir, queue.clone());
-        let mut hints = Hints::new();
+        let (_t, dir, queue, mut r, mut hints) = setup();
         let e0 = event(0, crate::audit::ZERO_HASH);
         let e1 = event(1, &e0.hash);
         let file = dir.join("a.jsonl");

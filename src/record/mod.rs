@@ -163,17 +163,10 @@ pub fn report_failure(config: &Config, error: &dyn std::fmt::Display, payload: O
 }
 
 fn append_fallback(path: &Path, line: &str) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?;
-    f.write_all(format!("{line}\n").as_bytes())
+    writer::open_private(path, true)?.write_all(format!("{line}\n").as_bytes())
 }
 
 /// Now as `YYYY-MM-DDTHH:MM:SS.mmmZ` and `YYYY-MM-DD`, in UTC.

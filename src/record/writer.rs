@@ -117,7 +117,7 @@ pub fn append(
 }
 
 /// Opens (creating with mode 0600) without following a symlink at the last component.
-fn open_private(path: &Path, append: bool) -> io::Result<File> {
+pub fn open_private(path: &Path, append: bool) -> io::Result<File> {
     let mut o = OpenOptions::new();
     o.create(true)
         .mode(0o600)

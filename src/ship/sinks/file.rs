@@ -6,7 +6,6 @@
 use super::super::Verdict;
 use crate::config::daemon::{SinkConfig, SinkKind};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 pub struct FileSink {
@@ -58,12 +57,7 @@ fn append(path: &Path, records: &[u8], max: u64, keep: u32) -> std::io::Result<(
         rotate(path, keep)?;
     }
     let existed = path.exists();
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?;
+    let mut f = crate::record::writer::open_private(path, true)?;
     let before = f.metadata()?.len();
     if let Err(e) = f.write_all(records).and_then(|()| f.sync_data()) {
         // Leave no partial record behind for the retry to append after.
