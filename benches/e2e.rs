@@ -4,7 +4,9 @@
 //! `{"events", "seconds", "events_per_s", "mb_per_s", "cpu_s", "peak_rss_mb", "lost", "duplicates"}`.
 //!
 //! `cargo bench --bench e2e` (E2E_EVENTS, default 1000000; E2E_STREAMS, default 8;
-//! E2E_EXTRA, TOML appended to the daemon's config, e.g. `[queue]\nmax_bytes = 4194304`).
+//! E2E_EXTRA, TOML appended to the daemon's config, e.g. `[queue]\nmax_bytes = 4194304`;
+//! E2E_WRAP, a command the daemon runs under, e.g. `heaptrack -o /tmp/ht`; the CPU and
+//! memory figures are then the wrapper's).
 
 mod common;
 #[path = "../tests/sink.rs"]
@@ -89,7 +91,18 @@ fn main() {
     )
     .unwrap();
     let start = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_auditship"))
+    // E2E_WRAP runs the daemon under a profiler, e.g. `heaptrack -o /tmp/ht`.
+    let wrap = std::env::var("E2E_WRAP").unwrap_or_default();
+    let mut words = wrap.split_whitespace();
+    let mut child = match words.next() {
+        Some(program) => {
+            let mut c = Command::new(program);
+            c.args(words).arg(env!("CARGO_BIN_EXE_auditship"));
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_auditship")),
+    };
+    let mut child = child
         .arg("run")
         .arg("--config")
         .arg(&cfg)

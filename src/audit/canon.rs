@@ -80,6 +80,33 @@ pub fn write_object(
     Ok(())
 }
 
+/// Feeds `emit` the canonical form of an object without some of its members, when the
+/// object's text is already canonical ([`super::json::Parsed::canonical`]): `spans` are
+/// the members to leave out (key start to value end, ascending, as the parser found
+/// them). The kept members are runs of the text between the spans, joined by commas.
+pub fn without_members(text: &[u8], spans: &[(usize, usize)], mut emit: impl FnMut(&[u8])) {
+    let inner_end = text.len().saturating_sub(1); // the closing brace
+    let mut first = true;
+    let mut run = |from: usize, to: usize, emit: &mut dyn FnMut(&[u8])| {
+        if from < to {
+            if !first {
+                emit(b",");
+            }
+            emit(&text[from..to]);
+            first = false;
+        }
+    };
+    emit(b"{");
+    let mut from = 1;
+    for &(start, end) in spans {
+        // Up to the comma before the member; nothing when the member comes first.
+        run(from, start.saturating_sub(1).max(from), &mut emit);
+        from = end + 1; // past the comma (or brace) after it
+    }
+    run(from, inner_end, &mut emit);
+    emit(b"}");
+}
+
 /// Writes a string as ECMAScript `JSON.stringify` does (UTF-8 output, lowercase `\u`).
 pub fn write_string(s: &str, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -262,5 +289,122 @@ mod tests {
         let mut out = Vec::new();
         write_object(v.as_object().unwrap(), &["hash", "hmac"], &mut out).unwrap();
         assert_eq!(out, br#"{"v":1}"#);
+    }
+
+    /// The text as it stands with the members left out, when the parser calls it
+    /// canonical; `None` otherwise.
+    fn fast(text: &str) -> Option<String> {
+        let p = super::super::json::parse_with_spans(text, &["hash", "hmac"]).unwrap();
+        p.canonical.then(|| {
+            let mut out = Vec::new();
+            without_members(text.as_bytes(), p.spans.as_slice(), |b| {
+                out.extend_from_slice(b)
+            });
+            String::from_utf8(out).unwrap()
+        })
+    }
+
+    fn written(text: &str) -> String {
+        let v = parse(text).unwrap();
+        let mut out = Vec::new();
+        write_object(v.as_object().unwrap(), &["hash", "hmac"], &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn canonical_text_is_hashed_as_it_stands() {
+        for text in [
+            r#"{}"#,
+            r#"{"hash":"x"}"#,
+            r#"{"hash":"x","hmac":"y"}"#,
+            r#"{"a":1,"hash":"x"}"#,
+            r#"{"hash":"x","z":1}"#,
+            r#"{"hash":"x","hmac":"y","z":1}"#,
+            r#"{"a":-5,"hash":"x","hello":[],"hmac":"y","z":{"hash":"inner"}}"#,
+            r#"{"a":"tab\there \"q\" \\ \u001f é 😀","b":[{"x":null,"y":true}]}"#,
+            r#"{"":0,"\u0000":false,"€":"","😀":1,"｡":2}"#,
+            // As `record` writes: the hash members after the others.
+            r#"{"a":1,"v":2,"hash":"x","hmac":"y"}"#,
+            r#"{"hmac":"y","a":1,"hash":"x","v":2}"#,
+        ] {
+            assert_eq!(
+                fast(text).as_deref(),
+                Some(written(text).as_str()),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn anything_not_canonical_goes_to_the_writer() {
+        for text in [
+            r#"{ "a":1}"#,
+            r#"{"a":1}  "#,
+            r#"{"b":1,"a":2}"#,
+            r#"{"a":1,"a":2}"#,
+            r#"{"a":1.5}"#,
+            r#"{"a":1e3}"#,
+            r#"{"a":-0}"#,
+            r#"{"a":9007199254740993}"#,
+            r#"{"a":"\/"}"#,
+            r#"{"a":"\u0041"}"#,
+            r#"{"a":"\u001F"}"#,
+            r#"{"a":"\u000a"}"#,
+            r#"{"a":"\ud800"}"#,
+            r#"{"x":{"b":1,"a":2}}"#,
+            r#"{"hash":"x","hash":"y"}"#,
+            r#"{"a":1,"hmac":"y","hash":"x","hmac":"z"}"#,
+            r#"{"｡":2,"😀":1}"#,
+        ] {
+            assert_eq!(fast(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn written_form_is_recognised_as_canonical() {
+        // What `record` writes (the writer's output plus the hash members, in order)
+        // must take the fast path, and agree with the writer; any text the parser calls
+        // canonical must agree with the writer.
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        const KEYS: [&str; 8] = ["a", "hash", "hmac", "h", "é", "😀", "｡", "z\n"];
+        const STRS: [&str; 6] = ["", "x", "q\"\\", "\u{1}\u{8}\t", "ü😀\u{2028}", "/"];
+        for _ in 0..2000 {
+            let mut members = Vec::new();
+            let mut has_float = false;
+            for _ in 0..next(6) {
+                let k = KEYS[next(KEYS.len() as u64) as usize];
+                let v = match next(5) {
+                    0 => format!("{}", next(1 << 20) as i64 - (1 << 19)),
+                    1 => "[true,null,{\"k\":[]}]".to_string(),
+                    2 => {
+                        has_float = true;
+                        format!("{:?}", next(1000) as f64 / 8.0)
+                    }
+                    _ => serde_json::to_string(STRS[next(STRS.len() as u64) as usize]).unwrap(),
+                };
+                members.push(format!("{}:{v}", serde_json::to_string(k).unwrap()));
+            }
+            let text = format!("{{{}}}", members.join(","));
+            let Ok(v) = parse(&text) else { continue };
+            let mut canonical = Vec::new();
+            if write_value(&v, &mut canonical).is_err() {
+                continue; // duplicate keys
+            }
+            let canonical = String::from_utf8(canonical).unwrap();
+            match fast(&canonical) {
+                Some(f) => assert_eq!(f, written(&canonical)),
+                // Fractions are left to the writer, even when canonical.
+                None => assert!(has_float, "{canonical}"),
+            }
+            if let Some(f) = fast(&text) {
+                assert_eq!(f, written(&text), "{text}");
+            }
+        }
     }
 }

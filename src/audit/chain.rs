@@ -10,6 +10,7 @@ use super::json::{self, Value};
 use super::problem::{Code, Problem};
 use super::schema::{self, ChainFields, ZERO_HASH};
 use super::{Keys, hex_lower, sha256};
+use sha2::{Digest as _, Sha256};
 
 /// The last chain member of a stream: what the next event is checked against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,13 +43,16 @@ pub enum Checked<'a> {
     },
 }
 
+/// Members left out of the hashed form.
+const UNHASHED: [&str; 2] = ["hash", "hmac"];
+
 /// The structural checks every reader of lines makes, chained or not: UTF-8, blank,
-/// JSON, object. Returns the object and whether it held lone surrogate escapes, or
-/// what the line is when it is not an object (its problem pushed).
+/// JSON, object. Returns the parsed object, or what the line is when it is not an
+/// object (its problem pushed).
 pub fn read_object<'a>(
     line: &'a [u8],
     problems: &mut Vec<Problem>,
-) -> Result<(Value<'a>, bool), Checked<'a>> {
+) -> Result<json::Parsed<'a>, Checked<'a>> {
     let Ok(text) = std::str::from_utf8(line) else {
         problems.push(Problem::new(Code::InvalidUtf8, "line is not valid UTF-8"));
         return Err(Checked::Rejected { value: None });
@@ -56,7 +60,7 @@ pub fn read_object<'a>(
     if text.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
         return Err(Checked::Blank);
     }
-    let parsed = match json::parse_lossy(text) {
+    let parsed = match json::parse_with_spans(text, &UNHASHED) {
         Ok(p) => p,
         Err(e) => {
             problems.push(Problem::new(Code::InvalidJson, e.to_string()));
@@ -72,7 +76,7 @@ pub fn read_object<'a>(
             value: Some(parsed.value),
         });
     }
-    Ok((parsed.value, parsed.lone_surrogates))
+    Ok(parsed)
 }
 
 /// Verifies one stream, line by line.
@@ -116,11 +120,13 @@ impl Verifier {
 
     /// Checks one line (without its `\n`), appending its problems in report order.
     pub fn check_line<'a>(&mut self, line: &'a [u8], problems: &mut Vec<Problem>) -> Checked<'a> {
-        let (value, lone_surrogates) = match read_object(line, problems) {
-            Ok(v) => v,
+        let parsed = match read_object(line, problems) {
+            Ok(p) => p,
             Err(checked) => return checked,
         };
-        match self.check_parsed(&value, lone_surrogates, problems) {
+        let text = parsed.canonical.then_some((line, &parsed.spans));
+        let value = parsed.value;
+        match self.check_parsed(&value, parsed.lone_surrogates, text, problems) {
             Some((head, hash_ok)) => Checked::Member {
                 value,
                 head,
@@ -137,13 +143,16 @@ impl Verifier {
         value: &Value<'_>,
         problems: &mut Vec<Problem>,
     ) -> Option<(Head, bool)> {
-        self.check_parsed(value, false, problems)
+        self.check_parsed(value, false, None, problems)
     }
 
+    /// `canonical_text` is the line with the spans of its hash members, when the
+    /// parser found it already canonical: then it is hashed as it stands.
     fn check_parsed(
         &mut self,
         value: &Value<'_>,
         lone_surrogates: bool,
+        canonical_text: Option<(&[u8], &json::Spans)>,
         problems: &mut Vec<Problem>,
     ) -> Option<(Head, bool)> {
         let Value::Object(obj) = value else {
@@ -156,18 +165,23 @@ impl Verifier {
         // Both structural checks run, so a line gets every problem that applies.
         let fields =
             schema::check(obj).map_err(|detail| problems.push(Problem::new(Code::Schema, detail)));
-        self.scratch.clear();
-        let canonical = if lone_surrogates {
+        let digest = if let Some((text, spans)) = canonical_text {
+            let mut h = Sha256::new();
+            canon::without_members(text, spans.as_slice(), |piece| h.update(piece));
+            Ok(h.finalize().into())
+        } else if lone_surrogates {
             Err("a string holds a lone surrogate escape (no UTF-8 form)".to_string())
         } else {
-            canon::write_object(obj, &["hash", "hmac"], &mut self.scratch)
+            self.scratch.clear();
+            canon::write_object(obj, &UNHASHED, &mut self.scratch)
+                .map(|()| sha256(&self.scratch))
                 .map_err(|e| e.to_string())
         }
         .map_err(|detail| problems.push(Problem::new(Code::NotCanonicalizable, detail)));
-        let (Ok(fields), Ok(())) = (fields, canonical) else {
+        let (Ok(fields), Ok(digest)) = (fields, digest) else {
             return None;
         };
-        let computed = hex_lower(&sha256(&self.scratch));
+        let computed = hex_lower(&digest);
         let hash_ok = computed.as_slice() == fields.hash.as_bytes();
         if !hash_ok {
             problems.push(Problem::new(

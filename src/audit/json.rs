@@ -139,15 +139,61 @@ pub fn parse(text: &str) -> Result<Value<'_>, ParseError> {
 pub struct Parsed<'a> {
     pub value: Value<'a>,
     pub lone_surrogates: bool,
+    /// True when the text is already exactly its RFC 8785 form: no white space, keys
+    /// strictly ascending in UTF-16 order, only the escapes JCS writes, and only
+    /// integers within ±2^53 written plainly. Then the canonical form of the value
+    /// without some top-level members is the text without them (see
+    /// [`super::canon::without_members`]), and nothing needs to be written out.
+    pub canonical: bool,
+    /// Where the top-level members named in [`parse_with_spans`]'s `wanted` are in the
+    /// text: from the key's opening quote to the end of the value, in text order.
+    pub spans: Spans,
+}
+
+/// Byte ranges of a few top-level members.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Spans {
+    len: usize,
+    at: [(usize, usize); 2],
+    /// Which of the wanted keys were seen (bit i for `wanted[i]`).
+    seen: u8,
+}
+
+impl Spans {
+    pub fn as_slice(&self) -> &[(usize, usize)] {
+        &self.at[..self.len]
+    }
+
+    /// Adds a span; false when full.
+    fn push(&mut self, span: (usize, usize)) -> bool {
+        match self.at.get_mut(self.len) {
+            Some(slot) => {
+                *slot = span;
+                self.len += 1;
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// Parses one JSON text, reading lone surrogate escapes as U+FFFD and flagging them.
 pub fn parse_lossy(text: &str) -> Result<Parsed<'_>, ParseError> {
+    parse_with_spans(text, &[])
+}
+
+/// [`parse_lossy`], also noting where the top-level members named in `wanted` (at most
+/// two names) are. They may stand anywhere: the rest of the object decides whether the
+/// text is canonical. A name seen twice makes it not canonical.
+pub fn parse_with_spans<'a>(text: &'a str, wanted: &[&str]) -> Result<Parsed<'a>, ParseError> {
     let mut p = Parser {
         src: text,
         bytes: text.as_bytes(),
         pos: 0,
         lone_surrogates: false,
+        canonical: true,
+        wanted,
+        spans: Spans::default(),
     };
     p.skip_ws();
     let v = p.value(0)?;
@@ -158,17 +204,22 @@ pub fn parse_lossy(text: &str) -> Result<Parsed<'_>, ParseError> {
     Ok(Parsed {
         value: v,
         lone_surrogates: p.lone_surrogates,
+        canonical: p.canonical && !p.lone_surrogates,
+        spans: p.spans,
     })
 }
 
-struct Parser<'a> {
+struct Parser<'a, 'w> {
     src: &'a str,
     bytes: &'a [u8],
     pos: usize,
     lone_surrogates: bool,
+    canonical: bool,
+    wanted: &'w [&'w str],
+    spans: Spans,
 }
 
-impl<'a> Parser<'a> {
+impl<'a> Parser<'a, '_> {
     fn err(&self, reason: &'static str) -> ParseError {
         ParseError {
             offset: self.pos,
@@ -178,9 +229,26 @@ impl<'a> Parser<'a> {
 
     #[inline]
     fn skip_ws(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.pos) {
+        if let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.pos) {
+            self.canonical = false;
             self.pos += 1;
+            while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.pos) {
+                self.pos += 1;
+            }
         }
+    }
+
+    /// Notes the span of a top-level member if its key is wanted; a wanted key seen
+    /// twice makes the text not canonical (JCS refuses duplicate keys).
+    fn note_span(&mut self, key: &str, key_at: usize) -> bool {
+        let Some(i) = self.wanted.iter().position(|w| *w == key) else {
+            return false;
+        };
+        if self.spans.seen & (1 << i) != 0 || !self.spans.push((key_at, self.pos)) {
+            self.canonical = false;
+        }
+        self.spans.seen |= 1 << i;
+        true
     }
 
     #[inline]
@@ -217,6 +285,8 @@ impl<'a> Parser<'a> {
         }
         self.pos += 1;
         let mut members: Object<'a> = Vec::new();
+        let mut sorted = true;
+        let mut ordered_last: Option<usize> = None;
         self.skip_ws();
         if self.peek() == Some(b'}') {
             self.pos += 1;
@@ -227,6 +297,7 @@ impl<'a> Parser<'a> {
             if self.peek() != Some(b'"') {
                 return Err(self.err("expected a string key"));
             }
+            let key_at = self.pos;
             let key = self.string()?;
             self.skip_ws();
             if self.peek() != Some(b':') {
@@ -235,6 +306,22 @@ impl<'a> Parser<'a> {
             self.pos += 1;
             self.skip_ws();
             let v = self.value(depth)?;
+            let wanted = depth == 1 && self.note_span(&key, key_at);
+            if let Some((prev, _)) = members.last()
+                && cmp_utf16(prev, &key) == Ordering::Greater
+            {
+                sorted = false;
+            }
+            // The canonical order is checked without the wanted members: they are
+            // left out of the canonical form wherever they stand.
+            if !wanted {
+                if let Some(i) = ordered_last
+                    && cmp_utf16(&members[i].0, &key) != Ordering::Less
+                {
+                    self.canonical = false;
+                }
+                ordered_last = Some(members.len());
+            }
             members.push((key, v));
             self.skip_ws();
             match self.peek() {
@@ -246,7 +333,7 @@ impl<'a> Parser<'a> {
                 _ => return Err(self.err("expected ',' or '}'")),
             }
         }
-        if !members.is_sorted_by(|a, b| cmp_utf16(&a.0, &b.0) != Ordering::Greater) {
+        if !sorted {
             // Stable, so that of duplicate keys the last written stays last.
             members.sort_by(|a, b| cmp_utf16(&a.0, &b.0));
         }
@@ -333,14 +420,22 @@ impl<'a> Parser<'a> {
         if is_int {
             // 2^53 has 16 digits: anything longer is beyond it.
             if int_digits > 16 {
+                self.canonical = false;
                 return Ok(Number::BigInt);
             }
             let n: i64 = text.parse().map_err(|_| self.err("invalid number"))?;
             if n.unsigned_abs() > MAX_SAFE_INTEGER {
+                self.canonical = false;
                 return Ok(Number::BigInt);
+            }
+            if text == "-0" {
+                self.canonical = false; // JCS writes 0
             }
             Ok(Number::Int(n))
         } else {
+            // Canonical fractions and exponents exist, but telling them apart from
+            // the others costs more than writing them: leave them to the writer.
+            self.canonical = false;
             let f: f64 = text.parse().map_err(|_| self.err("invalid number"))?;
             Ok(Number::Float(f))
         }
@@ -385,7 +480,10 @@ impl<'a> Parser<'a> {
                     match esc {
                         Some(b'"') => out.push('"'),
                         Some(b'\\') => out.push('\\'),
-                        Some(b'/') => out.push('/'),
+                        Some(b'/') => {
+                            self.canonical = false;
+                            out.push('/');
+                        }
                         Some(b'b') => out.push('\u{8}'),
                         Some(b'f') => out.push('\u{c}'),
                         Some(b'n') => out.push('\n'),
@@ -394,6 +492,13 @@ impl<'a> Parser<'a> {
                         Some(b'u') => {
                             self.pos = i;
                             let hi = self.hex4()?;
+                            // JCS escapes only the control characters without a short
+                            // form, as \u00xx in lowercase.
+                            let short = matches!(hi, 0x08 | 0x09 | 0x0a | 0x0c | 0x0d);
+                            if hi >= 0x20 || short || b[i..i + 4].iter().any(u8::is_ascii_uppercase)
+                            {
+                                self.canonical = false;
+                            }
                             i = self.pos;
                             let cp = if (0xD800..0xDC00).contains(&hi)
                                 && b.get(i) == Some(&b'\\')

@@ -201,6 +201,23 @@ mod tests {
     }
 
     #[test]
+    fn sealed_lines_take_the_canonical_fast_path() {
+        let mut keys = Keys::new();
+        keys.insert("k1", b"secret");
+        for signer in [None, Some(("k1", &keys))] {
+            for line in chain(3, signer) {
+                let text = std::str::from_utf8(&line).unwrap();
+                let parsed = json::parse_with_spans(text, &["hash", "hmac"]).unwrap();
+                assert!(parsed.canonical, "{text}");
+                assert_eq!(
+                    parsed.spans.as_slice().len(),
+                    1 + usize::from(signer.is_some())
+                );
+            }
+        }
+    }
+
+    #[test]
     fn sealed_events_verify_clean() {
         let lines = chain(5, None);
         let refs: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();

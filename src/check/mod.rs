@@ -367,7 +367,9 @@ fn splice(text: &str, empty: bool, out: &mut Vec<u8>, meta: impl FnOnce(&mut Vec
 /// Classifies a line of a plain JSON source: no chain, no schema.
 fn plain_json<'a>(raw: &'a [u8], problems: &mut Vec<Problem>) -> Checked<'a> {
     match crate::audit::chain::read_object(raw, problems) {
-        Ok((value, _)) => Checked::Rejected { value: Some(value) },
+        Ok(parsed) => Checked::Rejected {
+            value: Some(parsed.value),
+        },
         Err(checked) => checked,
     }
 }

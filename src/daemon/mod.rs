@@ -78,11 +78,10 @@ pub async fn run(
         &daemon.agent.fields,
         config.redactor.clone(),
     );
-    let limits = reader::Limits {
-        batch_events: 2000,
-        batch_bytes: 1 << 20,
-        rescan: daemon.agent.rescan_interval,
-    };
+    let limits = reader::Limits::for_sinks(
+        daemon.sinks.iter().map(|s| (s.max_events, s.max_bytes)),
+        daemon.agent.rescan_interval,
+    );
     let rdr = reader::Reader::new(
         daemon.sources.clone(),
         queue.clone(),

@@ -28,6 +28,30 @@ pub struct Limits {
     pub rescan: Duration,
 }
 
+/// Room kept under a sink's request size for the record that ends a batch: the batch
+/// closes once it holds `max_bytes - BATCH_SLACK` bytes, so a batch fits one request
+/// unless its last record alone is larger than this.
+pub const BATCH_SLACK: usize = 64 * 1024;
+
+impl Limits {
+    /// Batches sized so that each fits one request of every sink (the smallest
+    /// `max_events` and `max_bytes`, less [`BATCH_SLACK`]): a sink then sends a
+    /// stored batch as it is, without splitting or copying it. At least 64 KiB and at
+    /// most 4 MiB of records, at most 10,000 events.
+    pub fn for_sinks(sinks: impl IntoIterator<Item = (usize, usize)>, rescan: Duration) -> Limits {
+        let (events, bytes) = sinks
+            .into_iter()
+            .fold((10_000usize, 4usize << 20), |(e, b), (se, sb)| {
+                (e.min(se), b.min(sb.saturating_sub(BATCH_SLACK)))
+            });
+        Limits {
+            batch_events: events.max(1) as u32,
+            batch_bytes: bytes.max(64 * 1024),
+            rescan,
+        }
+    }
+}
+
 /// Counters shared with the rest of the daemon.
 #[derive(Debug, Default)]
 pub struct ReaderStats {
@@ -37,7 +61,13 @@ pub struct ReaderStats {
     pub batches: AtomicU64,
     pub files: AtomicU64,
     pub paused: AtomicBool,
+    /// Times reading paused for a full queue.
+    pub pauses: AtomicU64,
 }
+
+/// Under steady backpressure reading pauses many times a second: say so at most this
+/// often.
+const PAUSE_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// The stream checkpoint (boundary format, versioned).
 #[derive(Debug, Serialize, Deserialize)]
@@ -73,6 +103,8 @@ pub struct Reader {
     stop: Arc<AtomicBool>,
     pub stats: Arc<ReaderStats>,
     buf: Vec<u8>,
+    /// When a pause was last logged, and the pause count then.
+    pause_logged: Option<(Instant, u64)>,
 }
 
 /// Why a pass stopped: the queue's storage (fatal) or anything else (retried).
@@ -153,6 +185,7 @@ impl Reader {
             stop,
             stats: Arc::default(),
             buf: Vec::new(),
+            pause_logged: None,
         })
     }
 
@@ -556,18 +589,25 @@ impl Reader {
             return Ok(());
         }
         self.commit()?;
-        if !self.stats.paused.swap(true, Ordering::SeqCst) {
+        self.stats.paused.store(true, Ordering::SeqCst);
+        let pauses = self.stats.pauses.fetch_add(1, Ordering::Relaxed) + 1;
+        let due = self
+            .pause_logged
+            .is_none_or(|(at, _)| at.elapsed() >= PAUSE_LOG_EVERY);
+        if due {
+            let since = pauses - self.pause_logged.map_or(0, |(_, n)| n);
             tracing::warn!(
                 queue_bytes = self.queue.bytes(),
-                "queue full: reading paused until sinks catch up"
+                pauses_since_last_report = since,
+                "queue full: reading pauses until sinks catch up (the source files hold the rest)"
             );
+            self.pause_logged = Some((Instant::now(), pauses));
         }
         while !self.queue.wait_for_room(Duration::from_millis(100))
             && !self.stop.load(Ordering::SeqCst)
         {}
-        if self.stats.paused.swap(false, Ordering::SeqCst) {
-            tracing::info!("queue has room again: reading resumed");
-        }
+        self.stats.paused.store(false, Ordering::SeqCst);
+        tracing::debug!("queue has room again: reading resumed");
         Ok(())
     }
 

@@ -64,20 +64,30 @@ pub async fn run_sink(
     stats: Arc<SinkStats>,
 ) {
     let name = cfg.name.clone();
-    let mut cursor = match blocking(&queue, {
+    // Everything up to `cursor` was shipped; up to `durable` (≤ cursor) that is also
+    // recorded in the queue. An ack is stored while the next request is sent, and
+    // the next batches are read while this one is sent, so a request cycle costs the
+    // slowest of the three steps rather than their sum.
+    let Some(mut durable) = blocking(&queue, {
         let name = name.clone();
         move |q| q.cursor(&name)
     })
     .await
-    {
-        Some(c) => c,
-        None => return,
+    else {
+        return;
     };
+    let mut cursor = durable;
+    let mut acking: Option<(u64, tokio::task::JoinHandle<Option<()>>)> = None;
+    let mut read_ahead: Option<(u64, tokio::task::JoinHandle<Option<Vec<Batch>>>)> = None;
+    let limits = (cfg.max_events, cfg.max_bytes);
     loop {
         if cancel.is_cancelled() {
             return;
         }
-        let batches = collect(&queue, cursor, &cfg).await;
+        let batches = match read_ahead.take() {
+            Some((after, task)) if after == cursor => task.await.ok().flatten(),
+            _ => collect(&queue, cursor, limits).await,
+        };
         let Some(batches) = batches else {
             // Storage failed: wait and retry.
             if sleep_or_cancel(Duration::from_secs(1), &cancel).await {
@@ -86,6 +96,17 @@ pub async fn run_sink(
             continue;
         };
         if batches.is_empty() {
+            // Before idling (or returning), the last ack must be stored.
+            match settle(&mut acking).await {
+                Some(id) => durable = durable.max(id),
+                None => {
+                    cursor = durable;
+                    if sleep_or_cancel(Duration::from_secs(1), &cancel).await {
+                        return;
+                    }
+                    continue;
+                }
+            }
             if draining.is_cancelled() && *committed.borrow() <= cursor {
                 return; // drained
             }
@@ -118,23 +139,51 @@ pub async fn run_sink(
             }
             continue;
         }
+        let last = batches.last().map_or(cursor, |b| b.id);
+        if *committed.borrow() > last {
+            let q = queue.clone();
+            read_ahead = Some((
+                last,
+                tokio::spawn(async move { collect(&q, last, limits).await }),
+            ));
+        }
         for unit in units(batches, &cfg) {
             if !ship_unit(&cfg, &mut sink, &queue, &unit, &cancel, &stats).await {
                 return; // cancelled
             }
             if unit.complete {
-                let (n, id) = (name.clone(), unit.last_id);
-                if blocking(&queue, move |q| q.ack(&n, id)).await.is_none() {
-                    // Could not persist the cursor: the batch will be sent again, after
-                    // a pause (storage trouble does not clear up in microseconds).
-                    if sleep_or_cancel(Duration::from_secs(1), &cancel).await {
-                        return;
+                // Acks are stored in order: the previous one first.
+                match settle(&mut acking).await {
+                    Some(id) => durable = durable.max(id),
+                    None => {
+                        // Could not persist the cursor: what was shipped since the last
+                        // stored ack is sent again, after a pause (storage trouble does
+                        // not clear up in microseconds).
+                        read_ahead = None;
+                        cursor = durable;
+                        if sleep_or_cancel(Duration::from_secs(1), &cancel).await {
+                            return;
+                        }
+                        break;
                     }
-                    break;
                 }
-                cursor = unit.last_id;
+                let (q, n, id) = (queue.clone(), name.clone(), unit.last_id);
+                acking = Some((
+                    id,
+                    tokio::spawn(async move { blocking(&q, move |q| q.ack(&n, id)).await }),
+                ));
+                cursor = id;
             }
         }
+    }
+}
+
+/// Waits for the ack being stored, if any: `Some(id)` once stored (0 when there was
+/// none), `None` if storing it failed (logged).
+async fn settle(acking: &mut Option<(u64, tokio::task::JoinHandle<Option<()>>)>) -> Option<u64> {
+    match acking.take() {
+        None => Some(0),
+        Some((id, task)) => task.await.ok().flatten().map(|()| id),
     }
 }
 
@@ -262,9 +311,13 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-/// Consecutive batches after `cursor`, up to the sink's request size.
-async fn collect(queue: &Arc<Queue>, cursor: u64, cfg: &SinkConfig) -> Option<Vec<Batch>> {
-    let (max_events, max_bytes) = (cfg.max_events, cfg.max_bytes);
+/// Consecutive batches after `cursor`, up to the sink's request size
+/// (`(max_events, max_bytes)`).
+async fn collect(
+    queue: &Arc<Queue>,
+    cursor: u64,
+    (max_events, max_bytes): (usize, usize),
+) -> Option<Vec<Batch>> {
     blocking(queue, move |q| {
         let mut out: Vec<Batch> = Vec::new();
         let (mut events, mut bytes) = (0usize, 0usize);

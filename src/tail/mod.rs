@@ -234,7 +234,7 @@ impl Tail {
             }
             let data = &buf[..n];
             let mut consumed = 0usize;
-            while let Some(rel) = data[consumed..].iter().position(|&b| b == b'\n') {
+            while let Some(rel) = memchr::memchr(b'\n', &data[consumed..]) {
                 let line = &data[consumed..consumed + rel];
                 self.line += 1;
                 let (bytes, truncated) = if line.len() > max_line {
