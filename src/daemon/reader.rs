@@ -10,7 +10,7 @@
 use crate::audit::{Head, Verifier};
 use crate::check::{Encoder, Origin, Truncated};
 use crate::config::daemon::{SourceConfig, SourceFormat};
-use crate::queue::{NewBatch, Queue};
+use crate::queue::{NewBatch, Queue, QueueError};
 use crate::tail::{self, Checkpoint, Resume, Tail};
 use crate::watch::{self, Hints, Listed, StreamListing};
 use serde::{Deserialize, Serialize};
@@ -99,7 +99,11 @@ pub struct Reader {
     /// Checkpoints loaded at start, consumed as their files are found again.
     stored: BTreeMap<Vec<u8>, Vec<u8>>,
     pending: NewBatch,
-    committed: Box<dyn Fn(u64) + Send>,
+    /// Stores batches on its own thread while the next one is read.
+    committer: Committer,
+    /// The batch being stored, with the files that left their streams before it (their
+    /// descriptors close once it is durable).
+    in_flight: Option<Vec<(Vec<u8>, Vec<Tail>)>>,
     stop: Arc<AtomicBool>,
     pub stats: Arc<ReaderStats>,
     buf: Vec<u8>,
@@ -172,16 +176,17 @@ impl Reader {
         let stored = queue.checkpoints()?;
         Ok(Reader {
             sources,
-            queue,
+            queue: queue.clone(),
             encoder,
             limits,
             streams: HashMap::new(),
             stored,
             pending: NewBatch {
-                records: Vec::with_capacity(limits.batch_bytes + 64 * 1024),
+                records: Vec::with_capacity(limits.batch_bytes + BATCH_SLACK),
                 ..NewBatch::default()
             },
-            committed,
+            committer: Committer::start(queue.clone(), committed, limits.batch_bytes)?,
+            in_flight: None,
             stop,
             stats: Arc::default(),
             buf: Vec::new(),
@@ -232,6 +237,9 @@ impl Reader {
     /// descriptor may be the only way left to its lines), and files that left their
     /// directory since the last commit are tracked again, to be drained again.
     fn reset(&mut self) {
+        // The batch being stored decides what is durable: wait for it. If it failed,
+        // its departed files are back in their streams, to be tracked again below.
+        let _ = self.settle();
         self.pending.records.clear();
         self.pending.events = 0;
         self.pending.put.clear();
@@ -315,6 +323,8 @@ impl Reader {
             }
         }
         self.commit()?;
+        // Caught up: what was read is durable before the reader idles.
+        self.settle()?;
         let files: usize = self.streams.values().map(|s| s.tails.len()).sum();
         self.stats.files.store(files as u64, Ordering::Relaxed);
         Ok(())
@@ -648,28 +658,135 @@ impl Reader {
         if batch.events == 0 && batch.put.is_empty() && batch.remove.is_empty() {
             return Ok(());
         }
-        let id = self.queue.commit(batch).map_err(PassError::Queue)?;
+        // One batch in flight at a time: the previous one is durable before this one
+        // goes (batch ids and checkpoints advance in order).
+        self.settle()?;
+        let mut departed = Vec::new();
+        for st in self.streams.values_mut() {
+            st.dirty = false;
+            if !st.departing.is_empty() {
+                departed.push((st.key.clone(), std::mem::take(&mut st.departing)));
+            }
+        }
+        let next = self.committer.spare();
+        let batch = std::mem::replace(&mut self.pending, next);
+        self.committer.send(batch);
+        self.in_flight = Some(departed);
+        Ok(())
+    }
+
+    /// Waits until the batch in flight, if any, is stored. Then the files that left
+    /// before it close (a renamed one's checkpoint is kept for when it shows up
+    /// again). If storing failed, they go back to their streams and the error is
+    /// returned.
+    fn settle(&mut self) -> Result<(), PassError> {
+        let Some(departed) = self.in_flight.take() else {
+            return Ok(());
+        };
+        match self.committer.result() {
+            Ok(id) => {
+                if id > 0 {
+                    self.stats.batches.fetch_add(1, Ordering::Relaxed);
+                }
+                for (key, tails) in departed {
+                    for t in tails {
+                        if t.still_linked()
+                            && let Ok(v) = serde_json::to_vec(&t.checkpoint())
+                        {
+                            self.stored.insert(file_key(&key, t.dev, t.ino), v);
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => {
+                for (key, mut tails) in departed {
+                    if let Some(st) = self.streams.get_mut(&key) {
+                        st.departing.append(&mut tails);
+                    }
+                }
+                Err(PassError::Queue(e))
+            }
+        }
+    }
+}
+
+/// The thread that stores batches ([`Queue::commit`]: a transaction and an fsync) while
+/// the reader reads on. It tells the sinks about each stored batch, and hands the
+/// buffer back for reuse, so two batch buffers serve the whole run.
+struct Committer {
+    to: Option<std::sync::mpsc::SyncSender<NewBatch>>,
+    from: std::sync::mpsc::Receiver<(Result<u64, QueueError>, NewBatch)>,
+    spare: Option<NewBatch>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Committer {
+    fn start(
+        queue: Arc<Queue>,
+        committed: Box<dyn Fn(u64) + Send>,
+        batch_bytes: usize,
+    ) -> Result<Committer, QueueError> {
+        let (to, rx) = std::sync::mpsc::sync_channel::<NewBatch>(1);
+        let (tx, from) = std::sync::mpsc::sync_channel(1);
+        let thread = std::thread::Builder::new()
+            .name("auditship-commit".into())
+            .spawn(move || {
+                for batch in rx {
+                    let r = queue.commit(&batch);
+                    if let Ok(id @ 1..) = r {
+                        committed(id);
+                    }
+                    if tx.send((r, batch)).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| QueueError::Corrupt(format!("cannot start the commit thread: {e}")))?;
+        Ok(Committer {
+            to: Some(to),
+            from,
+            spare: Some(NewBatch {
+                records: Vec::with_capacity(batch_bytes + BATCH_SLACK),
+                ..NewBatch::default()
+            }),
+            thread: Some(thread),
+        })
+    }
+
+    /// An empty batch buffer (the one handed back by the last commit).
+    fn spare(&mut self) -> NewBatch {
+        self.spare.take().unwrap_or_default()
+    }
+
+    fn send(&mut self, batch: NewBatch) {
+        if let Some(to) = &self.to {
+            // The thread only ends when this side closes the channel.
+            let _ = to.send(batch);
+        }
+    }
+
+    /// The outcome of the batch sent last (call once per `send`).
+    fn result(&mut self) -> Result<u64, QueueError> {
+        let (r, mut batch) = self
+            .from
+            .recv()
+            .map_err(|_| QueueError::Corrupt("the commit thread is gone".into()))?;
         batch.records.clear();
         batch.events = 0;
         batch.put.clear();
         batch.remove.clear();
-        for st in self.streams.values_mut() {
-            st.dirty = false;
-            // Their removal (or their last offset) is durable: now the descriptors may
-            // close. A renamed one's checkpoint is kept for when it shows up again.
-            for t in st.departing.drain(..) {
-                if t.still_linked()
-                    && let Ok(v) = serde_json::to_vec(&t.checkpoint())
-                {
-                    self.stored.insert(file_key(&st.key, t.dev, t.ino), v);
-                }
-            }
+        self.spare = Some(batch);
+        r
+    }
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        self.to = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
-        if id > 0 {
-            self.stats.batches.fetch_add(1, Ordering::Relaxed);
-            (self.committed)(id);
-        }
-        Ok(())
     }
 }
 

@@ -128,8 +128,13 @@ pub async fn run_sink(
         let age = crate::queue::now_ms().saturating_sub(batches[0].created_ms);
         let wait = cfg.max_wait.as_millis() as u64;
         let bytes: usize = batches.iter().map(|b| b.records.len()).sum();
-        let fuller_possible =
-            (events as usize) < cfg.max_events && bytes < cfg.max_bytes && !queue.is_full();
+        let last = batches.last().map_or(cursor, |b| b.id);
+        // Waiting helps only when every stored batch was taken and there is room for
+        // more; when the next batch did not fit, the request is as full as it gets.
+        let fuller_possible = (events as usize) < cfg.max_events
+            && bytes < cfg.max_bytes
+            && *committed.borrow() <= last
+            && !queue.is_full();
         if fuller_possible && age < wait && !draining.is_cancelled() {
             let rest = Duration::from_millis(wait - age);
             tokio::select! {
@@ -139,7 +144,6 @@ pub async fn run_sink(
             }
             continue;
         }
-        let last = batches.last().map_or(cursor, |b| b.id);
         if *committed.borrow() > last {
             let q = queue.clone();
             read_ahead = Some((
