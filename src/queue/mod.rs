@@ -1,36 +1,57 @@
 //! Durability: the on-disk queue of shipped-record batches, the reader's checkpoints,
 //! each sink's cursor and the dead-letter store. **The only module that names sled.**
 //!
+//! Layout: a batch's record bytes are appended to a segment file (`segments/*.seg`,
+//! about 16 MiB each, 0600) and made durable with fdatasync; then one sled
+//! transaction stores the batch's header (events, length, segment, offset, CRC-32)
+//! together with the checkpoints it advances. sled so sees batches, never single
+//! events, and keeps small values only: record bytes are neither copied through its
+//! log nor held in its cache (they are read back from the page cache when shipped).
+//!
 //! Invariants:
-//! - A batch is stored in the same transaction as the checkpoints (file offsets, line
-//!   numbers, chain heads) it advances, and `flush` makes both durable before
-//!   `commit` returns: an offset is never durable without the events read up to it.
-//! - Batches, not events, are the unit on disk; every stored value stays under 64 KiB
-//!   (a batch is split into chunks), because sled 0.34 never reclaims larger values.
+//! - The sled transaction is the commit point. A batch exists once its header is
+//!   stored; its bytes were durable before that, so a header never points at missing
+//!   data. Bytes written by a commit that did not complete are never referenced and
+//!   go with their segment.
+//! - An offset is never durable without the events read up to it: the header and the
+//!   checkpoints are one transaction, and `flush` makes it durable before `commit`
+//!   returns.
+//! - Every read is checked against the header's length and CRC-32: damage is an
+//!   error, never silently shipped.
 //! - A sink's cursor moves only through [`Queue::ack`] (after the sink acknowledged)
 //!   or [`Queue::dead_letter`] (after the batch was stored as a dead letter). A batch
-//!   is deleted once every configured sink's cursor has passed it.
+//!   is deleted once every configured sink's cursor has passed it; a segment file is
+//!   deleted once no stored batch is in it.
+//! - Dead letters (rare) stay in sled, split into values under 64 KiB, because sled
+//!   0.34 never reclaims larger values.
 //!
 //! Checkpoint keys and values are opaque bytes here; their format belongs to `tail`.
 //! Calls block (sled and fsync): callers run them off the async workers.
 
-use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-/// Largest value written to sled.
+/// Largest value written to sled (dead letters are split into such chunks).
 pub const CHUNK_BYTES: usize = 60 * 1024;
 
-const META_VERSION: u8 = 1;
+/// A new segment file starts once the current one holds this much.
+pub const SEGMENT_BYTES: u64 = 16 << 20;
+
+const META_VERSION: u8 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("queue storage: {0}")]
     Sled(#[from] sled::Error),
+    #[error("queue segment {0}: {1}")]
+    Segment(PathBuf, std::io::Error),
     #[error("queue record {0} is corrupt")]
     Corrupt(String),
 }
@@ -68,7 +89,9 @@ pub struct DeadLetter {
 
 pub struct Queue {
     db: sled::Db,
-    chunks: sled::Tree,
+    segments: PathBuf,
+    /// Segment files open for reading, by number.
+    readers: Mutex<HashMap<u64, Arc<File>>>,
     meta: sled::Tree,
     checkpoints: sled::Tree,
     cursors: sled::Tree,
@@ -79,10 +102,74 @@ pub struct Queue {
     /// The size at which the reader pauses ([`Queue::set_limit`]).
     limit: AtomicU64,
     batches: AtomicU64,
-    /// Serialises commits (ids must be stored in order) and garbage collection.
-    write: Mutex<()>,
+    /// Serialises commits (ids must be stored in order) and garbage collection, and
+    /// owns the segment being appended to.
+    write: Mutex<Writer>,
     /// Signalled whenever batches are deleted (room for a paused reader).
     room: (Mutex<()>, std::sync::Condvar),
+}
+
+/// The append side of the segment files.
+struct Writer {
+    /// The segment being appended to: number, file, bytes in it.
+    current: Option<(u64, File, u64)>,
+    /// The number the next new segment gets.
+    next: u64,
+    /// Segments below this number are deleted.
+    live_from: u64,
+}
+
+fn segment_path(dir: &Path, n: u64) -> PathBuf {
+    dir.join(format!("{n:016x}.seg"))
+}
+
+/// Numbers of the segment files in `dir`.
+fn list_segments(dir: &Path) -> std::io::Result<Vec<u64>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let name = name.to_string_lossy();
+        if let Some(n) = name
+            .strip_suffix(".seg")
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+        {
+            out.push(n);
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+impl Writer {
+    /// Appends `data` durably; returns (segment, offset). A failed write leaves the
+    /// segment's length as it was, so the next append writes over the torn bytes.
+    fn append(&mut self, dir: &Path, data: &[u8]) -> Result<(u64, u64), QueueError> {
+        if self
+            .current
+            .as_ref()
+            .is_none_or(|(_, _, len)| *len >= SEGMENT_BYTES)
+        {
+            let n = self.next;
+            let path = segment_path(dir, n);
+            let file = crate::record::writer::open_private(&path, false)
+                .map_err(|e| QueueError::Segment(path.clone(), e))?;
+            // The new name must survive a crash before any header points into it.
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| QueueError::Segment(dir.to_path_buf(), e))?;
+            self.next = n + 1;
+            self.current = Some((n, file, 0));
+        }
+        let Some((n, file, len)) = self.current.as_mut() else {
+            unreachable!("a segment was opened above");
+        };
+        let io = |e| QueueError::Segment(segment_path(dir, *n), e);
+        file.write_all_at(data, *len).map_err(io)?;
+        file.sync_data().map_err(io)?;
+        let at = *len;
+        *len += data.len() as u64;
+        Ok((*n, at))
+    }
 }
 
 impl std::fmt::Debug for Queue {
@@ -98,42 +185,49 @@ fn u64_key(id: u64) -> [u8; 8] {
     id.to_be_bytes()
 }
 
-fn chunk_key(id: u64, n: u32) -> [u8; 12] {
-    let mut k = [0u8; 12];
-    k[..8].copy_from_slice(&id.to_be_bytes());
-    k[8..].copy_from_slice(&n.to_be_bytes());
-    k
-}
-
-/// `[version, events u32, bytes u32, chunks u32, created_ms u64]`, big-endian.
-fn encode_meta(events: u32, bytes: u32, chunks: u32, created_ms: u64) -> [u8; 21] {
-    let mut m = [0u8; 21];
-    m[0] = META_VERSION;
-    m[1..5].copy_from_slice(&events.to_be_bytes());
-    m[5..9].copy_from_slice(&bytes.to_be_bytes());
-    m[9..13].copy_from_slice(&chunks.to_be_bytes());
-    m[13..21].copy_from_slice(&created_ms.to_be_bytes());
-    m
-}
-
+/// Where a batch's records are, and what they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Meta {
     events: u32,
     bytes: u32,
-    chunks: u32,
+    segment: u64,
+    offset: u64,
+    crc: u32,
     created_ms: u64,
 }
 
-fn decode_meta(v: &[u8]) -> Result<Meta, QueueError> {
-    if v.len() != 21 || v[0] != META_VERSION {
-        return Err(QueueError::Corrupt("batch header".into()));
+const META_LEN: usize = 37;
+
+impl Meta {
+    /// `[version, events u32, bytes u32, segment u64, offset u64, crc32 u32,
+    /// created_ms u64]`, big-endian.
+    fn encode(&self) -> [u8; META_LEN] {
+        let mut m = [0u8; META_LEN];
+        m[0] = META_VERSION;
+        m[1..5].copy_from_slice(&self.events.to_be_bytes());
+        m[5..9].copy_from_slice(&self.bytes.to_be_bytes());
+        m[9..17].copy_from_slice(&self.segment.to_be_bytes());
+        m[17..25].copy_from_slice(&self.offset.to_be_bytes());
+        m[25..29].copy_from_slice(&self.crc.to_be_bytes());
+        m[29..37].copy_from_slice(&self.created_ms.to_be_bytes());
+        m
     }
-    let u32_at = |i: usize| u32::from_be_bytes(v[i..i + 4].try_into().unwrap_or_default());
-    Ok(Meta {
-        events: u32_at(1),
-        bytes: u32_at(5),
-        chunks: u32_at(9),
-        created_ms: u64::from_be_bytes(v[13..21].try_into().unwrap_or_default()),
-    })
+
+    fn decode(v: &[u8]) -> Result<Meta, QueueError> {
+        if v.len() != META_LEN || v[0] != META_VERSION {
+            return Err(QueueError::Corrupt("batch header".into()));
+        }
+        let u32_at = |i: usize| u32::from_be_bytes(v[i..i + 4].try_into().unwrap_or_default());
+        let u64_at = |i: usize| u64::from_be_bytes(v[i..i + 8].try_into().unwrap_or_default());
+        Ok(Meta {
+            events: u32_at(1),
+            bytes: u32_at(5),
+            segment: u64_at(9),
+            offset: u64_at(17),
+            crc: u32_at(25),
+            created_ms: u64_at(29),
+        })
+    }
 }
 
 fn id_of(k: &[u8]) -> u64 {
@@ -161,8 +255,27 @@ impl Queue {
             .cache_capacity(cache_capacity)
             .flush_every_ms(None)
             .open()?;
+        let segments = dir.join("segments");
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&segments)
+                .map_err(|e| QueueError::Segment(segments.clone(), e))?;
+        }
+        let existing =
+            list_segments(&segments).map_err(|e| QueueError::Segment(segments.clone(), e))?;
+        // Appends always go to a new segment: whatever a crash left at the end of the
+        // last one is never referenced, and goes when that segment does.
+        let writer = Writer {
+            current: None,
+            next: existing.last().map_or(1, |n| n + 1),
+            live_from: existing.first().copied().unwrap_or(1),
+        };
         let q = Queue {
-            chunks: db.open_tree("chunks")?,
+            segments,
+            readers: Mutex::new(HashMap::new()),
             meta: db.open_tree("batches")?,
             checkpoints: db.open_tree("checkpoints")?,
             cursors: db.open_tree("cursors")?,
@@ -173,7 +286,7 @@ impl Queue {
             bytes: AtomicU64::new(0),
             limit: AtomicU64::new(u64::MAX),
             batches: AtomicU64::new(0),
-            write: Mutex::new(()),
+            write: Mutex::new(writer),
             room: (Mutex::new(()), std::sync::Condvar::new()),
         };
         let mut bytes = 0u64;
@@ -181,7 +294,7 @@ impl Queue {
         let mut last = 0u64;
         for item in q.meta.iter() {
             let (k, v) = item?;
-            bytes += u64::from(decode_meta(&v)?.bytes);
+            bytes += u64::from(Meta::decode(&v)?.bytes);
             count += 1;
             last = id_of(&k);
         }
@@ -225,31 +338,35 @@ impl Queue {
     /// Stores a batch with the checkpoints it advances, durably. A batch without
     /// events stores only the checkpoints. Returns the batch id (0 when none stored).
     pub fn commit(&self, batch: &NewBatch) -> Result<u64, QueueError> {
-        let _guard = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        let mut writer = self.write.lock().unwrap_or_else(|e| e.into_inner());
         let has_records = batch.events > 0 && !batch.records.is_empty();
         let id = if has_records {
             self.next_id.load(Ordering::SeqCst)
         } else {
             0
         };
-        let pieces: Vec<&[u8]> = if has_records {
-            batch.records.chunks(CHUNK_BYTES).collect()
+        let meta = if has_records {
+            // The bytes first, durably: the header stored below points at them.
+            let (segment, offset) = writer.append(&self.segments, &batch.records)?;
+            Some(
+                Meta {
+                    events: batch.events,
+                    bytes: u32::try_from(batch.records.len())
+                        .map_err(|_| QueueError::Corrupt("batch over 4 GiB".into()))?,
+                    segment,
+                    offset,
+                    crc: crc32fast::hash(&batch.records),
+                    created_ms: now_ms(),
+                }
+                .encode(),
+            )
         } else {
-            Vec::new()
+            None
         };
-        let meta = encode_meta(
-            batch.events,
-            batch.records.len() as u32,
-            pieces.len() as u32,
-            now_ms(),
-        );
         let result: Result<(), TransactionError<()>> =
-            (&self.chunks, &self.meta, &self.checkpoints, &self.cursors).transaction(
-                |(chunks, metas, checkpoints, cursors)| {
-                    if has_records {
-                        for (n, piece) in pieces.iter().enumerate() {
-                            chunks.insert(&chunk_key(id, n as u32)[..], *piece)?;
-                        }
+            (&self.meta, &self.checkpoints, &self.cursors).transaction(
+                |(metas, checkpoints, cursors)| {
+                    if let Some(meta) = &meta {
                         metas.insert(&u64_key(id)[..], &meta[..])?;
                         cursors.insert(&b"\0next_id"[..], &u64_key(id + 1)[..])?;
                     }
@@ -267,6 +384,7 @@ impl Queue {
             TransactionError::Abort(()) => QueueError::Corrupt("transaction aborted".into()),
         })?;
         self.db.flush()?;
+        drop(writer);
         if has_records {
             self.next_id.store(id + 1, Ordering::SeqCst);
             self.bytes
@@ -302,18 +420,15 @@ impl Queue {
         };
         let (k, v) = item?;
         let id = id_of(&k);
-        let meta = decode_meta(&v)?;
-        let mut records = Vec::with_capacity(meta.bytes as usize);
-        for n in 0..meta.chunks {
-            let piece = self
-                .chunks
-                .get(chunk_key(id, n))?
-                .ok_or_else(|| QueueError::Corrupt(format!("batch {id} chunk {n} missing")))?;
-            records.extend_from_slice(&piece);
-        }
-        if records.len() != meta.bytes as usize {
+        let meta = Meta::decode(&v)?;
+        let file = self.segment_reader(meta.segment)?;
+        let mut records = vec![0u8; meta.bytes as usize];
+        file.read_exact_at(&mut records, meta.offset)
+            .map_err(|e| QueueError::Segment(segment_path(&self.segments, meta.segment), e))?;
+        if crc32fast::hash(&records) != meta.crc {
             return Err(QueueError::Corrupt(format!(
-                "batch {id} has the wrong length"
+                "batch {id} does not match its checksum (segment {})",
+                segment_path(&self.segments, meta.segment).display()
             )));
         }
         Ok(Some(Batch {
@@ -322,6 +437,23 @@ impl Queue {
             created_ms: meta.created_ms,
             records,
         }))
+    }
+
+    fn segment_reader(&self, n: u64) -> Result<Arc<File>, QueueError> {
+        let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = readers.get(&n) {
+            return Ok(f.clone());
+        }
+        let path = segment_path(&self.segments, n);
+        let f = Arc::new(
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&path)
+                .map_err(|e| QueueError::Segment(path, e))?,
+        );
+        readers.insert(n, f.clone());
+        Ok(f)
     }
 
     /// Records that `sink` acknowledged every batch up to `id`, durably, then deletes
@@ -434,30 +566,45 @@ impl Queue {
         if self.sinks.is_empty() {
             return Ok(());
         }
-        let _guard = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        let mut writer = self.write.lock().unwrap_or_else(|e| e.into_inner());
         let mut metas = sled::Batch::default();
-        let mut chunks = sled::Batch::default();
         let (mut freed, mut count) = (0u64, 0u64);
         for item in self.meta.range(..=u64_key(min)) {
             let (k, v) = item?;
-            let id = id_of(&k);
-            let meta = decode_meta(&v)?;
-            for n in 0..meta.chunks {
-                chunks.remove(&chunk_key(id, n)[..]);
-            }
+            freed += u64::from(Meta::decode(&v)?.bytes);
             metas.remove(k);
-            freed += u64::from(meta.bytes);
             count += 1;
         }
         if count > 0 {
-            // Headers first: a crash in between leaves orphan chunks (harmless), never
-            // a header whose chunks are gone.
             self.meta.apply_batch(metas)?;
-            self.chunks.apply_batch(chunks)?;
             self.bytes.fetch_sub(freed, Ordering::SeqCst);
             self.batches.fetch_sub(count, Ordering::SeqCst);
             let _g = self.room.0.lock().unwrap_or_else(|e| e.into_inner());
             self.room.1.notify_all();
+        }
+        // Segments before the oldest stored batch's (and before the one being
+        // appended to) hold nothing stored any more.
+        let oldest_used = match self.meta.iter().next() {
+            Some(item) => Meta::decode(&item?.1)?.segment,
+            None => writer.current.as_ref().map_or(writer.next, |c| c.0),
+        };
+        if oldest_used > writer.live_from {
+            // The deletions must be durable before the files go: a crash in
+            // between must not leave a header pointing at a deleted segment.
+            if count > 0 {
+                self.db.flush()?;
+            }
+            let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+            for n in writer.live_from..oldest_used {
+                readers.remove(&n);
+                let path = segment_path(&self.segments, n);
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(QueueError::Segment(path, e)),
+                }
+            }
+            writer.live_from = oldest_used;
         }
         Ok(())
     }
@@ -579,5 +726,83 @@ mod tests {
             .unwrap();
         assert_eq!((id, q.batches()), (0, 0));
         assert_eq!(q.checkpoints().unwrap().len(), 1);
+    }
+
+    fn segment_files(dir: &Path) -> Vec<u64> {
+        list_segments(&dir.join("segments")).unwrap()
+    }
+
+    #[test]
+    fn segments_go_once_every_batch_in_them_is_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path(), 1 << 20, &["a".into()]).unwrap();
+        // Batches of a third of a segment: a new segment every third batch.
+        let big = (SEGMENT_BYTES / 3 + 1) as usize;
+        for n in 1..=7 {
+            q.commit(&batch(n, big)).unwrap();
+        }
+        assert_eq!(segment_files(dir.path()), [1, 2, 3]);
+        q.ack("a", 3).unwrap();
+        assert_eq!(
+            segment_files(dir.path()),
+            [2, 3],
+            "segment 1 held batches 1-3"
+        );
+        q.ack("a", 5).unwrap();
+        assert_eq!(
+            segment_files(dir.path()),
+            [2, 3],
+            "batch 6 is still in segment 2"
+        );
+        q.ack("a", 7).unwrap();
+        assert_eq!(
+            segment_files(dir.path()),
+            [3],
+            "the segment being appended to stays"
+        );
+        assert_eq!((q.batches(), q.bytes()), (0, 0));
+        drop(q);
+        // After a restart appends go to a new segment; the old one goes at the next
+        // collection.
+        let q = Queue::open(dir.path(), 1 << 20, &["a".into()]).unwrap();
+        assert_eq!(q.commit(&batch(8, 10)).unwrap(), 8);
+        q.ack("a", 8).unwrap();
+        assert_eq!(segment_files(dir.path()), [4]);
+    }
+
+    #[test]
+    fn bytes_a_crash_left_unreferenced_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let q = Queue::open(dir.path(), 1 << 20, &["a".into()]).unwrap();
+            q.commit(&batch(1, 100)).unwrap();
+        }
+        // A commit that wrote its bytes but died before its header was stored.
+        let seg = segment_path(&dir.path().join("segments"), 1);
+        let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
+        std::io::Write::write_all(&mut f, b"{\"torn\":").unwrap();
+        let q = Queue::open(dir.path(), 1 << 20, &["a".into()]).unwrap();
+        assert_eq!(q.batches(), 1);
+        assert_eq!(q.commit(&batch(2, 100)).unwrap(), 2);
+        let b1 = q.next_after(0).unwrap().unwrap();
+        let b2 = q.next_after(1).unwrap().unwrap();
+        assert_eq!(b1.records, batch(1, 100).records);
+        assert_eq!(b2.records, batch(2, 100).records);
+        assert_eq!(q.next_after(2).unwrap().map(|b| b.id), None);
+    }
+
+    #[test]
+    fn damaged_record_bytes_are_an_error_not_shipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path(), 1 << 20, &["a".into()]).unwrap();
+        q.commit(&batch(1, 100)).unwrap();
+        let seg = segment_path(&dir.path().join("segments"), 1);
+        let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+        f.write_all_at(b"X", 10).unwrap();
+        let err = q.next_after(0).unwrap_err();
+        assert!(err.to_string().contains("checksum"), "{err}");
+        std::fs::remove_file(&seg).unwrap();
+        q.readers.lock().unwrap().clear();
+        assert!(matches!(q.next_after(0), Err(QueueError::Segment(..))));
     }
 }
