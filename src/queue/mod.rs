@@ -415,6 +415,15 @@ impl Queue {
 
     /// The first stored batch after `after`, if any.
     pub fn next_after(&self, after: u64) -> Result<Option<Batch>, QueueError> {
+        self.next_after_into(after, Vec::new())
+    }
+
+    /// [`Queue::next_after`], reading the records into `buf` (a reused buffer).
+    pub fn next_after_into(
+        &self,
+        after: u64,
+        mut buf: Vec<u8>,
+    ) -> Result<Option<Batch>, QueueError> {
         let Some(item) = self.meta.range(u64_key(after.saturating_add(1))..).next() else {
             return Ok(None);
         };
@@ -422,7 +431,9 @@ impl Queue {
         let id = id_of(&k);
         let meta = Meta::decode(&v)?;
         let file = self.segment_reader(meta.segment)?;
-        let mut records = vec![0u8; meta.bytes as usize];
+        let mut records = std::mem::take(&mut buf);
+        records.clear();
+        records.resize(meta.bytes as usize, 0);
         file.read_exact_at(&mut records, meta.offset)
             .map_err(|e| QueueError::Segment(segment_path(&self.segments, meta.segment), e))?;
         if crc32fast::hash(&records) != meta.crc {

@@ -80,13 +80,14 @@ pub async fn run_sink(
     let mut acking: Option<(u64, tokio::task::JoinHandle<Option<()>>)> = None;
     let mut read_ahead: Option<(u64, tokio::task::JoinHandle<Option<Vec<Batch>>>)> = None;
     let limits = (cfg.max_events, cfg.max_bytes);
+    let pool = Pool::default();
     loop {
         if cancel.is_cancelled() {
             return;
         }
         let batches = match read_ahead.take() {
             Some((after, task)) if after == cursor => task.await.ok().flatten(),
-            _ => collect(&queue, cursor, limits).await,
+            _ => collect(&queue, cursor, limits, &pool).await,
         };
         let Some(batches) = batches else {
             // Storage failed: wait and retry.
@@ -145,16 +146,17 @@ pub async fn run_sink(
             continue;
         }
         if *committed.borrow() > last {
-            let q = queue.clone();
+            let (q, p) = (queue.clone(), pool.clone());
             read_ahead = Some((
                 last,
-                tokio::spawn(async move { collect(&q, last, limits).await }),
+                tokio::spawn(async move { collect(&q, last, limits, &p).await }),
             ));
         }
         for unit in units(batches, &cfg) {
             if !ship_unit(&cfg, &mut sink, &queue, &unit, &cancel, &stats).await {
                 return; // cancelled
             }
+            let unit = pool.reclaim(unit);
             if unit.complete {
                 // Acks are stored in order: the previous one first.
                 match settle(&mut acking).await {
@@ -321,15 +323,18 @@ async fn collect(
     queue: &Arc<Queue>,
     cursor: u64,
     (max_events, max_bytes): (usize, usize),
+    pool: &Pool,
 ) -> Option<Vec<Batch>> {
+    let pool = pool.clone();
     blocking(queue, move |q| {
         let mut out: Vec<Batch> = Vec::new();
         let (mut events, mut bytes) = (0usize, 0usize);
         let mut after = cursor;
-        while let Some(b) = q.next_after(after)? {
+        while let Some(b) = q.next_after_into(after, pool.take())? {
             if !out.is_empty()
                 && (events + b.events as usize > max_events || bytes + b.records.len() > max_bytes)
             {
+                pool.put(b.records);
                 break;
             }
             after = b.id;
@@ -343,6 +348,52 @@ async fn collect(
         Ok(out)
     })
     .await
+}
+
+/// Request buffers kept for reuse: a sink reads every batch into one of a few
+/// buffers instead of a fresh allocation of its size, so the allocator neither
+/// fragments nor pages them in and out.
+#[derive(Clone, Default)]
+struct Pool(Arc<Mutex<Vec<Vec<u8>>>>);
+
+impl Pool {
+    const KEEP: usize = 3;
+
+    fn take(&self) -> Vec<u8> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|mut v| v.pop())
+            .unwrap_or_default()
+    }
+
+    fn put(&self, mut buf: Vec<u8>) {
+        buf.clear();
+        if let Ok(mut v) = self.0.lock()
+            && v.len() < Self::KEEP
+        {
+            v.push(buf);
+        }
+    }
+
+    /// Takes a sent unit's buffer back when nothing else holds it; returns what is
+    /// still needed of the unit.
+    fn reclaim(&self, unit: Unit) -> UnitDone {
+        let done = UnitDone {
+            last_id: unit.last_id,
+            complete: unit.complete,
+        };
+        if let Ok(b) = unit.records.try_into_mut() {
+            self.put(Vec::from(b));
+        }
+        done
+    }
+}
+
+/// What is left of a unit once sent.
+struct UnitDone {
+    last_id: u64,
+    complete: bool,
 }
 
 /// Groups batches into send units: several small batches form one unit; a batch
