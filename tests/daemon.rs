@@ -183,6 +183,50 @@ fn a_permanent_rejection_is_dead_lettered_and_later_batches_ship() {
         [10, 11, 12, 13, 14],
         "the rejected batch is not retried, later ones ship"
     );
+    // The rejected batch is kept, with the sink's reason, for operators.
+    let list = cmd(t.path())
+        .args(["dead-letter", "list", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(list.status.success(), "{list:?}");
+    assert!(
+        text.contains("http batch 1 part 0: 10 events") && text.contains("400"),
+        "{text}"
+    );
+    assert!(text.ends_with("1 dead letters, 10 events\n"), "{text}");
+    let records = cmd(t.path())
+        .args(["dead-letter", "list", "--records", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let seqs: Vec<u64> = String::from_utf8_lossy(&records.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        seqs,
+        (0..10).collect::<Vec<u64>>(),
+        "the rejected records themselves"
+    );
+    // While the daemon runs, the queue is locked: said plainly, exit 2.
+    let d = Daemon::start(t.path(), &cfg);
+    let busy = cmd(t.path())
+        .args(["dead-letter", "list", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(busy.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&busy.stderr).contains("is the daemon running?"),
+        "{busy:?}"
+    );
+    assert_eq!(d.stop(Duration::from_secs(10)).0, Some(0));
 }
 
 #[test]

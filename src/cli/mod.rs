@@ -2,6 +2,7 @@
 //! into a call on the library and its result into output and an exit code.
 
 pub mod check_config;
+pub mod dead_letter;
 pub mod install_hooks;
 pub mod record;
 pub mod run;
@@ -19,6 +20,7 @@ Typical use:
   auditship run                           ship ~/.claude/audit (embedded default, no config needed)
   auditship install-hooks                 wire Claude Code's hooks to `auditship record`
   auditship verify ~/.claude/audit        prove a stream intact (exit 1 on any problem)
+  auditship dead-letter list              what sinks rejected for good, and why
 
 Configuration: --config PATH, else $AUDITSHIP_CONFIG, else /etc/auditship/auditship.toml;
 without a file, built-in defaults apply (see config.example.toml).")]
@@ -34,6 +36,7 @@ pub enum Command {
     Record(record::Args),
     Verify(verify::Args),
     InstallHooks(install_hooks::Args),
+    DeadLetter(dead_letter::Args),
 }
 
 /// Entry point of the binary.
@@ -55,6 +58,7 @@ pub fn main() -> ExitCode {
         Command::Record(args) => record::run(args),
         Command::Verify(args) => verify::run(args),
         Command::InstallHooks(args) => install_hooks::run(args),
+        Command::DeadLetter(args) => dead_letter::run(args),
     }
 }
 

@@ -214,6 +214,14 @@ impl Meta {
     }
 
     fn decode(v: &[u8]) -> Result<Meta, QueueError> {
+        if v.first() == Some(&1) {
+            return Err(QueueError::Corrupt(
+                "batch header of queue format 1 (a development build); this queue cannot be \
+                 read: move the queue directory away to start afresh (the audit files are \
+                 read again from their start, so events may ship twice but none is lost)"
+                    .into(),
+            ));
+        }
         if v.len() != META_LEN || v[0] != META_VERSION {
             return Err(QueueError::Corrupt("batch header".into()));
         }
@@ -524,48 +532,24 @@ impl Queue {
         self.ack(sink, id)
     }
 
+    /// Every dead letter in the queue at `dir`, for operators, without opening the
+    /// queue for work: nothing is created, collected or pruned. Fails while a daemon
+    /// holds the queue (sled locks it).
+    pub fn read_dead_letters(dir: &Path) -> Result<Vec<DeadLetter>, QueueError> {
+        if !dir.join("db").exists() {
+            return Ok(Vec::new());
+        }
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(1 << 20)
+            .open()?;
+        let dead = db.open_tree("dead")?;
+        dead_letters_of(&dead)
+    }
+
     /// Every dead letter, oldest first per sink.
     pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, QueueError> {
-        let mut out: Vec<DeadLetter> = Vec::new();
-        for item in self.dead.iter() {
-            let (k, v) = item?;
-            let Some(nul) = k.iter().position(|&b| b == 0) else {
-                return Err(QueueError::Corrupt("dead letter key".into()));
-            };
-            let sink = String::from_utf8_lossy(&k[..nul]).into_owned();
-            let rest = &k[nul + 1..];
-            if rest.len() != 16 {
-                return Err(QueueError::Corrupt("dead letter key".into()));
-            }
-            let id = id_of(rest);
-            let part = u32::from_be_bytes(rest[8..12].try_into().unwrap_or_default());
-            let n = u32::from_be_bytes(rest[12..16].try_into().unwrap_or_default());
-            let same = out
-                .last()
-                .is_some_and(|d| d.sink == sink && d.id == id && d.part == part);
-            if !same {
-                out.push(DeadLetter {
-                    sink,
-                    id,
-                    part,
-                    reason: String::new(),
-                    events: 0,
-                    records: Vec::new(),
-                });
-            }
-            let d = out.last_mut().expect("pushed above");
-            if n == u32::MAX {
-                d.events = u32::from_be_bytes(
-                    v.get(..4)
-                        .and_then(|s| s.try_into().ok())
-                        .unwrap_or_default(),
-                );
-                d.reason = String::from_utf8_lossy(v.get(4..).unwrap_or_default()).into_owned();
-            } else {
-                d.records.extend_from_slice(&v);
-            }
-        }
-        Ok(out)
+        dead_letters_of(&self.dead)
     }
 
     /// Deletes batches that every configured sink has passed.
@@ -639,6 +623,49 @@ impl Queue {
         self.db.flush()?;
         Ok(())
     }
+}
+
+fn dead_letters_of(dead: &sled::Tree) -> Result<Vec<DeadLetter>, QueueError> {
+    let mut out: Vec<DeadLetter> = Vec::new();
+    for item in dead.iter() {
+        let (k, v) = item?;
+        let Some(nul) = k.iter().position(|&b| b == 0) else {
+            return Err(QueueError::Corrupt("dead letter key".into()));
+        };
+        let sink = String::from_utf8_lossy(&k[..nul]).into_owned();
+        let rest = &k[nul + 1..];
+        if rest.len() != 16 {
+            return Err(QueueError::Corrupt("dead letter key".into()));
+        }
+        let id = id_of(rest);
+        let part = u32::from_be_bytes(rest[8..12].try_into().unwrap_or_default());
+        let n = u32::from_be_bytes(rest[12..16].try_into().unwrap_or_default());
+        let same = out
+            .last()
+            .is_some_and(|d| d.sink == sink && d.id == id && d.part == part);
+        if !same {
+            out.push(DeadLetter {
+                sink,
+                id,
+                part,
+                reason: String::new(),
+                events: 0,
+                records: Vec::new(),
+            });
+        }
+        let d = out.last_mut().expect("pushed above");
+        if n == u32::MAX {
+            d.events = u32::from_be_bytes(
+                v.get(..4)
+                    .and_then(|s| s.try_into().ok())
+                    .unwrap_or_default(),
+            );
+            d.reason = String::from_utf8_lossy(v.get(4..).unwrap_or_default()).into_owned();
+        } else {
+            d.records.extend_from_slice(&v);
+        }
+    }
+    Ok(out)
 }
 
 fn dead_prefix(sink: &str, id: u64, part: u32) -> Vec<u8> {
