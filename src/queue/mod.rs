@@ -843,4 +843,24 @@ mod tests {
         q.readers.lock().unwrap().clear();
         assert!(matches!(q.next_after(0), Err(QueueError::Segment(..))));
     }
+
+    #[test]
+    fn a_queue_of_the_first_format_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            let mut old = [0u8; 21];
+            old[0] = 1;
+            db.open_tree("batches")
+                .unwrap()
+                .insert(u64_key(1), &old[..])
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let err = Queue::open(dir.path(), 1 << 20, &["a".into()]).unwrap_err();
+        assert!(
+            err.to_string().contains("move the queue directory away"),
+            "{err}"
+        );
+    }
 }
