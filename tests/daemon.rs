@@ -216,12 +216,21 @@ fn a_permanent_rejection_is_dead_lettered_and_later_batches_ship() {
     );
     // While the daemon runs, the queue is locked: said plainly, exit 2.
     let d = Daemon::start(t.path(), &cfg);
-    let busy = cmd(t.path())
-        .args(["dead-letter", "list", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert_eq!(busy.status.code(), Some(2));
+    let started = std::time::Instant::now();
+    let busy = loop {
+        // Until the daemon has opened its queue, the listing still succeeds.
+        let out = cmd(t.path())
+            .args(["dead-letter", "list", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        if out.status.code() != Some(0) || started.elapsed() > Duration::from_secs(10) {
+            break out;
+        }
+        // Spaced out: each listing holds the lock the daemon is waiting for.
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(busy.status.code(), Some(2), "daemon: {}", d.stderr());
     assert!(
         String::from_utf8_lossy(&busy.stderr).contains("is the daemon running?"),
         "{busy:?}"

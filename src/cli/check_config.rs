@@ -1,7 +1,10 @@
 //! `auditship check-config`: validate the configuration and print what takes effect.
 
-use crate::config::daemon::{Compression, DaemonConfig, HttpFormat, SinkKind, SourceFormat};
+use crate::config::daemon::{
+    Compression, DaemonConfig, EsAuth, HttpFormat, NetConfig, SinkKind, SourceFormat,
+};
 use crate::config::{self, Config, OnError};
+use crate::ship::shape::Shape;
 use serde_json::{Value, json};
 use std::io::Write;
 use std::process::ExitCode;
@@ -111,14 +114,54 @@ fn effective(cfg: &Config, d: &DaemonConfig) -> Value {
                 "retry": { "initial": dur(s.retry_initial), "max_delay": dur(s.retry_max_delay) },
             });
             match &s.kind {
-                SinkKind::Http { endpoint, format, headers, token, connect_timeout, request_timeout } => {
+                SinkKind::Http { net, format, shape, headers, token } => {
                     v["type"] = "http".into();
-                    v["endpoint"] = endpoint.as_str().into();
-                    v["format"] = match format { HttpFormat::Ndjson => "ndjson", HttpFormat::JsonArray => "json_array" }.into();
-                    v["headers"] = headers.iter().map(|(k, val)| (k.clone(), Value::from(mask_header(k, val)))).collect::<serde_json::Map<_, _>>().into();
+                    net_json(net, &mut v);
+                    v["format"] = match (format, shape) {
+                        (HttpFormat::JsonArray, _) => "json_array",
+                        (_, Shape::Native) => "ndjson",
+                        (_, s) => s.name(),
+                    }
+                    .into();
+                    v["headers"] = headers_json(headers);
                     v["token"] = if token.is_some() { "***" } else { "none" }.into();
-                    v["connect_timeout"] = dur(*connect_timeout).into();
-                    v["request_timeout"] = dur(*request_timeout).into();
+                }
+                SinkKind::SplunkHec { net, token: _, index, source, sourcetype, indexer_ack, ack_timeout } => {
+                    v["type"] = "splunk_hec".into();
+                    net_json(net, &mut v);
+                    v["token"] = "***".into();
+                    if let Some(i) = index {
+                        v["index"] = i.as_str().into();
+                    }
+                    v["source"] = source.as_str().into();
+                    v["sourcetype"] = sourcetype.as_str().into();
+                    v["indexer_ack"] = (*indexer_ack).into();
+                    v["ack_timeout"] = dur(*ack_timeout).into();
+                }
+                SinkKind::Elasticsearch { net, index, auth, shape } => {
+                    v["type"] = "elasticsearch".into();
+                    net_json(net, &mut v);
+                    v["index"] = index.as_str().into();
+                    v["auth"] = match auth {
+                        EsAuth::None => "none".to_string(),
+                        EsAuth::ApiKey(_) => "api key ***".to_string(),
+                        EsAuth::Basic { username, .. } => format!("basic {username}:***"),
+                    }
+                    .into();
+                    v["format"] = shape.name().into();
+                }
+                SinkKind::Otlp { net, headers, token, service_name } => {
+                    v["type"] = "otlp".into();
+                    net_json(net, &mut v);
+                    v["headers"] = headers_json(headers);
+                    v["token"] = if token.is_some() { "***" } else { "none" }.into();
+                    v["service_name"] = service_name.as_str().into();
+                }
+                SinkKind::Syslog { net, app_name, facility } => {
+                    v["type"] = "syslog".into();
+                    net_json(net, &mut v);
+                    v["app_name"] = app_name.as_str().into();
+                    v["facility"] = (*facility).into();
                 }
                 SinkKind::File { path, max_file_bytes, max_files } => {
                     v["type"] = "file".into();
@@ -156,4 +199,32 @@ fn effective(cfg: &Config, d: &DaemonConfig) -> Value {
         "source": sources,
         "sink": sinks,
     })
+}
+
+fn net_json(net: &NetConfig, v: &mut Value) {
+    v["endpoint"] = net.endpoint.as_str().into();
+    let mut tls = json!({
+        "ca_file": net.tls.ca_file.clone().unwrap_or_else(|| "(system roots)".into()),
+    });
+    if let Some(c) = &net.tls.client_cert_file {
+        tls["client_cert_file"] = c.as_str().into();
+        tls["client_key_file"] = "***".into();
+    }
+    if let Some(n) = &net.tls.server_name_text {
+        tls["server_name"] = n.as_str().into();
+    }
+    v["tls"] = tls;
+    if let Some(p) = &net.proxy {
+        v["proxy"] = p.as_str().into();
+    }
+    v["connect_timeout"] = dur(net.connect_timeout).into();
+    v["request_timeout"] = dur(net.request_timeout).into();
+}
+
+fn headers_json(headers: &[(String, String)]) -> Value {
+    headers
+        .iter()
+        .map(|(k, val)| (k.clone(), Value::from(mask_header(k, val))))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }

@@ -7,6 +7,7 @@
 
 use super::{RawConfig, expand_home};
 use crate::audit::Keys;
+use crate::ship::shape::Shape;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -69,10 +70,37 @@ pub struct RawSink {
     pub request_timeout: Option<String>,
     pub max_file_bytes: Option<u64>,
     pub max_files: Option<u32>,
+    /// `splunk_hec`: index, source, sourcetype, indexer acknowledgement.
+    /// `elasticsearch`: index pattern.
+    pub index: Option<String>,
+    pub source: Option<String>,
+    pub sourcetype: Option<String>,
+    pub indexer_ack: Option<bool>,
+    pub ack_timeout: Option<String>,
+    pub api_key_file: Option<String>,
+    pub username: Option<String>,
+    pub password_file: Option<String>,
+    /// `otlp`: the resource's `service.name`.
+    pub service_name: Option<String>,
+    /// `syslog`: APP-NAME and facility.
+    pub app_name: Option<String>,
+    pub facility: Option<String>,
+    pub proxy: Option<String>,
+    #[serde(default)]
+    pub tls: RawTls,
     #[serde(default)]
     pub batch: RawBatch,
     #[serde(default)]
     pub retry: RawRetry,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub ca_file: Option<String>,
+    pub client_cert_file: Option<String>,
+    pub client_key_file: Option<String>,
+    pub server_name: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -89,6 +117,11 @@ pub struct Secret(String);
 impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    #[cfg(test)]
+    pub(crate) fn for_tests(s: &str) -> Secret {
+        Secret(s.to_string())
     }
 }
 
@@ -130,15 +163,62 @@ pub enum HttpFormat {
     JsonArray,
 }
 
+/// Where a network sink connects and how: its endpoint, TLS material, proxy and
+/// timeouts. Certificates and keys are read and parsed when the config is loaded,
+/// so `check-config` reports a bad file and the daemon never starts half-configured.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// Base URL (`http(s)://host:port[/prefix]`), or `tls://host:port` for syslog.
+    pub endpoint: String,
+    pub tls: crate::ship::tls::TlsSettings,
+    pub proxy: Option<String>,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+/// How an Elasticsearch sink authenticates.
+#[derive(Debug, Clone)]
+pub enum EsAuth {
+    None,
+    ApiKey(Secret),
+    Basic { username: String, password: Secret },
+}
+
 #[derive(Debug, Clone)]
 pub enum SinkKind {
     Http {
-        endpoint: String,
+        net: NetConfig,
         format: HttpFormat,
+        shape: Shape,
         headers: Vec<(String, String)>,
         token: Option<Secret>,
-        connect_timeout: Duration,
-        request_timeout: Duration,
+    },
+    SplunkHec {
+        net: NetConfig,
+        token: Secret,
+        index: Option<String>,
+        source: String,
+        sourcetype: String,
+        indexer_ack: bool,
+        ack_timeout: Duration,
+    },
+    Elasticsearch {
+        net: NetConfig,
+        /// Index name pattern: `%Y`, `%m`, `%d` from the record's timestamp (UTC).
+        index: String,
+        auth: EsAuth,
+        shape: Shape,
+    },
+    Otlp {
+        net: NetConfig,
+        headers: Vec<(String, String)>,
+        token: Option<Secret>,
+        service_name: String,
+    },
+    Syslog {
+        net: NetConfig,
+        app_name: String,
+        facility: u8,
     },
     File {
         path: PathBuf,
@@ -372,44 +452,145 @@ impl DaemonConfig {
                     Compression::None
                 }
             };
+            for key in s.keys_not_for_type() {
+                e.push(format!("{at}.{key}: not a setting of a {:?} sink", s.kind));
+            }
             let kind = match s.kind.as_str() {
                 "http" => {
-                    let endpoint = s.endpoint.clone().unwrap_or_default();
-                    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-                        e.push(format!(
-                            "{at}.endpoint: expected an http:// or https:// URL"
-                        ));
-                    }
-                    let format = match s.format.as_deref() {
-                        None | Some("ndjson") => HttpFormat::Ndjson,
-                        Some("json_array") => HttpFormat::JsonArray,
+                    let (format, shape) = match s.format.as_deref() {
+                        None | Some("ndjson") | Some("native") => {
+                            (HttpFormat::Ndjson, Shape::Native)
+                        }
+                        Some("json_array") => (HttpFormat::JsonArray, Shape::Native),
+                        Some("ecs") => (HttpFormat::Ndjson, Shape::Ecs),
+                        Some("ocsf") => (HttpFormat::Ndjson, Shape::Ocsf),
                         Some(other) => {
                             e.push(format!(
-                                "{at}.format: expected \"ndjson\" or \"json_array\", found {other:?}"
+                                "{at}.format: expected \"ndjson\", \"json_array\", \"native\", \"ecs\" or \"ocsf\", found {other:?}"
                             ));
-                            HttpFormat::Ndjson
+                            (HttpFormat::Ndjson, Shape::Native)
                         }
                     };
-                    let token = load_token(&at, s, &mut e);
                     SinkKind::Http {
-                        endpoint,
+                        net: net_config(&at, s, &["http", "https"], &mut e),
                         format,
-                        headers: s
-                            .headers
-                            .iter()
-                            .map(|(k, v)| (k.clone(), v.clone()))
-                            .collect(),
+                        shape,
+                        headers: headers(s),
+                        token: load_token(&at, s, &mut e),
+                    }
+                }
+                "splunk_hec" => {
+                    let token = load_token(&at, s, &mut e).unwrap_or_else(|| {
+                        if s.token_file.is_none() && s.token_env.is_none() {
+                            e.push(format!(
+                                "{at}: a splunk_hec sink needs token_file or token_env"
+                            ));
+                        }
+                        Secret(String::new())
+                    });
+                    SinkKind::SplunkHec {
+                        net: net_config(&at, s, &["http", "https"], &mut e),
                         token,
-                        connect_timeout: e.duration(
-                            &format!("{at}.connect_timeout"),
-                            s.connect_timeout.as_deref(),
-                            Duration::from_secs(10),
+                        index: s.index.clone(),
+                        source: s.source.clone().unwrap_or_else(|| "auditship".into()),
+                        sourcetype: s.sourcetype.clone().unwrap_or_else(|| "_json".into()),
+                        indexer_ack: s.indexer_ack.unwrap_or(false),
+                        ack_timeout: e.duration(
+                            &format!("{at}.ack_timeout"),
+                            s.ack_timeout.as_deref(),
+                            Duration::from_secs(60),
                         ),
-                        request_timeout: e.duration(
-                            &format!("{at}.request_timeout"),
-                            s.request_timeout.as_deref(),
-                            Duration::from_secs(30),
-                        ),
+                    }
+                }
+                "elasticsearch" => {
+                    let shape = match s.format.as_deref() {
+                        None => Shape::Native,
+                        Some(f) => Shape::parse(f).unwrap_or_else(|| {
+                            e.push(format!(
+                                "{at}.format: expected \"native\", \"ecs\" or \"ocsf\", found {f:?}"
+                            ));
+                            Shape::Native
+                        }),
+                    };
+                    let auth = match (&s.api_key_file, &s.username, &s.password_file) {
+                        (None, None, None) => EsAuth::None,
+                        (Some(f), None, None) => match read_secret_file(f) {
+                            Ok(k) => EsAuth::ApiKey(k),
+                            Err(err) => {
+                                e.push(format!("{at}.api_key_file: {err}"));
+                                EsAuth::None
+                            }
+                        },
+                        (None, Some(u), Some(f)) => match read_secret_file(f) {
+                            Ok(p) => EsAuth::Basic {
+                                username: u.clone(),
+                                password: p,
+                            },
+                            Err(err) => {
+                                e.push(format!("{at}.password_file: {err}"));
+                                EsAuth::None
+                            }
+                        },
+                        _ => {
+                            e.push(format!(
+                                "{at}: set api_key_file, or username and password_file"
+                            ));
+                            EsAuth::None
+                        }
+                    };
+                    let index = s
+                        .index
+                        .clone()
+                        .unwrap_or_else(|| "auditship-%Y.%m.%d".into());
+                    if let Err(err) = crate::ship::sinks::elasticsearch::check_index_pattern(&index)
+                    {
+                        e.push(format!("{at}.index: {err}"));
+                    }
+                    SinkKind::Elasticsearch {
+                        net: net_config(&at, s, &["http", "https"], &mut e),
+                        index,
+                        auth,
+                        shape,
+                    }
+                }
+                "otlp" => {
+                    if !matches!(s.format.as_deref(), None | Some("json")) {
+                        e.push(format!("{at}.format: an otlp sink sends \"json\""));
+                    }
+                    SinkKind::Otlp {
+                        net: net_config(&at, s, &["http", "https"], &mut e),
+                        headers: headers(s),
+                        token: load_token(&at, s, &mut e),
+                        service_name: s.service_name.clone().unwrap_or_else(|| "auditship".into()),
+                    }
+                }
+                "syslog" => {
+                    let facility = match s.facility.as_deref() {
+                        None => 13,
+                        Some(f) => crate::ship::sinks::syslog::facility(f).unwrap_or_else(|| {
+                            e.push(format!("{at}.facility: expected a syslog facility name such as \"audit\", \"authpriv\" or \"local0\", found {f:?}"));
+                            13
+                        }),
+                    };
+                    let app_name = s.app_name.clone().unwrap_or_else(|| "auditship".into());
+                    if app_name.is_empty()
+                        || app_name.len() > 48
+                        || !app_name.bytes().all(|b| (33..=126).contains(&b))
+                    {
+                        e.push(format!("{at}.app_name: 1 to 48 printable ASCII characters"));
+                    }
+                    if s.proxy.is_some() {
+                        e.push(format!(
+                            "{at}.proxy: syslog connects directly; proxies apply to HTTP sinks"
+                        ));
+                    }
+                    if !matches!(s.format.as_deref(), None | Some("rfc5424")) {
+                        e.push(format!("{at}.format: a syslog sink sends \"rfc5424\""));
+                    }
+                    SinkKind::Syslog {
+                        net: net_config(&at, s, &["tls"], &mut e),
+                        app_name,
+                        facility,
                     }
                 }
                 "file" => {
@@ -431,11 +612,19 @@ impl DaemonConfig {
                 }
                 other => {
                     e.push(format!(
-                        "{at}.type: expected \"http\" or \"file\", found {other:?}"
+                        "{at}.type: expected \"http\", \"splunk_hec\", \"elasticsearch\", \"otlp\", \"syslog\" or \"file\", found {other:?}"
                     ));
                     continue;
                 }
             };
+            if compression == Compression::Gzip
+                && matches!(kind, SinkKind::Syslog { .. } | SinkKind::File { .. })
+            {
+                e.push(format!(
+                    "{at}.compression: {} sinks do not compress",
+                    s.kind
+                ));
+            }
             let max_events = s.batch.max_events.unwrap_or(1000);
             let max_bytes = s.batch.max_bytes.unwrap_or(1 << 20);
             if max_events == 0 || max_bytes < 1024 {
@@ -501,6 +690,155 @@ fn load_token(at: &str, s: &RawSink, e: &mut Errors<'_>) -> Option<Secret> {
             e.push(format!("{at}: {err}"));
             None
         }
+    }
+}
+
+fn headers(s: &RawSink) -> Vec<(String, String)> {
+    s.headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// Reads a secret from a file: trimmed, not empty.
+fn read_secret_file(f: &str) -> Result<Secret, String> {
+    let t = std::fs::read_to_string(expand_home(f)).map_err(|err| format!("{f:?}: {err}"))?;
+    let t = t.trim();
+    if t.is_empty() {
+        return Err(format!("{f:?} is empty"));
+    }
+    Ok(Secret(t.to_string()))
+}
+
+/// The endpoint, TLS material, proxy and timeouts of a network sink. `schemes` are
+/// the URL schemes the sink type speaks.
+fn net_config(at: &str, s: &RawSink, schemes: &[&str], e: &mut Errors<'_>) -> NetConfig {
+    let endpoint = s.endpoint.clone().unwrap_or_default();
+    let scheme = endpoint.split_once("://").map(|(sch, _)| sch);
+    if !scheme.is_some_and(|sch| schemes.contains(&sch)) {
+        let list: Vec<String> = schemes.iter().map(|x| format!("{x}://")).collect();
+        e.push(format!(
+            "{at}.endpoint: expected a {} URL, found {endpoint:?}",
+            list.join(" or ")
+        ));
+    } else if let Some((_, rest)) = endpoint.split_once("://") {
+        let host = rest.split(['/', '?']).next().unwrap_or("");
+        if host.is_empty() || host.contains('@') {
+            e.push(format!(
+                "{at}.endpoint: expected a host (no credentials in the URL: use token_file or password_file)"
+            ));
+        }
+    }
+    let tls = match crate::ship::tls::TlsSettings::load(
+        s.tls.ca_file.as_deref().map(expand_home).as_deref(),
+        s.tls
+            .client_cert_file
+            .as_deref()
+            .map(expand_home)
+            .as_deref(),
+        s.tls.client_key_file.as_deref().map(expand_home).as_deref(),
+        s.tls.server_name.as_deref(),
+    ) {
+        Ok(t) => t,
+        Err(err) => {
+            e.push(format!("{at}.tls: {err}"));
+            Default::default()
+        }
+    };
+    if let Some(p) = &s.proxy
+        && !(p.starts_with("http://") || p.starts_with("https://"))
+    {
+        e.push(format!(
+            "{at}.proxy: expected an http:// or https:// proxy URL"
+        ));
+    }
+    NetConfig {
+        endpoint: endpoint.trim_end_matches('/').to_string(),
+        tls,
+        proxy: s.proxy.clone(),
+        connect_timeout: e.duration(
+            &format!("{at}.connect_timeout"),
+            s.connect_timeout.as_deref(),
+            Duration::from_secs(10),
+        ),
+        request_timeout: e.duration(
+            &format!("{at}.request_timeout"),
+            s.request_timeout.as_deref(),
+            Duration::from_secs(30),
+        ),
+    }
+}
+
+impl RawSink {
+    /// Settings that were given but mean nothing for this sink's type.
+    fn keys_not_for_type(&self) -> Vec<&'static str> {
+        let given: [(&'static str, bool); 20] = [
+            ("endpoint", self.endpoint.is_some()),
+            ("path", self.path.is_some()),
+            ("headers", !self.headers.is_empty()),
+            ("token_file", self.token_file.is_some()),
+            ("token_env", self.token_env.is_some()),
+            ("max_file_bytes", self.max_file_bytes.is_some()),
+            ("max_files", self.max_files.is_some()),
+            ("index", self.index.is_some()),
+            ("source", self.source.is_some()),
+            ("sourcetype", self.sourcetype.is_some()),
+            ("indexer_ack", self.indexer_ack.is_some()),
+            ("ack_timeout", self.ack_timeout.is_some()),
+            ("api_key_file", self.api_key_file.is_some()),
+            (
+                "username",
+                self.username.is_some() || self.password_file.is_some(),
+            ),
+            ("service_name", self.service_name.is_some()),
+            (
+                "app_name",
+                self.app_name.is_some() || self.facility.is_some(),
+            ),
+            (
+                "tls",
+                self.tls.ca_file.is_some()
+                    || self.tls.client_cert_file.is_some()
+                    || self.tls.client_key_file.is_some()
+                    || self.tls.server_name.is_some(),
+            ),
+            ("connect_timeout", self.connect_timeout.is_some()),
+            ("request_timeout", self.request_timeout.is_some()),
+            ("proxy", self.proxy.is_some()),
+        ];
+        let net: &[&str] = &[
+            "endpoint",
+            "tls",
+            "connect_timeout",
+            "request_timeout",
+            "proxy",
+        ];
+        let allowed: Vec<&str> = match self.kind.as_str() {
+            "http" => [net, &["headers", "token_file", "token_env"]].concat(),
+            "splunk_hec" => [
+                net,
+                &[
+                    "token_file",
+                    "token_env",
+                    "index",
+                    "source",
+                    "sourcetype",
+                    "indexer_ack",
+                    "ack_timeout",
+                ],
+            ]
+            .concat(),
+            "elasticsearch" => [net, &["index", "api_key_file", "username"]].concat(),
+            "otlp" => [net, &["headers", "token_file", "token_env", "service_name"]].concat(),
+            "syslog" => [net, &["app_name"]].concat(),
+            "file" => vec!["path", "max_file_bytes", "max_files"],
+            _ => return Vec::new(),
+        };
+        given
+            .iter()
+            .filter(|(k, set)| *set && !allowed.contains(k))
+            .map(|(k, _)| *k)
+            .collect()
     }
 }
 

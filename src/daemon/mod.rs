@@ -25,8 +25,8 @@ pub enum DaemonError {
     StateDir(std::path::PathBuf, std::io::Error),
     #[error(transparent)]
     Queue(#[from] crate::queue::QueueError),
-    #[error("HTTP client: {0}")]
-    Client(String),
+    #[error("sink {0}: {1}")]
+    Sink(String, String),
     #[error("reader thread: {0}")]
     Thread(std::io::Error),
     #[error("the reader stopped (queue storage failure or a bug); see the log above")]
@@ -46,6 +46,11 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     install_crypto_provider();
     raise_open_file_limit();
+    // Sinks first: a bad TLS setting stops the start before anything is opened.
+    let mut sinks = Vec::with_capacity(daemon.sinks.len());
+    for cfg in &daemon.sinks {
+        sinks.push(Sink::new(cfg).map_err(|e| DaemonError::Sink(cfg.name.clone(), e))?);
+    }
     let state = daemon.agent.state_dir.clone();
     {
         use std::os::unix::fs::DirBuilderExt;
@@ -58,9 +63,21 @@ pub async fn run(
     let sink_names: Vec<String> = daemon.sinks.iter().map(|s| s.name.clone()).collect();
     let queue_dir = state.join("queue");
     let cache = daemon.queue.cache_capacity;
-    let queue = tokio::task::spawn_blocking(move || Queue::open(&queue_dir, cache, &sink_names))
-        .await
-        .map_err(|e| DaemonError::Thread(std::io::Error::other(e)))??;
+    let queue = tokio::task::spawn_blocking(move || {
+        // An operator's `dead-letter list` holds the lock for a moment: wait for it
+        // rather than fail the start. A second daemon holds it for good.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match Queue::open(&queue_dir, cache, &sink_names) {
+                Err(e) if e.is_locked() && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                r => return r,
+            }
+        }
+    })
+    .await
+    .map_err(|e| DaemonError::Thread(std::io::Error::other(e)))??;
     queue.set_limit(daemon.queue.max_bytes);
     let queue = Arc::new(queue);
     tracing::info!(
@@ -115,12 +132,10 @@ pub async fn run(
         })
         .map_err(DaemonError::Thread)?;
 
-    let client = http_client()?;
     let tracker = TaskTracker::new();
     let draining = CancellationToken::new();
     let cancel = CancellationToken::new();
-    for cfg in &daemon.sinks {
-        let sink = Sink::new(cfg, &client);
+    for (cfg, sink) in daemon.sinks.iter().zip(sinks) {
         tracker.spawn(ship::run_sink(
             cfg.clone(),
             sink,
@@ -189,16 +204,4 @@ fn raise_open_file_limit() {
             let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &r);
         }
     }
-}
-
-/// The one HTTP client: rustls with the system's trust roots, always verifying.
-/// Redirects are not followed: a 302 to a login page turns a POST into a GET whose
-/// 200 would otherwise count as delivery.
-fn http_client() -> Result<reqwest::Client, DaemonError> {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("auditship/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(std::time::Duration::from_secs(10))
-        .build()
-        .map_err(|e| DaemonError::Client(e.to_string()))
 }

@@ -56,6 +56,16 @@ pub enum QueueError {
     Corrupt(String),
 }
 
+impl QueueError {
+    /// True when another process holds the queue's lock.
+    pub fn is_locked(&self) -> bool {
+        // sled reports a held lock as an I/O error of kind `Other`, in words.
+        matches!(self, QueueError::Sled(sled::Error::Io(e))
+            if e.kind() == std::io::ErrorKind::WouldBlock
+                || e.to_string().contains("could not acquire lock"))
+    }
+}
+
 /// What the reader hands over in one commit.
 #[derive(Debug, Default)]
 pub struct NewBatch {

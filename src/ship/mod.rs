@@ -7,7 +7,10 @@
 //! (or the rejected part was stored as a dead letter); retryable failures are retried
 //! forever; nothing is dropped.
 
+pub mod record;
+pub mod shape;
 pub mod sinks;
+pub mod tls;
 
 use crate::config::daemon::SinkConfig;
 use crate::queue::{Batch, Queue};
@@ -28,6 +31,17 @@ pub enum Verdict {
     },
     /// Retrying cannot help (other 4xx): store as a dead letter with the reason.
     Permanent(String),
+    /// Some records were not accepted (by line index, in request order): `retry`
+    /// are sent again, alone; `rejected` become dead letters with their reasons.
+    /// Every other record was delivered.
+    Partial {
+        retry: Vec<usize>,
+        rejected: Vec<(usize, String)>,
+        after: Option<Duration>,
+    },
+    /// The request is too large for the receiver: send it in two halves (a single
+    /// record that is still too large becomes a dead letter).
+    TooLarge(String),
 }
 
 /// Counters of one sink, shared with status reporting.
@@ -64,11 +78,11 @@ pub async fn run_sink(
     stats: Arc<SinkStats>,
 ) {
     let name = cfg.name.clone();
-    // Everything up to `cursor` was shipped; up to `durable` (≤ cursor) that is also
-    // recorded in the queue. An ack is stored while the next request is sent, and
-    // the next batches are read while this one is sent, so a request cycle costs the
-    // slowest of the three steps rather than their sum.
-    let Some(mut durable) = blocking(&queue, {
+    // Everything up to `cursor` was shipped; up to `acks.durable` (≤ cursor) that is
+    // also recorded in the queue. An ack is stored while the next request is sent,
+    // and the next batches are read while this one is sent, so a request cycle costs
+    // the slowest of the three steps rather than their sum.
+    let Some(durable) = blocking(&queue, {
         let name = name.clone();
         move |q| q.cursor(&name)
     })
@@ -76,14 +90,48 @@ pub async fn run_sink(
     else {
         return;
     };
+    let mut acks = Acks {
+        queue: queue.clone(),
+        sink: name.clone(),
+        durable,
+        storing: None,
+    };
     let mut cursor = durable;
-    let mut acking: Option<(u64, tokio::task::JoinHandle<Option<()>>)> = None;
     let mut read_ahead: Option<(u64, tokio::task::JoinHandle<Option<Vec<Batch>>>)> = None;
+    // Sends not confirmed yet, for sinks without acknowledgements (syslog): the
+    // last batch id of each and where the stream stood after it.
+    let mut unconfirmed: std::collections::VecDeque<(u64, sinks::syslog::Mark)> =
+        Default::default();
     let limits = (cfg.max_events, cfg.max_bytes);
     let pool = Pool::default();
     loop {
         if cancel.is_cancelled() {
             return;
+        }
+        if !unconfirmed.is_empty() {
+            match confirm(&mut sink, &mut unconfirmed) {
+                Confirmed::Upto(id) => {
+                    if !acks.ack(id).await {
+                        cursor = acks.durable;
+                        unconfirmed.clear();
+                        read_ahead = None;
+                        if sleep_or_cancel(Duration::from_secs(1), &cancel).await {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+                Confirmed::Nothing => {}
+                Confirmed::Lost => {
+                    // The connection broke before these were confirmed: send again
+                    // from the last stored ack.
+                    let _ = acks.settle().await;
+                    tracing::warn!(sink = %name, from = acks.durable, to = cursor, "connection lost before delivery was confirmed; sending those batches again");
+                    cursor = acks.durable;
+                    unconfirmed.clear();
+                    read_ahead = None;
+                }
+            }
         }
         let batches = match read_ahead.take() {
             Some((after, task)) if after == cursor => task.await.ok().flatten(),
@@ -98,15 +146,20 @@ pub async fn run_sink(
         };
         if batches.is_empty() {
             // Before idling (or returning), the last ack must be stored.
-            match settle(&mut acking).await {
-                Some(id) => durable = durable.max(id),
-                None => {
-                    cursor = durable;
-                    if sleep_or_cancel(Duration::from_secs(1), &cancel).await {
-                        return;
-                    }
-                    continue;
+            if !acks.settle().await {
+                cursor = acks.durable;
+                unconfirmed.clear();
+                if sleep_or_cancel(Duration::from_secs(1), &cancel).await {
+                    return;
                 }
+                continue;
+            }
+            if !unconfirmed.is_empty() {
+                // Ask again shortly; nothing else to do meanwhile.
+                if sleep_or_cancel(Duration::from_millis(100), &cancel).await {
+                    return;
+                }
+                continue;
             }
             if draining.is_cancelled() && *committed.borrow() <= cursor {
                 return; // drained
@@ -157,44 +210,95 @@ pub async fn run_sink(
                 return; // cancelled
             }
             let unit = pool.reclaim(unit);
-            if unit.complete {
-                // Acks are stored in order: the previous one first.
-                match settle(&mut acking).await {
-                    Some(id) => durable = durable.max(id),
-                    None => {
-                        // Could not persist the cursor: what was shipped since the last
-                        // stored ack is sent again, after a pause (storage trouble does
-                        // not clear up in microseconds).
-                        read_ahead = None;
-                        cursor = durable;
-                        if sleep_or_cancel(Duration::from_secs(1), &cancel).await {
-                            return;
-                        }
-                        break;
-                    }
+            if !unit.complete {
+                continue;
+            }
+            cursor = unit.last_id;
+            if let Some(mark) = sink.mark() {
+                // Confirmed later, before the cursor is stored.
+                unconfirmed.push_back((unit.last_id, mark));
+            } else if !acks.ack(unit.last_id).await {
+                // Could not persist the cursor: what was shipped since the last
+                // stored ack is sent again, after a pause (storage trouble does not
+                // clear up in microseconds).
+                read_ahead = None;
+                cursor = acks.durable;
+                unconfirmed.clear();
+                if sleep_or_cancel(Duration::from_secs(1), &cancel).await {
+                    return;
                 }
-                let (q, n, id) = (queue.clone(), name.clone(), unit.last_id);
-                acking = Some((
-                    id,
-                    tokio::spawn(async move { blocking(&q, move |q| q.ack(&n, id)).await }),
-                ));
-                cursor = id;
+                break;
             }
         }
     }
 }
 
-/// Waits for the ack being stored, if any: `Some(id)` once stored (0 when there was
-/// none), `None` if storing it failed (logged).
-async fn settle(acking: &mut Option<(u64, tokio::task::JoinHandle<Option<()>>)>) -> Option<u64> {
-    match acking.take() {
-        None => Some(0),
-        Some((id, task)) => task.await.ok().flatten().map(|()| id),
+/// The sink's stored cursor and the ack being stored.
+struct Acks {
+    queue: Arc<Queue>,
+    sink: String,
+    /// The newest ack known stored.
+    durable: u64,
+    storing: Option<(u64, tokio::task::JoinHandle<Option<()>>)>,
+}
+
+impl Acks {
+    /// Starts storing `id` as the cursor once the previous ack is stored (acks are
+    /// stored in order). False if the previous one failed (logged).
+    async fn ack(&mut self, id: u64) -> bool {
+        if !self.settle().await {
+            return false;
+        }
+        let (q, n) = (self.queue.clone(), self.sink.clone());
+        self.storing = Some((
+            id,
+            tokio::spawn(async move { blocking(&q, move |q| q.ack(&n, id)).await }),
+        ));
+        true
+    }
+
+    /// Waits for the ack being stored, if any. False if storing it failed.
+    async fn settle(&mut self) -> bool {
+        match self.storing.take() {
+            None => true,
+            Some((id, task)) => match task.await.ok().flatten() {
+                Some(()) => {
+                    self.durable = self.durable.max(id);
+                    true
+                }
+                None => false,
+            },
+        }
     }
 }
 
-/// Sends one unit until it is acknowledged or stored as a dead letter. Returns false
-/// if cancelled first.
+enum Confirmed {
+    Nothing,
+    Upto(u64),
+    Lost,
+}
+
+/// Confirms what can be of the unconfirmed sends, oldest first.
+fn confirm(
+    sink: &mut sinks::Sink,
+    unconfirmed: &mut std::collections::VecDeque<(u64, sinks::syslog::Mark)>,
+) -> Confirmed {
+    let mut upto = None;
+    while let Some((id, mark)) = unconfirmed.front() {
+        match sink.confirm(mark) {
+            sinks::syslog::Confirm::Yes => {
+                upto = Some(*id);
+                unconfirmed.pop_front();
+            }
+            sinks::syslog::Confirm::NotYet => break,
+            sinks::syslog::Confirm::Lost => return Confirmed::Lost,
+        }
+    }
+    upto.map_or(Confirmed::Nothing, Confirmed::Upto)
+}
+
+/// Sends one unit until every record of it is acknowledged or stored as a dead
+/// letter. Returns false if cancelled first.
 async fn ship_unit(
     cfg: &SinkConfig,
     sink: &mut sinks::Sink,
@@ -204,45 +308,27 @@ async fn ship_unit(
     stats: &SinkStats,
 ) -> bool {
     let mut policy = RetryPolicy::new(cfg.retry_initial, cfg.retry_max_delay);
-    loop {
+    // What is left to send, in order: the unit, or pieces of it after a split or a
+    // partial answer.
+    let mut work: std::collections::VecDeque<(bytes::Bytes, u32)> =
+        std::collections::VecDeque::from([(unit.records.clone(), unit.events)]);
+    // Dead letters of this unit are keyed (first batch id, part): each gets a part
+    // number of its own, above the unit's.
+    let mut dead = 0u32;
+    while let Some((records, events)) = work.pop_front() {
         let verdict = tokio::select! {
-            v = sink.send(&unit.records, unit.events) => v,
+            v = sink.send(&records, events) => v,
             _ = cancel.cancelled() => return false,
+        };
+        let mut reject = |reason: String, records: bytes::Bytes, events: u32| {
+            let part = unit.part * DEAD_PARTS + dead;
+            dead += 1;
+            (reason, records, events, part)
         };
         match verdict {
             Verdict::Success => {
-                stats
-                    .events
-                    .fetch_add(u64::from(unit.events), Ordering::Relaxed);
-                stats.batches.fetch_add(1, Ordering::Relaxed);
-                stats
-                    .last_success_ms
-                    .store(crate::queue::now_ms(), Ordering::Relaxed);
-                return true;
-            }
-            Verdict::Permanent(reason) => {
-                tracing::error!(sink = %cfg.name, batch = unit.first_id, part = unit.part, events = unit.events, reason = %reason, "sink rejected a batch for good; stored as a dead letter");
-                let (n, id, part, ev, recs) = (
-                    cfg.name.clone(),
-                    unit.first_id,
-                    unit.part,
-                    unit.events,
-                    unit.records.clone(),
-                );
-                let stored = blocking(queue, move |q| {
-                    q.store_dead_letter(&n, id, part, &reason, ev, &recs)
-                })
-                .await;
-                if stored.is_some() {
-                    stats
-                        .dead_lettered
-                        .fetch_add(u64::from(unit.events), Ordering::Relaxed);
-                    return true;
-                }
-                // Could not store it: keep it in the queue and try the whole thing again.
-                if sleep_or_cancel(Duration::from_secs(1), cancel).await {
-                    return false;
-                }
+                stats.events.fetch_add(u64::from(events), Ordering::Relaxed);
+                continue;
             }
             Verdict::Retry { reason, after } => {
                 stats.retries.fetch_add(1, Ordering::Relaxed);
@@ -251,12 +337,125 @@ async fn ship_unit(
                 if let Ok(mut e) = stats.last_error.lock() {
                     *e = Some(reason);
                 }
+                work.push_front((records, events));
                 if sleep_or_cancel(delay, cancel).await {
                     return false;
                 }
             }
+            Verdict::TooLarge(reason) if events > 1 => {
+                let (a, b) = halves(&records);
+                tracing::warn!(sink = %cfg.name, batch = unit.first_id, events, reason = %reason, "receiver refused the request's size; sending it in halves");
+                work.push_front(b);
+                work.push_front(a);
+            }
+            Verdict::TooLarge(reason) | Verdict::Permanent(reason) => {
+                let r = reject(reason, records, events);
+                if !store_dead(cfg, queue, unit, r, stats, cancel).await {
+                    return false;
+                }
+            }
+            Verdict::Partial {
+                retry,
+                rejected,
+                after,
+            } => {
+                let lines: Vec<&[u8]> = record::lines(&records).collect();
+                let accepted = lines.len() - retry.len() - rejected.len();
+                stats.events.fetch_add(accepted as u64, Ordering::Relaxed);
+                if !rejected.is_empty() {
+                    let mut recs = Vec::new();
+                    let mut reason =
+                        format!("{} of {} records rejected:", rejected.len(), lines.len());
+                    for (i, why) in &rejected {
+                        let Some(line) = lines.get(*i) else { continue };
+                        recs.extend_from_slice(line);
+                        recs.push(b'\n');
+                        let id = record::id(line).unwrap_or("?");
+                        reason.push_str(&format!("\n{id}: {why}"));
+                    }
+                    let n = rejected.len() as u32;
+                    let r = reject(reason, recs.into(), n);
+                    if !store_dead(cfg, queue, unit, r, stats, cancel).await {
+                        return false;
+                    }
+                }
+                if !retry.is_empty() {
+                    let mut recs = Vec::new();
+                    for i in &retry {
+                        if let Some(line) = lines.get(*i) {
+                            recs.extend_from_slice(line);
+                            recs.push(b'\n');
+                        }
+                    }
+                    stats.retries.fetch_add(1, Ordering::Relaxed);
+                    let delay = policy.next(after);
+                    tracing::warn!(sink = %cfg.name, batch = unit.first_id, records = retry.len(), delay_ms = delay.as_millis() as u64, "retrying the records the receiver could not take");
+                    work.push_front((recs.into(), retry.len() as u32));
+                    if sleep_or_cancel(delay, cancel).await {
+                        return false;
+                    }
+                }
+            }
         }
     }
+    stats.batches.fetch_add(1, Ordering::Relaxed);
+    stats
+        .last_success_ms
+        .store(crate::queue::now_ms(), Ordering::Relaxed);
+    true
+}
+
+/// Dead-letter part numbers a unit may use: a unit's rejections are at most its
+/// records (≤ 10,000 by the batch limits), so `unit.part * DEAD_PARTS + n` never
+/// collides.
+const DEAD_PARTS: u32 = 1 << 14;
+
+/// Stores rejected records as a dead letter, retrying storage until it works.
+/// Returns false if cancelled first.
+async fn store_dead(
+    cfg: &SinkConfig,
+    queue: &Arc<Queue>,
+    unit: &Unit,
+    (reason, records, events, part): (String, bytes::Bytes, u32, u32),
+    stats: &SinkStats,
+    cancel: &CancellationToken,
+) -> bool {
+    tracing::error!(sink = %cfg.name, batch = unit.first_id, part, events, reason = %reason, "sink rejected records for good; stored as a dead letter");
+    loop {
+        let (n, id, reason, recs) = (
+            cfg.name.clone(),
+            unit.first_id,
+            reason.clone(),
+            records.clone(),
+        );
+        let stored = blocking(queue, move |q| {
+            q.store_dead_letter(&n, id, part, &reason, events, &recs)
+        })
+        .await;
+        if stored.is_some() {
+            stats
+                .dead_lettered
+                .fetch_add(u64::from(events), Ordering::Relaxed);
+            return true;
+        }
+        if sleep_or_cancel(Duration::from_secs(1), cancel).await {
+            return false;
+        }
+    }
+}
+
+/// Splits request records into two halves at a line boundary.
+fn halves(records: &bytes::Bytes) -> ((bytes::Bytes, u32), (bytes::Bytes, u32)) {
+    let n = record::lines(records).count();
+    let half = n / 2;
+    let mut at = 0usize;
+    for _ in 0..half {
+        at += memchr::memchr(b'\n', &records[at..]).map_or(records.len() - at, |i| i + 1);
+    }
+    (
+        (records.slice(..at), half as u32),
+        (records.slice(at..), (n - half) as u32),
+    )
 }
 
 /// Exponential backoff with jitter, capped, honouring a server's `Retry-After`.

@@ -1,35 +1,81 @@
 //! One file per protocol. A sink encodes a run of shipped records (JSON lines) in its
 //! protocol's shape, sends it once, and classifies the answer as a [`Verdict`]. It
-//! never sleeps or loops: retries belong to `ship`.
+//! never sleeps between attempts: retries belong to `ship`. (Waiting for a Splunk
+//! indexer acknowledgement is part of one send.)
 
+pub mod elasticsearch;
 pub mod file;
 pub mod http;
+pub mod otlp;
+pub mod splunk_hec;
+pub mod syslog;
 
 use super::Verdict;
-use crate::config::daemon::{SinkConfig, SinkKind};
+use crate::config::daemon::{Compression, NetConfig, SinkConfig, SinkKind};
+use std::time::Duration;
 
 /// A configured sink.
 pub enum Sink {
     Http(http::HttpSink),
+    SplunkHec(splunk_hec::HecSink),
+    Elasticsearch(elasticsearch::EsSink),
+    Otlp(otlp::OtlpSink),
+    Syslog(Box<syslog::SyslogSink>),
     File(file::FileSink),
 }
 
 impl Sink {
-    pub fn new(cfg: &SinkConfig, client: &reqwest::Client) -> Sink {
-        match &cfg.kind {
-            SinkKind::Http { .. } => Sink::Http(http::HttpSink::new(cfg, client.clone())),
+    /// Builds the sink, with its own HTTP client or TLS connector.
+    pub fn new(cfg: &SinkConfig) -> Result<Sink, String> {
+        Ok(match &cfg.kind {
+            SinkKind::Http { net, .. } => Sink::Http(http::HttpSink::new(cfg, client(net)?)),
+            SinkKind::SplunkHec { net, .. } => {
+                Sink::SplunkHec(splunk_hec::HecSink::new(cfg, client(net)?))
+            }
+            SinkKind::Elasticsearch { net, .. } => {
+                Sink::Elasticsearch(elasticsearch::EsSink::new(cfg, client(net)?))
+            }
+            SinkKind::Otlp { net, .. } => Sink::Otlp(otlp::OtlpSink::new(cfg, client(net)?)),
+            SinkKind::Syslog { .. } => Sink::Syslog(Box::new(syslog::SyslogSink::new(cfg)?)),
             SinkKind::File { .. } => Sink::File(file::FileSink::new(cfg)),
-        }
+        })
     }
 
     /// Sends `records` (JSON lines, each ending in `\n`) once. `Bytes` so a retry
     /// or the request body shares the buffer instead of copying it.
     pub async fn send(&mut self, records: &bytes::Bytes, events: u32) -> Verdict {
         match self {
-            Sink::Http(s) => s.send(records, events).await,
+            Sink::Http(s) => s.send(records).await,
+            Sink::SplunkHec(s) => s.send(records).await,
+            Sink::Elasticsearch(s) => s.send(records).await,
+            Sink::Otlp(s) => s.send(records, events).await,
+            Sink::Syslog(s) => s.send(records).await,
             Sink::File(s) => s.send(records).await,
         }
     }
+
+    /// For a sink whose protocol has no acknowledgement (syslog): where the stream
+    /// stands after the last successful send. `ship` confirms it later with
+    /// [`Sink::confirm`] before moving the cursor. `None` for every other sink: a
+    /// successful send is an acknowledgement.
+    pub fn mark(&self) -> Option<syslog::Mark> {
+        match self {
+            Sink::Syslog(s) => Some(s.mark()),
+            _ => None,
+        }
+    }
+
+    /// Whether what was sent up to `mark` can count as delivered.
+    pub fn confirm(&mut self, mark: &syslog::Mark) -> syslog::Confirm {
+        match self {
+            Sink::Syslog(s) => s.confirm(mark),
+            _ => syslog::Confirm::Yes,
+        }
+    }
+}
+
+fn client(net: &NetConfig) -> Result<reqwest::Client, String> {
+    super::tls::http_client(net)
 }
 
 /// Gzip-compresses a request body (fast level: CPU matters more than bytes here).
@@ -41,4 +87,150 @@ pub fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
     );
     enc.write_all(body)?;
     enc.finish()
+}
+
+/// An HTTP answer, read whole.
+pub(crate) struct Answer {
+    pub status: u16,
+    pub retry_after: Option<Duration>,
+    pub location: Option<String>,
+    pub body: bytes::Bytes,
+}
+
+impl Answer {
+    /// The start of the body as text, for reasons and logs.
+    pub fn snippet(&self) -> String {
+        String::from_utf8_lossy(&self.body[..self.body.len().min(300)]).into_owned()
+    }
+}
+
+/// Posts `body` (compressed first when configured) and reads the whole answer. A
+/// transport failure is a retry; the error is described without the request, which
+/// could carry a token.
+pub(crate) async fn post(
+    req: reqwest::RequestBuilder,
+    body: bytes::Bytes,
+    compression: Compression,
+) -> Result<Answer, Verdict> {
+    let (body, gz) = match compression {
+        Compression::None => (body, false),
+        Compression::Gzip => match tokio::task::spawn_blocking(move || gzip(&body)).await {
+            Ok(Ok(b)) => (bytes::Bytes::from(b), true),
+            Ok(Err(e)) => return Err(retry(format!("compressing the body: {e}"))),
+            Err(e) => return Err(retry(format!("compression task: {e}"))),
+        },
+    };
+    let req = if gz {
+        req.header(reqwest::header::CONTENT_ENCODING, "gzip")
+    } else {
+        req
+    };
+    let resp = req
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| retry(describe(&e)))?;
+    let status = resp.status().as_u16();
+    let header = |name: reqwest::header::HeaderName| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let retry_after = header(reqwest::header::RETRY_AFTER)
+        .as_deref()
+        .and_then(super::parse_retry_after);
+    let location =
+        header(reqwest::header::LOCATION).map(|l| l.split('?').next().unwrap_or("").to_owned());
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| retry(format!("reading the answer: {}", describe(&e))))?;
+    Ok(Answer {
+        status,
+        retry_after,
+        location,
+        body,
+    })
+}
+
+fn retry(reason: String) -> Verdict {
+    Verdict::Retry {
+        reason,
+        after: None,
+    }
+}
+
+/// The shared reading of a failed HTTP answer: 408, 429 and 5xx retry (honouring
+/// `Retry-After`); 413 splits the request; 401 and 403, and any 3xx (redirects are
+/// never followed: the endpoint is misconfigured), retry too, loudly and slowly,
+/// since fixing the configuration must not find the records dead-lettered; any other
+/// 4xx is a permanent rejection.
+pub(crate) fn classify(sink: &str, a: &Answer) -> Verdict {
+    let code = a.status;
+    match code {
+        200..=299 => Verdict::Success,
+        408 | 429 | 500..=599 => Verdict::Retry {
+            reason: format!("HTTP {code}: {}", a.snippet()),
+            after: a.retry_after,
+        },
+        413 => Verdict::TooLarge(format!("HTTP 413: {}", a.snippet())),
+        401 | 403 => config_error(
+            sink,
+            a,
+            format!("HTTP {code} (credentials): {}", a.snippet()),
+            "sink refuses our credentials; fix the token, records wait in the queue",
+        ),
+        300..=399 => {
+            let location = a.location.clone().unwrap_or_default();
+            config_error(
+                sink,
+                a,
+                format!("HTTP {code} redirect to {location:?}: not followed"),
+                "sink endpoint redirects; fix the endpoint, records wait in the queue",
+            )
+        }
+        _ => Verdict::Permanent(format!("HTTP {code}: {}", a.snippet())),
+    }
+}
+
+/// A failure only the operator can fix: logged as an error, retried slowly (at
+/// least every 30 s), never dead-lettered.
+pub(crate) fn config_error(sink: &str, a: &Answer, reason: String, msg: &str) -> Verdict {
+    tracing::error!(sink = %sink, status = a.status, reason = %reason, "{msg}");
+    Verdict::Retry {
+        reason,
+        after: Some(a.retry_after.unwrap_or(Duration::from_secs(30))),
+    }
+}
+
+/// A transport error in words, without the URL's query or anything from headers.
+pub(crate) fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_request() {
+        "request failed"
+    } else {
+        "transport error"
+    };
+    let mut source = std::error::Error::source(e);
+    let mut detail = String::new();
+    while let Some(s) = source {
+        detail = s.to_string();
+        source = s.source();
+    }
+    if detail.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}: {detail}")
+    }
+}
+
+/// A client for unit tests that never connect.
+#[cfg(test)]
+pub(crate) fn test_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }

@@ -1,0 +1,240 @@
+//! TLS for every network sink: rustls, always verifying the server.
+//!
+//! Trust: the system's roots by default; with `tls.ca_file`, only the CAs in that
+//! file (a private PKI is pinned, not added to the public ones). `tls.client_cert_file`
+//! and `tls.client_key_file` present a client certificate (mTLS). `tls.server_name`
+//! verifies the server's certificate against that name instead of the endpoint's
+//! host (for endpoints given by IP address or through a load balancer's name).
+//! There is no setting that turns verification off.
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+/// TLS material of one sink, read and parsed when the configuration is loaded.
+#[derive(Clone, Default)]
+pub struct TlsSettings {
+    /// CA certificates from `tls.ca_file`; `None` means the system's roots.
+    ca: Option<Arc<Vec<CertificateDer<'static>>>>,
+    /// Client certificate chain and key.
+    client: Option<Arc<ClientIdentity>>,
+    server_name: Option<ServerName<'static>>,
+    /// The file names, for `check-config`.
+    pub ca_file: Option<String>,
+    pub client_cert_file: Option<String>,
+    pub server_name_text: Option<String>,
+}
+
+struct ClientIdentity {
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+}
+
+impl std::fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSettings")
+            .field("ca_file", &self.ca_file)
+            .field("client_cert_file", &self.client_cert_file)
+            .field("client_key", &self.client.as_ref().map(|_| "***"))
+            .field("server_name", &self.server_name_text)
+            .finish()
+    }
+}
+
+impl TlsSettings {
+    /// Reads and checks the files named by a sink's `tls` table.
+    pub fn load(
+        ca_file: Option<&Path>,
+        client_cert_file: Option<&Path>,
+        client_key_file: Option<&Path>,
+        server_name: Option<&str>,
+    ) -> Result<TlsSettings, String> {
+        let mut t = TlsSettings::default();
+        if let Some(f) = ca_file {
+            let certs = read_certs(f)?;
+            // Each must parse as a trust anchor.
+            let mut store = RootCertStore::empty();
+            for c in &certs {
+                store
+                    .add(c.clone())
+                    .map_err(|e| format!("ca_file {}: {e}", f.display()))?;
+            }
+            t.ca = Some(Arc::new(certs));
+            t.ca_file = Some(f.display().to_string());
+        }
+        match (client_cert_file, client_key_file) {
+            (None, None) => {}
+            (Some(c), Some(k)) => {
+                let chain = read_certs(c)?;
+                let key = PrivateKeyDer::from_pem_file(k).map_err(|e| {
+                    format!("client_key_file {}: no PEM private key: {e}", k.display())
+                })?;
+                t.client = Some(Arc::new(ClientIdentity { chain, key }));
+                t.client_cert_file = Some(c.display().to_string());
+            }
+            _ => return Err("client_cert_file and client_key_file go together".into()),
+        }
+        if let Some(n) = server_name {
+            let name = ServerName::try_from(n.to_string())
+                .map_err(|_| format!("server_name {n:?} is not a DNS name or IP address"))?;
+            t.server_name = Some(name);
+            t.server_name_text = Some(n.to_string());
+        }
+        Ok(t)
+    }
+
+    /// The name to verify the server's certificate against, if configured.
+    pub fn server_name(&self) -> Option<&ServerName<'static>> {
+        self.server_name.as_ref()
+    }
+
+    /// A client configuration: the configured CA (or, when `system_roots`, the
+    /// system's roots), the client certificate if any, ALPN `alpn`.
+    pub fn client_config(
+        &self,
+        system_roots: bool,
+        alpn: &[&[u8]],
+    ) -> Result<rustls::ClientConfig, String> {
+        let roots = match &self.ca {
+            Some(certs) => {
+                let mut store = RootCertStore::empty();
+                for c in certs.iter() {
+                    store.add(c.clone()).map_err(|e| e.to_string())?;
+                }
+                Arc::new(store)
+            }
+            None if system_roots => system_roots_store()?,
+            None => Arc::new(RootCertStore::empty()),
+        };
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?;
+        let builder = match &self.server_name {
+            None => builder.with_root_certificates(roots),
+            Some(name) => {
+                let inner = WebPkiServerVerifier::builder_with_provider(roots, provider)
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(FixedName {
+                        inner,
+                        name: name.clone(),
+                    }))
+            }
+        };
+        let mut config = match &self.client {
+            None => builder.with_no_client_auth(),
+            Some(id) => builder
+                .with_client_auth_cert(id.chain.clone(), id.key.clone_key())
+                .map_err(|e| format!("client certificate: {e}"))?,
+        };
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Ok(config)
+    }
+}
+
+fn read_certs(f: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(f)
+        .map_err(|e| format!("{}: {e}", f.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", f.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no PEM certificate in it", f.display()));
+    }
+    Ok(certs)
+}
+
+/// The system's trust roots, read once.
+fn system_roots_store() -> Result<Arc<RootCertStore>, String> {
+    static ROOTS: OnceLock<Result<Arc<RootCertStore>, String>> = OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let found = rustls_native_certs::load_native_certs();
+            let mut store = RootCertStore::empty();
+            let (added, _) = store.add_parsable_certificates(found.certs);
+            if added == 0 {
+                return Err(
+                    "no system trust roots found (install ca-certificates, or set tls.ca_file)"
+                        .into(),
+                );
+            }
+            Ok(Arc::new(store))
+        })
+        .clone()
+}
+
+/// Verifies the chain with webpki, against a configured name instead of the host
+/// the connection was made to. Everything else is the standard verification.
+#[derive(Debug)]
+struct FixedName {
+    inner: Arc<WebPkiServerVerifier>,
+    name: ServerName<'static>,
+}
+
+impl ServerCertVerifier for FixedName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.inner
+            .verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// The HTTP client of one sink: its own TLS configuration and proxy, redirects never
+/// followed (a 302 to a login page would turn a POST into a GET whose 200 would count
+/// as delivery). Without a `proxy` setting, `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`
+/// from the environment apply.
+pub fn http_client(net: &crate::config::daemon::NetConfig) -> Result<reqwest::Client, String> {
+    let https = net.endpoint.starts_with("https://")
+        || net
+            .proxy
+            .as_deref()
+            .is_some_and(|p| p.starts_with("https://"));
+    let tls = net.tls.client_config(https, &[b"h2", b"http/1.1"])?;
+    let mut b = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("auditship/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(net.connect_timeout)
+        .pool_idle_timeout(std::time::Duration::from_secs(50));
+    if let Some(p) = &net.proxy {
+        let proxy = reqwest::Proxy::all(p)
+            .map_err(|e| format!("proxy: {e}"))?
+            .no_proxy(reqwest::NoProxy::from_env());
+        b = b.proxy(proxy);
+    }
+    b.build().map_err(|e| e.to_string())
+}
