@@ -90,5 +90,90 @@ fn check(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, verify, check);
+/// Each sink's encoding of one 2,000-record request (the envelope work a sink adds
+/// to the shared pipeline; `http` native is a pass-through).
+fn sinks(c: &mut Criterion) {
+    use auditship::check::{Encoder, Origin};
+    use auditship::ship::sinks::Sink;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let lines = common::chain(1, 2_000, None);
+    let enc = Encoder::new(
+        "bench-host",
+        &serde_json::Map::new(),
+        auditship::redact::Redactor::builtin(),
+    );
+    let at = Origin {
+        source: "claude",
+        stream: "/home/dev/.claude/audit",
+        file: "audit-2026-11-26.jsonl",
+        line: 1,
+        offset: 0,
+        received_at: "2026-11-26T10:00:00.000Z",
+    };
+    let mut records = Vec::new();
+    let mut v = Verifier::new(Keys::new());
+    for line in &lines {
+        enc.encode_line(
+            Some(&mut v),
+            &line[..line.len() - 1],
+            None,
+            &at,
+            &mut records,
+        );
+    }
+    let records = bytes::Bytes::from(records);
+    let tables = [
+        (
+            "http_ndjson",
+            "type = \"http\"\nendpoint = \"http://127.0.0.1:9\"",
+        ),
+        (
+            "http_ecs",
+            "type = \"http\"\nendpoint = \"http://127.0.0.1:9\"\nformat = \"ecs\"",
+        ),
+        (
+            "http_ocsf",
+            "type = \"http\"\nendpoint = \"http://127.0.0.1:9\"\nformat = \"ocsf\"",
+        ),
+        (
+            "splunk_hec",
+            "type = \"splunk_hec\"\nendpoint = \"http://127.0.0.1:9\"\ntoken_env = \"PATH\"\nindex = \"audit\"",
+        ),
+        (
+            "elasticsearch",
+            "type = \"elasticsearch\"\nendpoint = \"http://127.0.0.1:9\"",
+        ),
+        ("otlp", "type = \"otlp\"\nendpoint = \"http://127.0.0.1:9\""),
+        (
+            "syslog",
+            "type = \"syslog\"\nendpoint = \"tls://127.0.0.1:9\"",
+        ),
+    ];
+    let mut g = c.benchmark_group("sink_encode");
+    g.throughput(Throughput::Bytes(records.len() as u64));
+    for (name, table) in tables {
+        let text = format!("[[sink]]\nname = \"{name}\"\n{table}\n");
+        let raw: auditship::config::RawConfig = toml::from_str(&text).unwrap();
+        let mut errors = Vec::new();
+        let cfg = auditship::config::daemon::DaemonConfig::from_raw(&raw, &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        let sink = Sink::new(&cfg.sinks[0]).unwrap();
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let n = match &sink {
+                    Sink::Http(s) => s.encode(&records).len(),
+                    Sink::SplunkHec(s) => s.encode(&records).len(),
+                    Sink::Elasticsearch(s) => s.encode(&records).len(),
+                    Sink::Otlp(s) => s.encode(&records).len(),
+                    Sink::Syslog(s) => s.encode(&records).len(),
+                    Sink::File(_) => 0,
+                };
+                black_box(n)
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, verify, check, sinks);
 criterion_main!(benches);
