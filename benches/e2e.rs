@@ -9,6 +9,8 @@
 //! memory figures are then the wrapper's).
 
 mod common;
+#[path = "../tests/http1.rs"]
+mod http1;
 #[path = "../tests/sink.rs"]
 mod sink;
 

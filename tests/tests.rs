@@ -1,12 +1,16 @@
 //! Integration tests: the real binary as a child process, real files, real processes.
 //! One test binary (faster to link on two cores); shared helpers live in `util`.
 
+mod http1;
+mod siem;
 mod sink;
 mod util;
 
 mod check_config;
 mod daemon;
 mod daemon_faults;
+mod siem_servers;
+mod siem_sinks;
 
 mod install_hooks;
 mod record;

@@ -230,6 +230,20 @@ pub fn source_toml(dir: &Path) -> String {
 
 /// Writes `n` sealed, chained events of stream `stream` to `file` (appending).
 pub fn write_chain(file: &Path, stream: u32, first_seq: u64, n: u64, prev: &str) -> String {
+    write_chain_at(file, stream, first_seq, n, prev, &|_| {
+        "2026-11-26T07:06:42.000Z".to_string()
+    })
+}
+
+/// As [`write_chain`], with the `timestamp` of event `seq` given by `timestamp`.
+pub fn write_chain_at(
+    file: &Path,
+    stream: u32,
+    first_seq: u64,
+    n: u64,
+    prev: &str,
+    timestamp: &dyn Fn(u64) -> String,
+) -> String {
     use std::io::Write;
     let mut prev = prev.to_string();
     let mut w = std::io::BufWriter::new(
@@ -240,8 +254,9 @@ pub fn write_chain(file: &Path, stream: u32, first_seq: u64, n: u64, prev: &str)
             .unwrap(),
     );
     for seq in first_seq..first_seq + n {
+        let ts = timestamp(seq);
         let e = format!(
-            r#"{{"v":1,"id":"e-{stream}-{seq}","seq":{seq},"timestamp":"2026-11-26T07:06:42.000Z","user_id":"dev{stream}@example.com","session_id":"s-{stream}","host":"devbox","action":"tool_execution","resource":"/home/dev/src/file_{seq}.rs","outcome":"success","metadata":{{"tool_name":"Bash","cwd":"/home/dev/src"}},"prev_hash":"{prev}"}}"#
+            r#"{{"v":1,"id":"e-{stream}-{seq}","seq":{seq},"timestamp":"{ts}","user_id":"dev{stream}@example.com","session_id":"s-{stream}","host":"devbox","action":"tool_execution","resource":"/home/dev/src/file_{seq}.rs","outcome":"success","metadata":{{"tool_name":"Bash","cwd":"/home/dev/src"}},"prev_hash":"{prev}"}}"#
         );
         let sealed = auditship::audit::seal(&e, None).unwrap();
         w.write_all(&sealed.line).unwrap();
@@ -249,4 +264,17 @@ pub fn write_chain(file: &Path, stream: u32, first_seq: u64, n: u64, prev: &str)
     }
     w.flush().unwrap();
     prev
+}
+
+/// The `hash` member of every line of `file`: the `_auditship.id` its events ship
+/// under, in line order.
+pub fn sealed_ids(file: &Path) -> Vec<String> {
+    std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["hash"].as_str().expect("a sealed event").to_string()
+        })
+        .collect()
 }
