@@ -164,8 +164,15 @@ fn dead_letter_seqs(home: &Path, cfg: &Path) -> Vec<u64> {
 
 /// How many of `seen` carried `id` in their body.
 fn carrying(seen: &[Seen], id: &str) -> usize {
+    // As a record's `_auditship.id` (raw JSON) or an OTLP `auditship.id` attribute;
+    // not as the next event's `prev_hash`, which carries the same hex.
+    let as_member = format!("\"id\":\"{id}\"");
+    let as_attribute = format!("\"stringValue\":\"{id}\"");
     seen.iter()
-        .filter(|s| String::from_utf8_lossy(&s.body).contains(id))
+        .filter(|s| {
+            let body = String::from_utf8_lossy(&s.body);
+            body.contains(&as_member) || body.contains(&as_attribute)
+        })
         .count()
 }
 
