@@ -6,7 +6,8 @@
 //! `cargo bench --bench e2e` (E2E_EVENTS, default 1000000; E2E_STREAMS, default 8;
 //! E2E_EXTRA, TOML appended to the daemon's config, e.g. `[queue]\nmax_bytes = 4194304`;
 //! E2E_WRAP, a command the daemon runs under, e.g. `heaptrack -o /tmp/ht`; the CPU and
-//! memory figures are then the wrapper's).
+//! memory figures are then the wrapper's; E2E_SINK, the sink type: `http` (default),
+//! `splunk_hec`, `elasticsearch`, `otlp`, each against the same counting server).
 
 mod common;
 #[path = "../tests/http1.rs"]
@@ -80,11 +81,17 @@ fn main() {
         }
     }
     let sink = sink::TestSink::counting();
+    let kind = std::env::var("E2E_SINK").unwrap_or_else(|_| "http".into());
+    let table = match kind.as_str() {
+        "http" | "elasticsearch" | "otlp" => String::new(),
+        "splunk_hec" => "token_env = \"PATH\"\n".into(),
+        other => panic!("E2E_SINK: no benchmark for {other:?}"),
+    };
     let cfg = dir.path().join("auditship.toml");
     std::fs::write(
         &cfg,
         format!(
-            "[agent]\nstate_dir = \"{}\"\nhost = \"bench\"\n[[source]]\nname = \"bench\"\npaths = [\"{}/*\"]\n[[sink]]\nname = \"http\"\ntype = \"http\"\nendpoint = \"{}\"\nbatch = {{ max_events = 2000, max_bytes = 2097152, max_wait = \"100ms\" }}\n{}",
+            "[agent]\nstate_dir = \"{}\"\nhost = \"bench\"\n[[source]]\nname = \"bench\"\npaths = [\"{}/*\"]\n[[sink]]\nname = \"{kind}\"\ntype = \"{kind}\"\nendpoint = \"{}\"\n{table}batch = {{ max_events = 2000, max_bytes = 2097152, max_wait = \"100ms\" }}\n{}",
             dir.path().join("state").display(),
             root.display(),
             sink.addr,
@@ -128,7 +135,7 @@ fn main() {
     let lost = expected.iter().filter(|h| !ids.contains_key(*h)).count();
     let duplicates: u64 = ids.values().map(|&n| u64::from(n.saturating_sub(1))).sum();
     println!(
-        "{{\"events\":{events},\"streams\":{streams},\"seconds\":{seconds:.2},\"events_per_s\":{:.0},\"mb_per_s\":{:.1},\"cpu_s\":{cpu:.2},\"cpu_s_per_million\":{:.2},\"peak_rss_mb\":{:.1},\"lost\":{lost},\"duplicates\":{duplicates}}}",
+        "{{\"sink\":\"{kind}\",\"events\":{events},\"streams\":{streams},\"seconds\":{seconds:.2},\"events_per_s\":{:.0},\"mb_per_s\":{:.1},\"cpu_s\":{cpu:.2},\"cpu_s_per_million\":{:.2},\"peak_rss_mb\":{:.1},\"lost\":{lost},\"duplicates\":{duplicates}}}",
         events as f64 / seconds,
         bytes as f64 / 1e6 / seconds,
         cpu * 1e6 / events as f64,
