@@ -2,8 +2,11 @@
 //! One test binary (faster to link on two cores); shared helpers live in `util`.
 
 mod http1;
+mod pki;
+mod rsyslog;
 mod siem;
 mod sink;
+mod tls_server;
 mod util;
 
 mod check_config;
