@@ -7,11 +7,14 @@
 //! E2E_EXTRA, TOML appended to the daemon's config, e.g. `[queue]\nmax_bytes = 4194304`;
 //! E2E_WRAP, a command the daemon runs under, e.g. `heaptrack -o /tmp/ht`; the CPU and
 //! memory figures are then the wrapper's; E2E_SINK, the sink type: `http` (default),
-//! `splunk_hec`, `elasticsearch`, `otlp`, each against the same counting server).
+//! `splunk_hec`, `elasticsearch`, `otlp`, each against the same counting server, or
+//! `syslog`, against a counting RFC 5425 receiver with TLS).
 
 mod common;
 #[path = "../tests/http1.rs"]
 mod http1;
+#[path = "../tests/pki.rs"]
+mod pki;
 #[path = "../tests/sink.rs"]
 mod sink;
 
@@ -39,6 +42,109 @@ fn cpu_seconds(pid: u32) -> f64 {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     ticks / hz
+}
+
+/// Where the daemon ships in this run, and how its arrivals are counted.
+enum Receiver {
+    Http(sink::TestSink),
+    Syslog(SyslogCounter),
+}
+
+impl Receiver {
+    fn accepted(&self) -> u64 {
+        match self {
+            Receiver::Http(s) => s.accepted(),
+            Receiver::Syslog(s) => s.count.load(std::sync::atomic::Ordering::SeqCst),
+        }
+    }
+
+    fn ids(&self) -> std::collections::HashMap<String, u32> {
+        match self {
+            Receiver::Http(s) => s.ids(),
+            Receiver::Syslog(s) => s
+                .ids
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(k, n)| (String::from_utf8_lossy(k).into_owned(), *n))
+                .collect(),
+        }
+    }
+}
+
+type IdCounts = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<[u8; 64], u32>>>;
+
+/// A TLS syslog receiver that only splits octet-counted frames and counts each
+/// message's `_auditship.id`: cheap, so the figure is the daemon's.
+struct SyslogCounter {
+    addr: String,
+    ca_file: std::path::PathBuf,
+    count: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ids: IdCounts,
+}
+
+impl SyslogCounter {
+    fn start(dir: &std::path::Path) -> SyslogCounter {
+        use std::io::Read;
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let pki = pki::Pki::generate(dir);
+        let config = Arc::new(pki.server_config(false));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let count = Arc::new(AtomicU64::new(0));
+        let ids: IdCounts = Default::default();
+        let (c, i) = (count.clone(), ids.clone());
+        std::thread::spawn(move || {
+            for sock in listener.incoming() {
+                let Ok(sock) = sock else { continue };
+                let (config, count, ids) = (config.clone(), c.clone(), i.clone());
+                std::thread::spawn(move || {
+                    let conn = rustls::ServerConnection::new(config).unwrap();
+                    let mut tls = rustls::StreamOwned::new(conn, sock);
+                    const KEY: &[u8] = b"\"_auditship\":{\"v\":1,\"id\":\"";
+                    let finder = memchr::memmem::FinderRev::new(KEY);
+                    let mut buf: Vec<u8> = Vec::with_capacity(4 << 20);
+                    let mut chunk = vec![0u8; 256 << 10];
+                    loop {
+                        let n = match tls.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        buf.extend_from_slice(&chunk[..n]);
+                        let mut at = 0;
+                        let mut seen = 0u64;
+                        let mut ids = ids.lock().unwrap();
+                        while let Some(sp) = memchr::memchr(b' ', &buf[at..]) {
+                            let len: usize = std::str::from_utf8(&buf[at..at + sp])
+                                .unwrap()
+                                .parse()
+                                .unwrap();
+                            let start = at + sp + 1;
+                            if buf.len() < start + len {
+                                break;
+                            }
+                            let msg = &buf[start..start + len];
+                            let k = finder.rfind(msg).expect("message has an id") + KEY.len();
+                            let id: [u8; 64] = msg[k..k + 64].try_into().unwrap();
+                            *ids.entry(id).or_insert(0) += 1;
+                            seen += 1;
+                            at = start + len;
+                        }
+                        drop(ids);
+                        buf.drain(..at);
+                        count.fetch_add(seen, Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        SyslogCounter {
+            addr,
+            ca_file: pki.ca_file,
+            count,
+            ids,
+        }
+    }
 }
 
 fn main() {
@@ -80,11 +186,24 @@ fn main() {
             w.write_all(&line).unwrap();
         }
     }
-    let sink = sink::TestSink::counting();
     let kind = std::env::var("E2E_SINK").unwrap_or_else(|_| "http".into());
-    let table = match kind.as_str() {
-        "http" | "elasticsearch" | "otlp" => String::new(),
-        "splunk_hec" => "token_env = \"PATH\"\n".into(),
+    let (receiver, endpoint, table) = match kind.as_str() {
+        "http" | "elasticsearch" | "otlp" | "splunk_hec" => {
+            let s = sink::TestSink::counting();
+            let addr = s.addr.clone();
+            let table = if kind == "splunk_hec" {
+                "token_env = \"PATH\"\n".to_string()
+            } else {
+                String::new()
+            };
+            (Receiver::Http(s), addr, table)
+        }
+        "syslog" => {
+            let s = SyslogCounter::start(dir.path());
+            let endpoint = format!("tls://{}", s.addr);
+            let table = format!("tls = {{ ca_file = \"{}\" }}\n", s.ca_file.display());
+            (Receiver::Syslog(s), endpoint, table)
+        }
         other => panic!("E2E_SINK: no benchmark for {other:?}"),
     };
     let cfg = dir.path().join("auditship.toml");
@@ -94,7 +213,7 @@ fn main() {
             "[agent]\nstate_dir = \"{}\"\nhost = \"bench\"\n[[source]]\nname = \"bench\"\npaths = [\"{}/*\"]\n[[sink]]\nname = \"{kind}\"\ntype = \"{kind}\"\nendpoint = \"{}\"\n{table}batch = {{ max_events = 2000, max_bytes = 2097152, max_wait = \"100ms\" }}\n{}",
             dir.path().join("state").display(),
             root.display(),
-            sink.addr,
+            endpoint,
             std::env::var("E2E_EXTRA").unwrap_or_default().replace("\\n", "\n")
         ),
     )
@@ -122,7 +241,7 @@ fn main() {
         .unwrap();
     let pid = child.id();
     let limit = Duration::from_secs(600);
-    while sink.accepted() < events && start.elapsed() < limit {
+    while receiver.accepted() < events && start.elapsed() < limit {
         std::thread::sleep(Duration::from_millis(10));
     }
     let seconds = start.elapsed().as_secs_f64();
@@ -131,7 +250,7 @@ fn main() {
     // SAFETY: signalling our own child.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     let _ = child.wait();
-    let ids = sink.ids();
+    let ids = receiver.ids();
     let lost = expected.iter().filter(|h| !ids.contains_key(*h)).count();
     let duplicates: u64 = ids.values().map(|&n| u64::from(n.saturating_sub(1))).sum();
     println!(

@@ -21,13 +21,13 @@ const WAIT: Duration = Duration::from_secs(30);
 /// The batching and retry settings of every sink here, as `util::daemon_config` uses.
 const RETRY: &str = "retry = { initial = \"50ms\", max_delay = \"500ms\" }";
 
-fn batch(max_events: u32) -> String {
+pub fn batch(max_events: u32) -> String {
     format!("batch = {{ max_events = {max_events}, max_wait = \"50ms\" }}")
 }
 
 /// A daemon config as `util::daemon_config` writes it, with `sink` (TOML for one
 /// `[[sink]]` table) instead of the HTTP test sink.
-fn siem_config(dir: &Path, sources: &str, sink: &str) -> PathBuf {
+pub fn siem_config(dir: &Path, sources: &str, sink: &str) -> PathBuf {
     write_config(
         dir,
         &format!(
@@ -38,7 +38,7 @@ fn siem_config(dir: &Path, sources: &str, sink: &str) -> PathBuf {
 }
 
 /// A `[[sink]]` table: `extra` holds the type-specific keys, one per line.
-fn sink_table(name: &str, kind: &str, endpoint: &str, extra: &str) -> String {
+pub fn sink_table(name: &str, kind: &str, endpoint: &str, extra: &str) -> String {
     format!(
         "[[sink]]\nname = \"{name}\"\ntype = \"{kind}\"\nendpoint = \"{endpoint}\"\n{RETRY}\n{extra}\n"
     )
@@ -54,7 +54,7 @@ fn secret(dir: &Path, name: &str, value: &str) -> PathBuf {
 }
 
 /// A temp home with an `audit` directory; returns it and the stream file to write.
-fn setup() -> (tempfile::TempDir, PathBuf) {
+pub fn setup() -> (tempfile::TempDir, PathBuf) {
     let t = tempdir();
     let dir = t.path().join("audit");
     std::fs::create_dir_all(&dir).unwrap();
@@ -62,7 +62,7 @@ fn setup() -> (tempfile::TempDir, PathBuf) {
     (t, file)
 }
 
-fn sources(t: &tempfile::TempDir) -> String {
+pub fn sources(t: &tempfile::TempDir) -> String {
     source_toml(&t.path().join("audit"))
 }
 
@@ -105,7 +105,7 @@ fn epoch_nanos(ts: &str) -> i128 {
 /// Waits until `cond` holds, polling every 20 ms. Fails at once, with the daemon's
 /// log, if the daemon exits first (a config it refuses, a crash); after `limit`, fails
 /// with the log too.
-fn wait_for(d: &mut Daemon, limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+pub fn wait_for(d: &mut Daemon, limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
         if let Ok(Some(status)) = d.child.try_wait() {
@@ -125,13 +125,13 @@ fn wait_for(d: &mut Daemon, limit: Duration, what: &str, mut cond: impl FnMut() 
 }
 
 /// SIGTERM; the daemon must exit 0 within 10 s.
-fn stop_ok(d: Daemon) {
+pub fn stop_ok(d: Daemon) {
     let (code, stderr) = d.stop(Duration::from_secs(10));
     assert_eq!(code, Some(0), "daemon exit status; its log:\n{stderr}");
 }
 
 /// `auditship dead-letter list --json`, one object per dead letter.
-fn dead_letters(home: &Path, cfg: &Path) -> Vec<Value> {
+pub fn dead_letters(home: &Path, cfg: &Path) -> Vec<Value> {
     let out = cmd(home)
         .args(["dead-letter", "list", "--json", "--config"])
         .arg(cfg)

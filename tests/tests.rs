@@ -14,6 +14,7 @@ mod daemon;
 mod daemon_faults;
 mod siem_servers;
 mod siem_sinks;
+mod sink_tls;
 
 mod install_hooks;
 mod record;
