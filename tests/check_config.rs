@@ -72,3 +72,132 @@ fn all_errors_are_reported_with_their_place() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line 2") && err.contains("state_dri"), "{err}");
 }
+
+/// The commented `[[sink]]` examples of config.example.toml, uncommented, with their
+/// files made real: every one is valid, and no secret is printed.
+#[test]
+fn the_example_sink_tables_are_valid() {
+    let t = tempdir();
+    let pki = crate::pki::Pki::generate(t.path());
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml"),
+    )
+    .unwrap();
+    let mut tables = String::new();
+    let mut inside = false;
+    for line in example.lines() {
+        if line == "# [[sink]]" {
+            inside = true;
+        } else if !line.starts_with("# ") {
+            inside = false;
+        }
+        if inside {
+            tables.push_str(&line[2..]);
+            tables.push('\n');
+        }
+    }
+    let mut secrets = Vec::new();
+    for name in ["siem.token", "hec.token", "es.apikey", "otlp.token"] {
+        let value = format!("secret-of-{name}");
+        std::fs::write(t.path().join(name), &value).unwrap();
+        secrets.push(value);
+        tables = tables.replace(
+            &format!("/etc/auditship/{name}"),
+            &t.path().join(name).display().to_string(),
+        );
+    }
+    for (file, real) in [
+        ("ca.pem", &pki.ca_file),
+        ("client.pem", &pki.client_cert),
+        ("client.key", &pki.client_key),
+    ] {
+        tables = tables.replace(
+            &format!("/etc/auditship/{file}"),
+            &real.display().to_string(),
+        );
+    }
+    let types: Vec<&str> = tables
+        .lines()
+        .filter_map(|l| l.strip_prefix("type = \""))
+        .map(|l| l.split('"').next().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        ["http", "splunk_hec", "elasticsearch", "otlp", "syslog"],
+        "{tables}"
+    );
+    let cfg = write_config(t.path(), &tables);
+    let out = cmd(t.path())
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{tables}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for s in &secrets {
+        assert!(!text.contains(s.as_str()), "{s} printed: {text}");
+    }
+    for kind in types {
+        assert!(text.contains(&format!("type = \"{kind}\"")), "{text}");
+    }
+}
+
+#[test]
+fn sink_settings_are_checked_per_type() {
+    let t = tempdir();
+    let cfg = write_config(
+        t.path(),
+        r#"
+[[sink]]
+name = "a"
+type = "http"
+endpoint = "https://siem.example.com"
+index = "audit"
+
+[[sink]]
+name = "b"
+type = "syslog"
+endpoint = "https://logs.example.com:6514"
+proxy = "http://proxy:3128"
+
+[[sink]]
+name = "c"
+type = "elasticsearch"
+endpoint = "https://es.example.com"
+index = "Audit-%Y"
+
+[[sink]]
+name = "d"
+type = "splunk_hec"
+endpoint = "https://splunk.example.com:8088"
+
+[[sink]]
+name = "e"
+type = "otlp"
+endpoint = "https://otel.example.com"
+tls = { ca_file = "/nonexistent/ca.pem" }
+"#,
+    );
+    let out = cmd(t.path())
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    for want in [
+        "sink[0] (\"a\").index: not a setting of a \"http\" sink",
+        "sink[1] (\"b\").endpoint: expected a tls:// URL",
+        "sink[1] (\"b\").proxy",
+        "sink[2] (\"c\").index",
+        "sink[3] (\"d\"): a splunk_hec sink needs token_file or token_env",
+        "sink[4] (\"e\").tls: /nonexistent/ca.pem",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+}
