@@ -211,6 +211,13 @@ pub async fn run_sink(
             }
             let unit = pool.reclaim(unit);
             if !unit.complete {
+                // Part of a batch too big for one request. Without acknowledgements,
+                // the part's connection must also be confirmed: its mark goes in
+                // under the previous batch's id, so a connection lost in between
+                // sends the whole batch again.
+                if let Some(mark) = sink.mark() {
+                    unconfirmed.push_back((unit.last_id.saturating_sub(1).max(acks.durable), mark));
+                }
                 continue;
             }
             cursor = unit.last_id;
@@ -360,7 +367,7 @@ async fn ship_unit(
                 after,
             } => {
                 let lines: Vec<&[u8]> = record::lines(&records).collect();
-                let accepted = lines.len() - retry.len() - rejected.len();
+                let accepted = lines.len().saturating_sub(retry.len() + rejected.len());
                 stats.events.fetch_add(accepted as u64, Ordering::Relaxed);
                 if !rejected.is_empty() {
                     let mut recs = Vec::new();

@@ -168,11 +168,14 @@ impl EsSink {
                     (Part::Month | Part::Day, None) => out.extend_from_slice(b"00"),
                 }
             }
-            out.extend_from_slice(b"\",\"_id\":\"");
+            out.push(b'"');
+            // Every shipped record has an id; should one not, Elasticsearch picks one.
             if let Some(id) = record::id(line).or(head.id()) {
+                out.extend_from_slice(b",\"_id\":\"");
                 push_escaped(id, &mut out);
+                out.push(b'"');
             }
-            out.extend_from_slice(b"\"}}\n");
+            out.extend_from_slice(b"}}\n");
             shape::write(self.shape, line, &mut out);
             out.push(b'\n');
         }
