@@ -110,7 +110,14 @@ pub fn rfc3339_nanos(s: &str) -> Option<i128> {
     }
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    let month_days = match mo {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    if !(1..=12).contains(&mo) || !(1..=month_days).contains(&d) || h > 23 || mi > 59 || sec > 60 {
         return None;
     }
     let mut i = 19;
@@ -132,6 +139,9 @@ pub fn rfc3339_nanos(s: &str) -> Option<i128> {
         b'Z' | b'z' if i + 1 == b.len() => 0,
         sign @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
             let (oh, om) = (num(i + 1..i + 3)?, num(i + 4..i + 6)?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
             let o = oh * 3600 + om * 60;
             if *sign == b'+' { o } else { -o }
         }
@@ -155,17 +165,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 
 /// The UTC calendar date (year, month, day) of a time in nanoseconds.
 pub fn civil_date(nanos: i128) -> (i64, u32, u32) {
-    let days = (nanos.div_euclid(1_000_000_000) as i64).div_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    crate::record::civil_from_days((nanos.div_euclid(1_000_000_000) as i64).div_euclid(86_400))
 }
 
 /// The lines of a request body (each ends in `\n`; the last may not).
@@ -193,6 +193,8 @@ mod tests {
             Some(951_782_400_000_000_001)
         );
         for bad in [
+            "2026-02-29T00:00:00Z",
+            "2026-11-26T07:06:42+24:00",
             "",
             "2026-11-26",
             "2026-13-01T00:00:00Z",
