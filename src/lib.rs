@@ -3,6 +3,7 @@
 //!
 //! See ARCHITECTURE.md for the map of modules and their invariants.
 
+pub mod archive;
 pub mod audit;
 pub mod check;
 pub mod cli;

@@ -9,6 +9,7 @@ mod sink;
 mod tls_server;
 mod util;
 
+mod archive;
 mod check_config;
 mod daemon;
 mod daemon_faults;

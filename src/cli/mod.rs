@@ -1,6 +1,7 @@
 //! Command-line interface: one file per subcommand, each turning parsed arguments
 //! into a call on the library and its result into output and an exit code.
 
+pub mod archive;
 pub mod check_config;
 pub mod dead_letter;
 pub mod install_hooks;
@@ -21,6 +22,7 @@ Typical use:
   auditship install-hooks                 wire Claude Code's hooks to `auditship record`
   auditship verify ~/.claude/audit        prove a stream intact (exit 1 on any problem)
   auditship dead-letter list              what sinks rejected for good, and why
+  auditship archive --now                 gzip and verify files older than [archive] after_days
 
 Configuration: --config PATH, else $AUDITSHIP_CONFIG, else /etc/auditship/auditship.toml;
 without a file, built-in defaults apply (see config.example.toml).")]
@@ -37,6 +39,7 @@ pub enum Command {
     Verify(verify::Args),
     InstallHooks(install_hooks::Args),
     DeadLetter(dead_letter::Args),
+    Archive(archive::Args),
 }
 
 /// Entry point of the binary.
@@ -59,6 +62,7 @@ pub fn main() -> ExitCode {
         Command::Verify(args) => verify::run(args),
         Command::InstallHooks(args) => install_hooks::run(args),
         Command::DeadLetter(args) => dead_letter::run(args),
+        Command::Archive(args) => archive::run(args),
     }
 }
 

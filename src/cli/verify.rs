@@ -10,17 +10,28 @@ use std::process::ExitCode;
 ///
 /// Files given together are one stream, checked in the order given. A directory is
 /// one stream: its *.jsonl and *.jsonl.gz files in name order (.gz is read
-/// transparently). Exit status: 0 intact, 1 problems found, 2 usage or I/O error.
+/// transparently). With --stream, everything given is one stream in name order: a
+/// stream's archive directory and its live directory, checked as one chain across
+/// them. --manifest checks the archives an archive manifest records.
+/// Exit status: 0 intact, 1 problems found, 2 usage or I/O error.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
   auditship verify ~/.claude/audit
   auditship verify audit-2026-11-01.jsonl audit-2026-11-02.jsonl.gz
-  auditship verify --key fleet-2026=/etc/auditship/hmac.key --json /srv/audit/alice")]
+  auditship verify --key fleet-2026=/etc/auditship/hmac.key --json /srv/audit/alice
+  auditship verify --stream /var/lib/auditship/archive/home/alice/.claude/audit /home/alice/.claude/audit
+  auditship verify --manifest /var/lib/auditship/archive/manifest.jsonl")]
 pub struct Args {
     /// Files or directories to verify
-    #[arg(required = true, value_name = "PATH")]
+    #[arg(required_unless_present = "manifest", value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+    /// Everything given is one stream, its files in name order (archives and live files)
+    #[arg(long)]
+    pub stream: bool,
+    /// An archive manifest: check its chain and every archive it records
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
     /// HMAC key: key id and a file holding the key as hex (64+ digits); repeatable
     #[arg(long = "key", value_name = "KID=KEYFILE")]
     pub keys: Vec<String>,
@@ -60,7 +71,10 @@ fn load_keys(specs: &[String]) -> io::Result<Keys> {
 /// Verifies and writes the report. Returns whether everything was intact.
 pub fn verify_paths(args: &Args, out: &mut dyn Write) -> io::Result<bool> {
     let keys = load_keys(&args.keys)?;
-    let streams = verify::streams_from_args(&args.paths)?;
+    let mut streams = verify::streams_from_args(&args.paths)?;
+    if args.stream && streams.len() > 1 {
+        streams = vec![verify::one_stream(streams)];
+    }
     let mut events = 0u64;
     let mut problems = 0u64;
     if args.json {
@@ -93,6 +107,29 @@ pub fn verify_paths(args: &Args, out: &mut dyn Write) -> io::Result<bool> {
         events += summary.events;
         if !args.json {
             print_summary(out, &stream.label, &summary)?;
+        }
+    }
+    if let Some(m) = &args.manifest {
+        let (found, checked) = crate::archive::verify_manifest(m)?;
+        for p in &found {
+            if args.json {
+                let sep = if problems == 0 { "" } else { "," };
+                let item = serde_json::json!({
+                    "file": p.file, "line": p.line, "code": p.code, "detail": p.detail,
+                });
+                write!(out, "{sep}{item}")?;
+            } else {
+                writeln!(out, "{}:{} {} {}", p.file, p.line, p.code, p.detail)?;
+            }
+            problems += 1;
+        }
+        if !args.json {
+            writeln!(out, "{}: {checked} archives checked", m.display())?;
+            if found.is_empty() {
+                writeln!(out, "  intact: every archive matches its manifest line")?;
+            } else {
+                writeln!(out, "  NOT INTACT: {} problems", found.len())?;
+            }
         }
     }
     let ok = problems == 0;

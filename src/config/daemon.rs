@@ -96,6 +96,16 @@ pub struct RawSink {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RawArchive {
+    pub after_days: Option<u32>,
+    pub dir: Option<String>,
+    pub level: Option<u32>,
+    pub interval: Option<String>,
+    pub retention_days: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawTls {
     pub ca_file: Option<String>,
     pub client_cert_file: Option<String>,
@@ -261,6 +271,7 @@ pub struct DaemonConfig {
     pub sources: Vec<SourceConfig>,
     pub sinks: Vec<SinkConfig>,
     pub queue: QueueConfig,
+    pub archive: crate::archive::ArchiveConfig,
 }
 
 /// Parses `"250ms"`, `"10s"`, `"5m"`, `"2h"`, `"1d"`.
@@ -663,11 +674,39 @@ impl DaemonConfig {
         if queue.max_bytes < (1 << 20) {
             e.push("queue.max_bytes: must be at least 1048576".into());
         }
+        let ra = &raw.archive;
+        let archive = crate::archive::ArchiveConfig {
+            after_days: ra.after_days.unwrap_or(30),
+            dir: ra
+                .dir
+                .as_deref()
+                .map(expand_home)
+                .unwrap_or_else(|| state_dir.join("archive")),
+            level: ra.level.unwrap_or(6),
+            interval: e.duration(
+                "archive.interval",
+                ra.interval.as_deref(),
+                Duration::from_secs(3600),
+            ),
+            retention_days: ra.retention_days,
+        };
+        if archive.level > 9 {
+            e.push("archive.level: a gzip level 0-9".into());
+        }
+        if archive.interval < Duration::from_secs(1) {
+            e.push("archive.interval: at least 1s".into());
+        }
+        if let Some(r) = archive.retention_days
+            && r <= archive.after_days
+        {
+            e.push("archive.retention_days: must be more than after_days".into());
+        }
         DaemonConfig {
             agent,
             sources,
             sinks,
             queue,
+            archive,
         }
     }
 }

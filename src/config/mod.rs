@@ -31,6 +31,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub queue: daemon::RawQueue,
     #[serde(default)]
+    pub archive: daemon::RawArchive,
+    #[serde(default)]
     pub record: RawRecord,
     #[serde(default)]
     pub redact: RawRedact,

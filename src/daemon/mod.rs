@@ -147,6 +147,7 @@ pub async fn run(
         ));
     }
     tracker.close();
+    let archiver = spawn_archiver(&daemon, &queue)?;
 
     let mut failed = false;
     tokio::select! {
@@ -161,6 +162,7 @@ pub async fn run(
     stop.store(true, Ordering::SeqCst);
     waker.wake();
     let _ = tokio::task::spawn_blocking(move || reader_thread.join()).await;
+    let _ = tokio::task::spawn_blocking(move || archiver.stop()).await;
     draining.cancel();
     if tokio::time::timeout(daemon.agent.shutdown_timeout, tracker.wait())
         .await
@@ -180,6 +182,50 @@ pub async fn run(
         return Err(DaemonError::ReaderFailed);
     }
     Ok(())
+}
+
+/// The archive thread: a pass shortly after start (within a minute), then every
+/// `[archive] interval`. Passes are blocking file work, off the async workers.
+struct Archiver {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Archiver {
+    /// Stops the thread after its current pass, if any.
+    fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
+    }
+}
+
+fn spawn_archiver(daemon: &DaemonConfig, queue: &Arc<Queue>) -> Result<Archiver, DaemonError> {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (cfg, queue) = (daemon.clone(), queue.clone());
+    let thread = std::thread::Builder::new()
+        .name("auditship-archive".into())
+        .spawn(move || {
+            let mut wait = cfg.archive.interval.min(std::time::Duration::from_secs(60));
+            loop {
+                match rx.recv_timeout(wait) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
+                let r = crate::archive::pass(&cfg, &queue, std::time::SystemTime::now());
+                if !r.archived.is_empty() || !r.errors.is_empty() || !r.expired.is_empty() {
+                    tracing::info!(
+                        archived = r.archived.len(),
+                        waiting = r.skipped.len(),
+                        expired = r.expired.len(),
+                        errors = r.errors.len(),
+                        "archive pass"
+                    );
+                }
+                wait = cfg.archive.interval;
+            }
+        })
+        .map_err(DaemonError::Thread)?;
+    Ok(Archiver { stop: tx, thread })
 }
 
 /// Tracked files keep their descriptors open: raise the soft limit to the hard one.

@@ -135,7 +135,7 @@ fn head_of((seq, hash): (u64, String)) -> Option<Head> {
     })
 }
 
-fn stream_key(source: &str, dir: &std::path::Path) -> Vec<u8> {
+pub(crate) fn stream_key(source: &str, dir: &std::path::Path) -> Vec<u8> {
     let mut k = b"s\0".to_vec();
     k.extend_from_slice(source.as_bytes());
     k.push(0);
@@ -143,7 +143,7 @@ fn stream_key(source: &str, dir: &std::path::Path) -> Vec<u8> {
     k
 }
 
-fn file_key(stream_key: &[u8], dev: u64, ino: u64) -> Vec<u8> {
+pub(crate) fn file_key(stream_key: &[u8], dev: u64, ino: u64) -> Vec<u8> {
     let mut k = b"f".to_vec();
     k.extend_from_slice(&stream_key[1..]);
     k.push(0);

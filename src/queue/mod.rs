@@ -422,6 +422,27 @@ impl Queue {
         Ok(out)
     }
 
+    /// True when every batch stored so far was passed by every configured sink:
+    /// whatever was read before this call is acknowledged everywhere.
+    pub fn all_acknowledged(&self) -> Result<bool, QueueError> {
+        let last = self.next_id.load(Ordering::SeqCst).saturating_sub(1);
+        for s in &self.sinks {
+            if self.cursor(s)? < last {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Removes checkpoints (of files that are gone for good), durably.
+    pub fn remove_checkpoints(&self, keys: &[Vec<u8>]) -> Result<(), QueueError> {
+        for k in keys {
+            self.checkpoints.remove(k.as_slice())?;
+        }
+        self.db.flush()?;
+        Ok(())
+    }
+
     /// The id of the last batch `sink` has passed (acknowledged or dead-lettered).
     pub fn cursor(&self, sink: &str) -> Result<u64, QueueError> {
         Ok(self

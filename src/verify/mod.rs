@@ -71,6 +71,32 @@ pub fn streams_from_args(paths: &[PathBuf]) -> io::Result<Vec<Stream>> {
     Ok(streams)
 }
 
+/// Joins streams into one: every file in name order (a `.gz` sorts as its plain
+/// name), reported by path. For a stream's archives and its live files together.
+pub fn one_stream(streams: Vec<Stream>) -> Stream {
+    let label = streams
+        .iter()
+        .map(|s| s.label.as_str())
+        .collect::<Vec<_>>()
+        .join(" + ");
+    let mut files: Vec<StreamFile> = streams
+        .into_iter()
+        .flat_map(|s| s.files)
+        .map(|f| StreamFile {
+            name: f.path.display().to_string(),
+            path: f.path,
+        })
+        .collect();
+    let base = |f: &StreamFile| {
+        f.path
+            .file_name()
+            .map(|n| sort_key(&n.to_string_lossy()).to_string())
+            .unwrap_or_default()
+    };
+    files.sort_by_cached_key(|f| (base(f), f.name.clone()));
+    Stream { label, files }
+}
+
 /// A directory's stream files in name order (a `.gz` sorts as its uncompressed name).
 pub fn dir_files(dir: &Path) -> io::Result<Vec<StreamFile>> {
     let mut files = Vec::new();
