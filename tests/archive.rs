@@ -348,3 +348,42 @@ fn the_daemon_archives_on_its_own_and_keeps_shipping() {
     let (code, problems, events) = verify_all(&s);
     assert_eq!((code, events), (0, 35), "{problems:?}");
 }
+
+#[test]
+fn retention_deletes_only_old_verified_recorded_archives() {
+    let sink = TestSink::start();
+    let s = setup(&sink, "[archive]\nretention_days = 365\n");
+    age(&s.files[0], 400);
+    age(&s.files[1], 40);
+    ship(&s, &sink, 30);
+    let r = report(&archive_now(&s, None));
+    assert_eq!(r["archived"].as_array().unwrap().len(), 2, "{r}");
+    let rel0 = archived_path(&s, &s.files[0]);
+    let rel0 = rel0
+        .strip_prefix(archive_dir(&s))
+        .unwrap()
+        .display()
+        .to_string();
+    assert_eq!(r["expired"], serde_json::json!([rel0]), "{r}");
+    assert!(
+        !archived_path(&s, &s.files[0]).exists(),
+        "past retention: deleted"
+    );
+    assert!(
+        archived_path(&s, &s.files[1]).exists(),
+        "within retention: kept"
+    );
+    let ops: Vec<String> = manifest_lines(&s)
+        .iter()
+        .map(|l| l["op"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ops, ["archived", "archived", "expired"]);
+    // The manifest accounts for the deleted archive: nothing reported missing.
+    let args: Vec<std::ffi::OsString> = vec![
+        "--manifest".into(),
+        archive_dir(&s).join("manifest.jsonl").into(),
+    ];
+    let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let (code, doc) = verify_json(&refs);
+    assert_eq!(code, 0, "{doc}");
+}
