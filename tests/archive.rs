@@ -387,3 +387,122 @@ fn retention_deletes_only_old_verified_recorded_archives() {
     let (code, doc) = verify_json(&refs);
     assert_eq!(code, 0, "{doc}");
 }
+
+#[test]
+fn with_s3_the_original_goes_only_after_its_archive_is_uploaded_and_locked() {
+    use auditship::archive::s3::{LockMode, S3Client, S3Config};
+    let sink = TestSink::start();
+    let moto_dir = tempdir();
+    let moto = crate::moto::Moto::start(moto_dir.path());
+    let creds = tempdir();
+    let id_file = creds.path().join("s3.id");
+    let secret_file = creds.path().join("s3.secret");
+    std::fs::write(&id_file, "testing\n").unwrap();
+    std::fs::write(&secret_file, "testing\n").unwrap();
+    let s = setup(
+        &sink,
+        &format!(
+            "[archive.s3]\nendpoint = \"{}\"\nbucket = \"audit-archive\"\nregion = \"us-east-1\"\nprefix = \"fleet/\"\naccess_key_id_file = \"{}\"\nsecret_access_key_file = \"{}\"\nobject_lock_mode = \"COMPLIANCE\"\nretain_days = 2555\n",
+            moto.url,
+            id_file.display(),
+            secret_file.display()
+        ),
+    );
+    ship(&s, &sink, 30);
+    let gz = archived_path(&s, &s.files[0]);
+
+    // The bucket does not exist yet: the upload fails, the original stays.
+    let out = archive_now(&s, None);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("NoSuchBucket"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(s.files[0].exists(), "not removed before the upload");
+    assert!(gz.exists(), "the verified local archive is kept");
+    let ops: Vec<String> = manifest_lines(&s)
+        .iter()
+        .map(|l| l["op"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ops, ["archived"]);
+
+    // With the bucket (Object Lock on), the next pass uploads, verifies, removes.
+    let cfg = S3Config {
+        endpoint: moto.url.clone(),
+        bucket: "audit-archive".into(),
+        prefix: "fleet/".into(),
+        region: "us-east-1".into(),
+        access_key_id: auditship::config::daemon::Secret::new("testing"),
+        secret_access_key: auditship::config::daemon::Secret::new("testing"),
+        session_token: None,
+        object_lock_mode: Some(LockMode::Compliance),
+        retain_days: 2555,
+        net: auditship::config::daemon::NetConfig {
+            endpoint: moto.url.clone(),
+            tls: Default::default(),
+            proxy: None,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
+        },
+    };
+    auditship::daemon::install_crypto_provider();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = rt.block_on(async { S3Client::new(&cfg).unwrap() });
+    rt.block_on(client.request(
+        reqwest::Method::PUT,
+        None,
+        &[],
+        &[("x-amz-bucket-object-lock-enabled", "true")],
+        bytes::Bytes::new(),
+    ))
+    .expect("create the bucket");
+    // Killed right after the upload was recorded: the original is still there.
+    let out = archive_now(&s, Some(("AUDITSHIP_ARCHIVE_CRASH", "uploaded")));
+    assert_eq!(out.status.code(), None, "killed by the failpoint");
+    assert!(s.files[0].exists());
+    let r = report(&archive_now(&s, None));
+    assert_eq!(r["archived"].as_array().unwrap().len(), 1, "{r}");
+    assert!(!s.files[0].exists(), "removed once uploaded");
+    let m = manifest_lines(&s);
+    assert_eq!(m.len(), 2, "{m:?}");
+    assert_eq!(m[1]["op"], "uploaded");
+    let rel = gz
+        .strip_prefix(archive_dir(&s))
+        .unwrap()
+        .display()
+        .to_string();
+    let key = format!("fleet/{rel}");
+    assert_eq!(m[1]["key"].as_str(), Some(key.as_str()));
+    let head = rt
+        .block_on(client.request(
+            reqwest::Method::HEAD,
+            Some(&key),
+            &[],
+            &[("x-amz-checksum-mode", "ENABLED")],
+            bytes::Bytes::new(),
+        ))
+        .expect("the archive is in the bucket");
+    assert_eq!(head.header("x-amz-object-lock-mode"), Some("COMPLIANCE"));
+    let until = head
+        .header("x-amz-object-lock-retain-until-date")
+        .expect("retention set")
+        .to_string();
+    let until_s = auditship::ship::record::rfc3339_nanos(&until).expect("a date") / 1_000_000_000;
+    let now_s = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i128;
+    let days = (until_s - now_s) / 86_400;
+    assert!(
+        (2554..=2555).contains(&days),
+        "retained until {until}: {days} days"
+    );
+    let local = std::fs::read(&gz).unwrap();
+    let len: usize = head.header("content-length").unwrap().parse().unwrap();
+    assert_eq!(len, local.len(), "the bucket holds the archive's bytes");
+    assert_eq!(verify_all(&s).0, 0);
+}

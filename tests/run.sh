@@ -2,10 +2,25 @@
 # Runs auditship's whole test suite on a fresh machine: installs what the tests need,
 # then `cargo test --locked`. Usage: bash tests/run.sh [extra cargo test args]
 #
-# Needed beyond Rust: python3 (the independent verifier), and a real rsyslogd with its
-# GnuTLS driver (Debian rsyslog + rsyslog-gnutls) for the syslog-over-TLS tests.
+# Needed beyond Rust: python3 (the independent verifier), a real rsyslogd with its
+# GnuTLS driver (Debian rsyslog + rsyslog-gnutls) for the syslog-over-TLS tests, and
+# moto[server] from PyPI (S3 with Object Lock, for the S3 archive tests): used from
+# python3 when it has it, else installed into a venv at target/moto-venv (Debian's
+# Python is externally managed; its venv module comes with python3-venv). The tests
+# find that venv themselves (tests/moto.rs), or AUDITSHIP_TEST_PYTHON.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+moto_venv="$PWD/target/moto-venv"
+moto_spec='moto[server]>=5.2,<6'
+
+# True when Python $1 runs moto's server in the tested major version.
+has_moto() {
+  "$1" - <<'PY' 2>/dev/null
+import moto, moto.server
+assert (5, 2) <= tuple(int(p) for p in moto.__version__.split(".")[:2]) < (6, 0)
+PY
+}
 
 have_gtls_driver() {
   compgen -G '/usr/lib/*/rsyslog/lmnsd_gtls.so' >/dev/null || [ -e /usr/lib/rsyslog/lmnsd_gtls.so ]
@@ -23,7 +38,12 @@ system_rsyslogd() {
 }
 
 need_apt=()
-command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+if ! command -v python3 >/dev/null 2>&1; then
+  need_apt+=(python3 python3-venv)
+elif ! has_moto python3 && ! [ -x "$moto_venv/bin/python3" ] \
+  && ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+  need_apt+=(python3-venv)
+fi
 [ -x /usr/sbin/rsyslogd ] || need_apt+=(rsyslog)
 have_gtls_driver || need_apt+=(rsyslog-gnutls)
 
@@ -40,5 +60,20 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     as_root kill "$after"
   fi
 fi
+
+if has_moto python3; then
+  AUDITSHIP_TEST_PYTHON=$(command -v python3)
+else
+  if ! has_moto "$moto_venv/bin/python3"; then
+    python3 -m venv "$moto_venv"
+    "$moto_venv/bin/python3" -m pip install --quiet --disable-pip-version-check "$moto_spec"
+    has_moto "$moto_venv/bin/python3" || {
+      echo "tests/run.sh: $moto_spec did not install into $moto_venv" >&2
+      exit 1
+    }
+  fi
+  AUDITSHIP_TEST_PYTHON="$moto_venv/bin/python3"
+fi
+export AUDITSHIP_TEST_PYTHON
 
 cargo test --locked "$@"

@@ -2,6 +2,7 @@
 //! One test binary (faster to link on two cores); shared helpers live in `util`.
 
 mod http1;
+mod moto;
 mod pki;
 mod rsyslog;
 mod siem;
@@ -19,5 +20,6 @@ mod sink_tls;
 
 mod install_hooks;
 mod record;
+mod s3;
 mod vectors;
 mod verify;

@@ -24,6 +24,7 @@
 //! that step, for the tests that prove this.
 
 pub mod manifest;
+pub mod s3;
 
 use crate::config::daemon::{DaemonConfig, SourceFormat};
 use crate::queue::Queue;
@@ -42,6 +43,8 @@ pub struct ArchiveConfig {
     pub level: u32,
     pub interval: Duration,
     pub retention_days: Option<u32>,
+    /// Upload to S3-compatible storage before an original is removed.
+    pub s3: Option<s3::S3Config>,
 }
 
 /// What one pass did.
@@ -94,6 +97,14 @@ pub fn pass(cfg: &DaemonConfig, queue: &Queue, now: SystemTime) -> Report {
         }
     };
     remove_temporaries(&a.dir, &mut report);
+    let uploader = match a.s3.as_ref().map(Uploader::new).transpose() {
+        Ok(u) => u,
+        Err(e) => {
+            // Originals go only after their upload: without a client, nothing goes.
+            report.errors.push(format!("archive.s3: {e}"));
+            return report;
+        }
+    };
     let checkpoints = match queue.checkpoints() {
         Ok(c) => c,
         Err(e) => {
@@ -142,7 +153,7 @@ pub fn pass(cfg: &DaemonConfig, queue: &Queue, now: SystemTime) -> Report {
                         key: crate::daemon::reader::file_key(&stream_key, f.dev, f.ino),
                         chained: source.format == SourceFormat::AuditshipV1,
                     };
-                    match consider(&ctx, a, queue, &mut manifest, now) {
+                    match consider(&ctx, a, queue, &mut manifest, uploader.as_ref(), now) {
                         Ok(Outcome::Archived(done)) => {
                             tracing::info!(original = %done.original, archive = %done.archive, events = done.events, "archived");
                             report.archived.push(done);
@@ -164,7 +175,7 @@ pub fn pass(cfg: &DaemonConfig, queue: &Queue, now: SystemTime) -> Report {
         }
     }
     if let Some(days) = a.retention_days {
-        expire(a, days, &mut manifest, now, &mut report);
+        expire(a, days, &mut manifest, uploader.is_some(), now, &mut report);
     }
     report
 }
@@ -235,6 +246,7 @@ fn consider(
     a: &ArchiveConfig,
     queue: &Queue,
     manifest: &mut Manifest,
+    uploader: Option<&Uploader>,
     now: SystemTime,
 ) -> io::Result<Outcome> {
     if c.listed.path != c.file {
@@ -297,6 +309,9 @@ fn consider(
                 "archive {archive} no longer matches its manifest line; the original is kept"
             )));
         }
+        if let Some(u) = uploader {
+            u.upload(a, &archive, &got, manifest)?;
+        }
         remove_original(c, queue)?;
         return Ok(Outcome::Archived(Archived {
             original,
@@ -326,6 +341,9 @@ fn consider(
         last: facts.last,
     })?;
     step("manifested");
+    if let Some(u) = uploader {
+        u.upload(a, &rel, &facts.archive_sha256, manifest)?;
+    }
     remove_original(c, queue)?;
     Ok(Outcome::Archived(Archived {
         original,
@@ -335,6 +353,60 @@ fn consider(
         archive_size: facts.archive_size,
         resumed,
     }))
+}
+
+/// Object storage for archives: a client and a small runtime to drive it from the
+/// archive thread.
+struct Uploader {
+    client: s3::S3Client,
+    bucket: String,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Uploader {
+    fn new(cfg: &s3::S3Config) -> Result<Uploader, String> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        // reqwest's client registers with the runtime it is built in.
+        let client = rt.block_on(async { s3::S3Client::new(cfg) })?;
+        Ok(Uploader {
+            client,
+            bucket: cfg.bucket.clone(),
+            rt,
+        })
+    }
+
+    /// Uploads `archive` unless the manifest says it was; records the verified
+    /// upload. An error keeps the original.
+    fn upload(
+        &self,
+        a: &ArchiveConfig,
+        archive: &str,
+        sha256: &[u8; 32],
+        manifest: &mut Manifest,
+    ) -> io::Result<()> {
+        if manifest.uploaded(archive) {
+            return Ok(());
+        }
+        let key = self.client.key_for(archive);
+        let path = a.dir.join(archive);
+        let up = self
+            .rt
+            .block_on(self.client.upload_verified(&key, &path, sha256))
+            .map_err(|e| io::Error::other(format!("upload to s3://{}/{key}: {e}", self.bucket)))?;
+        tracing::info!(bucket = %self.bucket, key = %up.key, already_there = up.already_there, retain_until = ?up.retain_until, "archive uploaded and verified");
+        manifest.append(Op::Uploaded {
+            archive: archive.to_string(),
+            bucket: self.bucket.clone(),
+            key: up.key,
+            retain_until: up.retain_until,
+        })?;
+        step("uploaded");
+        Ok(())
+    }
 }
 
 fn remove_original(c: &Candidate<'_>, queue: &Queue) -> io::Result<()> {
@@ -615,6 +687,7 @@ fn expire(
     a: &ArchiveConfig,
     days: u32,
     manifest: &mut Manifest,
+    needs_upload: bool,
     now: SystemTime,
     report: &mut Report,
 ) {
@@ -635,6 +708,7 @@ fn expire(
             _ => None,
         })
         .filter(|(archive, _)| !manifest.expired(archive))
+        .filter(|(archive, _)| !needs_upload || manifest.uploaded(archive))
         .collect();
     for (archive, want) in due {
         let path = a.dir.join(&archive);

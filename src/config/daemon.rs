@@ -102,6 +102,30 @@ pub struct RawArchive {
     pub level: Option<u32>,
     pub interval: Option<String>,
     pub retention_days: Option<u32>,
+    pub s3: Option<RawS3>,
+}
+
+/// `[archive.s3]`: where archives are uploaded, with Object Lock retention.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawS3 {
+    pub endpoint: Option<String>,
+    pub bucket: Option<String>,
+    pub prefix: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id_file: Option<String>,
+    pub access_key_id_env: Option<String>,
+    pub secret_access_key_file: Option<String>,
+    pub secret_access_key_env: Option<String>,
+    pub session_token_file: Option<String>,
+    pub session_token_env: Option<String>,
+    pub object_lock_mode: Option<String>,
+    pub retain_days: Option<u32>,
+    pub proxy: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub request_timeout: Option<String>,
+    #[serde(default)]
+    pub tls: RawTls,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -125,6 +149,11 @@ pub struct RawQueue {
 pub struct Secret(String);
 
 impl Secret {
+    /// A secret from a value read elsewhere (credentials handed over by a caller).
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -483,7 +512,7 @@ impl DaemonConfig {
                         }
                     };
                     SinkKind::Http {
-                        net: net_config(&at, s, &["http", "https"], &mut e),
+                        net: net_config(&at, &s.net_raw(), &["http", "https"], &mut e),
                         format,
                         shape,
                         headers: headers(s),
@@ -500,7 +529,7 @@ impl DaemonConfig {
                         Secret(String::new())
                     });
                     SinkKind::SplunkHec {
-                        net: net_config(&at, s, &["http", "https"], &mut e),
+                        net: net_config(&at, &s.net_raw(), &["http", "https"], &mut e),
                         token,
                         index: s.index.clone(),
                         source: s.source.clone().unwrap_or_else(|| "auditship".into()),
@@ -558,7 +587,7 @@ impl DaemonConfig {
                         e.push(format!("{at}.index: {err}"));
                     }
                     SinkKind::Elasticsearch {
-                        net: net_config(&at, s, &["http", "https"], &mut e),
+                        net: net_config(&at, &s.net_raw(), &["http", "https"], &mut e),
                         index,
                         auth,
                         shape,
@@ -569,7 +598,7 @@ impl DaemonConfig {
                         e.push(format!("{at}.format: an otlp sink sends \"json\""));
                     }
                     SinkKind::Otlp {
-                        net: net_config(&at, s, &["http", "https"], &mut e),
+                        net: net_config(&at, &s.net_raw(), &["http", "https"], &mut e),
                         headers: headers(s),
                         token: load_token(&at, s, &mut e),
                         service_name: s.service_name.clone().unwrap_or_else(|| "auditship".into()),
@@ -599,7 +628,7 @@ impl DaemonConfig {
                         e.push(format!("{at}.format: a syslog sink sends \"rfc5424\""));
                     }
                     SinkKind::Syslog {
-                        net: net_config(&at, s, &["tls"], &mut e),
+                        net: net_config(&at, &s.net_raw(), &["tls"], &mut e),
                         app_name,
                         facility,
                     }
@@ -675,7 +704,9 @@ impl DaemonConfig {
             e.push("queue.max_bytes: must be at least 1048576".into());
         }
         let ra = &raw.archive;
+        let s3 = ra.s3.as_ref().map(|r| s3_config(r, &mut e));
         let archive = crate::archive::ArchiveConfig {
+            s3,
             after_days: ra.after_days.unwrap_or(30),
             dir: ra
                 .dir
@@ -732,6 +763,109 @@ fn load_token(at: &str, s: &RawSink, e: &mut Errors<'_>) -> Option<Secret> {
     }
 }
 
+/// A credential from `<name>_file`, else `<name>_env`, else the AWS variable
+/// `default_env` (when set). `required` reports its absence.
+fn credential(
+    at: &str,
+    file: Option<&String>,
+    env: Option<&String>,
+    default_env: &str,
+    required: bool,
+    e: &mut Errors<'_>,
+) -> Option<Secret> {
+    let read = match (file, env) {
+        (Some(_), Some(_)) => Err("set the _file or the _env form, not both".to_string()),
+        (Some(f), None) => read_secret_file(f),
+        (None, Some(v)) => std::env::var(v)
+            .map(|x| Secret(x.trim().to_string()))
+            .map_err(|_| format!("{v} is not set")),
+        (None, None) => match std::env::var(default_env) {
+            Ok(x) if !x.trim().is_empty() => Ok(Secret(x.trim().to_string())),
+            _ if required => Err(format!("give a _file or _env form, or set {default_env}")),
+            _ => return None,
+        },
+    };
+    match read {
+        Ok(s) if !s.0.is_empty() => Some(s),
+        Ok(_) => {
+            e.push(format!("{at}: empty"));
+            None
+        }
+        Err(err) => {
+            e.push(format!("{at}: {err}"));
+            None
+        }
+    }
+}
+
+fn s3_config(r: &RawS3, e: &mut Errors<'_>) -> crate::archive::s3::S3Config {
+    let at = "archive.s3";
+    let net = net_config(
+        at,
+        &NetRaw {
+            endpoint: r.endpoint.as_ref(),
+            tls: &r.tls,
+            proxy: r.proxy.as_ref(),
+            connect_timeout: r.connect_timeout.as_deref(),
+            request_timeout: r.request_timeout.as_deref(),
+        },
+        &["http", "https"],
+        e,
+    );
+    let bucket = r.bucket.clone().unwrap_or_default();
+    if bucket.is_empty() {
+        e.push(format!("{at}.bucket: required"));
+    }
+    let object_lock_mode = r.object_lock_mode.as_deref().and_then(|m| {
+        let mode = crate::archive::s3::LockMode::parse(m);
+        if mode.is_none() {
+            e.push(format!(
+                "{at}.object_lock_mode: expected \"GOVERNANCE\" or \"COMPLIANCE\", found {m:?}"
+            ));
+        }
+        mode
+    });
+    let retain_days = r.retain_days.unwrap_or(0);
+    if object_lock_mode.is_some() && retain_days == 0 {
+        e.push(format!("{at}.retain_days: required with object_lock_mode"));
+    }
+    crate::archive::s3::S3Config {
+        endpoint: net.endpoint.clone(),
+        bucket,
+        prefix: r.prefix.clone().unwrap_or_default(),
+        region: r.region.clone().unwrap_or_else(|| "us-east-1".into()),
+        access_key_id: credential(
+            &format!("{at}.access_key_id"),
+            r.access_key_id_file.as_ref(),
+            r.access_key_id_env.as_ref(),
+            "AWS_ACCESS_KEY_ID",
+            true,
+            e,
+        )
+        .unwrap_or_else(|| Secret(String::new())),
+        secret_access_key: credential(
+            &format!("{at}.secret_access_key"),
+            r.secret_access_key_file.as_ref(),
+            r.secret_access_key_env.as_ref(),
+            "AWS_SECRET_ACCESS_KEY",
+            true,
+            e,
+        )
+        .unwrap_or_else(|| Secret(String::new())),
+        session_token: credential(
+            &format!("{at}.session_token"),
+            r.session_token_file.as_ref(),
+            r.session_token_env.as_ref(),
+            "AWS_SESSION_TOKEN",
+            false,
+            e,
+        ),
+        object_lock_mode,
+        retain_days,
+        net,
+    }
+}
+
 fn headers(s: &RawSink) -> Vec<(String, String)> {
     s.headers
         .iter()
@@ -751,8 +885,29 @@ fn read_secret_file(f: &str) -> Result<Secret, String> {
 
 /// The endpoint, TLS material, proxy and timeouts of a network sink. `schemes` are
 /// the URL schemes the sink type speaks.
-fn net_config(at: &str, s: &RawSink, schemes: &[&str], e: &mut Errors<'_>) -> NetConfig {
-    let endpoint = s.endpoint.clone().unwrap_or_default();
+/// The network settings of a table, as written.
+struct NetRaw<'a> {
+    endpoint: Option<&'a String>,
+    tls: &'a RawTls,
+    proxy: Option<&'a String>,
+    connect_timeout: Option<&'a str>,
+    request_timeout: Option<&'a str>,
+}
+
+impl RawSink {
+    fn net_raw(&self) -> NetRaw<'_> {
+        NetRaw {
+            endpoint: self.endpoint.as_ref(),
+            tls: &self.tls,
+            proxy: self.proxy.as_ref(),
+            connect_timeout: self.connect_timeout.as_deref(),
+            request_timeout: self.request_timeout.as_deref(),
+        }
+    }
+}
+
+fn net_config(at: &str, s: &NetRaw<'_>, schemes: &[&str], e: &mut Errors<'_>) -> NetConfig {
+    let endpoint = s.endpoint.cloned().unwrap_or_default();
     let scheme = endpoint.split_once("://").map(|(sch, _)| sch);
     if !scheme.is_some_and(|sch| schemes.contains(&sch)) {
         let list: Vec<String> = schemes.iter().map(|x| format!("{x}://")).collect();
@@ -784,7 +939,7 @@ fn net_config(at: &str, s: &RawSink, schemes: &[&str], e: &mut Errors<'_>) -> Ne
             Default::default()
         }
     };
-    if let Some(p) = &s.proxy
+    if let Some(p) = s.proxy
         && !(p.starts_with("http://") || p.starts_with("https://"))
     {
         e.push(format!(
@@ -794,15 +949,15 @@ fn net_config(at: &str, s: &RawSink, schemes: &[&str], e: &mut Errors<'_>) -> Ne
     NetConfig {
         endpoint: endpoint.trim_end_matches('/').to_string(),
         tls,
-        proxy: s.proxy.clone(),
+        proxy: s.proxy.cloned(),
         connect_timeout: e.duration(
             &format!("{at}.connect_timeout"),
-            s.connect_timeout.as_deref(),
+            s.connect_timeout,
             Duration::from_secs(10),
         ),
         request_timeout: e.duration(
             &format!("{at}.request_timeout"),
-            s.request_timeout.as_deref(),
+            s.request_timeout,
             Duration::from_secs(30),
         ),
     }
