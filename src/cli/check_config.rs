@@ -182,6 +182,7 @@ fn effective(cfg: &Config, d: &DaemonConfig) -> Value {
             "shutdown_timeout": dur(d.agent.shutdown_timeout),
         },
         "queue": { "max_bytes": d.queue.max_bytes, "cache_capacity": d.queue.cache_capacity },
+        "archive": archive_json(&d.archive),
         "record": {
             "dir": r.dir.display().to_string(),
             "user_id": r.user_id.clone().unwrap_or_else(|| "(OS user)".into()),
@@ -227,4 +228,33 @@ fn headers_json(headers: &[(String, String)]) -> Value {
         .map(|(k, val)| (k.clone(), Value::from(mask_header(k, val))))
         .collect::<serde_json::Map<_, _>>()
         .into()
+}
+
+fn archive_json(a: &crate::archive::ArchiveConfig) -> Value {
+    let mut v = json!({
+        "after_days": a.after_days,
+        "dir": a.dir.display().to_string(),
+        "level": a.level,
+        "interval": dur(a.interval),
+    });
+    match a.retention_days {
+        Some(r) => v["retention_days"] = r.into(),
+        None => v["retention"] = "keep for ever".into(),
+    }
+    if let Some(s3) = &a.s3 {
+        let mut t = json!({
+            "bucket": s3.bucket,
+            "prefix": s3.prefix,
+            "region": s3.region,
+            "access_key_id": "***",
+            "secret_access_key": "***",
+            "retain_days": s3.retain_days,
+        });
+        net_json(&s3.net, &mut t);
+        if let Some(m) = s3.object_lock_mode {
+            t["object_lock_mode"] = m.as_str().into();
+        }
+        v["s3"] = t;
+    }
+    v
 }
