@@ -210,7 +210,7 @@ fn main() {
     std::fs::write(
         &cfg,
         format!(
-            "[agent]\nstate_dir = \"{}\"\nhost = \"bench\"\n[[source]]\nname = \"bench\"\npaths = [\"{}/*\"]\n[[sink]]\nname = \"{kind}\"\ntype = \"{kind}\"\nendpoint = \"{}\"\n{table}batch = {{ max_events = 2000, max_bytes = 2097152, max_wait = \"100ms\" }}\n{}",
+            "[agent]\nstate_dir = \"{}\"\nhost = \"bench\"\nheartbeat_interval = \"0s\"\n[[source]]\nname = \"bench\"\npaths = [\"{}/*\"]\n[[sink]]\nname = \"{kind}\"\ntype = \"{kind}\"\nendpoint = \"{}\"\n{table}batch = {{ max_events = 2000, max_bytes = 2097152, max_wait = \"100ms\" }}\n{}",
             dir.path().join("state").display(),
             root.display(),
             endpoint,

@@ -118,15 +118,22 @@ fn embedded_default_ships_the_user_audit_dir_to_a_local_file() {
     let d = Daemon::spawn(c);
     let out = t.path().join("xdg/auditship/shipped.jsonl");
     let start = std::time::Instant::now();
+    // Besides the events, the daemon ships its own start (and, later, stop) records.
+    let events = |text: &str| {
+        text.lines()
+            .filter(|l| !l.contains("\"action\":\"agent_event\""))
+            .count()
+    };
     while std::fs::read_to_string(&out)
-        .map(|s| s.lines().count())
+        .map(|s| events(&s))
         .unwrap_or(0)
         < 3
     {
         assert!(
             start.elapsed() < Duration::from_secs(20),
-            "nothing shipped to {}",
-            out.display()
+            "nothing shipped to {}: {}",
+            out.display(),
+            d.stderr()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -137,13 +144,26 @@ fn embedded_default_ships_the_user_audit_dir_to_a_local_file() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
+    let (lifecycle, lines): (Vec<serde_json::Value>, Vec<serde_json::Value>) = lines
+        .into_iter()
+        .partition(|r| r["action"] == "agent_event");
     assert_eq!(lines.len(), 3);
     assert!(
         lines
             .iter()
+            .chain(&lifecycle)
             .all(|r| r["_auditship"]["integrity"]["ok"] == true)
     );
     assert_eq!(lines[2]["seq"], 2);
+    let what: Vec<&str> = lifecycle
+        .iter()
+        .map(|r| r["metadata"]["source_event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        what,
+        ["agent_start", "agent_stop"],
+        "lifecycle records by default"
+    );
 }
 
 #[test]

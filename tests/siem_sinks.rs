@@ -31,7 +31,8 @@ pub fn siem_config(dir: &Path, sources: &str, sink: &str) -> PathBuf {
     write_config(
         dir,
         &format!(
-            "[agent]\nstate_dir = \"{state}\"\nhost = \"test-host\"\nrescan_interval = \"200ms\"\nshutdown_timeout = \"5s\"\n\n{sources}\n\n{sink}\n",
+            "[agent]\nstate_dir = \"{state}\"\nhost = \"test-host\"\nrescan_interval = \"200ms\"\nshutdown_timeout = \"5s\"\nheartbeat_interval = \"0s\"\n\n{sources}\n\n{sink}\n{}",
+            metrics_table(sink),
             state = dir.join("state").display()
         ),
     )

@@ -19,6 +19,7 @@ mod siem_sinks;
 mod sink_tls;
 
 mod install_hooks;
+mod ops;
 mod record;
 mod s3;
 mod vectors;

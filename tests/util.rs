@@ -214,10 +214,21 @@ pub fn daemon_config(dir: &Path, sources: &str, endpoint: &str, extra: &str) -> 
     write_config(
         dir,
         &format!(
-            "[agent]\nstate_dir = \"{state}\"\nhost = \"test-host\"\nrescan_interval = \"200ms\"\nshutdown_timeout = \"5s\"\n\n{sources}\n\n[[sink]]\nname = \"http\"\ntype = \"http\"\nendpoint = \"{endpoint}\"\nbatch = {{ max_events = 500, max_wait = \"50ms\" }}\nretry = {{ initial = \"50ms\", max_delay = \"500ms\" }}\n{extra}\n",
-            state = dir.join("state").display()
+            "[agent]\nstate_dir = \"{state}\"\nhost = \"test-host\"\nrescan_interval = \"200ms\"\nshutdown_timeout = \"5s\"\nheartbeat_interval = \"0s\"\n\n{sources}\n\n[[sink]]\nname = \"http\"\ntype = \"http\"\nendpoint = \"{endpoint}\"\nbatch = {{ max_events = 500, max_wait = \"50ms\" }}\nretry = {{ initial = \"50ms\", max_delay = \"500ms\" }}\n{extra}\n{metrics}",
+            state = dir.join("state").display(),
+            metrics = metrics_table(extra)
         ),
     )
+}
+
+/// Tests run many daemons at once: each listens for metrics on a port of its own,
+/// unless the test configures `[metrics]` itself.
+pub fn metrics_table(extra: &str) -> &'static str {
+    if extra.contains("[metrics]") {
+        ""
+    } else {
+        "\n[metrics]\nlisten = \"127.0.0.1:0\"\n"
+    }
 }
 
 /// A `[[source]]` table named "a" watching one directory.

@@ -7,6 +7,7 @@ pub mod dead_letter;
 pub mod install_hooks;
 pub mod record;
 pub mod run;
+pub mod status;
 pub mod verify;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +24,7 @@ Typical use:
   auditship verify ~/.claude/audit        prove a stream intact (exit 1 on any problem)
   auditship dead-letter list              what sinks rejected for good, and why
   auditship archive --now                 gzip and verify files older than [archive] after_days
+  auditship status                        the running daemon: queue, sinks, health
 
 Configuration: --config PATH, else $AUDITSHIP_CONFIG, else /etc/auditship/auditship.toml;
 without a file, built-in defaults apply (see config.example.toml).")]
@@ -40,6 +42,7 @@ pub enum Command {
     InstallHooks(install_hooks::Args),
     DeadLetter(dead_letter::Args),
     Archive(archive::Args),
+    Status(status::Args),
 }
 
 /// Entry point of the binary.
@@ -63,6 +66,7 @@ pub fn main() -> ExitCode {
         Command::InstallHooks(args) => install_hooks::run(args),
         Command::DeadLetter(args) => dead_letter::run(args),
         Command::Archive(args) => archive::run(args),
+        Command::Status(args) => status::run(args),
     }
 }
 

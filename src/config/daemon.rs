@@ -23,6 +23,7 @@ pub struct RawAgent {
     pub fields: toml::Table,
     pub rescan_interval: Option<String>,
     pub shutdown_timeout: Option<String>,
+    pub heartbeat_interval: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,6 +93,23 @@ pub struct RawSink {
     pub batch: RawBatch,
     #[serde(default)]
     pub retry: RawRetry,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub enabled: Option<bool>,
+    pub listen: Option<String>,
+    pub unhealthy_after: Option<String>,
+}
+
+/// `[metrics]`: the loopback listener for `/metrics`, `/health` and `/status`.
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    /// `None` when disabled.
+    pub listen: Option<std::net::SocketAddr>,
+    /// A sink failing longer than this makes `/health` answer 503.
+    pub unhealthy_after: Duration,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -266,6 +284,20 @@ pub enum SinkKind {
     },
 }
 
+impl SinkKind {
+    /// The `type` this sink was configured with.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SinkKind::Http { .. } => "http",
+            SinkKind::SplunkHec { .. } => "splunk_hec",
+            SinkKind::Elasticsearch { .. } => "elasticsearch",
+            SinkKind::Otlp { .. } => "otlp",
+            SinkKind::Syslog { .. } => "syslog",
+            SinkKind::File { .. } => "file",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SinkConfig {
     pub name: String,
@@ -285,6 +317,9 @@ pub struct AgentConfig {
     pub fields: serde_json::Map<String, serde_json::Value>,
     pub rescan_interval: Duration,
     pub shutdown_timeout: Duration,
+    /// How often an `agent_event` heartbeat is shipped; zero: no lifecycle records
+    /// at all (start, heartbeat, stop).
+    pub heartbeat_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -301,6 +336,9 @@ pub struct DaemonConfig {
     pub sinks: Vec<SinkConfig>,
     pub queue: QueueConfig,
     pub archive: crate::archive::ArchiveConfig,
+    pub metrics: MetricsConfig,
+    /// Identifies the configuration a host runs (status, metrics, heartbeats).
+    pub hash: String,
 }
 
 /// Parses `"250ms"`, `"10s"`, `"5m"`, `"2h"`, `"1d"`.
@@ -383,8 +421,17 @@ impl DaemonConfig {
                 a.shutdown_timeout.as_deref(),
                 Duration::from_secs(10),
             ),
+            heartbeat_interval: e.duration(
+                "agent.heartbeat_interval",
+                a.heartbeat_interval.as_deref(),
+                Duration::from_secs(300),
+            ),
             state_dir: state_dir.clone(),
         };
+        if !agent.heartbeat_interval.is_zero() && agent.heartbeat_interval < Duration::from_secs(1)
+        {
+            e.push("agent.heartbeat_interval: at least 1s, or 0s for no lifecycle records".into());
+        }
         if agent.rescan_interval.is_zero() {
             e.push("agent.rescan_interval: must be greater than 0".into());
         }
@@ -732,12 +779,43 @@ impl DaemonConfig {
         {
             e.push("archive.retention_days: must be more than after_days".into());
         }
+        let rm = &raw.metrics;
+        let listen = if rm.enabled == Some(false) {
+            None
+        } else {
+            let text = rm.listen.as_deref().unwrap_or("127.0.0.1:9877");
+            match text.parse::<std::net::SocketAddr>() {
+                Ok(a) if a.ip().is_loopback() => Some(a),
+                Ok(_) => {
+                    e.push(format!(
+                        "metrics.listen: {text:?} is not a loopback address (127.0.0.1 or ::1); the listener is for this machine only"
+                    ));
+                    None
+                }
+                Err(_) => {
+                    e.push(format!(
+                        "metrics.listen: expected an address like \"127.0.0.1:9877\", found {text:?}"
+                    ));
+                    None
+                }
+            }
+        };
+        let metrics = MetricsConfig {
+            listen,
+            unhealthy_after: e.duration(
+                "metrics.unhealthy_after",
+                rm.unhealthy_after.as_deref(),
+                Duration::from_secs(300),
+            ),
+        };
         DaemonConfig {
             agent,
             sources,
             sinks,
             queue,
             archive,
+            metrics,
+            hash: String::new(),
         }
     }
 }

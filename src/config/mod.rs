@@ -33,6 +33,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub archive: daemon::RawArchive,
     #[serde(default)]
+    pub metrics: daemon::RawMetrics,
+    #[serde(default)]
     pub record: RawRecord,
     #[serde(default)]
     pub redact: RawRedact,
@@ -288,19 +290,23 @@ impl Config {
 /// Loads the file once and validates everything the daemon needs: the shared sections
 /// and the daemon's own (loading its key and token files). All errors at once.
 pub fn load_daemon(flag: Option<&Path>) -> Result<(Config, daemon::DaemonConfig), ConfigError> {
-    let (raw, file) = match locate(flag) {
-        None => (RawConfig::default(), None),
+    let (raw, file, text) = match locate(flag) {
+        None => (RawConfig::default(), None, String::new()),
         Some(path) => {
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| ConfigError(vec![format!("{}: {e}", path.display())]))?;
             let raw =
                 parse(&text).map_err(|e| ConfigError(vec![format!("{}: {e}", path.display())]))?;
-            (raw, Some(path))
+            (raw, Some(path), text)
         }
     };
     let mut errors = Vec::new();
     let config = Config::validate(&raw, file, &mut errors);
-    let daemon = daemon::DaemonConfig::from_raw(&raw, &mut errors);
+    let mut daemon = daemon::DaemonConfig::from_raw(&raw, &mut errors);
+    {
+        use sha2::Digest;
+        daemon.hash = crate::archive::hex(&sha2::Sha256::digest(text.as_bytes()).into());
+    }
     if errors.is_empty() {
         Ok((config, daemon))
     } else {

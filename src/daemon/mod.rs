@@ -6,7 +6,9 @@
 //! cancelled and the queue is flushed. Nothing is lost at any point: what was not
 //! shipped stays in the queue or in the source files for the next start.
 
+pub mod heartbeat;
 pub mod reader;
+pub mod telemetry;
 
 use crate::check::Encoder;
 use crate::config::Config;
@@ -89,6 +91,20 @@ pub async fn run(
     );
 
     let (committed_tx, committed_rx) = tokio::sync::watch::channel(0u64);
+    // Two writers (the reader's commits, lifecycle records): the newest id wins.
+    let committed_tx = Arc::new(committed_tx);
+    let announce = {
+        let tx = committed_tx.clone();
+        move |id: u64| {
+            tx.send_if_modified(|v| {
+                let newer = id > *v;
+                if newer {
+                    *v = id;
+                }
+                newer
+            });
+        }
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let encoder = Encoder::new(
         &daemon.agent.host,
@@ -104,11 +120,14 @@ pub async fn run(
         queue.clone(),
         encoder,
         limits,
-        Box::new(move |id| {
-            committed_tx.send_replace(id);
+        Box::new({
+            let announce = announce.clone();
+            move |id| announce(id)
         }),
         stop.clone(),
     )?;
+    let reader_stats = rdr.stats.clone();
+    let reader_alive = Arc::new(AtomicBool::new(true));
     let mut hints = crate::watch::Hints::new();
     let waker = hints.waker();
     // Tells the main task when the reader ends, however it ends (a panic included).
@@ -123,11 +142,15 @@ pub async fn run(
     let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<bool>();
     let reader_thread = std::thread::Builder::new()
         .name("auditship-reader".into())
-        .spawn(move || {
-            let mut done = Done(Some(done_tx));
-            let ok = rdr.run(&mut hints).is_ok();
-            if let Some(tx) = done.0.take() {
-                let _ = tx.send(ok);
+        .spawn({
+            let alive = reader_alive.clone();
+            move || {
+                let mut done = Done(Some(done_tx));
+                let ok = rdr.run(&mut hints).is_ok();
+                alive.store(false, Ordering::SeqCst);
+                if let Some(tx) = done.0.take() {
+                    let _ = tx.send(ok);
+                }
             }
         })
         .map_err(DaemonError::Thread)?;
@@ -135,7 +158,14 @@ pub async fn run(
     let tracker = TaskTracker::new();
     let draining = CancellationToken::new();
     let cancel = CancellationToken::new();
+    let mut views = Vec::new();
     for (cfg, sink) in daemon.sinks.iter().zip(sinks) {
+        let stats = Arc::new(SinkStats::default());
+        views.push(telemetry::SinkView {
+            name: cfg.name.clone(),
+            kind: cfg.kind.name(),
+            stats: stats.clone(),
+        });
         tracker.spawn(ship::run_sink(
             cfg.clone(),
             sink,
@@ -143,11 +173,75 @@ pub async fn run(
             committed_rx.clone(),
             draining.clone(),
             cancel.clone(),
-            Arc::new(SinkStats::default()),
+            stats,
         ));
     }
     tracker.close();
     let archiver = spawn_archiver(&daemon, &queue)?;
+    let telemetry = Arc::new(telemetry::Telemetry {
+        started_ms: crate::queue::now_ms(),
+        config_hash: daemon.hash.clone(),
+        host: daemon.agent.host.clone(),
+        queue: queue.clone(),
+        reader: reader_stats,
+        reader_alive,
+        sinks: views,
+        unhealthy_after: daemon.metrics.unhealthy_after,
+    });
+    let beat = Arc::new(heartbeat::Heartbeat {
+        encoder: Encoder::new(
+            &daemon.agent.host,
+            &daemon.agent.fields,
+            config.redactor.clone(),
+        ),
+        host: daemon.agent.host.clone(),
+        config_hash: daemon.hash.clone(),
+        run_id: uuid::Uuid::new_v4().to_string(),
+        started_ms: telemetry.started_ms,
+    });
+    let store_beat = {
+        let (beat, queue, announce) = (beat.clone(), queue.clone(), announce.clone());
+        move |what: &'static str| {
+            let (beat, queue, announce) = (beat.clone(), queue.clone(), announce.clone());
+            async move {
+                match tokio::task::spawn_blocking(move || beat.store(what, &queue)).await {
+                    Ok(Ok(id)) => announce(id),
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, what, "cannot store a lifecycle record")
+                    }
+                    Err(e) => tracing::error!(error = %e, what, "lifecycle record task"),
+                }
+            }
+        }
+    };
+    let beats = !daemon.agent.heartbeat_interval.is_zero();
+    if beats {
+        store_beat("agent_start").await;
+    }
+    let beating = CancellationToken::new();
+    if beats {
+        tokio::spawn({
+            let (store_beat, beating, every) = (
+                store_beat.clone(),
+                beating.clone(),
+                daemon.agent.heartbeat_interval,
+            );
+            async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(every) => store_beat("heartbeat").await,
+                        _ = beating.cancelled() => return,
+                    }
+                }
+            }
+        });
+    }
+    let listening = CancellationToken::new();
+    if let Some(addr) = daemon.metrics.listen
+        && let Some(l) = telemetry::bind(addr, &state).await
+    {
+        tokio::spawn(telemetry::serve(l, telemetry.clone(), listening.clone()));
+    }
 
     let mut failed = false;
     tokio::select! {
@@ -163,6 +257,11 @@ pub async fn run(
     waker.wake();
     let _ = tokio::task::spawn_blocking(move || reader_thread.join()).await;
     let _ = tokio::task::spawn_blocking(move || archiver.stop()).await;
+    beating.cancel();
+    if beats && !failed {
+        // Shipped with the drain: the SIEM sees this host stop on purpose.
+        store_beat("agent_stop").await;
+    }
     draining.cancel();
     if tokio::time::timeout(daemon.agent.shutdown_timeout, tracker.wait())
         .await
@@ -174,6 +273,8 @@ pub async fn run(
         );
     }
     cancel.cancel();
+    listening.cancel();
+    let _ = std::fs::remove_file(state.join(telemetry::ADDR_FILE));
     tracker.wait().await;
     let q = queue.clone();
     let _ = tokio::task::spawn_blocking(move || q.flush()).await;

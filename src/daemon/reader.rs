@@ -63,6 +63,8 @@ pub struct ReaderStats {
     pub paused: AtomicBool,
     /// Times reading paused for a full queue.
     pub pauses: AtomicU64,
+    /// Problems attached to shipped records, by code.
+    pub by_code: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 /// Under steady backpressure reading pauses many times a second: say so at most this
@@ -501,6 +503,9 @@ impl Reader {
             .encode_file_problem(code, detail, &at, &mut self.pending.records);
         self.pending.events += 1;
         self.stats.problems.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut m) = self.stats.by_code.lock() {
+            *m.entry(code).or_insert(0) += 1;
+        }
         tracing::warn!(stream = %st.name, file, code, "file problem");
     }
 
@@ -569,6 +574,11 @@ impl Reader {
                         stats
                             .problems
                             .fetch_add(s.problems.len() as u64, Ordering::Relaxed);
+                        if let Ok(mut m) = stats.by_code.lock() {
+                            for code in &s.problems {
+                                *m.entry(code).or_insert(0) += 1;
+                            }
+                        }
                     }
                     if s.redacted {
                         stats.redacted.fetch_add(1, Ordering::Relaxed);

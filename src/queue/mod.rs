@@ -402,13 +402,14 @@ impl Queue {
             TransactionError::Abort(()) => QueueError::Corrupt("transaction aborted".into()),
         })?;
         self.db.flush()?;
-        drop(writer);
         if has_records {
+            // Before the lock goes: the next committer must see the next id.
             self.next_id.store(id + 1, Ordering::SeqCst);
             self.bytes
                 .fetch_add(batch.records.len() as u64, Ordering::SeqCst);
             self.batches.fetch_add(1, Ordering::SeqCst);
         }
+        drop(writer);
         Ok(id)
     }
 
@@ -450,6 +451,21 @@ impl Queue {
             .get(sink.as_bytes())?
             .map(|v| id_of(&v))
             .unwrap_or(0))
+    }
+
+    /// The id of the newest batch stored so far (0 before the first).
+    pub fn last_id(&self) -> u64 {
+        self.next_id.load(Ordering::SeqCst).saturating_sub(1)
+    }
+
+    /// When the first batch after `after` was stored (ms since the epoch), reading
+    /// only its header: how far behind a sink at cursor `after` is.
+    pub fn created_after(&self, after: u64) -> Result<Option<u64>, QueueError> {
+        let Some(item) = self.meta.range(u64_key(after.saturating_add(1))..).next() else {
+            return Ok(None);
+        };
+        let (_, v) = item?;
+        Ok(Some(Meta::decode(&v)?.created_ms))
     }
 
     /// The first stored batch after `after`, if any.
@@ -781,6 +797,38 @@ mod tests {
             ("a", 1, "400 bad request")
         );
         assert_eq!(dl[0].records, b.records);
+    }
+
+    #[test]
+    fn concurrent_commits_get_ids_of_their_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = std::sync::Arc::new(Queue::open(dir.path(), 1 << 20, &["a".into()]).unwrap());
+        let threads: Vec<_> = (0..4u8)
+            .map(|t| {
+                let q = q.clone();
+                std::thread::spawn(move || {
+                    for i in 0..25u8 {
+                        q.commit(&NewBatch {
+                            records: vec![b'a' + t, b'0' + i % 10, b'\n'],
+                            events: 1,
+                            ..Default::default()
+                        })
+                        .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let mut seen = 0;
+        let mut after = 0;
+        while let Some(b) = q.next_after(after).unwrap() {
+            after = b.id;
+            seen += 1;
+        }
+        assert_eq!(seen, 100, "every commit kept");
+        assert_eq!(q.last_id(), 100);
     }
 
     #[test]

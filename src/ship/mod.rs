@@ -53,6 +53,8 @@ pub struct SinkStats {
     pub dead_lettered: AtomicU64,
     pub last_success_ms: AtomicU64,
     pub last_error: Mutex<Option<String>>,
+    /// Since when every attempt failed (ms since the epoch; 0 while it works).
+    pub failing_since_ms: AtomicU64,
 }
 
 /// A send unit: whole queue batches, or one part of a batch too big for one request.
@@ -327,6 +329,10 @@ async fn ship_unit(
             v = sink.send(&records, events) => v,
             _ = cancel.cancelled() => return false,
         };
+        if !matches!(verdict, Verdict::Retry { .. }) {
+            // The receiver answered: whatever it said, the sink is not failing.
+            stats.failing_since_ms.store(0, Ordering::Relaxed);
+        }
         let mut reject = |reason: String, records: bytes::Bytes, events: u32| {
             let part = unit.part * DEAD_PARTS + dead;
             dead += 1;
@@ -339,6 +345,12 @@ async fn ship_unit(
             }
             Verdict::Retry { reason, after } => {
                 stats.retries.fetch_add(1, Ordering::Relaxed);
+                let _ = stats.failing_since_ms.compare_exchange(
+                    0,
+                    crate::queue::now_ms(),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
                 let delay = policy.next(after);
                 tracing::warn!(sink = %cfg.name, batch = unit.first_id, delay_ms = delay.as_millis() as u64, reason = %reason, "retrying batch");
                 if let Ok(mut e) = stats.last_error.lock() {
