@@ -12,6 +12,7 @@ mod util;
 
 mod archive;
 mod check_config;
+mod config_layers;
 mod daemon;
 mod daemon_faults;
 mod siem_servers;

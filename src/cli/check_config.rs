@@ -12,10 +12,13 @@ use std::time::Duration;
 
 /// Validate the configuration and print the effective settings, secrets masked.
 ///
-/// Every error is reported at once, with its file, line and column where the TOML
-/// itself is wrong. Key and token files are read (so a missing file is an error
-/// here, not at 3 a.m.) but their contents are never printed. Exit 0 when valid,
-/// 1 on any error.
+/// The main file and every conf.d/*.toml next to it are merged first (later files
+/// win; [[source]] and [[sink]] merge by name) and ${VAR} references expanded. Every
+/// error is reported at once, each with its file, line and column. Key and token
+/// files are read (so a missing file is an error here, not at 3 a.m.) but their
+/// contents are never printed. The output ends with the configuration's hash (the
+/// same on every host given the same settings) and the files read. Exit 0 when
+/// valid, 1 on any error.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
@@ -39,15 +42,24 @@ pub fn run(args: Args) -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            let source = cfg
-                .file
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| "built-in defaults (no configuration file)".into());
+            let source = match (&cfg.file, cfg.files.len()) {
+                (Some(p), 1) => p.display().to_string(),
+                (Some(p), n) => format!("{} and {} drop-in(s)", p.display(), n - 1),
+                (None, 0) => "built-in defaults (no configuration file)".into(),
+                (None, n) => format!("built-in defaults and {n} drop-in(s)"),
+            };
+            let mut files = String::new();
+            for f in &cfg.files {
+                files.push_str(&format!("#   {}\n", f.display()));
+            }
+            if files.is_empty() {
+                files.push_str("#   (none)\n");
+            }
             let mut out = std::io::stdout().lock();
-            let _ = writeln!(
+            let _ = write!(
                 out,
-                "# configuration: {source}\n# valid; effective settings (secrets masked):\n\n{text}"
+                "# configuration: {source}\n# valid; effective settings (secrets masked):\n\n{text}\n# config hash: {}\n# files read, in order:\n{files}",
+                cfg.hash
             );
             ExitCode::SUCCESS
         }

@@ -820,22 +820,32 @@ impl DaemonConfig {
     }
 }
 
+/// A sink's token from `token_file` or `token_env`. Messages name the key, so the
+/// loader can point at the line that set it.
 fn load_token(at: &str, s: &RawSink, e: &mut Errors<'_>) -> Option<Secret> {
-    let read = match (&s.token_file, &s.token_env) {
+    let (key, read) = match (&s.token_file, &s.token_env) {
         (None, None) => return None,
-        (Some(_), Some(_)) => Err("set token_file or token_env, not both".to_string()),
-        (Some(f), None) => std::fs::read_to_string(expand_home(f))
-            .map_err(|err| format!("token_file {f:?}: {err}")),
-        (None, Some(var)) => std::env::var(var).map_err(|_| format!("token_env: {var} is not set")),
+        (Some(_), Some(_)) => (
+            "token_env",
+            Err("set token_file or token_env, not both".to_string()),
+        ),
+        (Some(f), None) => (
+            "token_file",
+            std::fs::read_to_string(expand_home(f)).map_err(|err| format!("{f:?}: {err}")),
+        ),
+        (None, Some(var)) => (
+            "token_env",
+            std::env::var(var).map_err(|_| format!("{var} is not set")),
+        ),
     };
     match read.map(|t| t.trim().to_string()) {
         Ok(t) if !t.is_empty() => Some(Secret(t)),
         Ok(_) => {
-            e.push(format!("{at}: the token is empty"));
+            e.push(format!("{at}.{key}: the token is empty"));
             None
         }
         Err(err) => {
-            e.push(format!("{at}: {err}"));
+            e.push(format!("{at}.{key}: {err}"));
             None
         }
     }
@@ -851,26 +861,35 @@ fn credential(
     required: bool,
     e: &mut Errors<'_>,
 ) -> Option<Secret> {
-    let read = match (file, env) {
-        (Some(_), Some(_)) => Err("set the _file or the _env form, not both".to_string()),
-        (Some(f), None) => read_secret_file(f),
-        (None, Some(v)) => std::env::var(v)
-            .map(|x| Secret(x.trim().to_string()))
-            .map_err(|_| format!("{v} is not set")),
-        (None, None) => match std::env::var(default_env) {
-            Ok(x) if !x.trim().is_empty() => Ok(Secret(x.trim().to_string())),
-            _ if required => Err(format!("give a _file or _env form, or set {default_env}")),
-            _ => return None,
-        },
+    let (key, read) = match (file, env) {
+        (Some(_), Some(_)) => (
+            format!("{at}_env"),
+            Err("set the _file or the _env form, not both".to_string()),
+        ),
+        (Some(f), None) => (format!("{at}_file"), read_secret_file(f)),
+        (None, Some(v)) => (
+            format!("{at}_env"),
+            std::env::var(v)
+                .map(|x| Secret(x.trim().to_string()))
+                .map_err(|_| format!("{v} is not set")),
+        ),
+        (None, None) => (
+            at.to_string(),
+            match std::env::var(default_env) {
+                Ok(x) if !x.trim().is_empty() => Ok(Secret(x.trim().to_string())),
+                _ if required => Err(format!("give a _file or _env form, or set {default_env}")),
+                _ => return None,
+            },
+        ),
     };
     match read {
         Ok(s) if !s.0.is_empty() => Some(s),
         Ok(_) => {
-            e.push(format!("{at}: empty"));
+            e.push(format!("{key}: empty"));
             None
         }
         Err(err) => {
-            e.push(format!("{at}: {err}"));
+            e.push(format!("{key}: {err}"));
             None
         }
     }

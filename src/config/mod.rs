@@ -1,14 +1,25 @@
-//! Configuration: the TOML file as written ([`RawConfig`], serde, unknown keys
+//! Configuration: the TOML files as written ([`RawConfig`], serde, unknown keys
 //! rejected) and the validated, typed [`Config`] the program runs on.
 //!
-//! Validation collects every error before failing, so an operator fixes a file in one
-//! pass. Secrets are never in the file itself: only paths to key files or names of
+//! Validation collects every error before failing, so an operator fixes the files in
+//! one pass; each error names the file, line and column where the key was written.
+//! Secrets are never in the files themselves: only paths to key files or names of
 //! environment variables, and loaded key material lives in types whose `Debug` hides it.
 //!
-//! The file is found as: `--config PATH`, else `$AUDITSHIP_CONFIG`, else
-//! `/etc/auditship/auditship.toml`; when that default is absent, built-in defaults apply.
+//! The main file is found as: `--config PATH`, else `$AUDITSHIP_CONFIG`, else
+//! `/etc/auditship/auditship.toml`; then the drop-ins `conf.d/*.toml` next to it apply
+//! on top, in name order ([`layers`] has the merge rules). With neither, built-in
+//! defaults apply. `${VAR}` and `${VAR:-default}` expand in string values
+//! ([`interpolate`]).
+//!
+//! [`load`] (for `record`) and [`load_daemon`] (for everything else) read every file
+//! again on each call, so a reload is another call: it returns the new configuration
+//! or every error, and the caller keeps the old one on error. [`Config::hash`]
+//! identifies the merged settings for status, metrics and heartbeats.
 
 pub mod daemon;
+pub mod interpolate;
+pub mod layers;
 
 use crate::audit::Keys;
 use crate::record::compliance::{ComplianceRules, RuleConfig};
@@ -109,8 +120,14 @@ pub struct RecordConfig {
 
 /// The validated configuration.
 pub struct Config {
-    /// The file it came from; `None` for the built-in defaults.
+    /// The main file; `None` for the built-in defaults (drop-ins may still apply).
     pub file: Option<PathBuf>,
+    /// Every file read, in the order applied: the main file, then the drop-ins.
+    pub files: Vec<PathBuf>,
+    /// SHA-256 (hex) of the merged settings as written: equal on hosts given the same
+    /// settings, whatever the file split; the environment and the contents of key
+    /// files do not count ([`layers::canonical`]). Empty for a [`Config::from_raw`].
+    pub hash: String,
     pub record: RecordConfig,
     pub redactor: Redactor,
     pub compliance: ComplianceRules,
@@ -120,6 +137,8 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
             .field("file", &self.file)
+            .field("files", &self.files)
+            .field("hash", &self.hash)
             .field("record", &self.record)
             .finish_non_exhaustive()
     }
@@ -130,31 +149,21 @@ impl std::fmt::Debug for Config {
 #[error("{}", .0.join("\n"))]
 pub struct ConfigError(pub Vec<String>);
 
-/// Which file to read: the flag, the environment, or the system default.
+/// Which main file to read: the flag, the environment, or the system default.
 /// Returns `None` when no file was named and the default does not exist.
 pub fn locate(flag: Option<&Path>) -> Option<PathBuf> {
-    if let Some(p) = flag {
-        return Some(p.to_path_buf());
-    }
-    if let Some(p) = std::env::var_os("AUDITSHIP_CONFIG").filter(|v| !v.is_empty()) {
-        return Some(PathBuf::from(p));
-    }
-    let default = Path::new(DEFAULT_PATH);
-    default.exists().then(|| default.to_path_buf())
+    layers::locate(flag).0
 }
 
-/// Loads and validates the configuration named by the flag, environment or default.
+/// Loads and validates what `record` needs ([record], [redact], [compliance]) from
+/// the main file and its drop-ins. `${VAR}` expands only in those sections.
 pub fn load(flag: Option<&Path>) -> Result<Config, ConfigError> {
-    match locate(flag) {
-        None => Config::from_raw(RawConfig::default(), None),
-        Some(path) => {
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| ConfigError(vec![format!("{}: {e}", path.display())]))?;
-            let raw =
-                parse(&text).map_err(|e| ConfigError(vec![format!("{}: {e}", path.display())]))?;
-            Config::from_raw(raw, Some(path))
-        }
-    }
+    let loaded = layers::load(flag, layers::Scope::Record, |raw, errors| {
+        Config::validate(raw, None, errors)
+    })?;
+    Ok(loaded
+        .value
+        .with_origin(loaded.main, loaded.files, loaded.hash))
 }
 
 /// Parses TOML text (errors carry line and column).
@@ -181,6 +190,13 @@ impl Config {
         } else {
             Err(config.error(errors))
         }
+    }
+
+    fn with_origin(mut self, file: Option<PathBuf>, files: Vec<PathBuf>, hash: String) -> Config {
+        self.file = file;
+        self.files = files;
+        self.hash = hash;
+        self
     }
 
     fn error(&self, errors: Vec<String>) -> ConfigError {
@@ -266,7 +282,9 @@ impl Config {
             ComplianceRules::default_rules()
         });
         Config {
+            files: source.iter().cloned().collect(),
             file: source,
+            hash: String::new(),
             record: RecordConfig {
                 dir,
                 user_id: r.user_id.clone(),
@@ -287,31 +305,21 @@ impl Config {
     }
 }
 
-/// Loads the file once and validates everything the daemon needs: the shared sections
-/// and the daemon's own (loading its key and token files). All errors at once.
+/// Loads the main file and its drop-ins once and validates everything the daemon
+/// needs: the shared sections and the daemon's own (loading its key and token
+/// files). All errors at once. Also the reload: call it again on SIGHUP.
 pub fn load_daemon(flag: Option<&Path>) -> Result<(Config, daemon::DaemonConfig), ConfigError> {
-    let (raw, file, text) = match locate(flag) {
-        None => (RawConfig::default(), None, String::new()),
-        Some(path) => {
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| ConfigError(vec![format!("{}: {e}", path.display())]))?;
-            let raw =
-                parse(&text).map_err(|e| ConfigError(vec![format!("{}: {e}", path.display())]))?;
-            (raw, Some(path), text)
-        }
-    };
-    let mut errors = Vec::new();
-    let config = Config::validate(&raw, file, &mut errors);
-    let mut daemon = daemon::DaemonConfig::from_raw(&raw, &mut errors);
-    {
-        use sha2::Digest;
-        daemon.hash = crate::archive::hex(&sha2::Sha256::digest(text.as_bytes()).into());
-    }
-    if errors.is_empty() {
-        Ok((config, daemon))
-    } else {
-        Err(config.error(errors))
-    }
+    let loaded = layers::load(flag, layers::Scope::All, |raw, errors| {
+        let config = Config::validate(raw, None, errors);
+        let daemon = daemon::DaemonConfig::from_raw(raw, errors);
+        (config, daemon)
+    })?;
+    let (config, mut daemon) = loaded.value;
+    daemon.hash = loaded.hash.clone();
+    Ok((
+        config.with_origin(loaded.main, loaded.files, loaded.hash),
+        daemon,
+    ))
 }
 
 fn build_compliance(raw: &RawCompliance) -> Result<ComplianceRules, String> {
