@@ -192,9 +192,14 @@ fn effective(cfg: &Config, d: &DaemonConfig) -> Value {
             "fields": d.agent.fields,
             "rescan_interval": dur(d.agent.rescan_interval),
             "shutdown_timeout": dur(d.agent.shutdown_timeout),
+            "heartbeat_interval": dur(d.agent.heartbeat_interval),
         },
         "queue": { "max_bytes": d.queue.max_bytes, "cache_capacity": d.queue.cache_capacity },
         "archive": archive_json(&d.archive),
+        "metrics": match d.metrics.listen {
+            Some(a) => json!({ "enabled": true, "listen": a.to_string(), "unhealthy_after": dur(d.metrics.unhealthy_after) }),
+            None => json!({ "enabled": false }),
+        },
         "record": {
             "dir": r.dir.display().to_string(),
             "user_id": r.user_id.clone().unwrap_or_else(|| "(OS user)".into()),
