@@ -13,6 +13,7 @@ mod util;
 mod archive;
 mod check_config;
 mod config_layers;
+mod cli_finish;
 mod daemon;
 mod daemon_faults;
 mod siem_servers;
@@ -21,6 +22,7 @@ mod sink_tls;
 
 mod install_hooks;
 mod ops;
+mod packaging;
 mod record;
 mod s3;
 mod vectors;

@@ -8,6 +8,11 @@ use std::process::ExitCode;
 /// Inspect the dead letters: batches a sink rejected for good (a 4xx other than 408
 /// and 429), stored with the sink's reason instead of being dropped.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  auditship dead-letter list                     # sink, batch, events, reason
+  auditship dead-letter list --json
+  auditship dead-letter list --records --config /etc/auditship/auditship.toml > rejected.jsonl")]
 pub struct Args {
     #[command(subcommand)]
     pub action: Action,

@@ -3,8 +3,10 @@
 
 pub mod archive;
 pub mod check_config;
+pub mod completions;
 pub mod dead_letter;
 pub mod install_hooks;
+pub mod man;
 pub mod record;
 pub mod run;
 pub mod status;
@@ -25,6 +27,7 @@ Typical use:
   auditship dead-letter list              what sinks rejected for good, and why
   auditship archive --now                 gzip and verify files older than [archive] after_days
   auditship status                        the running daemon: queue, sinks, health
+  auditship completions bash              shell completions (also zsh, fish, elvish, powershell)
 
 Configuration: --config PATH, else $AUDITSHIP_CONFIG, else /etc/auditship/auditship.toml;
 without a file, built-in defaults apply (see config.example.toml).")]
@@ -43,6 +46,9 @@ pub enum Command {
     DeadLetter(dead_letter::Args),
     Archive(archive::Args),
     Status(status::Args),
+    Completions(completions::Args),
+    #[command(hide = true)]
+    Man(man::Args),
 }
 
 /// Entry point of the binary.
@@ -67,6 +73,8 @@ pub fn main() -> ExitCode {
         Command::DeadLetter(args) => dead_letter::run(args),
         Command::Archive(args) => archive::run(args),
         Command::Status(args) => status::run(args),
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => man::run(args),
     }
 }
 

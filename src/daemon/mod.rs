@@ -7,6 +7,7 @@
 //! shipped stays in the queue or in the source files for the next start.
 
 pub mod heartbeat;
+pub mod notify;
 pub mod reader;
 pub mod telemetry;
 
