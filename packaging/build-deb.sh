@@ -42,6 +42,7 @@ gzip -9n "$out"/man/*.1
 rm -f "$out"/auditship_*.deb
 # cargo-deb warns that the dev profile is not meant for releases; CI packages its test
 # build on purpose (packaging/ci-deb.sh).
-cargo deb --no-build --profile "$profile" --output "$out/" >&2
+# Stripped: the release profile keeps line tables for profiling, a package needs none.
+cargo deb --no-build --strip --profile "$profile" --output "$out/" >&2
 deb=$(ls "$out"/auditship_*.deb)
 echo "$deb"
