@@ -12,8 +12,8 @@ mod util;
 
 mod archive;
 mod check_config;
-mod config_layers;
 mod cli_finish;
+mod config_layers;
 mod daemon;
 mod daemon_faults;
 mod siem_servers;

@@ -237,6 +237,37 @@ pub async fn run(
             }
         });
     }
+    // systemd: ready once the queue is open, checkpoints loaded and every stage runs;
+    // the watchdog is fed only while the reader shows progress (or waits, healthy).
+    notify::ready();
+    notify::status("shipping");
+    if let Some(every) = notify::watchdog_interval() {
+        let (reader, beating, rescan) = (
+            telemetry.reader.clone(),
+            beating.clone(),
+            daemon.agent.rescan_interval,
+        );
+        let alive = telemetry.reader_alive.clone();
+        tokio::spawn(async move {
+            let grace = (rescan * 3).max(std::time::Duration::from_secs(30));
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = beating.cancelled() => return,
+                }
+                let last = reader.alive_ms.load(Ordering::Relaxed);
+                let quiet = crate::queue::now_ms().saturating_sub(last);
+                if alive.load(Ordering::SeqCst) && (last == 0 || quiet < grace.as_millis() as u64) {
+                    notify::watchdog();
+                } else {
+                    tracing::error!(
+                        quiet_ms = quiet,
+                        "the reader shows no progress; not feeding the watchdog"
+                    );
+                }
+            }
+        });
+    }
     let listening = CancellationToken::new();
     if let Some(addr) = daemon.metrics.listen
         && let Some(l) = telemetry::bind(addr, &state).await
@@ -254,6 +285,8 @@ pub async fn run(
         }
     }
     tracing::info!("stopping: reading ends, sinks drain");
+    notify::stopping();
+    notify::status("stopping: sinks drain");
     stop.store(true, Ordering::SeqCst);
     waker.wake();
     let _ = tokio::task::spawn_blocking(move || reader_thread.join()).await;

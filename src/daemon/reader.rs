@@ -63,6 +63,9 @@ pub struct ReaderStats {
     pub paused: AtomicBool,
     /// Times reading paused for a full queue.
     pub pauses: AtomicU64,
+    /// When the reader last showed progress (a pass ended, a batch went to the
+    /// queue, or it waited for room): ms since the epoch. Feeds the watchdog.
+    pub alive_ms: AtomicU64,
     /// Problems attached to shipped records, by code.
     pub by_code: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
@@ -202,7 +205,11 @@ impl Reader {
     pub fn run(mut self, hints: &mut Hints) -> Result<(), crate::queue::QueueError> {
         let mut failures = 0u32;
         loop {
-            match self.pass(hints) {
+            let r = self.pass(hints);
+            self.stats
+                .alive_ms
+                .store(crate::queue::now_ms(), Ordering::Relaxed);
+            match r {
                 Ok(()) => failures = 0,
                 Err(PassError::Queue(e)) => {
                     tracing::error!(error = %e, "queue storage failed; stopping (nothing is lost: the rest is still in the files)");
@@ -625,7 +632,11 @@ impl Reader {
         }
         while !self.queue.wait_for_room(Duration::from_millis(100))
             && !self.stop.load(Ordering::SeqCst)
-        {}
+        {
+            self.stats
+                .alive_ms
+                .store(crate::queue::now_ms(), Ordering::Relaxed);
+        }
         self.stats.paused.store(false, Ordering::SeqCst);
         tracing::debug!("queue has room again: reading resumed");
         Ok(())
@@ -671,6 +682,9 @@ impl Reader {
         // One batch in flight at a time: the previous one is durable before this one
         // goes (batch ids and checkpoints advance in order).
         self.settle()?;
+        self.stats
+            .alive_ms
+            .store(crate::queue::now_ms(), Ordering::Relaxed);
         let mut departed = Vec::new();
         for st in self.streams.values_mut() {
             st.dirty = false;
