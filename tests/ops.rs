@@ -218,3 +218,108 @@ fn lifecycle_records_name_the_config_and_every_stream_head() {
         5
     );
 }
+
+#[test]
+fn sighup_applies_a_valid_config_and_refuses_a_broken_one_without_losing_events() {
+    let t = tempdir();
+    let (dir_a, dir_b) = (t.path().join("audit-a"), t.path().join("audit-b"));
+    std::fs::create_dir_all(&dir_a).unwrap();
+    std::fs::create_dir_all(&dir_b).unwrap();
+    let (first, second) = (TestSink::start(), TestSink::start());
+    let state = t.path().join("state");
+    let config = |sinks: &[&TestSink], dirs: &[&Path]| {
+        let mut text = format!(
+            "[agent]\nstate_dir = \"{}\"\nhost = \"test-host\"\nrescan_interval = \"200ms\"\nheartbeat_interval = \"0s\"\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+            state.display()
+        );
+        for (i, d) in dirs.iter().enumerate() {
+            text += &format!(
+                "\n[[source]]\nname = \"s{i}\"\npaths = [\"{}\"]\n",
+                d.display()
+            );
+        }
+        for (i, s) in sinks.iter().enumerate() {
+            text += &format!(
+                "\n[[sink]]\nname = \"k{i}\"\ntype = \"http\"\nendpoint = \"{}\"\nbatch = {{ max_events = 100, max_wait = \"50ms\" }}\nretry = {{ initial = \"50ms\", max_delay = \"300ms\" }}\n",
+                s.addr
+            );
+        }
+        text
+    };
+    let cfg = write_config(t.path(), &config(&[&first], &[&dir_a, &dir_b]));
+    let d = Daemon::start(t.path(), &cfg);
+    // Load: both streams grow all along.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, a, b) = (
+            stop.clone(),
+            dir_a.join("audit-1.jsonl"),
+            dir_b.join("audit-1.jsonl"),
+        );
+        std::thread::spawn(move || {
+            let (mut pa, mut pb) = (ZERO_HASH.to_string(), ZERO_HASH.to_string());
+            let mut seq = 0;
+            while !stop.load(Ordering::SeqCst) {
+                pa = write_chain(&a, 1, seq, 20, &pa);
+                pb = write_chain(&b, 2, seq, 20, &pb);
+                seq += 20;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    wait_until(Duration::from_secs(30), "shipping", || {
+        first.accepted() >= 200
+    });
+
+    // A broken file: refused, said, counted; the daemon runs on.
+    std::fs::write(&cfg, "[agent\nnot toml").unwrap();
+    d.signal(libc::SIGHUP);
+    wait_until(Duration::from_secs(30), "refusal counted", || {
+        state.join("metrics.addr").exists()
+            && get(&state, "/metrics")
+                .1
+                .contains("auditship_config_reload_failures_total 1")
+    });
+    let before = first.accepted();
+    wait_until(Duration::from_secs(30), "still shipping", || {
+        first.accepted() > before + 100
+    });
+    assert!(
+        d.stderr().contains("configuration refused"),
+        "{}",
+        d.stderr()
+    );
+
+    // A valid change: a sink added, the second source removed.
+    std::fs::write(&cfg, config(&[&first, &second], &[&dir_a])).unwrap();
+    d.signal(libc::SIGHUP);
+    wait_until(Duration::from_secs(30), "the added sink ships", || {
+        second.accepted() > 0
+    });
+    let after_reload = first.accepted();
+    wait_until(Duration::from_secs(30), "shipping after the reload", || {
+        first.accepted() > after_reload + 100
+    });
+    stop.store(true, Ordering::SeqCst);
+    writer.join().unwrap();
+    // Everything of the kept stream arrives at the first sink, at least once.
+    let want = sealed_ids(&dir_a.join("audit-1.jsonl"));
+    wait_until(
+        Duration::from_secs(30),
+        "the kept stream fully shipped",
+        || {
+            let got = first.ids();
+            want.iter().all(|id| got.contains_key(id))
+        },
+    );
+    let (code, log) = d.stop(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{log}");
+    assert!(!log.contains("daemon failed"), "{log}");
+    // The added sink gets everything read after the reload.
+    let got = second.ids();
+    let last = want.last().unwrap();
+    assert!(
+        got.contains_key(last),
+        "the newest event reached the added sink"
+    );
+}

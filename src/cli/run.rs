@@ -11,7 +11,10 @@ use std::process::ExitCode;
 /// $XDG_STATE_HOME/auditship (else ~/.local/state/auditship) and ships to
 /// shipped.jsonl there. SIGTERM or SIGINT stop it gracefully (reading stops, sinks
 /// drain for up to agent.shutdown_timeout); a second signal exits at once, losing
-/// nothing, since the queue is durable. Logs go to stderr (RUST_LOG sets the level).
+/// nothing, since the queue is durable. SIGHUP reloads the configuration: a file with
+/// errors is refused (logged, counted in /metrics) and the daemon runs on; a valid
+/// one restarts the pipeline in place on it (the queue and checkpoints carry over).
+/// Logs go to stderr (RUST_LOG sets the level).
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
@@ -51,19 +54,34 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(async {
-        let shutdown = match shutdown_signal() {
+    let flag = args.config.config.clone();
+    let result = runtime.block_on(async move {
+        let mut events = match signal_events(flag) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "cannot install signal handlers");
                 return Err(());
             }
         };
-        crate::daemon::run(cfg, daemon, shutdown)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "daemon failed");
-            })
+        let (mut cfg, mut daemon) = (cfg, daemon);
+        loop {
+            let mut next = None;
+            let shutdown = async {
+                next = events.recv().await;
+            };
+            crate::daemon::run(cfg, daemon, shutdown)
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "daemon failed");
+                })?;
+            match next {
+                Some(Event::Reload(new)) => {
+                    tracing::info!(config_hash = %new.1.hash, "configuration reloaded: the pipeline starts again on it");
+                    (cfg, daemon) = *new;
+                }
+                Some(Event::Stop) | None => return Ok(()),
+            }
+        }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -71,39 +89,65 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
-/// Resolves on the first SIGTERM or SIGINT; a second one exits the process at once.
-fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+/// What the signals ask for.
+enum Event {
+    Stop,
+    /// A new configuration, already validated.
+    Reload(Box<(config::Config, config::daemon::DaemonConfig)>),
+}
+
+/// SIGTERM or SIGINT: stop (a second one exits the process at once). SIGHUP: load
+/// and validate the configuration again; a valid one is a reload, an invalid one is
+/// logged and counted, and the daemon runs on with what it has.
+fn signal_events(
+    flag: Option<std::path::PathBuf>,
+) -> std::io::Result<tokio::sync::mpsc::UnboundedReceiver<Event>> {
     use futures_util::StreamExt;
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook_tokio::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
-        let mut tx = Some(tx);
+        let mut stopping = false;
         while let Some(sig) = signals.next().await {
             if sig == SIGHUP {
-                tracing::warn!(
-                    "SIGHUP: configuration reload is not supported yet; restart to apply changes"
-                );
+                if stopping {
+                    continue;
+                }
+                let flag = flag.clone();
+                let loaded =
+                    tokio::task::spawn_blocking(move || config::load_daemon(flag.as_deref())).await;
+                match loaded {
+                    Ok(Ok(new)) => {
+                        tracing::info!("SIGHUP: configuration valid; reloading");
+                        crate::daemon::note_reload(None);
+                        let _ = tx.send(Event::Reload(Box::new(new)));
+                    }
+                    Ok(Err(e)) => {
+                        tracing::error!(
+                            "SIGHUP: configuration refused, running on the previous one:\n{e}"
+                        );
+                        crate::daemon::note_reload(Some(e.to_string()));
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "SIGHUP: loading the configuration failed")
+                    }
+                }
                 continue;
             }
-            match tx.take() {
-                Some(tx) => {
-                    tracing::info!(signal = sig, "shutdown requested");
-                    let _ = tx.send(());
-                }
-                None => {
-                    tracing::warn!(
-                        signal = sig,
-                        "second signal: exiting now (queued batches ship after the next start)"
-                    );
-                    std::process::exit(0);
-                }
+            if !stopping {
+                stopping = true;
+                tracing::info!(signal = sig, "shutdown requested");
+                let _ = tx.send(Event::Stop);
+            } else {
+                tracing::warn!(
+                    signal = sig,
+                    "second signal: exiting now (queued batches ship after the next start)"
+                );
+                std::process::exit(0);
             }
         }
     });
-    Ok(async move {
-        let _ = rx.await;
-    })
+    Ok(rx)
 }
 
 fn init_logging() {

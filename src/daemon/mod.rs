@@ -319,6 +319,25 @@ pub async fn run(
     Ok(())
 }
 
+/// Configuration reloads refused since the process started, and the last refusal.
+pub static RELOAD_FAILURES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static LAST_RELOAD_ERROR: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Records a reload attempt: `None` when it was applied, else why it was refused.
+pub fn note_reload(error: Option<String>) {
+    if error.is_some() {
+        RELOAD_FAILURES.fetch_add(1, Ordering::Relaxed);
+    }
+    if let Ok(mut e) = LAST_RELOAD_ERROR.lock() {
+        *e = error;
+    }
+}
+
+/// Why the last reload was refused, if it was.
+pub fn last_reload_error() -> Option<String> {
+    LAST_RELOAD_ERROR.lock().ok().and_then(|e| e.clone())
+}
+
 /// The archive thread: a pass shortly after start (within a minute), then every
 /// `[archive] interval`. Passes are blocking file work, off the async workers.
 struct Archiver {

@@ -128,6 +128,8 @@ impl Telemetry {
             "uptime_seconds": now.saturating_sub(self.started_ms) / 1000,
             "healthy": health.is_ok(),
             "reason": health.err(),
+            "config_reload_failures": super::RELOAD_FAILURES.load(Ordering::Relaxed),
+            "config_reload_error": super::last_reload_error(),
             "reader": {
                 "alive": self.reader_alive.load(Ordering::SeqCst),
                 "files": r.files.load(Ordering::Relaxed),
@@ -165,6 +167,17 @@ impl Telemetry {
             "auditship_build_info{{version=\"{}\",config_hash=\"{}\"}} 1",
             env!("CARGO_PKG_VERSION"),
             self.config_hash
+        );
+        family(
+            &mut o,
+            "config_reload_failures_total",
+            "counter",
+            "Configuration reloads refused (the daemon ran on its previous configuration).",
+        );
+        let _ = writeln!(
+            o,
+            "auditship_config_reload_failures_total {}",
+            super::RELOAD_FAILURES.load(Ordering::Relaxed)
         );
         family(
             &mut o,
