@@ -265,7 +265,7 @@ fn every_kind_of_error_names_file_line_and_column() {
         lines,
         [
             format!(
-                "{d}/auditship.toml: line 3, column 1: agent.state_dri: unknown field `state_dri`, expected one of `state_dir`, `host`, `fields`, `rescan_interval`, `shutdown_timeout`, `heartbeat_interval`"
+                "{d}/auditship.toml: line 3, column 1: agent.state_dri: unknown field `state_dri`, expected one of `state_dir`, `host`, `fields`, `rescan_interval`, `shutdown_timeout`, `heartbeat_interval`, `log_format`"
             ),
             format!(
                 "{d}/conf.d/10-local.toml: line 3, column 1: sink[0] (\"siem\").request_timeout: expected a duration unit ms, s, m, h or d in \"30 seconds\""

@@ -124,6 +124,10 @@ fn metrics_health_and_status_follow_a_sink_outage() {
     assert_eq!(code, 200);
     let m = parse_prometheus(&body);
     assert_eq!(m["auditship_events_read_total"], 20.0, "{body}");
+    assert_eq!(
+        m["auditship_source_events_read_total{source=\"a\"}"], 20.0,
+        "{body}"
+    );
     assert_eq!(m["auditship_up"], 0.0);
     assert!(m["auditship_sink_retries_total{sink=\"http\",type=\"http\"}"] >= 1.0);
     assert!(m["auditship_sink_lag_batches{sink=\"http\",type=\"http\"}"] >= 1.0);
@@ -321,5 +325,42 @@ fn sighup_applies_a_valid_config_and_refuses_a_broken_one_without_losing_events(
     assert!(
         got.contains_key(last),
         "the newest event reached the added sink"
+    );
+}
+
+#[test]
+fn logs_are_json_lines_when_configured() {
+    let t = tempdir();
+    let cfg = write_config(
+        t.path(),
+        &format!(
+            "[agent]\nstate_dir = \"{}\"\nlog_format = \"json\"\nheartbeat_interval = \"0s\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+            t.path().join("state").display()
+        ),
+    );
+    let mut c = cmd(t.path());
+    c.args(["run", "--config"])
+        .arg(&cfg)
+        .env("RUST_LOG", "info");
+    let d = Daemon::spawn(c);
+    wait_until(Duration::from_secs(30), "started", || {
+        d.stderr().contains("auditship started")
+    });
+    let (code, log) = d.stop(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(lines.len() >= 3, "{log}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["level"].is_string() && l["timestamp"].is_string())
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "auditship stopped")
     );
 }

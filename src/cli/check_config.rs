@@ -193,6 +193,7 @@ fn effective(cfg: &Config, d: &DaemonConfig) -> Value {
             "rescan_interval": dur(d.agent.rescan_interval),
             "shutdown_timeout": dur(d.agent.shutdown_timeout),
             "heartbeat_interval": dur(d.agent.heartbeat_interval),
+            "log_format": if d.agent.log_json { "json" } else { "plain" },
         },
         "queue": { "max_bytes": d.queue.max_bytes, "cache_capacity": d.queue.cache_capacity },
         "archive": archive_json(&d.archive),

@@ -27,7 +27,6 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> ExitCode {
-    init_logging();
     let (cfg, daemon) = match config::load_daemon(args.config.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -38,6 +37,7 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    init_logging(daemon.agent.log_json);
     crate::daemon::limit_malloc_arenas();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -150,13 +150,19 @@ fn signal_events(
     Ok(rx)
 }
 
-fn init_logging() {
+/// Logs to stderr: plain lines (journald adds its own metadata), or one JSON object
+/// per line with `[agent] log_format = "json"`. RUST_LOG sets the level.
+fn init_logging(json: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(false)
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }

@@ -24,6 +24,7 @@ pub struct RawAgent {
     pub rescan_interval: Option<String>,
     pub shutdown_timeout: Option<String>,
     pub heartbeat_interval: Option<String>,
+    pub log_format: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -320,6 +321,8 @@ pub struct AgentConfig {
     /// How often an `agent_event` heartbeat is shipped; zero: no lifecycle records
     /// at all (start, heartbeat, stop).
     pub heartbeat_interval: Duration,
+    /// Log lines as JSON objects instead of plain text.
+    pub log_json: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -421,6 +424,16 @@ impl DaemonConfig {
                 a.shutdown_timeout.as_deref(),
                 Duration::from_secs(10),
             ),
+            log_json: match a.log_format.as_deref() {
+                None | Some("plain") => false,
+                Some("json") => true,
+                Some(other) => {
+                    e.push(format!(
+                        "agent.log_format: expected \"plain\" or \"json\", found {other:?}"
+                    ));
+                    false
+                }
+            },
             heartbeat_interval: e.duration(
                 "agent.heartbeat_interval",
                 a.heartbeat_interval.as_deref(),

@@ -66,6 +66,8 @@ pub struct ReaderStats {
     /// When the reader last showed progress (a pass ended, a batch went to the
     /// queue, or it waited for room): ms since the epoch. Feeds the watchdog.
     pub alive_ms: AtomicU64,
+    /// Events read, by source name.
+    pub by_source: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     /// Problems attached to shipped records, by code.
     pub by_code: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
@@ -599,6 +601,16 @@ impl Reader {
             }
             pending.events += events;
             stats.lines.fetch_add(u64::from(events), Ordering::Relaxed);
+            if events > 0
+                && let Ok(mut m) = stats.by_source.lock()
+            {
+                match m.get_mut(source.name.as_str()) {
+                    Some(n) => *n += u64::from(events),
+                    None => {
+                        m.insert(source.name.clone(), u64::from(events));
+                    }
+                }
+            }
             let full = pending.events >= self.limits.batch_events
                 || pending.records.len() >= self.limits.batch_bytes;
             if full {

@@ -206,6 +206,21 @@ impl Telemetry {
         );
         family(
             &mut o,
+            "source_events_read_total",
+            "counter",
+            "Lines read and shipped as records, by source.",
+        );
+        if let Ok(m) = r.by_source.lock() {
+            for (source, n) in m.iter() {
+                let _ = writeln!(
+                    o,
+                    "auditship_source_events_read_total{{source=\"{}\"}} {n}",
+                    escape_label(source)
+                );
+            }
+        }
+        family(
+            &mut o,
             "problems_total",
             "counter",
             "Problems attached to shipped records, by code.",
