@@ -254,6 +254,17 @@ fn consider(
             "a symlink: only regular files are archived".into(),
         ));
     }
+    if let Some(dir) = c.file.parent()
+        && !writable(dir)
+    {
+        // Archiving ends by removing the original: without that right (a read-only
+        // /home under the hardened system unit, or another user's directory) it
+        // would only pile up copies.
+        return Ok(Outcome::Waits(
+            "its directory is not writable by the daemon, so the original could not be removed"
+                .into(),
+        ));
+    }
     let meta = std::fs::symlink_metadata(c.file)?;
     let mtime = meta.modified()?;
     let age = now.duration_since(mtime).unwrap_or_default();
@@ -407,6 +418,16 @@ impl Uploader {
         step("uploaded");
         Ok(())
     }
+}
+
+/// Whether this process may create and remove entries in `dir`.
+fn writable(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: access reads the NUL-terminated path and nothing else.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
 }
 
 fn remove_original(c: &Candidate<'_>, queue: &Queue) -> io::Result<()> {
@@ -910,4 +931,20 @@ fn collect_archives(dir: &Path, out: &mut Vec<PathBuf>) {
         }
     }
     out.sort();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_is_writable_only_if_entries_can_be_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(writable(dir.path()));
+        assert!(!writable(&dir.path().join("missing")));
+        assert_eq!(
+            relative_archive_path(Path::new("/home/dev/.claude/audit/a.jsonl")),
+            "home/dev/.claude/audit/a.jsonl.gz"
+        );
+    }
 }
