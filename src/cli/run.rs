@@ -119,6 +119,8 @@ fn signal_events(
                 match loaded {
                     Ok(Ok(new)) => {
                         tracing::info!("SIGHUP: configuration valid; reloading");
+                        // READY=1 follows once the pipeline runs again.
+                        crate::daemon::notify::reloading();
                         crate::daemon::note_reload(None);
                         let _ = tx.send(Event::Reload(Box::new(new)));
                     }
@@ -136,6 +138,7 @@ fn signal_events(
             }
             if !stopping {
                 stopping = true;
+                crate::daemon::notify::stopping();
                 tracing::info!(signal = sig, "shutdown requested");
                 let _ = tx.send(Event::Stop);
             } else {

@@ -167,7 +167,8 @@ pub async fn run(
             kind: cfg.kind.name(),
             stats: stats.clone(),
         });
-        tracker.spawn(ship::run_sink(
+        let ended = Ended(stats.clone());
+        let run = ship::run_sink(
             cfg.clone(),
             sink,
             queue.clone(),
@@ -175,7 +176,12 @@ pub async fn run(
             draining.clone(),
             cancel.clone(),
             stats,
-        ));
+        );
+        tracker.spawn(async move {
+            // Marks the sink's task ended however it ends (a panic included).
+            let _ended = ended;
+            run.await
+        });
     }
     tracker.close();
     let archiver = spawn_archiver(&daemon, &queue)?;
@@ -285,8 +291,9 @@ pub async fn run(
         }
     }
     tracing::info!("stopping: reading ends, sinks drain");
-    notify::stopping();
-    notify::status("stopping: sinks drain");
+    // STOPPING=1 or RELOADING=1 was sent by whoever asked (`cli::run`): a reload
+    // ends this pipeline too, and systemd must not take it for a stop.
+    notify::status("pipeline stopping: sinks drain");
     stop.store(true, Ordering::SeqCst);
     waker.wake();
     let _ = tokio::task::spawn_blocking(move || reader_thread.join()).await;
@@ -317,6 +324,16 @@ pub async fn run(
         return Err(DaemonError::ReaderFailed);
     }
     Ok(())
+}
+
+/// Marks a sink's task as ended when dropped: `/health` reports a sink task that
+/// ended while the daemon runs.
+struct Ended(Arc<SinkStats>);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        self.0.ended.store(true, Ordering::SeqCst);
+    }
 }
 
 /// Configuration reloads refused since the process started, and the last refusal.

@@ -69,6 +69,10 @@ impl Telemetry {
         let now = crate::queue::now_ms();
         let mut failing = Vec::new();
         for s in &self.sinks {
+            if s.stats.ended.load(Ordering::SeqCst) {
+                failing.push(format!("sink {}: its task ended", s.name));
+                continue;
+            }
             if let Some(d) = self.sink_state(s, now).failing_for
                 && d >= self.unhealthy_after
             {

@@ -55,6 +55,8 @@ pub struct SinkStats {
     pub last_error: Mutex<Option<String>>,
     /// Since when every attempt failed (ms since the epoch; 0 while it works).
     pub failing_since_ms: AtomicU64,
+    /// The sink's task ended (at shutdown, or because it failed).
+    pub ended: std::sync::atomic::AtomicBool,
 }
 
 /// A send unit: whole queue batches, or one part of a batch too big for one request.
