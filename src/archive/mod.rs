@@ -504,22 +504,16 @@ fn reuse_or_compress(
             .open(&tmp)?;
         let mut enc =
             flate2::write::GzEncoder::new(io::BufWriter::new(out), flate2::Compression::new(level));
-        let mut src = io::BufReader::new(std::fs::File::open(original)?);
-        let mut hasher = Sha256::new();
-        let mut stats = LineStats::new(chained);
-        let mut buf = vec![0u8; 256 << 10];
-        loop {
-            let n = src.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            stats.feed(&buf[..n]);
-            enc.write_all(&buf[..n])?;
-        }
+        let scanned = scan(
+            Tee {
+                src: std::fs::File::open(original)?,
+                copy: &mut enc,
+            },
+            chained,
+        )?;
         let out = enc.finish()?.into_inner().map_err(|e| e.into_error())?;
         out.sync_all()?;
-        (<[u8; 32]>::from(hasher.finalize()), stats.finish())
+        scanned
     };
     step("compressed");
     let (dsha, _) = gz_digest(&tmp)?;
@@ -630,6 +624,21 @@ fn link(line: &[u8]) -> Link {
 
 fn scan_original(path: &Path, chained: bool) -> io::Result<([u8; 32], Scanned)> {
     scan(std::fs::File::open(path)?, chained)
+}
+
+/// A reader that also writes everything it reads to `copy`: one pass over the
+/// original both compresses it and takes its digest and line facts.
+struct Tee<R, W> {
+    src: R,
+    copy: W,
+}
+
+impl<R: Read, W: Write> Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.src.read(buf)?;
+        self.copy.write_all(&buf[..n])?;
+        Ok(n)
+    }
 }
 
 /// SHA-256, size, line count and first and last links of what `src` reads.
