@@ -272,13 +272,21 @@ impl Lab {
         )
     }
 
-    /// Every payload the witness kept.
-    fn witnessed(&self) -> Vec<Value> {
+    /// Every payload the witness kept, as sent.
+    fn witnessed_text(&self) -> Vec<String> {
         std::fs::read_dir(self.path("witness"))
             .unwrap()
-            .map(|e| {
-                let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
-                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+            .collect()
+    }
+
+    /// Every payload the witness kept, parsed (a lone surrogate read as U+FFFD).
+    fn witnessed(&self) -> Vec<Value> {
+        self.witnessed_text()
+            .iter()
+            .map(|text| {
+                serde_json::from_str(&without_lone_surrogates(text))
+                    .unwrap_or_else(|e| panic!("{e}: {text}"))
             })
             .collect()
     }
@@ -291,6 +299,45 @@ impl Lab {
         );
         read_stream(&self.audit_dir())
     }
+}
+
+/// `text` with each lone surrogate escape (`\ud800` not part of a pair) replaced by
+/// `\ufffd`, so that serde_json reads what Claude Code, a JavaScript program, wrote.
+fn without_lone_surrogates(text: &str) -> String {
+    let escape_at = |i: usize| -> Option<u16> {
+        let hex = text.get(i..i + 6)?.strip_prefix("\\u")?;
+        u16::from_str_radix(hex, 16).ok()
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.char_indices().peekable();
+    while let Some((i, c)) = rest.next() {
+        let take = match (c, escape_at(i)) {
+            ('\\', Some(0xD800..=0xDBFF)) if matches!(escape_at(i + 6), Some(0xDC00..=0xDFFF)) => {
+                out.push_str(&text[i..i + 12]);
+                11
+            }
+            ('\\', Some(0xD800..=0xDFFF)) => {
+                out.push_str("\\ufffd");
+                5
+            }
+            ('\\', _) => {
+                // Any other escape: keep it whole, so `\\u` is not read as `\u`.
+                out.push(c);
+                if let Some((_, next)) = rest.next() {
+                    out.push(next);
+                }
+                0
+            }
+            _ => {
+                out.push(c);
+                0
+            }
+        };
+        for _ in 0..take {
+            rest.next();
+        }
+    }
+    out
 }
 
 /// What identifies one hook call: event, session and tool call (when it has one).
@@ -617,4 +664,50 @@ fn a_denied_tool_call_leaves_its_attempt_and_permission_request() {
             .all(|e| e["metadata"]["tool_use_id"] != "toolu_denied"),
         "a denied call has no PostToolUse"
     );
+}
+
+/// Claude Code passes on a string cut inside a UTF-16 pair as a lone surrogate escape
+/// (`"\ud800"`, what `JSON.stringify` writes for it): the hook calls that carry one
+/// are in the trail like every other, and the trail verifies.
+#[test]
+fn hook_calls_carrying_a_lone_surrogate_are_recorded_too() {
+    let lab = Lab::new();
+    let api = MessagesApi::start(vec![vec![Block::tool_json(
+        "toolu_cut",
+        "Bash",
+        r#"{"command":"true","description":"cut \ud800 here"}"#,
+    )]]);
+    let result = lab.run(&api, "Run true", "Bash");
+    assert_eq!(result["is_error"], false, "{result}");
+
+    let sent = lab.witnessed_text();
+    let carrying = sent.iter().filter(|t| t.contains(r"\ud800")).count();
+    assert!(
+        carrying >= 2,
+        "Claude Code sent the escape to PreToolUse and PostToolUse: {sent:?}"
+    );
+    let witnessed = lab.witnessed();
+    assert_fired(
+        &witnessed,
+        &[
+            ("PreToolUse", Some("toolu_cut")),
+            ("PostToolUse", Some("toolu_cut")),
+        ],
+    );
+    let trail = lab.trail();
+    assert_every_hook_recorded(&witnessed, &trail);
+    assert_trail_verifies(&lab.audit_dir(), trail.len());
+}
+
+#[test]
+fn lone_surrogate_escapes_become_replacement_characters() {
+    for (text, want) in [
+        (r#""a\ud800b""#, r#""a\ufffdb""#),
+        (r#""\udc00""#, r#""\ufffd""#),
+        (r#""\ud83d\ude00""#, r#""\ud83d\ude00""#),
+        (r#""\\ud800""#, r#""\\ud800""#),
+        (r#""\ud800\u0041é""#, r#""\ufffd\u0041é""#),
+    ] {
+        assert_eq!(without_lone_surrogates(text), want, "{text}");
+    }
 }

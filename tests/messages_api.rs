@@ -27,10 +27,12 @@ pub const FINAL_TEXT: &str = "Done.";
 #[derive(Debug, Clone)]
 pub enum Block {
     Text(String),
+    /// A tool call; `input` is its JSON text, sent as written, so a script can hold
+    /// what `serde_json` would refuse to build (a lone surrogate escape).
     ToolUse {
         id: String,
         name: String,
-        input: Value,
+        input: String,
     },
 }
 
@@ -40,10 +42,15 @@ impl Block {
     }
 
     pub fn tool(id: &str, name: &str, input: Value) -> Block {
+        Block::tool_json(id, name, &input.to_string())
+    }
+
+    /// A tool call whose input is the JSON text `input`, verbatim.
+    pub fn tool_json(id: &str, name: &str, input: &str) -> Block {
         Block::ToolUse {
             id: id.to_string(),
             name: name.to_string(),
-            input,
+            input: input.to_string(),
         }
     }
 }
@@ -178,7 +185,9 @@ fn answer(req: &Request, body: Option<&Value>, turns: &[Vec<Block>]) -> Response
                     .header("Cache-Control", "no-cache")
                     .body(sse(model, &blocks).into_bytes())
             } else {
-                Response::json(200, &message(model, &blocks))
+                Response::new(200)
+                    .header("Content-Type", "application/json")
+                    .body(message(model, &blocks).into_bytes())
             }
         }
         _ => api_error(404, "not_found_error", "not served by the test stand-in"),
@@ -236,22 +245,26 @@ fn usage() -> Value {
     json!({ "input_tokens": 10, "output_tokens": 20 })
 }
 
-/// A whole (non-streamed) assistant message.
-fn message(model: &str, blocks: &[Block]) -> Value {
-    let content: Vec<Value> = blocks
+/// A whole (non-streamed) assistant message, as JSON text (tool inputs verbatim).
+fn message(model: &str, blocks: &[Block]) -> String {
+    let content: Vec<String> = blocks
         .iter()
         .map(|b| match b {
-            Block::Text(t) => json!({ "type": "text", "text": t }),
-            Block::ToolUse { id, name, input } => {
-                json!({ "type": "tool_use", "id": id, "name": name, "input": input })
-            }
+            Block::Text(t) => json!({ "type": "text", "text": t }).to_string(),
+            Block::ToolUse { id, name, input } => format!(
+                r#"{{"type":"tool_use","id":{},"name":{},"input":{input}}}"#,
+                json!(id),
+                json!(name)
+            ),
         })
         .collect();
-    json!({
+    let mut text = json!({
         "id": "msg_standin", "type": "message", "role": "assistant", "model": model,
-        "content": content, "stop_reason": stop_reason(blocks), "stop_sequence": null,
-        "usage": usage(),
+        "stop_reason": stop_reason(blocks), "stop_sequence": null, "usage": usage(),
     })
+    .to_string();
+    text.pop();
+    format!("{text},\"content\":[{}]}}", content.join(","))
 }
 
 /// The message as the stream of events the API sends for it.
@@ -272,7 +285,7 @@ fn sse(model: &str, blocks: &[Block]) -> String {
             ),
             Block::ToolUse { id, name, input } => (
                 json!({ "type": "tool_use", "id": id, "name": name, "input": {} }),
-                json!({ "type": "input_json_delta", "partial_json": input.to_string() }),
+                json!({ "type": "input_json_delta", "partial_json": input }),
             ),
         };
         events
@@ -350,4 +363,11 @@ fn streams_the_scripted_turn_then_the_final_text() {
             is_error: false
         }]
     );
+
+    // Without "stream": the same turn as one JSON message.
+    let whole = post(json!({ "model": "m", "tools": tools,
+        "messages": [{ "role": "user", "content": "hi" }] }));
+    let whole: Value = serde_json::from_str(&whole).unwrap();
+    assert_eq!(whole["content"][1]["input"], json!({ "file_path": "/x" }));
+    assert_eq!(whole["stop_reason"], "tool_use", "{whole}");
 }
