@@ -8,11 +8,27 @@
 # python3 when it has it, else installed into a venv at target/moto-venv (Debian's
 # Python is externally managed; its venv module comes with python3-venv). The tests
 # find that venv themselves (tests/moto.rs), or AUDITSHIP_TEST_PYTHON.
+#
+# The Claude Code CLI (npm @anthropic-ai/claude-code, at the version pinned below and in
+# tests/claude_code.rs) is installed with npm into target/claude-code when missing; its
+# native binary then runs offline. The tests find it there, or at AUDITSHIP_TEST_CLAUDE.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 moto_venv="$PWD/target/moto-venv"
 moto_spec='moto[server]>=5.2,<6'
+
+claude_version='2.1.328'
+claude_prefix="$PWD/target/claude-code"
+claude_bin="$claude_prefix/node_modules/.bin/claude"
+
+# True when the CLI in target/claude-code runs and is the pinned release.
+has_claude() {
+  [ -x "$claude_bin" ] || return 1
+  local v
+  v=$(DISABLE_AUTOUPDATER=1 "$claude_bin" --version 2>/dev/null) || return 1
+  [ "${v%% *}" = "$claude_version" ]
+}
 
 # True when Python $1 runs moto's server in the tested major version.
 has_moto() {
@@ -46,6 +62,9 @@ elif ! has_moto python3 && ! [ -x "$moto_venv/bin/python3" ] \
 fi
 [ -x /usr/sbin/rsyslogd ] || need_apt+=(rsyslog)
 have_gtls_driver || need_apt+=(rsyslog-gnutls)
+if ! has_claude && ! command -v npm >/dev/null 2>&1; then
+  need_apt+=(nodejs npm)
+fi
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   before=$(system_rsyslogd)
@@ -75,5 +94,23 @@ else
   AUDITSHIP_TEST_PYTHON="$moto_venv/bin/python3"
 fi
 export AUDITSHIP_TEST_PYTHON
+
+if ! has_claude; then
+  # --prefix keeps the install (package.json, lock, node_modules) inside target/; the
+  # exact version pins the platform package with its native binary too.
+  npm install --prefix "$claude_prefix" --no-audit --no-fund --loglevel=error \
+    "@anthropic-ai/claude-code@$claude_version"
+  # Its postinstall links the native binary into place; npm configured not to run
+  # install scripts leaves a stub that only prints an error, so run it here then.
+  if ! has_claude; then
+    (cd "$claude_prefix/node_modules/@anthropic-ai/claude-code" && node install.cjs)
+  fi
+  has_claude || {
+    echo "tests/run.sh: @anthropic-ai/claude-code@$claude_version did not install into $claude_prefix" >&2
+    exit 1
+  }
+fi
+AUDITSHIP_TEST_CLAUDE="$claude_bin"
+export AUDITSHIP_TEST_CLAUDE
 
 cargo test --locked "$@"

@@ -2,6 +2,7 @@
 //! One test binary (faster to link on two cores); shared helpers live in `util`.
 
 mod http1;
+mod messages_api;
 mod moto;
 mod pki;
 mod rsyslog;
@@ -20,6 +21,7 @@ mod siem_servers;
 mod siem_sinks;
 mod sink_tls;
 
+mod claude_code;
 mod install_hooks;
 mod ops;
 mod packaging;
