@@ -26,6 +26,7 @@ mod install_hooks;
 mod ops;
 mod packaging;
 mod record;
+mod record_content;
 mod s3;
 mod vectors;
 mod verify;

@@ -209,6 +209,7 @@ fn effective(cfg: &Config, d: &DaemonConfig) -> Value {
             "keep_prompts": r.keep_prompts,
             "keep_tool_input": r.keep_tool_input,
             "keep_tool_response": r.keep_tool_response,
+            "keep_messages": r.keep_messages,
             "max_kept_bytes": r.max_kept_bytes,
             "hmac": match &r.signer { Some((kid, _)) => format!("kid {kid}, key ***"), None => "off".into() },
             "fsync": r.fsync,

@@ -36,7 +36,8 @@ pub struct Args {
     /// What the decision is about: a path, URL or name (with --decision)
     #[arg(long, requires = "decision")]
     pub resource: Option<String>,
-    /// Session id [default: $CLAUDE_SESSION_ID] (with --decision)
+    /// Session id [default: $CLAUDE_CODE_SESSION_ID, which Claude Code sets for its
+    /// Bash tool and hooks] (with --decision)
     #[arg(long, requires = "decision")]
     pub session_id: Option<String>,
     /// Outcome: success, failure, denied or attempted (with --decision)
@@ -68,7 +69,7 @@ pub fn run(args: Args) -> ExitCode {
                 confidence: args.confidence,
                 alternative_options: args.alternatives,
                 resource: args.resource,
-                session_id: args.session_id,
+                session_id: args.session_id.or_else(session_from_env),
                 outcome: args.outcome,
             }),
             None,
@@ -95,6 +96,15 @@ pub fn run(args: Args) -> ExitCode {
             failure_exit(config.record.on_error, event.as_deref())
         }
     }
+}
+
+/// The session Claude Code runs this in, from the environment it gives its Bash tool
+/// and hooks. (Not a clap `env` default: hooks run with it set and without
+/// --decision, which the flag requires.)
+fn session_from_env() -> Option<String> {
+    std::env::var("CLAUDE_CODE_SESSION_ID")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
 }
 
 fn failure_exit(on_error: OnError, hook_event: Option<&str>) -> ExitCode {

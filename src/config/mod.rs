@@ -63,6 +63,7 @@ pub struct RawRecord {
     pub keep_prompts: Option<bool>,
     pub keep_tool_input: Option<bool>,
     pub keep_tool_response: Option<bool>,
+    pub keep_messages: Option<bool>,
     pub max_kept_bytes: Option<usize>,
     pub hmac_kid: Option<String>,
     pub hmac_key_file: Option<String>,
@@ -109,6 +110,7 @@ pub struct RecordConfig {
     pub keep_prompts: bool,
     pub keep_tool_input: bool,
     pub keep_tool_response: bool,
+    pub keep_messages: bool,
     pub max_kept_bytes: usize,
     /// `(kid, keys)` when events are signed.
     pub signer: Option<(String, Keys)>,
@@ -293,6 +295,7 @@ impl Config {
                 keep_prompts: r.keep_prompts.unwrap_or(false),
                 keep_tool_input: r.keep_tool_input.unwrap_or(false),
                 keep_tool_response: r.keep_tool_response.unwrap_or(false),
+                keep_messages: r.keep_messages.unwrap_or(false),
                 max_kept_bytes,
                 signer,
                 fsync: r.fsync.unwrap_or(true),

@@ -6,6 +6,7 @@
 //! silently (it goes to stderr and, redacted, to the fallback file).
 
 pub mod compliance;
+pub mod content;
 pub mod map;
 pub mod writer;
 
@@ -65,6 +66,7 @@ pub fn record(config: &Config, input: Input<'_>) -> Result<Appended, RecordError
         keep_prompts: rc.keep_prompts,
         keep_tool_input: rc.keep_tool_input,
         keep_tool_response: rc.keep_tool_response,
+        keep_messages: rc.keep_messages,
         max_kept_bytes: rc.max_kept_bytes,
     };
     let event = match input {
