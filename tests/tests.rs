@@ -20,6 +20,7 @@ mod daemon_faults;
 mod siem_servers;
 mod siem_sinks;
 mod sink_tls;
+mod symlink_paths;
 
 mod claude_code;
 mod install_hooks;

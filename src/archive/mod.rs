@@ -16,6 +16,12 @@
 //! 5. with object storage configured, upload and verify (then a manifest line);
 //! 6. remove the original, fsync its directory, drop its checkpoint.
 //!
+//! Files are reached through the directory descriptors the listing holds
+//! ([`crate::watch::Dir`]): the original is read, checked and removed relative to its
+//! stream directory (and only while it is the file listed, by device and inode), and
+//! archives are written, renamed and read back relative to their directory below the
+//! archive directory, never through a symlink.
+//!
 //! A later pass finishes what a crash interrupted: a leftover temporary file is
 //! deleted; an archive in place without a manifest line is checked against the
 //! original and reused or redone; an original whose manifest line exists is removed
@@ -28,9 +34,11 @@ pub mod s3;
 
 use crate::config::daemon::{DaemonConfig, SourceFormat};
 use crate::queue::Queue;
+use crate::watch::Dir;
 use manifest::{Link, Manifest, Op};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use std::ffi::OsStr;
 use std::io::{self, BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -97,6 +105,13 @@ pub fn pass(cfg: &DaemonConfig, queue: &Queue, now: SystemTime) -> Report {
         }
     };
     remove_temporaries(&a.dir, &mut report);
+    let root = match Dir::open(&a.dir) {
+        Ok(d) => d,
+        Err(e) => {
+            report.errors.push(format!("{}: {e}", a.dir.display()));
+            return report;
+        }
+    };
     let uploader = match a.s3.as_ref().map(Uploader::new).transpose() {
         Ok(u) => u,
         Err(e) => {
@@ -118,8 +133,10 @@ pub fn pass(cfg: &DaemonConfig, queue: &Queue, now: SystemTime) -> Report {
         };
         let files_glob = files_glob.compile_matcher();
         for pattern in &source.paths {
-            for dir in crate::watch::expand_dirs(pattern) {
-                let listed = match crate::watch::list_files(&dir, &files_glob) {
+            // Refused symlinks are the reader's to report; here they are only skipped.
+            for sd in crate::watch::expand_dirs(pattern, &mut Vec::new()) {
+                let dir = &sd.path;
+                let listed = match crate::watch::list_files(&sd, &files_glob, &mut Vec::new()) {
                     Ok(l) => l,
                     Err(e) => {
                         report.errors.push(format!("{}: {e}", dir.display()));
@@ -130,12 +147,12 @@ pub fn pass(cfg: &DaemonConfig, queue: &Queue, now: SystemTime) -> Report {
                     continue;
                 };
                 report.skipped.push(Skipped {
-                    file: newest.path.display().to_string(),
+                    file: dir.join(&newest.name).display().to_string(),
                     reason: "the newest file of its stream".into(),
                 });
-                let stream_key = crate::daemon::reader::stream_key(&source.name, &dir);
+                let stream_key = crate::daemon::reader::stream_key(&source.name, dir);
                 forget_removed(
-                    &dir,
+                    &sd,
                     &stream_key,
                     &checkpoints,
                     &manifest,
@@ -145,6 +162,7 @@ pub fn pass(cfg: &DaemonConfig, queue: &Queue, now: SystemTime) -> Report {
                 for f in older {
                     let file = dir.join(&f.name);
                     let ctx = Candidate {
+                        dir: &sd.dir,
                         file: &file,
                         listed: f,
                         checkpoint: checkpoints
@@ -153,7 +171,12 @@ pub fn pass(cfg: &DaemonConfig, queue: &Queue, now: SystemTime) -> Report {
                         key: crate::daemon::reader::file_key(&stream_key, f.dev, f.ino),
                         chained: source.format == SourceFormat::AuditshipV1,
                     };
-                    match consider(&ctx, a, queue, &mut manifest, uploader.as_ref(), now) {
+                    let archive = Archive {
+                        cfg: a,
+                        root: &root,
+                        uploader: uploader.as_ref(),
+                    };
+                    match consider(&ctx, &archive, queue, &mut manifest, now) {
                         Ok(Outcome::Archived(done)) => {
                             tracing::info!(original = %done.original, archive = %done.archive, events = done.events, "archived");
                             report.archived.push(done);
@@ -175,7 +198,14 @@ pub fn pass(cfg: &DaemonConfig, queue: &Queue, now: SystemTime) -> Report {
         }
     }
     if let Some(days) = a.retention_days {
-        expire(a, days, &mut manifest, uploader.is_some(), now, &mut report);
+        expire(
+            &root,
+            days,
+            &mut manifest,
+            uploader.is_some(),
+            now,
+            &mut report,
+        );
     }
     report
 }
@@ -183,7 +213,7 @@ pub fn pass(cfg: &DaemonConfig, queue: &Queue, now: SystemTime) -> Report {
 /// Drops the checkpoints of originals a crash left removed but still checkpointed
 /// (the last step of an archive), reporting them as finished.
 fn forget_removed(
-    dir: &Path,
+    sd: &crate::watch::StreamDir,
     stream_key: &[u8],
     checkpoints: &std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
     manifest: &Manifest,
@@ -199,9 +229,10 @@ fn forget_removed(
         let Ok(cp) = serde_json::from_slice::<crate::tail::Checkpoint>(v) else {
             continue;
         };
-        let original = dir.join(&cp.name);
-        if original.exists() {
-            continue;
+        let original = sd.path.join(&cp.name);
+        match sd.dir.stat_at(OsStr::new(&cp.name)) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            _ => continue,
         }
         let Some(Op::Archived {
             archive,
@@ -228,11 +259,45 @@ fn forget_removed(
 }
 
 struct Candidate<'a> {
+    /// The stream directory, held since the listing.
+    dir: &'a Dir,
+    /// The original's path (its name in the manifest and below the archive directory).
     file: &'a Path,
     listed: &'a crate::watch::Listed,
     checkpoint: Option<&'a [u8]>,
     key: Vec<u8>,
     chained: bool,
+}
+
+impl Candidate<'_> {
+    fn name(&self) -> &OsStr {
+        OsStr::new(&self.listed.name)
+    }
+
+    /// The original as it is now, if it is still the file that was listed.
+    fn stat(&self) -> io::Result<crate::watch::Stat> {
+        let st = self.dir.stat_at(self.name())?;
+        if !st.is(self.listed.dev, self.listed.ino) {
+            return Err(io::Error::other(
+                "replaced since it was listed; the next pass looks again",
+            ));
+        }
+        Ok(st)
+    }
+
+    /// Opens the original for reading: the file listed, never through a symlink.
+    fn open(&self) -> io::Result<std::fs::File> {
+        self.dir
+            .open_file(self.name(), Some((self.listed.dev, self.listed.ino)))
+    }
+}
+
+/// Where archives go: the settings, the archive directory held open, and object
+/// storage if configured.
+struct Archive<'a> {
+    cfg: &'a ArchiveConfig,
+    root: &'a Dir,
+    uploader: Option<&'a Uploader>,
 }
 
 enum Outcome {
@@ -243,20 +308,18 @@ enum Outcome {
 /// Decides whether a file may go, and archives it if so.
 fn consider(
     c: &Candidate<'_>,
-    a: &ArchiveConfig,
+    dest: &Archive<'_>,
     queue: &Queue,
     manifest: &mut Manifest,
-    uploader: Option<&Uploader>,
     now: SystemTime,
 ) -> io::Result<Outcome> {
-    if c.listed.path != c.file {
+    let (a, uploader) = (dest.cfg, dest.uploader);
+    if c.listed.target.is_some() {
         return Ok(Outcome::Waits(
             "a symlink: only regular files are archived".into(),
         ));
     }
-    if let Some(dir) = c.file.parent()
-        && !writable(dir)
-    {
+    if !c.dir.writable() {
         // Archiving ends by removing the original: without that right (a read-only
         // /home under the hardened system unit, or another user's directory) it
         // would only pile up copies.
@@ -265,8 +328,13 @@ fn consider(
                 .into(),
         ));
     }
-    let meta = std::fs::symlink_metadata(c.file)?;
-    let mtime = meta.modified()?;
+    let meta = c.dir.stat_at(c.name())?;
+    if !meta.is(c.listed.dev, c.listed.ino) {
+        return Ok(Outcome::Waits(
+            "replaced since it was listed; the next pass looks again".into(),
+        ));
+    }
+    let mtime = meta.modified();
     let age = now.duration_since(mtime).unwrap_or_default();
     let min_age = Duration::from_secs(u64::from(a.after_days) * 86_400);
     if age < min_age {
@@ -281,11 +349,11 @@ fn consider(
         .and_then(|v| serde_json::from_slice::<crate::tail::Checkpoint>(v).ok())
         .map(|cp| cp.offset);
     match offset {
-        Some(o) if o >= meta.len() => {}
+        Some(o) if o >= meta.size => {}
         Some(o) => {
             return Ok(Outcome::Waits(format!(
                 "not read to its end yet ({o} of {} bytes)",
-                meta.len()
+                meta.size
             )));
         }
         None => return Ok(Outcome::Waits("not read by the daemon yet".into())),
@@ -297,7 +365,6 @@ fn consider(
     }
     let original = c.file.display().to_string();
     let rel = relative_archive_path(c.file);
-    let target = a.dir.join(&rel);
     let mtime_s = mtime
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
@@ -312,9 +379,9 @@ fn consider(
         sha256,
         ..
     }) = manifest.archived(&original).cloned()
-        && sha256 == hex(&sha256_file(c.file)?)
+        && sha256 == hex(&digest(c.open()?)?.0)
     {
-        let (got, _) = file_digest(&a.dir.join(&archive))?;
+        let (got, _) = digest(open_archive(dest.root, &archive)?)?;
         if hex(&got) != archive_sha256 {
             return Err(io::Error::other(format!(
                 "archive {archive} no longer matches its manifest line; the original is kept"
@@ -334,7 +401,7 @@ fn consider(
         }));
     }
 
-    let facts = match reuse_or_compress(c.file, &target, a.level, c.chained)? {
+    let facts = match reuse_or_compress(c, dest.root, &rel, a.level)? {
         Some(f) => f,
         None => return Ok(Outcome::Waits("changed while being archived".into())),
     };
@@ -420,21 +487,11 @@ impl Uploader {
     }
 }
 
-/// Whether this process may create and remove entries in `dir`.
-fn writable(dir: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: access reads the NUL-terminated path and nothing else.
-    unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
-}
-
+/// Removes the original from its stream directory, if it is still the file listed.
 fn remove_original(c: &Candidate<'_>, queue: &Queue) -> io::Result<()> {
-    std::fs::remove_file(c.file)?;
-    if let Some(dir) = c.file.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
+    c.stat()?;
+    c.dir.unlink(c.name())?;
+    c.dir.sync()?;
     step("removed");
     queue
         .remove_checkpoints(std::slice::from_ref(&c.key))
@@ -460,23 +517,24 @@ struct Facts {
     reused: bool,
 }
 
-/// Compresses `original` to `target` through a temporary file, verified; or, when
-/// `target` exists from an interrupted pass and matches, reuses it. `None` if the
-/// original changed meanwhile.
+/// Compresses the original to `rel` below the archive directory through a temporary
+/// file, verified; or, when the archive exists from an interrupted pass and matches,
+/// reuses it. `None` if the original changed meanwhile. Every step acts relative to
+/// the archive's own directory, entered from `root` without following symlinks.
 fn reuse_or_compress(
-    original: &Path,
-    target: &Path,
+    c: &Candidate<'_>,
+    root: &Dir,
+    rel: &str,
     level: u32,
-    chained: bool,
 ) -> io::Result<Option<Facts>> {
-    let dir = target.parent().unwrap_or(Path::new("."));
-    create_private_dir(dir)?;
-    if target.exists() {
+    let (dir, name) = archive_dir(root, rel, true)?;
+    let name = name.as_os_str();
+    if dir.stat_at(name).is_ok() {
         // Renamed into place before a crash, without its manifest line.
-        let (sha, stats) = scan_original(original, chained)?;
-        let (dsha, _) = gz_digest(target)?;
+        let (sha, stats) = scan(c.open()?, c.chained)?;
+        let (dsha, _) = gz_digest_of(dir.open_file(name, None)?)?;
         if dsha == sha {
-            let (asha, asize) = file_digest(target)?;
+            let (asha, asize) = digest(dir.open_file(name, None)?)?;
             return Ok(Some(Facts {
                 size: stats.size,
                 sha256: sha,
@@ -488,51 +546,43 @@ fn reuse_or_compress(
                 reused: true,
             }));
         }
-        std::fs::remove_file(target)?;
+        dir.unlink(name)?;
     }
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp"));
+    let tmp = std::ffi::OsString::from(format!(".{}.tmp", name.to_string_lossy()));
+    let tmp = tmp.as_os_str();
     let (sha, stats) = {
-        let out = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode_private()
-            .open(&tmp)?;
+        let out = dir.create_file(tmp, 0o600)?;
         let mut enc =
             flate2::write::GzEncoder::new(io::BufWriter::new(out), flate2::Compression::new(level));
         let scanned = scan(
             Tee {
-                src: std::fs::File::open(original)?,
+                src: c.open()?,
                 copy: &mut enc,
             },
-            chained,
+            c.chained,
         )?;
         let out = enc.finish()?.into_inner().map_err(|e| e.into_error())?;
         out.sync_all()?;
         scanned
     };
     step("compressed");
-    let (dsha, _) = gz_digest(&tmp)?;
+    let (dsha, _) = gz_digest_of(dir.open_file(tmp, None)?)?;
     if dsha != sha {
-        std::fs::remove_file(&tmp)?;
+        dir.unlink(tmp)?;
         return Err(io::Error::other(
             "the archive read back differs from the original",
         ));
     }
     // The original must still be what was compressed.
-    if std::fs::metadata(original)?.len() != stats.size {
-        std::fs::remove_file(&tmp)?;
+    if c.stat().map(|st| st.size).ok() != Some(stats.size) {
+        dir.unlink(tmp)?;
         return Ok(None);
     }
     step("verified");
-    std::fs::rename(&tmp, target)?;
-    std::fs::File::open(dir)?.sync_all()?;
+    dir.rename(tmp, name)?;
+    dir.sync()?;
     step("renamed");
-    let (asha, asize) = file_digest(target)?;
+    let (asha, asize) = digest(dir.open_file(name, None)?)?;
     Ok(Some(Facts {
         size: stats.size,
         sha256: sha,
@@ -543,6 +593,28 @@ fn reuse_or_compress(
         last: stats.last,
         reused: false,
     }))
+}
+
+/// The directory of the archive `rel` below `root` (created when `create`), entered
+/// without following symlinks, and the archive's file name.
+fn archive_dir(root: &Dir, rel: &str, create: bool) -> io::Result<(Dir, PathBuf)> {
+    let rel = Path::new(rel);
+    let name = rel
+        .file_name()
+        .ok_or_else(|| io::Error::other(format!("{}: no file name", rel.display())))?;
+    let parent = rel.parent().unwrap_or(Path::new(""));
+    let dir = if create {
+        root.create_dirs(parent, 0o700)?
+    } else {
+        root.open_dirs(parent)?
+    };
+    Ok((dir, PathBuf::from(name)))
+}
+
+/// Opens the archive `rel` below `root` for reading, never through a symlink.
+fn open_archive(root: &Dir, rel: &str) -> io::Result<std::fs::File> {
+    let (dir, name) = archive_dir(root, rel, false)?;
+    dir.open_file(name.as_os_str(), None)
 }
 
 /// Counts lines and keeps the first and last ones' chain links.
@@ -622,10 +694,6 @@ fn link(line: &[u8]) -> Link {
     }
 }
 
-fn scan_original(path: &Path, chained: bool) -> io::Result<([u8; 32], Scanned)> {
-    scan(std::fs::File::open(path)?, chained)
-}
-
 /// A reader that also writes everything it reads to `copy`: one pass over the
 /// original both compresses it and takes its digest and line facts.
 struct Tee<R, W> {
@@ -660,7 +728,12 @@ fn scan(src: impl Read, chained: bool) -> io::Result<([u8; 32], Scanned)> {
 
 /// SHA-256 and size of a file's bytes.
 pub fn file_digest(path: &Path) -> io::Result<([u8; 32], u64)> {
-    let mut f = io::BufReader::new(std::fs::File::open(path)?);
+    digest(std::fs::File::open(path)?)
+}
+
+/// SHA-256 and size of what `src` reads.
+fn digest(src: impl Read) -> io::Result<([u8; 32], u64)> {
+    let mut f = io::BufReader::new(src);
     let mut hasher = Sha256::new();
     let mut n = 0u64;
     loop {
@@ -676,13 +749,18 @@ pub fn file_digest(path: &Path) -> io::Result<([u8; 32], u64)> {
     Ok((hasher.finalize().into(), n))
 }
 
-fn sha256_file(path: &Path) -> io::Result<[u8; 32]> {
-    file_digest(path).map(|(d, _)| d)
-}
-
 /// SHA-256 and size of a gzip file's decompressed bytes.
 pub fn gz_digest(path: &Path) -> io::Result<([u8; 32], u64)> {
     scan_gz(path, false).map(|(d, s)| (d, s.size))
+}
+
+/// As [`gz_digest`], of an open file.
+fn gz_digest_of(f: std::fs::File) -> io::Result<([u8; 32], u64)> {
+    scan(
+        flate2::read::MultiGzDecoder::new(io::BufReader::new(f)),
+        false,
+    )
+    .map(|(d, s)| (d, s.size))
 }
 
 pub fn hex(d: &[u8; 32]) -> String {
@@ -714,7 +792,7 @@ fn remove_temporaries(dir: &Path, report: &mut Report) {
 /// Retention: deletes local archives whose originals are older than `days`, once
 /// each was verified against its manifest line (and, with object storage, uploaded).
 fn expire(
-    a: &ArchiveConfig,
+    root: &Dir,
     days: u32,
     manifest: &mut Manifest,
     needs_upload: bool,
@@ -741,8 +819,7 @@ fn expire(
         .filter(|(archive, _)| !needs_upload || manifest.uploaded(archive))
         .collect();
     for (archive, want) in due {
-        let path = a.dir.join(&archive);
-        match file_digest(&path) {
+        match open_archive(root, &archive).and_then(digest) {
             Ok((got, _)) if hex(&got) == want => {}
             Ok(_) => {
                 report
@@ -755,11 +832,13 @@ fn expire(
                 continue;
             }
         }
-        let r = std::fs::remove_file(&path).and_then(|()| {
-            manifest.append(Op::Expired {
-                archive: archive.clone(),
-            })
-        });
+        let r = archive_dir(root, &archive, false)
+            .and_then(|(dir, name)| dir.unlink(name.as_os_str()))
+            .and_then(|()| {
+                manifest.append(Op::Expired {
+                    archive: archive.clone(),
+                })
+            });
         match r {
             Ok(()) => {
                 tracing::info!(archive = %archive, "archive past retention deleted");
@@ -776,17 +855,6 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(dir)
-}
-
-trait PrivateMode {
-    fn mode_private(&mut self) -> &mut Self;
-}
-
-impl PrivateMode for std::fs::OpenOptions {
-    fn mode_private(&mut self) -> &mut Self {
-        use std::os::unix::fs::OpenOptionsExt;
-        self.mode(0o600)
-    }
 }
 
 /// A problem found checking archives against their manifest.
@@ -949,8 +1017,7 @@ mod tests {
     #[test]
     fn a_directory_is_writable_only_if_entries_can_be_removed() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(writable(dir.path()));
-        assert!(!writable(&dir.path().join("missing")));
+        assert!(Dir::open(dir.path()).unwrap().writable());
         assert_eq!(
             relative_archive_path(Path::new("/home/dev/.claude/audit/a.jsonl")),
             "home/dev/.claude/audit/a.jsonl.gz"

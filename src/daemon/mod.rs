@@ -9,6 +9,7 @@
 pub mod heartbeat;
 pub mod notify;
 pub mod reader;
+pub mod refusals;
 pub mod telemetry;
 
 use crate::check::Encoder;
@@ -116,7 +117,9 @@ pub async fn run(
         daemon.sinks.iter().map(|s| (s.max_events, s.max_bytes)),
         daemon.agent.rescan_interval,
     );
-    let rdr = reader::Reader::new(
+    // This run of the daemon: ties its lifecycle and refusal records together.
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let mut rdr = reader::Reader::new(
         daemon.sources.clone(),
         queue.clone(),
         encoder,
@@ -127,6 +130,8 @@ pub async fn run(
         }),
         stop.clone(),
     )?;
+    rdr.refusals.host = daemon.agent.host.clone();
+    rdr.refusals.run_id = run_id.clone();
     let reader_stats = rdr.stats.clone();
     let reader_alive = Arc::new(AtomicBool::new(true));
     let mut hints = crate::watch::Hints::new();
@@ -203,7 +208,7 @@ pub async fn run(
         ),
         host: daemon.agent.host.clone(),
         config_hash: daemon.hash.clone(),
-        run_id: uuid::Uuid::new_v4().to_string(),
+        run_id,
         started_ms: telemetry.started_ms,
     });
     let store_beat = {

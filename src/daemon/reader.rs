@@ -7,11 +7,12 @@
 //! last durable checkpoints, so nothing read is ever skipped. When the queue is full
 //! the reader stops reading (the files are the buffer) until sinks catch up.
 
+use super::refusals::{Refusals, RefusedCounts};
 use crate::audit::{Head, Verifier};
 use crate::check::{Encoder, Origin, Truncated};
 use crate::config::daemon::{SourceConfig, SourceFormat};
 use crate::queue::{NewBatch, Queue, QueueError};
-use crate::tail::{self, Checkpoint, Resume, Tail};
+use crate::tail::{Checkpoint, Resume, Tail};
 use crate::watch::{self, Hints, Listed, StreamListing};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -70,6 +71,8 @@ pub struct ReaderStats {
     pub by_source: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     /// Problems attached to shipped records, by code.
     pub by_code: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    /// Symlinks not followed, by kind.
+    pub refused: RefusedCounts,
 }
 
 /// Under steady backpressure reading pauses many times a second: say so at most this
@@ -116,6 +119,8 @@ pub struct Reader {
     buf: Vec<u8>,
     /// When a pause was last logged, and the pause count then.
     pause_logged: Option<(Instant, u64)>,
+    /// Symlinks refused, reported once per path.
+    pub refusals: Refusals,
 }
 
 /// Why a pass stopped: the queue's storage (fatal) or anything else (retried).
@@ -198,6 +203,7 @@ impl Reader {
             stats: Arc::default(),
             buf: Vec::new(),
             pause_logged: None,
+            refusals: Refusals::default(),
         })
     }
 
@@ -291,24 +297,34 @@ impl Reader {
     pub fn pass(&mut self, hints: &mut Hints) -> Result<(), PassError> {
         let mut listings = Vec::new();
         let mut present: HashSet<Vec<u8>> = HashSet::new();
+        let mut refused = Vec::new();
         for (i, (src, matcher)) in self.sources.iter().enumerate() {
+            let mut found = Vec::new();
             for pattern in &src.paths {
-                for dir in watch::expand_dirs(pattern) {
-                    present.insert(stream_key(&src.name, &dir));
-                    match watch::list_files(&dir, matcher) {
+                for sd in watch::expand_dirs(pattern, &mut found) {
+                    present.insert(stream_key(&src.name, &sd.path));
+                    match watch::list_files(&sd, matcher, &mut found) {
                         Ok(files) => listings.push(StreamListing {
                             source: i,
-                            dir,
+                            dir: sd.path,
+                            handle: sd.dir,
                             files,
                         }),
                         // Not the same as gone: keep its state, try again next pass.
                         Err(e) => {
-                            tracing::warn!(dir = %dir.display(), error = %e, "cannot list stream directory")
+                            tracing::warn!(dir = %sd.path.display(), error = %e, "cannot list stream directory")
                         }
                     }
                 }
             }
+            refused.extend(found.into_iter().map(|r| (src.name.clone(), r)));
         }
+        self.pending.events += self.refusals.report(
+            &refused,
+            &self.encoder,
+            &self.stats.refused,
+            &mut self.pending.records,
+        );
         hints.watch(&listings.iter().map(|l| l.dir.clone()).collect::<Vec<_>>());
         for listing in listings {
             if self.stop.load(Ordering::SeqCst) {
@@ -424,10 +440,10 @@ impl Reader {
             if self.stop.load(Ordering::SeqCst) {
                 break;
             }
-            let idx = match self.track(&key, f) {
+            let idx = match self.track(&key, &listing.handle, f) {
                 Ok(i) => i,
                 Err(e) => {
-                    tracing::warn!(file = %f.path.display(), error = %e, "cannot open file; other files go on, this one is tried again later");
+                    tracing::warn!(file = %listing.dir.join(&f.name).display(), error = %e, "cannot open file; other files go on, this one is tried again later");
                     continue;
                 }
             };
@@ -445,7 +461,7 @@ impl Reader {
                 }
                 Ok(false) => {}
                 Err(e) => {
-                    tracing::warn!(file = %f.path.display(), error = %e, "cannot check file");
+                    tracing::warn!(file = %listing.dir.join(&f.name).display(), error = %e, "cannot check file");
                     continue;
                 }
             }
@@ -456,8 +472,10 @@ impl Reader {
         Ok(())
     }
 
-    /// The index of the tail for a listed file, opening and resuming it if new.
-    fn track(&mut self, key: &[u8], f: &Listed) -> std::io::Result<usize> {
+    /// The index of the tail for a listed file, opening and resuming it if new. It is
+    /// opened relative to the directory it was listed from, and only if it is still
+    /// the file the listing saw.
+    fn track(&mut self, key: &[u8], dir: &watch::Dir, f: &Listed) -> std::io::Result<usize> {
         let st = self.streams.get_mut(key).expect("stream exists");
         if let Some(i) = st
             .tails
@@ -466,7 +484,7 @@ impl Reader {
         {
             return Ok(i);
         }
-        let file = tail::open_nofollow(&f.path)?;
+        let file = dir.open_file(f.entry(), Some((f.dev, f.ino)))?;
         let fkey = file_key(key, f.dev, f.ino);
         let (tail, how) = match self
             .stored
@@ -969,6 +987,64 @@ mod tests {
                 .all(|r| r["_auditship"]["integrity"]["ok"] == true),
             "no invented chain problem"
         );
+    }
+
+    /// Lists the stream directory `dir` as a pass does.
+    fn listing(dir: &std::path::Path) -> StreamListing {
+        let mut refused = Vec::new();
+        let sd = watch::expand_dirs(&dir.display().to_string(), &mut refused)
+            .pop()
+            .unwrap();
+        let m = globset::Glob::new("*.jsonl").unwrap().compile_matcher();
+        let files = watch::list_files(&sd, &m, &mut refused).unwrap();
+        StreamListing {
+            source: 0,
+            dir: sd.path,
+            handle: sd.dir,
+            files,
+        }
+    }
+
+    #[test]
+    fn a_file_swapped_for_a_symlink_after_the_listing_is_never_read() {
+        let (t, dir, queue, mut r, _hints) = setup();
+        let e0 = event(0, crate::audit::ZERO_HASH);
+        std::fs::write(dir.join("a.jsonl"), &e0.line).unwrap();
+        let secret = t.path().join("secret.jsonl");
+        std::fs::write(&secret, "{\"SECRET\":1}\n").unwrap();
+        let listed = listing(&dir);
+        assert_eq!(listed.files.len(), 1);
+        // Between the listing and the open, the name becomes a link to the secret.
+        std::fs::remove_file(dir.join("a.jsonl")).unwrap();
+        std::os::unix::fs::symlink(&secret, dir.join("a.jsonl")).unwrap();
+        r.read_stream(listed).unwrap();
+        r.commit().unwrap();
+        r.settle().unwrap();
+        let shipped = shipped(&queue);
+        assert!(shipped.is_empty(), "{shipped:?}");
+        assert!(r.streams.values().all(|s| s.tails.is_empty()));
+    }
+
+    #[test]
+    fn a_directory_swapped_for_a_symlink_after_the_listing_is_read_as_listed() {
+        let (t, dir, queue, mut r, _hints) = setup();
+        let e0 = event(0, crate::audit::ZERO_HASH);
+        std::fs::write(dir.join("a.jsonl"), &e0.line).unwrap();
+        let listed = listing(&dir);
+        // The stream directory's path now leads to a directory holding a secret
+        // under the same file name: the descriptor still holds the one listed.
+        let elsewhere = t.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join("a.jsonl"), "{\"SECRET\":1}\n").unwrap();
+        std::fs::rename(&dir, t.path().join("moved")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &dir).unwrap();
+        r.read_stream(listed).unwrap();
+        r.commit().unwrap();
+        r.settle().unwrap();
+        let recs = shipped(&queue);
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0]["seq"], 0);
+        assert!(!recs[0].to_string().contains("SECRET"));
     }
 
     #[test]

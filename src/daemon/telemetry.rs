@@ -140,6 +140,8 @@ impl Telemetry {
                 "events": r.lines.load(Ordering::Relaxed),
                 "problems": r.problems.load(Ordering::Relaxed),
                 "redacted": r.redacted.load(Ordering::Relaxed),
+                "symlinks_refused": r.refused.directories.load(Ordering::Relaxed)
+                    + r.refused.files.load(Ordering::Relaxed),
                 "paused_for_full_queue": r.paused.load(Ordering::Relaxed),
             },
             "queue": {
@@ -233,6 +235,22 @@ impl Telemetry {
             for (code, n) in m.iter() {
                 let _ = writeln!(o, "auditship_problems_total{{code=\"{code}\"}} {n}");
             }
+        }
+        family(
+            &mut o,
+            "symlinks_refused_total",
+            "counter",
+            "Symlinks not followed (each path once while it stays refused), by kind: a stream directory's component, or a file entry leading out of its directory.",
+        );
+        for (kind, n) in [
+            ("directory", &r.refused.directories),
+            ("file", &r.refused.files),
+        ] {
+            let _ = writeln!(
+                o,
+                "auditship_symlinks_refused_total{{kind=\"{kind}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
         }
         family(
             &mut o,

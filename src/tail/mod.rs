@@ -9,7 +9,10 @@
 //! past a line only when the line is returned. A file's descriptor stays open while
 //! the file is tracked, so its inode cannot be reused under it and a deleted file can
 //! still be read to its end; the descriptor is closed when the file is dropped.
-//! Files are opened with `O_NOFOLLOW`.
+//! A tail is given a file already open: the reader opens it relative to the stream
+//! directory's descriptor, without following a symlink, and only if it is the file
+//! the listing saw (`watch::Dir::open_file`), so the identity a tail starts from is
+//! the identity that was checked.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -69,7 +72,8 @@ pub enum Resume {
     Replaced,
 }
 
-/// Opens a file read-only without following a symlink at its last component.
+/// Opens a file read-only without following a symlink at its last component (by
+/// path: for tools and tests; the daemon opens by directory descriptor).
 pub fn open_nofollow(path: &Path) -> io::Result<File> {
     std::fs::OpenOptions::new()
         .read(true)
