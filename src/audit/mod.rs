@@ -11,10 +11,12 @@
 pub mod canon;
 pub mod chain;
 pub mod json;
+pub mod long_line;
 pub mod problem;
 pub mod schema;
 
 pub use chain::{Checked, Head, Verifier};
+pub use long_line::{LongLine, MAX_WHOLE_LINE, Scanned};
 pub use problem::{Code, Problem};
 pub use schema::ZERO_HASH;
 
