@@ -436,3 +436,58 @@ fn a_line_over_max_line_bytes_ships_cut_and_the_chain_goes_on() {
         assert_eq!(got[&n], want, "line {n}");
     }
 }
+
+#[test]
+fn verify_and_the_daemon_agree_on_lines_over_64_mib() {
+    let (t, file) = setup();
+    let dir = t.path().join("audit");
+    let huge = "r".repeat((64 << 20) + 1000);
+    // Line 2: canonical, checked while it streams. Line 4: not canonical (a space),
+    // too long to hold whole: not checked by either, so line 5 cannot link to it.
+    let prev = write_chain(&file, 1, 0, 1, ZERO_HASH);
+    let s1 = sealed(1, &prev, &huge);
+    append(&file, &s1.line);
+    let prev = write_chain(&file, 1, 2, 1, &s1.hash);
+    let s3 = sealed(3, &prev, &huge);
+    let spaced = String::from_utf8(s3.line)
+        .unwrap()
+        .replacen(",\"seq\":", ", \"seq\":", 1);
+    append(&file, spaced.as_bytes());
+    drop(spaced);
+    write_chain(&file, 1, 4, 1, &s3.hash);
+
+    let (code, doc) = verify_json(&[dir.as_os_str()]);
+    let found: Vec<(u64, String)> = triples(&doc).into_iter().map(|(_, n, c)| (n, c)).collect();
+    let want = [
+        (4, "invalid_json".to_string()),
+        (5, "chain_break".to_string()),
+        (5, "seq_gap".to_string()),
+    ];
+    assert_eq!((code, found.as_slice()), (1, &want[..]), "{doc}");
+
+    let sink = TestSink::start();
+    let cfg = daemon_config(t.path(), &source_toml(&dir), &sink.addr, "");
+    let mut d = Daemon::start(t.path(), &cfg);
+    wait_for(&mut d, Duration::from_secs(60), "5 records", || {
+        sink.accepted() >= 5
+    });
+    stop_ok(d);
+    let got: BTreeMap<u64, Vec<String>> = by_line(sink.records())
+        .iter()
+        .map(|(n, r)| (*n, codes(r)))
+        .collect();
+    let want: BTreeMap<u64, Vec<String>> = [
+        (1, vec![]),
+        (2, vec!["line_too_long"]),
+        (3, vec![]),
+        (4, vec!["invalid_json", "line_too_long"]),
+        (5, vec!["chain_break", "seq_gap"]),
+    ]
+    .into_iter()
+    .map(|(n, c)| (n, c.into_iter().map(String::from).collect()))
+    .collect();
+    assert_eq!(
+        got, want,
+        "the daemon finds what verify finds, and the cuts"
+    );
+}

@@ -7,6 +7,8 @@
 //!
 //! The producer side ([`seal`]) and the verifier share the same reader and canonical
 //! writer, so whatever `record` writes is, by construction, what `verify` accepts.
+//! A line too long to hold is checked from a streaming scan ([`long_line`]) that
+//! decides as the whole-line check would, or not at all.
 
 pub mod canon;
 pub mod chain;

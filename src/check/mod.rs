@@ -5,7 +5,11 @@
 //! No IO. Problems in the data are attached to the record, never used to drop it:
 //! a line that is not a JSON object travels as `_auditship.raw` (and `raw_base64`
 //! when it is not UTF-8); a line over the source's limit travels truncated with a
-//! `line_too_long` problem, its full size and SHA-256.
+//! `line_too_long` problem, its full size and SHA-256, and the problems the verifier
+//! found in the whole line (which the reader held or scanned), so the chain goes on.
+//!
+//! The id: a clean chain member's own hash; any other line's is derived from its
+//! bytes, its problem codes and its place (`Id::of_line`).
 //!
 //! Hot path: a clean event (no secret found) is not re-serialized. Its text is copied
 //! and `_auditship` is spliced in before the closing brace.
@@ -521,10 +525,17 @@ mod tests {
             rec["_auditship"]["integrity"]["problems"][0]["code"],
             "hash_mismatch"
         );
-        let id = Id::of_line(
-            audit::sha256_hex(tampered.trim_end().as_bytes()).as_bytes(),
-            &["hash_mismatch"],
-            &at(),
+        // As docs/SINKS.md gives it, for anyone to recompute.
+        let a = at();
+        let id = audit::sha256_hex(
+            format!(
+                "auditship-line-id-v1\0{}\0hash_mismatch\0{}\0{}\0{}",
+                audit::sha256_hex(tampered.trim_end().as_bytes()),
+                a.stream,
+                a.file,
+                a.offset
+            )
+            .as_bytes(),
         );
         assert_eq!(rec["_auditship"]["id"], id.as_str());
         assert_ne!(rec["_auditship"]["id"], s.hash.as_str());
