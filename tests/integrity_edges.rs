@@ -321,7 +321,7 @@ fn a_line_over_max_line_bytes_ships_cut_and_the_chain_goes_on() {
     let dir = t.path().join("audit");
     // Three long events, each followed by a normal one: one that fits the read
     // buffer, one longer than it (scanned while it streams), and one longer than it
-    // written with spaces (not canonical: read again whole).
+    // with an escape JCS does not write (not canonical: read again whole).
     let mut prev = write_chain(&file, 1, 0, 1, ZERO_HASH);
     let mut long = Vec::new();
     for (i, size) in [3_000usize, 600 << 10, 600 << 10].into_iter().enumerate() {
@@ -331,7 +331,7 @@ fn a_line_over_max_line_bytes_ships_cut_and_the_chain_goes_on() {
         if i == 2 {
             line = String::from_utf8(line)
                 .unwrap()
-                .replacen(",\"seq\":", ", \"seq\": ", 1)
+                .replacen("\"resource\":\"r", "\"resource\":\"\\u0072", 1)
                 .into_bytes();
         }
         append(&file, &line);
@@ -442,18 +442,20 @@ fn verify_and_the_daemon_agree_on_lines_over_64_mib() {
     let (t, file) = setup();
     let dir = t.path().join("audit");
     let huge = "r".repeat((64 << 20) + 1000);
-    // Line 2: canonical, checked while it streams. Line 4: not canonical (a space),
+    // Line 2: canonical, checked while it streams. Line 4: not canonical (an escape),
     // too long to hold whole: not checked by either, so line 5 cannot link to it.
     let prev = write_chain(&file, 1, 0, 1, ZERO_HASH);
     let s1 = sealed(1, &prev, &huge);
     append(&file, &s1.line);
     let prev = write_chain(&file, 1, 2, 1, &s1.hash);
     let s3 = sealed(3, &prev, &huge);
-    let spaced = String::from_utf8(s3.line)
-        .unwrap()
-        .replacen(",\"seq\":", ", \"seq\":", 1);
-    append(&file, spaced.as_bytes());
-    drop(spaced);
+    let escaped = String::from_utf8(s3.line).unwrap().replacen(
+        "\"resource\":\"r",
+        "\"resource\":\"\\u0072",
+        1,
+    );
+    append(&file, escaped.as_bytes());
+    drop(escaped);
     write_chain(&file, 1, 4, 1, &s3.hash);
 
     let (code, doc) = verify_json(&[dir.as_os_str()]);

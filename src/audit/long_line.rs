@@ -1,10 +1,10 @@
 //! Checking an event too long to hold whole: one streaming pass over its bytes that
 //! computes its hash and keeps only what the schema and the chain read.
 //!
-//! An event whose text is already exactly its RFC 8785 form (no white space, keys
-//! strictly ascending in UTF-16 order at every level, only the escapes JCS writes,
-//! numbers as JCS writes them), which is how every auditship producer writes, hashes
-//! as its own bytes without its `hash` and `hmac` members. So its hash is computed
+//! An event whose text is already its RFC 8785 form (keys strictly ascending in
+//! UTF-16 order at every level, only the escapes JCS writes, numbers as JCS writes
+//! them), which is how every auditship producer writes, hashes as its own bytes
+//! without its `hash` and `hmac` members and without any white space between tokens. So its hash is computed
 //! while the bytes stream past, in bounded memory. The pass keeps the values the
 //! schema checks (`v`, `seq`, `timestamp`, `action`, `outcome`, `prev_hash`, `hash`,
 //! `hmac`, `kid`) and the JSON type of the members whose type it checks, nothing
@@ -286,6 +286,25 @@ impl LongLine {
 
     fn byte(&mut self, b: u8) -> Result<(), &'static str> {
         const NOT_CANONICAL: &str = "it is not in canonical form";
+        // White space between tokens is not part of the canonical form: JCS drops it,
+        // so the scan does too (inside strings it is content, read above).
+        if matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+            && !matches!(
+                self.state,
+                State::Str { .. }
+                    | State::Escape { .. }
+                    | State::Unicode { .. }
+                    | State::Literal { .. }
+            )
+        {
+            if self.state == State::Number {
+                if !canonical_number(&self.number) {
+                    return Err(NOT_CANONICAL);
+                }
+                self.state = State::AfterValue;
+            }
+            return Ok(());
+        }
         match self.state {
             State::Start => match b {
                 b'{' => {
@@ -730,6 +749,16 @@ mod tests {
     }
 
     #[test]
+    fn white_space_between_tokens_is_dropped_as_jcs_drops_it() {
+        let d = decided(" { \"a\" : [ 1 , \"x y\" , { } ] ,\t\"hash\" : \"h\" , \"b\":true\r} ");
+        assert_eq!(
+            d.digest,
+            crate::audit::sha256(br#"{"a":[1,"x y",{}],"b":true}"#)
+        );
+        assert_eq!(d.skeleton, r#"{"hash":"h"}"#);
+    }
+
+    #[test]
     fn the_skeleton_keeps_checked_values_and_the_types_of_the_others() {
         let d = decided(
             r#"{"action":"file_read","compliance_tags":["SOC2",1],"host":"h","metadata":{"k":[1]},"resource":"\n","seq":7,"x":"dropped"}"#,
@@ -748,9 +777,6 @@ mod tests {
             r#"{"b":1,"a":2}"#,
             r#"{"a":1,"a":2}"#,
             r#"{"hash":"x","hash":"x"}"#,
-            r#"{"a": 1}"#,
-            r#" {"a":1}"#,
-            r#"{"a":1} "#,
             r#"{"a":1}x"#,
             r#"{"a":"\/"}"#,
             r#"{"a":"\u0041"}"#,

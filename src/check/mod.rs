@@ -348,7 +348,7 @@ impl Encoder {
             out.extend_from_slice(b"{\"code\":\"");
             out.extend_from_slice(code.as_bytes());
             out.extend_from_slice(b"\",\"detail\":");
-            canon::write_string(detail, out);
+            canon::write_string(&short(detail), out);
             out.push(b'}');
         };
         for p in rec.problems {
@@ -378,6 +378,22 @@ struct Meta<'a> {
     problems: &'a [Problem],
     extra_problem: Option<(&'static str, String)>,
     redacted: &'a [String],
+}
+
+/// Longest problem detail shipped: a detail may quote a value of the line (an unknown
+/// `action`, a `kid`), and the line may be megabytes long.
+const MAX_DETAIL: usize = 1024;
+
+/// `detail`, cut to [`MAX_DETAIL`] bytes at a character boundary, ending in `…` when cut.
+fn short(detail: &str) -> Cow<'_, str> {
+    if detail.len() <= MAX_DETAIL {
+        return Cow::Borrowed(detail);
+    }
+    let mut end = MAX_DETAIL;
+    while !detail.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}…", &detail[..end]))
 }
 
 /// The problem of a line cut to the source's `max_line_bytes`.
@@ -657,6 +673,26 @@ mod tests {
             let (_, stats) = encode_cut(&mut v, tampered.trim_end().as_bytes(), scanned);
             assert_eq!(stats.problems, ["hash_mismatch", "line_too_long"]);
         }
+    }
+
+    #[test]
+    fn long_details_are_cut() {
+        let action = "é".repeat(5000);
+        let s = sealed(0, audit::ZERO_HASH, "/r");
+        let line = String::from_utf8(s.line)
+            .unwrap()
+            .replacen("file_read", &action, 1);
+        let mut v = Verifier::new(Keys::new());
+        let (rec, stats) = encode(Some(&mut v), line.trim_end().as_bytes());
+        assert_eq!(stats.problems, ["schema"]);
+        let detail = rec["_auditship"]["integrity"]["problems"][0]["detail"]
+            .as_str()
+            .unwrap();
+        assert!(detail.starts_with("unknown action \"éé"), "{detail}");
+        assert!(
+            detail.len() <= MAX_DETAIL + 3 && detail.ends_with('…'),
+            "{detail}"
+        );
     }
 
     #[test]

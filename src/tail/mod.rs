@@ -517,8 +517,9 @@ mod tests {
         );
         let sealed = audit::seal(&event, None).unwrap();
         let canonical = String::from_utf8(sealed.line.clone()).unwrap();
-        let spaced = canonical.replacen(',', ", ", 1);
-        std::fs::write(&p, format!("{canonical}{spaced}")).unwrap();
+        // `\u0079` is "y" written with an escape JCS does not use: not canonical.
+        let escaped = canonical.replacen('y', "\\u0079", 1);
+        std::fs::write(&p, format!("{canonical}{escaped}")).unwrap();
         let mut t = Tail::new(open_nofollow(&p).unwrap(), "a.jsonl").unwrap();
         let mut got = Vec::new();
         t.read_lines(&mut Vec::new(), 1000, true, |l| {
@@ -532,7 +533,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             got,
-            [(None, Some(true)), (Some(spaced.len() - 1), None)],
+            [(None, Some(true)), (Some(escaped.len() - 1), None)],
             "a canonical line is scanned; another is read again whole"
         );
     }
