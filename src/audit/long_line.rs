@@ -34,6 +34,7 @@ const VALUE_CAP: usize = 4 << 10;
 const NUMBER_CAP: usize = 64;
 /// Bytes gathered before they are handed to the hasher.
 const STAGE: usize = 64 << 10;
+const NOT_CANONICAL: &str = "it is not in canonical form";
 
 /// What a scan found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -284,26 +285,17 @@ impl LongLine {
         self.stack.len()
     }
 
+    /// One byte outside a run of string content.
     fn byte(&mut self, b: u8) -> Result<(), &'static str> {
-        const NOT_CANONICAL: &str = "it is not in canonical form";
-        // White space between tokens is not part of the canonical form: JCS drops it,
-        // so the scan does too (inside strings it is content, read above).
-        if matches!(b, b' ' | b'\t' | b'\n' | b'\r')
-            && !matches!(
-                self.state,
-                State::Str { .. }
-                    | State::Escape { .. }
-                    | State::Unicode { .. }
-                    | State::Literal { .. }
-            )
-        {
-            if self.state == State::Number {
-                if !canonical_number(&self.number) {
-                    return Err(NOT_CANONICAL);
-                }
-                self.state = State::AfterValue;
-            }
-            return Ok(());
+        let in_token = matches!(
+            self.state,
+            State::Str { .. }
+                | State::Escape { .. }
+                | State::Unicode { .. }
+                | State::Literal { .. }
+        );
+        if !in_token && matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            return self.white_space();
         }
         match self.state {
             State::Start => match b {
@@ -325,94 +317,10 @@ impl LongLine {
             },
             State::ArrayFirst if b == b']' => self.close(b)?,
             State::ArrayFirst | State::Value => self.value(b)?,
-            State::Str { key } => match b {
-                b'"' => {
-                    if !self.utf8.is_empty() {
-                        return Err("it is not valid UTF-8");
-                    }
-                    self.emit(b"\"");
-                    if key {
-                        self.end_key()?;
-                    } else {
-                        self.state = State::AfterValue;
-                    }
-                }
-                b'\\' => {
-                    if !self.utf8.is_empty() {
-                        return Err("it is not valid UTF-8");
-                    }
-                    self.emit(b"\\");
-                    self.state = State::Escape { key };
-                }
-                _ => return Err("a string holds a control character"),
-            },
-            State::Escape { key } => {
-                let decoded = match b {
-                    b'"' => b'"',
-                    b'\\' => b'\\',
-                    b'b' => 0x08,
-                    b'f' => 0x0c,
-                    b'n' => b'\n',
-                    b'r' => b'\r',
-                    b't' => b'\t',
-                    b'u' => {
-                        self.emit(b"u");
-                        self.state = State::Unicode {
-                            key,
-                            n: 0,
-                            value: 0,
-                        };
-                        return Ok(());
-                    }
-                    _ => return Err(NOT_CANONICAL),
-                };
-                self.emit(&[b]);
-                if key {
-                    self.key_bytes(&[decoded])?;
-                }
-                self.state = State::Str { key };
-            }
-            State::Unicode { key, n, value } => {
-                let digit = match b {
-                    b'0'..=b'9' => b - b'0',
-                    b'a'..=b'f' => b - b'a' + 10,
-                    _ => return Err(NOT_CANONICAL),
-                };
-                self.emit(&[b]);
-                let value = value * 16 + u32::from(digit);
-                if n < 3 {
-                    self.state = State::Unicode {
-                        key,
-                        n: n + 1,
-                        value,
-                    };
-                    return Ok(());
-                }
-                // JCS escapes only the control characters without a short form.
-                if value >= 0x20 || matches!(value, 0x08 | 0x09 | 0x0a | 0x0c | 0x0d) {
-                    return Err(NOT_CANONICAL);
-                }
-                if key {
-                    self.key_bytes(&[value as u8])?;
-                }
-                self.state = State::Str { key };
-            }
-            State::Number => match b {
-                b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E' => {
-                    if self.number.len() >= NUMBER_CAP {
-                        return Err(NOT_CANONICAL);
-                    }
-                    self.number.push(b);
-                    self.emit(&[b]);
-                }
-                _ => {
-                    if !canonical_number(&self.number) {
-                        return Err(NOT_CANONICAL);
-                    }
-                    self.state = State::AfterValue;
-                    return self.byte(b);
-                }
-            },
+            State::Str { key } => self.string_stop(b, key)?,
+            State::Escape { key } => self.escape(b, key)?,
+            State::Unicode { key, n, value } => self.unicode(b, key, n, value)?,
+            State::Number => self.number(b)?,
             State::Literal { word, at } => {
                 if word.get(usize::from(at)) != Some(&b) {
                     return Err("it is not JSON");
@@ -424,23 +332,142 @@ impl LongLine {
                     State::Literal { word, at: at + 1 }
                 };
             }
-            State::AfterValue => match (b, self.stack.last()) {
-                (b',', Some(Frame::Object { .. })) => {
-                    if self.depth() == 1 {
-                        self.end_member()?;
-                    } else {
-                        self.emit(b",");
-                    }
-                    self.state = State::Key;
-                }
-                (b',', Some(Frame::Array)) => {
-                    self.emit(b",");
-                    self.state = State::Value;
-                }
-                (b'}', Some(Frame::Object { .. })) | (b']', Some(Frame::Array)) => self.close(b)?,
-                _ => return Err(NOT_CANONICAL),
-            },
+            State::AfterValue => self.after_value(b)?,
             State::End => return Err("it has more after its JSON value"),
+        }
+        Ok(())
+    }
+
+    /// White space between tokens is not part of the canonical form: JCS drops it, so
+    /// the scan does too (inside strings it is content). It ends a number.
+    fn white_space(&mut self) -> Result<(), &'static str> {
+        if self.state == State::Number {
+            if !canonical_number(&self.number) {
+                return Err(NOT_CANONICAL);
+            }
+            self.state = State::AfterValue;
+        }
+        Ok(())
+    }
+
+    /// A quote, backslash or control byte in a string.
+    fn string_stop(&mut self, b: u8, key: bool) -> Result<(), &'static str> {
+        if !self.utf8.is_empty() {
+            return Err("it is not valid UTF-8");
+        }
+        match b {
+            b'"' => {
+                self.emit(b"\"");
+                if key {
+                    self.end_key()?;
+                } else {
+                    self.state = State::AfterValue;
+                }
+            }
+            b'\\' => {
+                self.emit(b"\\");
+                self.state = State::Escape { key };
+            }
+            _ => return Err("a string holds a control character"),
+        }
+        Ok(())
+    }
+
+    /// The byte after a backslash.
+    fn escape(&mut self, b: u8, key: bool) -> Result<(), &'static str> {
+        let decoded = match b {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'b' => 0x08,
+            b'f' => 0x0c,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'u' => {
+                self.emit(b"u");
+                self.state = State::Unicode {
+                    key,
+                    n: 0,
+                    value: 0,
+                };
+                return Ok(());
+            }
+            _ => return Err(NOT_CANONICAL),
+        };
+        self.emit(&[b]);
+        if key {
+            self.key_bytes(&[decoded])?;
+        }
+        self.state = State::Str { key };
+        Ok(())
+    }
+
+    /// A digit of `\uXXXX`, `n` read before it.
+    fn unicode(&mut self, b: u8, key: bool, n: u8, value: u32) -> Result<(), &'static str> {
+        let digit = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            _ => return Err(NOT_CANONICAL),
+        };
+        self.emit(&[b]);
+        let value = value * 16 + u32::from(digit);
+        if n < 3 {
+            self.state = State::Unicode {
+                key,
+                n: n + 1,
+                value,
+            };
+            return Ok(());
+        }
+        // JCS escapes only the control characters without a short form.
+        if value >= 0x20 || matches!(value, 0x08 | 0x09 | 0x0a | 0x0c | 0x0d) {
+            return Err(NOT_CANONICAL);
+        }
+        if key {
+            self.key_bytes(&[value as u8])?;
+        }
+        self.state = State::Str { key };
+        Ok(())
+    }
+
+    /// A byte while reading a number: part of it, or what follows it.
+    fn number(&mut self, b: u8) -> Result<(), &'static str> {
+        match b {
+            b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E' => {
+                if self.number.len() >= NUMBER_CAP {
+                    return Err(NOT_CANONICAL);
+                }
+                self.number.push(b);
+                self.emit(&[b]);
+                Ok(())
+            }
+            _ => {
+                if !canonical_number(&self.number) {
+                    return Err(NOT_CANONICAL);
+                }
+                self.state = State::AfterValue;
+                self.after_value(b)
+            }
+        }
+    }
+
+    /// After a value: `,` or the end of its container.
+    fn after_value(&mut self, b: u8) -> Result<(), &'static str> {
+        match (b, self.stack.last()) {
+            (b',', Some(Frame::Object { .. })) => {
+                if self.depth() == 1 {
+                    self.end_member()?;
+                } else {
+                    self.emit(b",");
+                }
+                self.state = State::Key;
+            }
+            (b',', Some(Frame::Array)) => {
+                self.emit(b",");
+                self.state = State::Value;
+            }
+            (b'}', Some(Frame::Object { .. })) | (b']', Some(Frame::Array)) => self.close(b)?,
+            _ => return Err(NOT_CANONICAL),
         }
         Ok(())
     }
@@ -616,7 +643,7 @@ impl LongLine {
         if self.hashing {
             self.stage(bytes);
         }
-        if self.member.keep && !self.member.too_long && self.depth() >= 1 {
+        if self.member.keep && !self.member.too_long {
             if self.member.value.len() + bytes.len() > VALUE_CAP {
                 self.member.too_long = true;
                 self.member.value = Vec::new();
