@@ -17,6 +17,7 @@ mod cli_finish;
 mod config_layers;
 mod daemon;
 mod daemon_faults;
+mod integrity_edges;
 mod siem_servers;
 mod siem_sinks;
 mod sink_tls;

@@ -7,6 +7,7 @@
 
 use super::canon;
 use super::json::{self, Value};
+use super::long_line::{MAX_WHOLE_LINE, Scanned};
 use super::problem::{Code, Problem};
 use super::schema::{self, ChainFields, ZERO_HASH};
 use super::{Keys, hex_lower, sha256};
@@ -41,6 +42,16 @@ pub enum Checked<'a> {
         head: Head,
         hash_ok: bool,
     },
+}
+
+/// Where the hash of an event comes from.
+enum Digest<'t> {
+    /// The line is already canonical: hashed as it stands, without these spans.
+    Text(&'t [u8], &'t json::Spans),
+    /// Computed while the line streamed past.
+    Known([u8; 32]),
+    /// Written out in canonical form, then hashed.
+    Write,
 }
 
 /// Members left out of the hashed form.
@@ -124,9 +135,13 @@ impl Verifier {
             Ok(p) => p,
             Err(checked) => return checked,
         };
-        let text = parsed.canonical.then_some((line, &parsed.spans));
+        let digest = if parsed.canonical {
+            Digest::Text(line, &parsed.spans)
+        } else {
+            Digest::Write
+        };
         let value = parsed.value;
-        match self.check_parsed(&value, parsed.lone_surrogates, text, problems) {
+        match self.check_parsed(&value, parsed.lone_surrogates, digest, problems) {
             Some((head, hash_ok)) => Checked::Member {
                 value,
                 head,
@@ -143,16 +158,56 @@ impl Verifier {
         value: &Value<'_>,
         problems: &mut Vec<Problem>,
     ) -> Option<(Head, bool)> {
-        self.check_parsed(value, false, None, problems)
+        self.check_parsed(value, false, Digest::Write, problems)
     }
 
-    /// `canonical_text` is the line with the spans of its hash members, when the
-    /// parser found it already canonical: then it is hashed as it stands.
+    /// Checks a line that was scanned rather than held whole ([`LongLine`]): by the
+    /// same rules as [`Verifier::check_line`], on the scan's digest and skeleton. A
+    /// scan that could not decide is an `invalid_json` line, out of the chain; a
+    /// caller that can hold the line whole checks it with `check_line` instead.
+    ///
+    /// [`LongLine`]: super::long_line::LongLine
+    pub fn check_scanned<'s>(
+        &mut self,
+        scanned: &'s Scanned,
+        problems: &mut Vec<Problem>,
+    ) -> Checked<'s> {
+        let decided = match &scanned.outcome {
+            Ok(d) => d,
+            Err(why) => {
+                problems.push(Problem::new(
+                    Code::InvalidJson,
+                    format!(
+                        "line of {} bytes is longer than the {} bytes read whole, and {why}; not checked",
+                        scanned.len, MAX_WHOLE_LINE
+                    ),
+                ));
+                return Checked::Rejected { value: None };
+            }
+        };
+        let value = match json::parse(&decided.skeleton) {
+            Ok(v) => v,
+            Err(e) => {
+                // The scan builds the skeleton from JSON it validated: not reached.
+                problems.push(Problem::new(Code::InvalidJson, e.to_string()));
+                return Checked::Rejected { value: None };
+            }
+        };
+        match self.check_parsed(&value, false, Digest::Known(decided.digest), problems) {
+            Some((head, hash_ok)) => Checked::Member {
+                value,
+                head,
+                hash_ok,
+            },
+            None => Checked::Rejected { value: Some(value) },
+        }
+    }
+
     fn check_parsed(
         &mut self,
         value: &Value<'_>,
         lone_surrogates: bool,
-        canonical_text: Option<(&[u8], &json::Spans)>,
+        digest: Digest<'_>,
         problems: &mut Vec<Problem>,
     ) -> Option<(Head, bool)> {
         let Value::Object(obj) = value else {
@@ -165,7 +220,9 @@ impl Verifier {
         // Both structural checks run, so a line gets every problem that applies.
         let fields =
             schema::check(obj).map_err(|detail| problems.push(Problem::new(Code::Schema, detail)));
-        let digest = if let Some((text, spans)) = canonical_text {
+        let digest = if let Digest::Known(d) = digest {
+            Ok(d)
+        } else if let Digest::Text(text, spans) = digest {
             let mut h = Sha256::new();
             canon::without_members(text, spans.as_slice(), |piece| h.update(piece));
             Ok(h.finalize().into())

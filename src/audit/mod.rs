@@ -7,14 +7,18 @@
 //!
 //! The producer side ([`seal`]) and the verifier share the same reader and canonical
 //! writer, so whatever `record` writes is, by construction, what `verify` accepts.
+//! A line too long to hold is checked from a streaming scan ([`long_line`]) that
+//! decides as the whole-line check would, or not at all.
 
 pub mod canon;
 pub mod chain;
 pub mod json;
+pub mod long_line;
 pub mod problem;
 pub mod schema;
 
 pub use chain::{Checked, Head, Verifier};
+pub use long_line::{LongLine, MAX_WHOLE_LINE, Scanned};
 pub use problem::{Code, Problem};
 pub use schema::ZERO_HASH;
 

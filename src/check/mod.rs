@@ -5,12 +5,16 @@
 //! No IO. Problems in the data are attached to the record, never used to drop it:
 //! a line that is not a JSON object travels as `_auditship.raw` (and `raw_base64`
 //! when it is not UTF-8); a line over the source's limit travels truncated with a
-//! `line_too_long` problem, its full size and SHA-256.
+//! `line_too_long` problem, its full size and SHA-256, and the problems the verifier
+//! found in the whole line (which the reader held or scanned), so the chain goes on.
+//!
+//! The id: a clean chain member's own hash; any other line's is derived from its
+//! bytes, its problem codes and its place (`Id::of_line`).
 //!
 //! Hot path: a clean event (no secret found) is not re-serialized. Its text is copied
 //! and `_auditship` is spliced in before the closing brace.
 
-use crate::audit::{self, Checked, Problem, Verifier, canon, json};
+use crate::audit::{self, Checked, Code, Problem, Scanned, Verifier, canon, json};
 use crate::redact::Redactor;
 use std::borrow::Cow;
 
@@ -30,6 +34,10 @@ pub struct Origin<'a> {
 pub struct Truncated<'a> {
     pub full_bytes: u64,
     pub sha256_hex: &'a str,
+    /// The whole line, when the reader held it.
+    pub whole: Option<&'a [u8]>,
+    /// Otherwise the scan of the whole line made while it streamed past.
+    pub scanned: Option<&'a Scanned>,
 }
 
 /// Per-line result, for counting.
@@ -83,27 +91,13 @@ impl Encoder {
         let mut stats = LineStats::default();
         let mut problems: Vec<Problem> = Vec::new();
         if let Some(t) = truncated {
-            stats.problems.push("line_too_long");
-            let rec = Meta {
-                id: t.sha256_hex,
-                problems: &[],
-                extra_problem: Some((
-                    "line_too_long",
-                    format!(
-                        "line of {} bytes exceeds the source's max_line_bytes",
-                        t.full_bytes
-                    ),
-                )),
-                redacted: &[],
-            };
-            self.write_raw_record(raw, Some(t), &rec, at, out);
-            return stats;
+            return self.encode_truncated(verifier, raw, t, at, out);
         }
         let checked = match verifier {
             Some(v) => v.check_line(raw, &mut problems),
             None => plain_json(raw, &mut problems),
         };
-        let (value, id) = match checked {
+        let (value, hash) = match checked {
             Checked::Blank => {
                 stats.blank = true;
                 return stats;
@@ -112,11 +106,15 @@ impl Encoder {
                 value,
                 head,
                 hash_ok: true,
-            } => (Some(value), IdBuf::Hash(head.hash)),
-            Checked::Member { value, .. } => (Some(value), IdBuf::raw(raw)),
-            Checked::Rejected { value } => (value, IdBuf::raw(raw)),
+            } => (Some(value), Some(head.hash)),
+            Checked::Member { value, .. } => (Some(value), None),
+            Checked::Rejected { value } => (value, None),
         };
         stats.problems = problems.iter().map(|p| p.code.as_str()).collect();
+        let id = match hash {
+            Some(hash) if problems.is_empty() => Id(hash),
+            _ => Id::of_line(&audit::hex_lower(&audit::sha256(raw)), &stats.problems, at),
+        };
         let id = id.as_str();
         match value {
             Some(json::Value::Object(obj)) if !obj.iter().any(|(k, _)| k == "_auditship") => {
@@ -147,6 +145,54 @@ impl Encoder {
                 self.write_raw_record(raw, None, &rec, at, out);
             }
         }
+        stats
+    }
+
+    /// A line longer than the source's limit: checked whole (or as scanned while it
+    /// streamed past), so the chain goes on after it, and shipped cut, as raw text,
+    /// with the verifier's problems and `line_too_long`, its full size and SHA-256.
+    fn encode_truncated(
+        &self,
+        verifier: Option<&mut Verifier>,
+        raw: &[u8],
+        t: Truncated<'_>,
+        at: &Origin<'_>,
+        out: &mut Vec<u8>,
+    ) -> LineStats {
+        let mut problems: Vec<Problem> = Vec::new();
+        if let Some(v) = verifier {
+            match (t.whole, t.scanned) {
+                (Some(whole), _) => {
+                    v.check_line(whole, &mut problems);
+                }
+                (None, Some(scanned)) => {
+                    v.check_scanned(scanned, &mut problems);
+                }
+                (None, None) => problems.push(Problem::new(
+                    Code::InvalidJson,
+                    "line was neither held nor scanned whole; not checked",
+                )),
+            }
+        }
+        let mut stats = LineStats {
+            problems: problems.iter().map(|p| p.code.as_str()).collect(),
+            ..LineStats::default()
+        };
+        stats.problems.push(LINE_TOO_LONG);
+        let id = Id::of_line(t.sha256_hex.as_bytes(), &stats.problems, at);
+        let rec = Meta {
+            id: id.as_str(),
+            problems: &problems,
+            extra_problem: Some((
+                LINE_TOO_LONG,
+                format!(
+                    "line of {} bytes exceeds the source's max_line_bytes",
+                    t.full_bytes
+                ),
+            )),
+            redacted: &[],
+        };
+        self.write_raw_record(raw, Some(t), &rec, at, out);
         stats
     }
 
@@ -302,7 +348,7 @@ impl Encoder {
             out.extend_from_slice(b"{\"code\":\"");
             out.extend_from_slice(code.as_bytes());
             out.extend_from_slice(b"\",\"detail\":");
-            canon::write_string(detail, out);
+            canon::write_string(&short(detail), out);
             out.push(b'}');
         };
         for p in rec.problems {
@@ -334,20 +380,55 @@ struct Meta<'a> {
     redacted: &'a [String],
 }
 
-/// The identity key: the event's hash, or the SHA-256 of the raw line.
-enum IdBuf {
-    Hash([u8; 64]),
+/// Longest problem detail shipped: a detail may quote a value of the line (an unknown
+/// `action`, a `kid`), and the line may be megabytes long.
+const MAX_DETAIL: usize = 1024;
+
+/// `detail`, cut to [`MAX_DETAIL`] bytes at a character boundary, ending in `…` when cut.
+fn short(detail: &str) -> Cow<'_, str> {
+    if detail.len() <= MAX_DETAIL {
+        return Cow::Borrowed(detail);
+    }
+    let mut end = MAX_DETAIL;
+    while !detail.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}…", &detail[..end]))
 }
 
-impl IdBuf {
-    fn raw(raw: &[u8]) -> IdBuf {
-        IdBuf::Hash(audit::hex_lower(&audit::sha256(raw)))
+/// The problem of a line cut to the source's `max_line_bytes`.
+const LINE_TOO_LONG: &str = "line_too_long";
+
+/// A record's `_auditship.id`, 64 lowercase hex digits.
+struct Id([u8; 64]);
+
+impl Id {
+    /// The id of a line that is not a clean chain member (it has problems, or its
+    /// source has no chain): the SHA-256 of its raw bytes' SHA-256, its problem codes
+    /// and its place (stream, file, offset). The same line read again at the same
+    /// place (a resend after a crash) gets the same id; a copy of it elsewhere, or
+    /// the clean original a replayed copy repeats, gets another, so no receiver that
+    /// deduplicates on ids can drop the evidence.
+    fn of_line(raw_sha256_hex: &[u8], codes: &[&str], at: &Origin<'_>) -> Id {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        h.update(b"auditship-line-id-v1\0");
+        h.update(raw_sha256_hex);
+        h.update(b"\0");
+        h.update(codes.join(",").as_bytes());
+        h.update(b"\0");
+        h.update(at.stream.as_bytes());
+        h.update(b"\0");
+        h.update(at.file.as_bytes());
+        h.update(b"\0");
+        h.update(at.offset.to_string().as_bytes());
+        let digest: [u8; 32] = h.finalize().into();
+        Id(audit::hex_lower(&digest))
     }
 
     fn as_str(&self) -> &str {
-        match self {
-            IdBuf::Hash(h) => std::str::from_utf8(h).unwrap_or_default(),
-        }
+        // Built from lowercase hex only.
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
 
@@ -447,7 +528,7 @@ mod tests {
     }
 
     #[test]
-    fn problems_are_attached_and_the_id_falls_back_to_the_raw_line() {
+    fn problems_are_attached_and_the_id_is_the_lines_own() {
         let s = sealed(0, audit::ZERO_HASH, "/r");
         let tampered = String::from_utf8(s.line.clone())
             .unwrap()
@@ -460,10 +541,20 @@ mod tests {
             rec["_auditship"]["integrity"]["problems"][0]["code"],
             "hash_mismatch"
         );
-        assert_eq!(
-            rec["_auditship"]["id"],
-            audit::sha256_hex(tampered.trim_end().as_bytes()).as_str()
+        // As docs/SINKS.md gives it, for anyone to recompute.
+        let a = at();
+        let id = audit::sha256_hex(
+            format!(
+                "auditship-line-id-v1\0{}\0hash_mismatch\0{}\0{}\0{}",
+                audit::sha256_hex(tampered.trim_end().as_bytes()),
+                a.stream,
+                a.file,
+                a.offset
+            )
+            .as_bytes(),
         );
+        assert_eq!(rec["_auditship"]["id"], id.as_str());
+        assert_ne!(rec["_auditship"]["id"], s.hash.as_str());
     }
 
     #[test]
@@ -520,6 +611,8 @@ mod tests {
         let t = Truncated {
             full_bytes: 99_999,
             sha256_hex: "ab",
+            whole: None,
+            scanned: None,
         };
         let stats = enc.encode_line(None, b"{\"partial", Some(t), &at(), &mut out);
         assert_eq!(stats.problems, ["line_too_long"]);
@@ -529,6 +622,103 @@ mod tests {
             rec["_auditship"]["integrity"]["problems"][0]["code"],
             "line_too_long"
         );
+    }
+
+    /// Encodes the truncated line `whole` (cut to 100 bytes) of a chained stream.
+    fn encode_cut(v: &mut Verifier, whole: &[u8], scanned: bool) -> (Value, LineStats) {
+        let enc = Encoder::new("h", &serde_json::Map::new(), Redactor::builtin());
+        let sha = audit::sha256_hex(whole);
+        let scan = scanned.then(|| {
+            let mut l = audit::LongLine::new();
+            l.feed(whole);
+            l.finish()
+        });
+        let t = Truncated {
+            full_bytes: whole.len() as u64,
+            sha256_hex: &sha,
+            whole: (!scanned).then_some(whole),
+            scanned: scan.as_ref(),
+        };
+        let mut out = Vec::new();
+        let stats = enc.encode_line(Some(v), &whole[..100], Some(t), &at(), &mut out);
+        (serde_json::from_slice(&out).unwrap(), stats)
+    }
+
+    #[test]
+    fn the_chain_goes_on_after_a_cut_line() {
+        for scanned in [false, true] {
+            let big = "x".repeat(5000);
+            let first = sealed(0, audit::ZERO_HASH, &big);
+            let next = sealed(1, &first.hash, "/r");
+            let mut v = Verifier::new(Keys::new());
+            let (rec, stats) = encode_cut(&mut v, first.line.trim_ascii_end(), scanned);
+            assert_eq!(stats.problems, ["line_too_long"]);
+            assert_eq!(
+                rec["_auditship"]["sha256"],
+                audit::sha256_hex(first.line.trim_ascii_end()).as_str()
+            );
+            assert_eq!(rec["_auditship"]["raw"].as_str().map(str::len), Some(100));
+            let (rec, stats) = encode(Some(&mut v), next.line.trim_ascii_end());
+            assert!(
+                stats.problems.is_empty(),
+                "{scanned}: {:?}",
+                rec["_auditship"]
+            );
+            assert_eq!(rec["_auditship"]["id"], next.hash.as_str());
+            // A cut line that was tampered with says so besides being cut.
+            let tampered = String::from_utf8(first.line.clone())
+                .unwrap()
+                .replacen("xxx", "xyx", 1);
+            let mut v = Verifier::new(Keys::new());
+            let (_, stats) = encode_cut(&mut v, tampered.trim_end().as_bytes(), scanned);
+            assert_eq!(stats.problems, ["hash_mismatch", "line_too_long"]);
+        }
+    }
+
+    #[test]
+    fn long_details_are_cut() {
+        let action = "é".repeat(5000);
+        let s = sealed(0, audit::ZERO_HASH, "/r");
+        let line = String::from_utf8(s.line)
+            .unwrap()
+            .replacen("file_read", &action, 1);
+        let mut v = Verifier::new(Keys::new());
+        let (rec, stats) = encode(Some(&mut v), line.trim_end().as_bytes());
+        assert_eq!(stats.problems, ["schema"]);
+        let detail = rec["_auditship"]["integrity"]["problems"][0]["detail"]
+            .as_str()
+            .unwrap();
+        assert!(detail.starts_with("unknown action \"éé"), "{detail}");
+        assert!(
+            detail.len() <= MAX_DETAIL + 3 && detail.ends_with('…'),
+            "{detail}"
+        );
+    }
+
+    #[test]
+    fn a_replayed_line_gets_an_id_of_its_own_stable_at_its_place() {
+        let a = sealed(0, audit::ZERO_HASH, "/a");
+        let b = sealed(1, &a.hash, "/b");
+        let enc = Encoder::new("h", &serde_json::Map::new(), Redactor::builtin());
+        let id_at = |v: &mut Verifier, line: &[u8], offset: u64| {
+            let mut out = Vec::new();
+            let origin = Origin { offset, ..at() };
+            enc.encode_line(Some(v), line.trim_ascii_end(), None, &origin, &mut out);
+            let rec: Value = serde_json::from_slice(&out).unwrap();
+            rec["_auditship"]["id"].as_str().unwrap().to_string()
+        };
+        let mut v = Verifier::new(Keys::new());
+        assert_eq!(id_at(&mut v, &a.line, 0), a.hash);
+        assert_eq!(id_at(&mut v, &b.line, 300), b.hash);
+        let after_b = v.head();
+        let replay = id_at(&mut v, &a.line, 600);
+        assert_ne!(replay, a.hash, "a replayed copy is not its original");
+        // Read again at the same place after the same head: a resend after a crash.
+        let mut again = Verifier::resume(Keys::new(), after_b);
+        assert_eq!(id_at(&mut again, &a.line, 600), replay);
+        // The same bytes with the same problems elsewhere are another record.
+        let mut elsewhere = Verifier::resume(Keys::new(), after_b);
+        assert_ne!(id_at(&mut elsewhere, &a.line, 601), replay);
     }
 
     #[test]

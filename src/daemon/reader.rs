@@ -573,8 +573,9 @@ impl Reader {
             let file_name = tail.name.clone();
             let mut events = 0u32;
             let (max_bytes, max_events) = (self.limits.batch_bytes, room_events);
+            let scan = verifier.is_some();
             let (consumed, at_end) = tail
-                .read_lines(buf, source.max_line_bytes, |line| {
+                .read_lines(buf, source.max_line_bytes, scan, |line| {
                     let at = Origin {
                         source: &source.name,
                         stream: &st.name,
@@ -583,9 +584,11 @@ impl Reader {
                         offset: line.offset,
                         received_at: &received_at,
                     };
-                    let truncated = line.truncated.as_ref().map(|(n, h)| Truncated {
-                        full_bytes: *n,
-                        sha256_hex: h,
+                    let truncated = line.truncated.as_ref().map(|t| Truncated {
+                        full_bytes: t.full_bytes,
+                        sha256_hex: &t.sha256_hex,
+                        whole: t.whole,
+                        scanned: t.scanned.as_ref(),
                     });
                     let s = encoder.encode_line(
                         verifier.as_mut(),

@@ -6,7 +6,7 @@
 //! earlier occurrence of the same bytes lies inside the event's own members, and none
 //! can follow, because the rest of the line is metadata `check` wrote itself.
 
-use serde::Deserialize;
+use crate::audit::json::{self, Number, Object, Value};
 use std::borrow::Cow;
 
 const ID_MARK: &[u8] = br#""_auditship":{"v":1,"id":""#;
@@ -19,57 +19,110 @@ pub fn id(line: &[u8]) -> Option<&str> {
     std::str::from_utf8(&rest[..end]).ok()
 }
 
-/// The members of a record sinks use. Borrowed where the JSON has no escapes.
-#[derive(Debug, Default, Deserialize)]
-pub struct Head<'a> {
-    #[serde(borrow)]
-    pub timestamp: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub host: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub action: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub outcome: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub user_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub session_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub resource: Option<Cow<'a, str>>,
-    pub seq: Option<u64>,
-    #[serde(borrow, rename = "_auditship", default)]
-    pub meta: MetaHead<'a>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct MetaHead<'a> {
-    #[serde(borrow)]
-    pub id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub host: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub received_at: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub source: Option<Cow<'a, str>>,
-    #[serde(default)]
-    pub integrity: Integrity,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct Integrity {
+/// What the integrity check said of a record: `_auditship.integrity`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Integrity<'r> {
+    /// True only when the record says `"ok": true` with an empty `problems` list.
     pub ok: bool,
+    /// The problem codes listed, in order.
+    pub codes: Vec<&'r str>,
 }
 
-impl Default for Integrity {
-    fn default() -> Self {
-        Integrity { ok: true }
+/// Reads `_auditship.integrity` from a record's `_auditship` object. This is the one
+/// place every sink and shape learns whether a record is intact, and it errs one
+/// way: anything it cannot read (no `_auditship`, no `integrity`, `ok` not a
+/// boolean, `problems` not a list) is not intact, and `ok: true` with problems
+/// listed is not intact either.
+pub fn integrity<'r>(meta: Option<&'r Object<'_>>) -> Integrity<'r> {
+    let integrity = meta
+        .and_then(|m| json::get(m, "integrity"))
+        .and_then(Value::as_object);
+    let problems = match integrity.and_then(|i| json::get(i, "problems")) {
+        Some(Value::Array(items)) => Some(items),
+        _ => None,
+    };
+    let codes = problems
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.as_object().and_then(|p| json::get(p, "code")))
+        .filter_map(Value::as_str)
+        .collect();
+    let said_ok = matches!(
+        integrity.and_then(|i| json::get(i, "ok")),
+        Some(Value::Bool(true))
+    );
+    Integrity {
+        ok: said_ok && problems.is_some_and(|p| p.is_empty()),
+        codes,
     }
 }
 
+/// The members of a record sinks use, each read on its own: a member of the wrong
+/// type is absent, and never hides the others. Borrowed where the JSON has no escapes.
+#[derive(Debug, Default)]
+pub struct Head<'a> {
+    pub timestamp: Option<Cow<'a, str>>,
+    pub host: Option<Cow<'a, str>>,
+    pub action: Option<Cow<'a, str>>,
+    pub outcome: Option<Cow<'a, str>>,
+    pub user_id: Option<Cow<'a, str>>,
+    pub session_id: Option<Cow<'a, str>>,
+    pub resource: Option<Cow<'a, str>>,
+    pub seq: Option<u64>,
+    pub meta: MetaHead<'a>,
+}
+
+#[derive(Debug, Default)]
+pub struct MetaHead<'a> {
+    pub id: Option<Cow<'a, str>>,
+    pub host: Option<Cow<'a, str>>,
+    pub received_at: Option<Cow<'a, str>>,
+    pub source: Option<Cow<'a, str>>,
+    /// [`integrity`]`().ok`: false for a record that cannot be read.
+    pub integrity_ok: bool,
+}
+
 impl<'a> Head<'a> {
-    /// Parses the members sinks use; a line that is not an object gives all `None`.
+    /// Reads the members sinks use with the crate's JSON reader (the one `check`
+    /// used: it reads every record `check` writes). A line that is not an object gives
+    /// all `None`, and not intact.
     pub fn parse(line: &'a [u8]) -> Head<'a> {
-        serde_json::from_slice(line).unwrap_or_default()
+        let parsed = std::str::from_utf8(line)
+            .ok()
+            .and_then(|t| json::parse_lossy(t).ok());
+        let Some(Value::Object(obj)) = parsed.map(|p| p.value) else {
+            return Head::default();
+        };
+        fn s<'a>(o: &Object<'a>, key: &str) -> Option<Cow<'a, str>> {
+            match json::get(o, key) {
+                Some(Value::String(v)) => Some(v.clone()),
+                _ => None,
+            }
+        }
+        let meta = match json::get(&obj, "_auditship") {
+            Some(Value::Object(m)) => Some(m),
+            _ => None,
+        };
+        Head {
+            timestamp: s(&obj, "timestamp"),
+            host: s(&obj, "host"),
+            action: s(&obj, "action"),
+            outcome: s(&obj, "outcome"),
+            user_id: s(&obj, "user_id"),
+            session_id: s(&obj, "session_id"),
+            resource: s(&obj, "resource"),
+            seq: match json::get(&obj, "seq") {
+                Some(Value::Number(Number::Int(n))) => u64::try_from(*n).ok(),
+                _ => None,
+            },
+            meta: MetaHead {
+                id: meta.and_then(|m| s(m, "id")),
+                host: meta.and_then(|m| s(m, "host")),
+                received_at: meta.and_then(|m| s(m, "received_at")),
+                source: meta.and_then(|m| s(m, "source")),
+                integrity_ok: integrity(meta).ok,
+            },
+        }
     }
 
     /// The event's time in nanoseconds since the epoch: its `timestamp`, else the
@@ -216,5 +269,67 @@ mod tests {
         let h = Head::parse(line);
         assert_eq!(h.id(), Some("abc"));
         assert_eq!(id(b"{}"), None);
+    }
+
+    /// `integrity` of a record whose `_auditship` is `meta` (JSON text).
+    fn read(meta: &str) -> (bool, Vec<String>) {
+        let v = json::parse(meta).unwrap();
+        let i = integrity(v.as_object());
+        (i.ok, i.codes.iter().map(|c| c.to_string()).collect())
+    }
+
+    #[test]
+    fn integrity_is_ok_only_when_the_record_says_so_plainly() {
+        assert_eq!(
+            read(r#"{"integrity":{"ok":true,"problems":[]}}"#),
+            (true, vec![])
+        );
+        let (ok, codes) = read(
+            r#"{"integrity":{"ok":false,"problems":[{"code":"chain_break"},{"code":"seq_gap"}]}}"#,
+        );
+        assert!(!ok);
+        assert_eq!(codes, ["chain_break", "seq_gap"]);
+        for unreadable in [
+            r#"{}"#,
+            r#"{"integrity":null}"#,
+            r#"{"integrity":{}}"#,
+            r#"{"integrity":{"ok":true}}"#,
+            r#"{"integrity":{"ok":"true","problems":[]}}"#,
+            r#"{"integrity":{"ok":1,"problems":[]}}"#,
+            r#"{"integrity":{"ok":true,"problems":{}}}"#,
+            r#"{"integrity":{"ok":true,"problems":[{"code":"hash_mismatch"}]}}"#,
+            r#"{"integrity":{"ok":true,"problems":[null]}}"#,
+            r#"{"integrity":{"problems":[]}}"#,
+        ] {
+            assert!(!read(unreadable).0, "{unreadable}");
+        }
+        assert!(!integrity(None).ok);
+        // Of duplicate members the last counts, as `check` writes `_auditship` last.
+        assert!(
+            !read(
+                r#"{"integrity":{"ok":true,"problems":[]},"integrity":{"ok":false,"problems":[]}}"#
+            )
+            .0
+        );
+    }
+
+    #[test]
+    fn a_record_sinks_cannot_type_is_still_read_member_by_member() {
+        // `seq` a string and a duplicate key: what serde's typed parse refused whole.
+        let line = br#"{"action":"file_read","seq":"7","seq":"8","timestamp":"2026-11-26T07:06:42Z","_auditship":{"v":1,"id":"abc","integrity":{"ok":false,"problems":[{"code":"schema","detail":"x"}]}}}"#;
+        let h = Head::parse(line);
+        assert!(!h.meta.integrity_ok);
+        assert_eq!((h.action.as_deref(), h.seq), (Some("file_read"), None));
+        assert!(h.time_nanos().is_some());
+        assert!(!Head::parse(b"not json").meta.integrity_ok);
+        assert!(!Head::parse(br#"{"seq":1}"#).meta.integrity_ok);
+        let clean =
+            br#"{"seq":3,"_auditship":{"v":1,"id":"abc","integrity":{"ok":true,"problems":[]}}}"#;
+        let h = Head::parse(clean);
+        assert!(h.meta.integrity_ok);
+        assert_eq!(h.seq, Some(3));
+        // A lone surrogate escape (which serde refuses) reads too.
+        let h = Head::parse(br#"{"resource":"\ud800","_auditship":{"v":1,"id":"abc","integrity":{"ok":true,"problems":[]}}}"#);
+        assert!(h.meta.integrity_ok);
     }
 }

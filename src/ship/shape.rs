@@ -133,6 +133,7 @@ struct Ship<'r> {
 }
 
 impl Default for Ship<'_> {
+    /// A record without `_auditship`: nothing says it is intact.
     fn default() -> Self {
         Ship {
             id: None,
@@ -142,7 +143,7 @@ impl Default for Ship<'_> {
             host: None,
             agent_version: None,
             received_at: None,
-            ok: true,
+            ok: false,
             problems: Vec::new(),
         }
     }
@@ -236,18 +237,10 @@ impl<'r> Record<'r> {
 impl<'r> Ship<'r> {
     fn read(obj: &'r Object<'_>) -> Ship<'r> {
         let s = |key: &str| text(obj, key);
-        let integrity = json::get(obj, "integrity").and_then(Value::as_object);
-        let problems = match integrity.and_then(|i| json::get(i, "problems")) {
-            Some(Value::Array(items)) => items
-                .iter()
-                .filter_map(|p| p.as_object().and_then(|p| text(p, "code")))
-                .collect(),
-            _ => Vec::new(),
-        };
-        let ok = match integrity.and_then(|i| json::get(i, "ok")) {
-            Some(Value::Bool(ok)) => *ok && problems.is_empty(),
-            _ => problems.is_empty(),
-        };
+        let super::record::Integrity {
+            ok,
+            codes: problems,
+        } = super::record::integrity(Some(obj));
         Ship {
             id: s("id"),
             source: s("source"),

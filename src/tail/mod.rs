@@ -14,6 +14,7 @@
 //! the listing saw (`watch::Dir::open_file`), so the identity a tail starts from is
 //! the identity that was checked.
 
+use crate::audit;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fs::File;
@@ -57,8 +58,21 @@ pub struct Line<'a> {
     pub number: u64,
     /// Byte offset of the line's start.
     pub offset: u64,
-    /// `(full length, sha256 hex)` when the line was longer than the limit.
-    pub truncated: Option<(u64, String)>,
+    /// Set when the line was longer than the limit.
+    pub truncated: Option<Overlong<'a>>,
+}
+
+/// What is known of the whole of a line longer than the limit.
+pub struct Overlong<'a> {
+    pub full_bytes: u64,
+    /// SHA-256 (hex) of the whole line.
+    pub sha256_hex: String,
+    /// The whole line, when it was held: it fit the read buffer, or a scan could not
+    /// decide and it was read again whole (up to [`audit::MAX_WHOLE_LINE`]).
+    pub whole: Option<&'a [u8]>,
+    /// The scan of the whole line made while it streamed past (when scanning was
+    /// asked for and the line was not held).
+    pub scanned: Option<audit::Scanned>,
 }
 
 /// How a file relates to its checkpoint.
@@ -213,12 +227,15 @@ impl Tail {
     /// Reads complete lines from the offset, calling `each` for every line, until
     /// end of file or until `each` returns false (the caller's batch is full: the
     /// offset then stands right after that line). Lines longer than `max_line` are
-    /// cut to it (their full length and digest are passed along). Returns the bytes
-    /// consumed and whether the end of the complete lines was reached.
+    /// cut to it; their full length and digest are passed along, and with `scan`
+    /// (lines of a hash-chained stream) what the chain needs of the whole line (see
+    /// [`Overlong`]). Returns the bytes consumed and whether the end of the complete
+    /// lines was reached.
     pub fn read_lines(
         &mut self,
         buf: &mut Vec<u8>,
         max_line: usize,
+        scan: bool,
         mut each: impl FnMut(Line<'_>) -> bool,
     ) -> io::Result<(u64, bool)> {
         if self.fingerprint.is_none() {
@@ -242,10 +259,13 @@ impl Tail {
                 let line = &data[consumed..consumed + rel];
                 self.line += 1;
                 let (bytes, truncated) = if line.len() > max_line {
-                    (
-                        &line[..max_line],
-                        Some((line.len() as u64, crate::audit::sha256_hex(line))),
-                    )
+                    let over = Overlong {
+                        full_bytes: line.len() as u64,
+                        sha256_hex: audit::sha256_hex(line),
+                        whole: Some(line),
+                        scanned: None,
+                    };
+                    (&line[..max_line], Some(over))
                 } else {
                     (line, None)
                 };
@@ -262,7 +282,7 @@ impl Tail {
             }
             if consumed == 0 {
                 // No newline in a whole chunk: a line longer than the chunk.
-                match self.long_line(pos, max_line, &mut more, &mut each)? {
+                match self.long_line(pos, max_line, scan, &mut more, &mut each)? {
                     Some(len) => {
                         pos += len;
                         continue;
@@ -285,16 +305,20 @@ impl Tail {
     }
 
     /// Handles a line longer than the read chunk starting at `pos`: hashes it in
-    /// pieces, keeps at most `max_line` bytes. Returns the bytes consumed (line and
-    /// `\n`), or `None` if the line has no `\n` yet.
+    /// pieces, keeps at most `max_line` bytes, and with `scan` feeds it to a
+    /// [`audit::LongLine`] (reading it again whole if that cannot decide and the
+    /// line is not too long to hold). Returns the bytes consumed (line and `\n`), or
+    /// `None` if the line has no `\n` yet.
     fn long_line(
         &mut self,
         pos: u64,
         max_line: usize,
+        scan: bool,
         more: &mut bool,
         each: &mut impl FnMut(Line<'_>) -> bool,
     ) -> io::Result<Option<u64>> {
         let mut hasher = Sha256::new();
+        let mut scanner = scan.then(audit::LongLine::new);
         let mut kept = Vec::new();
         let mut piece = vec![0u8; 1 << 20];
         let mut at = pos;
@@ -309,15 +333,29 @@ impl Tail {
                 None => (chunk, false),
             };
             hasher.update(part);
+            if let Some(s) = scanner.as_mut() {
+                s.feed(part);
+            }
             let room = max_line.saturating_sub(kept.len());
             kept.extend_from_slice(&part[..part.len().min(room)]);
             at += part.len() as u64;
             if done {
                 let full = at - pos;
                 let digest: [u8; 32] = hasher.finalize().into();
-                let hex = String::from_utf8_lossy(&crate::audit::hex_lower(&digest)).into_owned();
+                let sha256_hex = String::from_utf8_lossy(&audit::hex_lower(&digest)).into_owned();
+                drop(piece);
+                let scanned = scanner.map(audit::LongLine::finish);
+                let whole = match &scanned {
+                    Some(s) if s.outcome.is_err() => self.whole_line(pos, full, &digest)?,
+                    _ => None,
+                };
                 self.line += 1;
-                let truncated = (full as usize > max_line).then_some((full, hex));
+                let truncated = (full as usize > max_line).then(|| Overlong {
+                    full_bytes: full,
+                    sha256_hex,
+                    whole: whole.as_deref(),
+                    scanned: if whole.is_some() { None } else { scanned },
+                });
                 *more = each(Line {
                     bytes: &kept,
                     number: self.line,
@@ -329,6 +367,17 @@ impl Tail {
             }
         }
     }
+
+    /// Reads a line of `len` bytes at `pos` again whole, if it is not too long to
+    /// hold and still has the digest it had when it streamed past.
+    fn whole_line(&self, pos: u64, len: u64, digest: &[u8; 32]) -> io::Result<Option<Vec<u8>>> {
+        if len > audit::MAX_WHOLE_LINE as u64 {
+            return Ok(None);
+        }
+        let mut whole = vec![0u8; len as usize];
+        let n = read_at_full(&self.file, &mut whole, pos)?;
+        Ok((n == whole.len() && audit::sha256(&whole) == *digest).then_some(whole))
+    }
 }
 
 #[cfg(test)]
@@ -339,7 +388,7 @@ mod tests {
     fn lines(t: &mut Tail, max: usize) -> Vec<(String, u64, u64, bool)> {
         let mut out = Vec::new();
         let mut buf = Vec::new();
-        t.read_lines(&mut buf, max, |l| {
+        t.read_lines(&mut buf, max, false, |l| {
             out.push((
                 String::from_utf8_lossy(l.bytes).into_owned(),
                 l.number,
@@ -427,7 +476,7 @@ mod tests {
         let mut buf = Vec::new();
         let mut n = 0;
         let (consumed, at_end) = t
-            .read_lines(&mut buf, 100, |_| {
+            .read_lines(&mut buf, 100, false, |_| {
                 n += 1;
                 n < 2
             })
@@ -445,8 +494,9 @@ mod tests {
         let mut t = Tail::new(open_nofollow(&p).unwrap(), "a.jsonl").unwrap();
         let mut got = Vec::new();
         let mut buf = Vec::new();
-        t.read_lines(&mut buf, 1000, |l| {
-            got.push((l.bytes.len(), l.number, l.truncated.clone()));
+        t.read_lines(&mut buf, 1000, false, |l| {
+            let t = l.truncated.map(|t| (t.full_bytes, t.sha256_hex));
+            got.push((l.bytes.len(), l.number, t));
             true
         })
         .unwrap();
@@ -458,6 +508,38 @@ mod tests {
         );
         assert_eq!(got[2], (5, 3, None));
         assert_eq!(t.offset, (6 + (3 << 20) + 1 + 6) as u64);
+    }
+
+    #[test]
+    fn long_lines_of_a_chain_are_scanned_or_held_whole() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.jsonl");
+        let big = "y".repeat(300 << 10);
+        let event = format!(
+            r#"{{"v":1,"id":"i","seq":0,"timestamp":"2026-11-26T07:06:42Z","user_id":"u","session_id":"s","host":"h","action":"file_read","resource":"{big}","outcome":"success","prev_hash":"{}"}}"#,
+            audit::ZERO_HASH
+        );
+        let sealed = audit::seal(&event, None).unwrap();
+        let canonical = String::from_utf8(sealed.line.clone()).unwrap();
+        // `\u0079` is "y" written with an escape JCS does not use: not canonical.
+        let escaped = canonical.replacen('y', "\\u0079", 1);
+        std::fs::write(&p, format!("{canonical}{escaped}")).unwrap();
+        let mut t = Tail::new(open_nofollow(&p).unwrap(), "a.jsonl").unwrap();
+        let mut got = Vec::new();
+        t.read_lines(&mut Vec::new(), 1000, true, |l| {
+            let o = l.truncated.unwrap();
+            got.push((
+                o.whole.map(<[u8]>::len),
+                o.scanned.map(|s| s.outcome.is_ok()),
+            ));
+            true
+        })
+        .unwrap();
+        assert_eq!(
+            got,
+            [(None, Some(true)), (Some(escaped.len() - 1), None)],
+            "a canonical line is scanned; another is read again whole"
+        );
     }
 
     #[test]

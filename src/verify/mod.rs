@@ -5,14 +5,15 @@
 //! formatting is the caller's: problems are handed to a callback as they are found, so
 //! a log of any size verifies without holding its problems in memory.
 
-use crate::audit::{Checked, Code, Head, Keys, Problem, Verifier};
+use crate::audit::{Checked, Code, Head, Keys, LongLine, Problem, Verifier};
 use flate2::read::MultiGzDecoder;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-/// Lines longer than this are not parsed (they are reported), so memory stays bounded.
-pub const MAX_LINE_BYTES: usize = 64 << 20;
+/// Lines longer than this are not held whole: they are checked while they stream
+/// past ([`crate::audit::LongLine`]), so memory stays bounded.
+pub const MAX_LINE_BYTES: usize = crate::audit::MAX_WHOLE_LINE;
 
 /// One file of a stream and the name it is reported under.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,13 +165,14 @@ pub fn verify_stream<'s>(
     let mut buf = Vec::with_capacity(64 * 1024);
     let mut problems = Vec::new();
     let last_index = stream.files.len().saturating_sub(1);
+    let mut long = None;
     for (index, file) in stream.files.iter().enumerate() {
         let mut reader = open(&file.path)?;
         let mut line_no = 0u64;
         loop {
             buf.clear();
-            let (read, complete) =
-                read_line(&mut reader, &mut buf).map_err(|e| with_path(e, &file.path))?;
+            let (read, complete) = read_line(&mut reader, &mut buf, &mut long)
+                .map_err(|e| with_path(e, &file.path))?;
             if read == 0 && !complete {
                 break;
             }
@@ -179,24 +181,15 @@ pub fn verify_stream<'s>(
                 summary.pending = Some((file.name.clone(), line_no, read as u64));
                 break;
             }
-            if read > MAX_LINE_BYTES {
-                summary.events += 1;
-                let p = Problem::new(
-                    Code::InvalidJson,
-                    format!(
-                        "line of {read} bytes exceeds the {MAX_LINE_BYTES}-byte limit; not parsed"
-                    ),
-                );
-                count(&mut summary, &p);
-                on_problem(Located {
-                    file: &file.name,
-                    line: line_no,
-                    problem: p,
-                });
-                continue;
-            }
             problems.clear();
-            if !matches!(verifier.check_line(&buf, &mut problems), Checked::Blank) {
+            let checked = match long.take().map(LongLine::finish) {
+                Some(scanned) => !matches!(
+                    verifier.check_scanned(&scanned, &mut problems),
+                    Checked::Blank
+                ),
+                None => !matches!(verifier.check_line(&buf, &mut problems), Checked::Blank),
+            };
+            if checked {
                 summary.events += 1;
             }
             for p in problems.drain(..) {
@@ -235,9 +228,16 @@ pub fn open(path: &Path) -> io::Result<Box<dyn BufRead>> {
     }
 }
 
-/// Reads one line into `buf` without its `\n`, keeping at most `MAX_LINE_BYTES + 1`
-/// bytes of it. Returns the full length read (without `\n`) and whether a `\n` ended it.
-pub fn read_line(reader: &mut dyn BufRead, buf: &mut Vec<u8>) -> io::Result<(usize, bool)> {
+/// Reads one line into `buf` without its `\n`. A line longer than `MAX_LINE_BYTES`
+/// is not held: from the piece that takes it over the limit, all of it so far and
+/// the rest go to a [`LongLine`] scan left in `long` (`buf` keeps a prefix). Returns
+/// the full length read (without `\n`) and whether a `\n` ended it.
+pub fn read_line(
+    reader: &mut dyn BufRead,
+    buf: &mut Vec<u8>,
+    long: &mut Option<LongLine>,
+) -> io::Result<(usize, bool)> {
+    *long = None;
     let mut total = 0usize;
     loop {
         let chunk = match reader.fill_buf() {
@@ -252,8 +252,17 @@ pub fn read_line(reader: &mut dyn BufRead, buf: &mut Vec<u8>) -> io::Result<(usi
             Some(i) => (i, true),
             None => (chunk.len(), false),
         };
-        let room = (MAX_LINE_BYTES + 1).saturating_sub(buf.len());
-        buf.extend_from_slice(&chunk[..take.min(room)]);
+        let piece = &chunk[..take];
+        if let Some(scan) = long.as_mut() {
+            scan.feed(piece);
+        } else if buf.len() + take > MAX_LINE_BYTES {
+            let mut scan = LongLine::new();
+            scan.feed(buf);
+            scan.feed(piece);
+            *long = Some(scan);
+        } else {
+            buf.extend_from_slice(piece);
+        }
         total += take;
         reader.consume(if done { take + 1 } else { take });
         if done {
@@ -296,7 +305,7 @@ mod tests {
         let mut got = Vec::new();
         loop {
             buf.clear();
-            let (n, complete) = read_line(&mut r, &mut buf).unwrap();
+            let (n, complete) = read_line(&mut r, &mut buf, &mut None).unwrap();
             if n == 0 && !complete {
                 break;
             }

@@ -186,7 +186,7 @@ fn log_record(head: &Head<'_>, line: &[u8], out: &mut Vec<u8>) {
     {
         let _ = write!(out, "\"observedTimeUnixNano\":\"{}\",", t.max(0));
     }
-    let (num, text) = if !head.meta.integrity.ok {
+    let (num, text) = if !head.meta.integrity_ok {
         (17, "ERROR")
     } else if matches!(head.outcome.as_deref(), Some("failure" | "denied")) {
         (13, "WARN")
@@ -232,7 +232,7 @@ fn log_record(head: &Head<'_>, line: &[u8], out: &mut Vec<u8>) {
     let _ = write!(
         out,
         ",{{\"key\":\"auditship.integrity_ok\",\"value\":{{\"boolValue\":{}}}}}]}}",
-        head.meta.integrity.ok
+        head.meta.integrity_ok
     );
 }
 

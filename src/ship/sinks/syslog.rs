@@ -134,7 +134,7 @@ impl SyslogSink {
 
     fn message(&self, line: &[u8], out: &mut Vec<u8>) {
         let head = Head::parse(line);
-        let severity = if !head.meta.integrity.ok {
+        let severity = if !head.meta.integrity_ok {
             3
         } else if matches!(head.outcome.as_deref(), Some("failure" | "denied")) {
             4
@@ -173,7 +173,7 @@ impl SyslogSink {
         let _ = write!(
             out,
             " integrity=\"{}\"] ",
-            if head.meta.integrity.ok {
+            if head.meta.integrity_ok {
                 "ok"
             } else {
                 "problem"
