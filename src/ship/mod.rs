@@ -8,6 +8,7 @@
 //! forever; nothing is dropped.
 
 pub mod record;
+pub mod replay;
 pub mod shape;
 pub mod sinks;
 pub mod tls;
