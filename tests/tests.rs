@@ -19,6 +19,7 @@ mod daemon_faults;
 mod siem_servers;
 mod siem_sinks;
 mod sink_tls;
+mod transport_ops;
 
 mod install_hooks;
 mod ops;

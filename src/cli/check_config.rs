@@ -248,7 +248,9 @@ fn plaintext_warnings(d: &DaemonConfig) -> Vec<String> {
     let mut out = Vec::new();
     for (table, net) in nets {
         for (setting, risk) in cleartext_exposure(&net.endpoint, net.proxy.as_deref()) {
-            out.push(format!("{table}: {setting}: {risk} (allow_plaintext = true)"));
+            out.push(format!(
+                "{table}: {setting}: {risk} (allow_plaintext = true)"
+            ));
         }
     }
     out

@@ -276,7 +276,11 @@ impl Replayer<'_> {
     async fn one(&mut self, store: &DeadLetterStore, d: &DeadLetter) -> (String, bool) {
         let Some(cfg) = self.daemon.sinks.iter().find(|s| s.name == d.sink) else {
             return (
-                format!("{}: kept: no sink named {:?} is configured", label(d), d.sink),
+                format!(
+                    "{}: kept: no sink named {:?} is configured",
+                    label(d),
+                    d.sink
+                ),
                 false,
             );
         };
@@ -286,7 +290,12 @@ impl Replayer<'_> {
             .or_insert_with(|| crate::ship::sinks::Sink::new(cfg));
         let sink = match sink {
             Ok(s) => s,
-            Err(e) => return (format!("{}: kept: the sink cannot start: {e}", label(d)), false),
+            Err(e) => {
+                return (
+                    format!("{}: kept: the sink cannot start: {e}", label(d)),
+                    false,
+                );
+            }
         };
         let outcome = crate::ship::replay::send_again(cfg, sink, &d.records).await;
         settle(store, cfg, d, outcome)
@@ -311,7 +320,10 @@ fn settle(
     let name = label(d);
     match (all, stored) {
         (true, Ok(())) => (
-            format!("{name}: {} events delivered to {:?}; removed", o.delivered, cfg.name),
+            format!(
+                "{name}: {} events delivered to {:?}; removed",
+                o.delivered, cfg.name
+            ),
             true,
         ),
         (true, Err(e)) => (
@@ -352,7 +364,11 @@ fn purge(args: PurgeArgs) -> ExitCode {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let verb = if args.dry_run { "would remove" } else { "removed" };
+    let verb = if args.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
     let (mut removed, mut events, mut unknown) = (0usize, 0u64, 0usize);
     for d in all
         .iter()
@@ -400,7 +416,8 @@ fn newest_received(records: &[u8]) -> Option<u64> {
     crate::ship::record::lines(records)
         .filter_map(|l| {
             let v: serde_json::Value = serde_json::from_slice(l).ok()?;
-            let nanos = crate::ship::record::rfc3339_nanos(v["_auditship"]["received_at"].as_str()?)?;
+            let nanos =
+                crate::ship::record::rfc3339_nanos(v["_auditship"]["received_at"].as_str()?)?;
             u64::try_from(nanos / 1_000_000).ok()
         })
         .max()

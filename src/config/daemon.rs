@@ -1276,7 +1276,10 @@ mod tests {
         let proxy = "type = \"http\"\nendpoint = \"https://siem.example.com\"\nproxy = \"http://user:hunter2@proxy.example.com:3128\"\n";
         let e = sink_errors(proxy);
         assert_eq!(e.len(), 1, "{e:?}");
-        assert!(e[0].starts_with("sink[0] (\"s\").proxy: ") && !e[0].contains("hunter2"), "{e:?}");
+        assert!(
+            e[0].starts_with("sink[0] (\"s\").proxy: ") && !e[0].contains("hunter2"),
+            "{e:?}"
+        );
         assert!(sink_errors(&format!("{proxy}allow_plaintext = true\n")).is_empty());
         let syslog = "type = \"syslog\"\nendpoint = \"tls://logs.example.com:6514\"\nallow_plaintext = true\n";
         assert_eq!(

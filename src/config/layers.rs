@@ -687,7 +687,8 @@ impl Expansion<'_> {
                             .file_of(span.start)
                             .and_then(|i| {
                                 let local = span.start - files.bases[i]..span.end - files.bases[i];
-                                let found = files.texts[i].get(local.clone())?.find(&p.reference)?;
+                                let found =
+                                    files.texts[i].get(local.clone())?.find(&p.reference)?;
                                 Some(span.start + found)
                             })
                             .unwrap_or(span.start);

@@ -109,7 +109,11 @@ impl DeadLetterStore {
     /// Deletes a dead letter, durably.
     pub fn remove(&self, d: &DeadLetter) -> Result<(), QueueError> {
         let mut b = sled::Batch::default();
-        for k in self.dead.scan_prefix(key_prefix(&d.sink, d.id, d.part)).keys() {
+        for k in self
+            .dead
+            .scan_prefix(key_prefix(&d.sink, d.id, d.part))
+            .keys()
+        {
             b.remove(k?);
         }
         self.dead.apply_batch(b)?;
@@ -254,24 +258,42 @@ mod tests {
         }
         let store = DeadLetterStore::open(dir.path()).unwrap().unwrap();
         let all = store.list().unwrap();
-        let keys: Vec<(&str, u64, u32)> = all.iter().map(|d| (d.sink.as_str(), d.id, d.part)).collect();
+        let keys: Vec<(&str, u64, u32)> = all
+            .iter()
+            .map(|d| (d.sink.as_str(), d.id, d.part))
+            .collect();
         assert_eq!(keys, [("a", 3, 0), ("a", 3, 1), ("b", 3, 0)]);
         assert_eq!(all[0].records, big, "chunks joined in order");
         let now = now_ms();
-        assert!(all.iter().all(|d| d.stored_ms.is_some_and(|t| t <= now && t + 60_000 > now)));
+        assert!(
+            all.iter()
+                .all(|d| d.stored_ms.is_some_and(|t| t <= now && t + 60_000 > now))
+        );
 
         store.keep_only(&all[0], b"{\"n\":1}\n", 1).unwrap();
         store.remove(&all[1]).unwrap();
         let left = store.list().unwrap();
         assert_eq!(left.len(), 2);
         assert_eq!(
-            (left[0].records.as_slice(), left[0].events, left[0].reason.as_str(), left[0].stored_ms),
+            (
+                left[0].records.as_slice(),
+                left[0].events,
+                left[0].reason.as_str(),
+                left[0].stored_ms
+            ),
             (&b"{\"n\":1}\n"[..], 1, "HTTP 400: no", all[0].stored_ms),
             "a rewrite keeps reason and time"
         );
-        assert_eq!(left[1].sink, "b", "another sink's letter of the same batch stays");
+        assert_eq!(
+            left[1].sink, "b",
+            "another sink's letter of the same batch stays"
+        );
         drop(store);
-        assert!(DeadLetterStore::open(&dir.path().join("nothing")).unwrap().is_none());
+        assert!(
+            DeadLetterStore::open(&dir.path().join("nothing"))
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

@@ -66,14 +66,20 @@ pub async fn send_again(cfg: &SinkConfig, sink: &mut sinks::Sink, records: &[u8]
                 marks.extend(sink.mark());
                 let why = match rejected.first() {
                     Some((_, why)) => {
-                        format!("{} of {events} records rejected again: {why}", rejected.len())
+                        format!(
+                            "{} of {events} records rejected again: {why}",
+                            rejected.len()
+                        )
                     }
                     None => format!(
                         "{} of {events} records not taken, try again later",
                         retry.len()
                     ),
                 };
-                (why, left.iter().filter_map(|i| lines.get(*i).copied()).collect())
+                (
+                    why,
+                    left.iter().filter_map(|i| lines.get(*i).copied()).collect(),
+                )
             }
         };
         // Nothing more is sent after a refusal: the rest is kept as it was.

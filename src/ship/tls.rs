@@ -224,7 +224,9 @@ fn is_loopback(url: &reqwest::Url) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     match host.parse::<IpAddr>() {
         Ok(IpAddr::V4(a)) => a.is_loopback(),
-        Ok(IpAddr::V6(a)) => a.is_loopback() || a.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+        Ok(IpAddr::V6(a)) => {
+            a.is_loopback() || a.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
         Err(_) => host.trim_end_matches('.').eq_ignore_ascii_case("localhost"),
     }
 }
@@ -267,9 +269,10 @@ pub fn cleartext_exposure(endpoint: &str, proxy: Option<&str>) -> Vec<(&'static 
             ));
         }
     }
-    if let Some(p) = proxy.as_ref().filter(|p| {
-        p.scheme() == "http" && (!p.username().is_empty() || p.password().is_some())
-    }) && !is_loopback(p)
+    if let Some(p) = proxy
+        .as_ref()
+        .filter(|p| p.scheme() == "http" && (!p.username().is_empty() || p.password().is_some()))
+        && !is_loopback(p)
     {
         out.push((
             "proxy",
@@ -332,8 +335,12 @@ fn client_for(
 ) -> Result<reqwest::Client, String> {
     for (setting, risk) in cleartext_exposure(&net.endpoint, net.proxy.as_deref()) {
         match sink {
-            Some(sink) => tracing::warn!(sink = %sink, setting, risk = %risk, "allow_plaintext = true: this sink sends data unencrypted over the network"),
-            None => tracing::warn!(endpoint = %without_credentials(&net.endpoint), setting, risk = %risk, "allow_plaintext = true: this client sends data unencrypted over the network"),
+            Some(sink) => {
+                tracing::warn!(sink = %sink, setting, risk = %risk, "allow_plaintext = true: this sink sends data unencrypted over the network")
+            }
+            None => {
+                tracing::warn!(endpoint = %without_credentials(&net.endpoint), setting, risk = %risk, "allow_plaintext = true: this client sends data unencrypted over the network")
+            }
         }
     }
     let https = net.endpoint.starts_with("https://")
@@ -351,12 +358,7 @@ fn client_for(
     if let Some(p) = &net.proxy {
         // reqwest's words for a bad proxy URL could quote it, credentials included.
         let proxy = reqwest::Proxy::all(p)
-            .map_err(|_| {
-                format!(
-                    "proxy {}: not a usable proxy URL",
-                    without_credentials(p)
-                )
-            })?
+            .map_err(|_| format!("proxy {}: not a usable proxy URL", without_credentials(p)))?
             .no_proxy(reqwest::NoProxy::from_env());
         b = b.proxy(proxy);
     } else if net.endpoint.starts_with("http://") {
@@ -372,7 +374,10 @@ mod tests {
     #[test]
     fn plain_http_may_not_leave_this_machine() {
         let exposed = |e: &str, p: Option<&str>| -> Vec<&'static str> {
-            cleartext_exposure(e, p).into_iter().map(|(k, _)| k).collect()
+            cleartext_exposure(e, p)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect()
         };
         for local in [
             "http://127.0.0.1:8088",
@@ -396,15 +401,47 @@ mod tests {
         }
         assert!(exposed("https://siem.example.com", None).is_empty());
         // A plain endpoint is only as local as the proxy it goes through.
-        assert_eq!(exposed("http://127.0.0.1", Some("http://proxy.example.com:3128")), ["proxy"]);
+        assert_eq!(
+            exposed("http://127.0.0.1", Some("http://proxy.example.com:3128")),
+            ["proxy"]
+        );
         assert!(exposed("http://127.0.0.1", Some("http://127.0.0.1:3128")).is_empty());
         // Proxy credentials in clear: only to a remote plain-http proxy.
-        assert_eq!(exposed("https://siem.example.com", Some("http://u:p@proxy.example.com:3128")), ["proxy"]);
-        assert!(exposed("https://siem.example.com", Some("http://proxy.example.com:3128")).is_empty());
-        assert!(exposed("https://siem.example.com", Some("https://u:p@proxy.example.com")).is_empty());
-        assert!(exposed("https://siem.example.com", Some("http://u:p@127.0.0.1:3128")).is_empty());
-        for (_, risk) in cleartext_exposure("https://x", Some("http://user:hunter2@proxy.example.com")) {
-            assert!(!risk.contains("hunter2") && !risk.contains("user"), "{risk}");
+        assert_eq!(
+            exposed(
+                "https://siem.example.com",
+                Some("http://u:p@proxy.example.com:3128")
+            ),
+            ["proxy"]
+        );
+        assert!(
+            exposed(
+                "https://siem.example.com",
+                Some("http://proxy.example.com:3128")
+            )
+            .is_empty()
+        );
+        assert!(
+            exposed(
+                "https://siem.example.com",
+                Some("https://u:p@proxy.example.com")
+            )
+            .is_empty()
+        );
+        assert!(
+            exposed(
+                "https://siem.example.com",
+                Some("http://u:p@127.0.0.1:3128")
+            )
+            .is_empty()
+        );
+        for (_, risk) in
+            cleartext_exposure("https://x", Some("http://user:hunter2@proxy.example.com"))
+        {
+            assert!(
+                !risk.contains("hunter2") && !risk.contains("user"),
+                "{risk}"
+            );
         }
     }
 
@@ -418,7 +455,10 @@ mod tests {
             without_credentials("http://proxy.example.com:3128"),
             "http://proxy.example.com:3128"
         );
-        assert_eq!(without_credentials("http://us er:pw@[bad"), "http://***@[bad");
+        assert_eq!(
+            without_credentials("http://us er:pw@[bad"),
+            "http://***@[bad"
+        );
         assert_eq!(without_credentials("no url"), "no url");
     }
 }

@@ -157,7 +157,9 @@ impl OtlpSink {
                 format!("HTTP {code} (credentials): {}", a.snippet()),
                 "OTLP receiver refuses our credentials; fix them, records wait in the queue",
             ),
-            407 => super::proxy_auth_error(&self.name, Some(&a), format!("HTTP 407: {}", a.snippet())),
+            407 => {
+                super::proxy_auth_error(&self.name, Some(&a), format!("HTTP 407: {}", a.snippet()))
+            }
             300..=399 => config_error(
                 &self.name,
                 &a,

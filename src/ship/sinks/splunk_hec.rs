@@ -139,7 +139,14 @@ impl HecSink {
 
     pub async fn send(&mut self, records: &bytes::Bytes) -> Verdict {
         let body = bytes::Bytes::from(self.encode(records));
-        let a = match super::post(&self.name, self.request(&self.event_url), body, self.compression).await {
+        let a = match super::post(
+            &self.name,
+            self.request(&self.event_url),
+            body,
+            self.compression,
+        )
+        .await
+        {
             Ok(a) => a,
             Err(v) => return v,
         };
@@ -171,7 +178,14 @@ impl HecSink {
         let url = format!("{}?channel={}", self.ack_url, self.channel);
         let mut last = String::from("no answer yet");
         loop {
-            match super::post(&self.name, self.request(&url), body.clone(), Compression::None).await {
+            match super::post(
+                &self.name,
+                self.request(&url),
+                body.clone(),
+                Compression::None,
+            )
+            .await
+            {
                 Ok(a) if (200..300).contains(&a.status) => {
                     match serde_json::from_slice::<AckReply>(&a.body) {
                         Ok(r) if r.acks.get(&id.to_string()) == Some(&true) => {
