@@ -120,8 +120,10 @@ fn plain_http_is_refused_to_remote_hosts_unless_allowed_with_a_warning() {
         "the daemon does not start either"
     );
 
-    // Loopback: accepted, and delivered.
+    // Loopback: accepted, and delivered directly: a proxy from the environment does
+    // not carry plain text off the machine.
     let local = TestSink::start();
+    let env_proxy = ConnectProxy::start();
     let cfg = siem_config(
         t.path(),
         &sources(&t),
@@ -129,11 +131,23 @@ fn plain_http_is_refused_to_remote_hosts_unless_allowed_with_a_warning() {
     );
     let (code, _, err) = check_config(t.path(), &cfg, &[]);
     assert_eq!(code, 0, "{err}");
-    let mut d = Daemon::start(t.path(), &cfg);
+    let mut c = cmd(t.path());
+    c.args(["run", "--config"])
+        .arg(&cfg)
+        .env("RUST_LOG", "warn")
+        .env("HTTP_PROXY", &env_proxy.url)
+        .env("http_proxy", &env_proxy.url)
+        .env("ALL_PROXY", &env_proxy.url);
+    let mut d = Daemon::spawn(c);
     wait_for(&mut d, Duration::from_secs(30), "loopback delivery", || {
         once_each(&local.ids(), &want)
     });
     stop_ok(d);
+    assert_eq!(
+        env_proxy.forwarded() + env_proxy.tunnels(),
+        0,
+        "plain http:// never goes through a proxy from the environment"
+    );
 
     // allow_plaintext: accepted, shown by check-config, and a warning at every start.
     let cfg = siem_config(
