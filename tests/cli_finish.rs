@@ -55,6 +55,8 @@ fn the_subcommand_list_is_complete() {
         "install-hooks",
         "dead-letter",
         "dead-letter list",
+        "dead-letter replay",
+        "dead-letter purge",
         "archive",
         "completions",
         "man",

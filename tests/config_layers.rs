@@ -213,15 +213,32 @@ endpoint = "https://${AUDITSHIP_TEST_SIEM}:8088/in"
         .env("AUDITSHIP_TEST_SIEM", "siem.internal")
         .env("AUDITSHIP_TEST_EMPTY", "");
     let out = valid(c, &cfg);
+    // Values from the environment may be secrets: check-config shows them as
+    // written. A literal `$${` is not a reference and is shown expanded.
     for want in [
-        "host = \"devbox-7\"",
-        "region = \"eu-west-1\"",
-        "empty = \"fallback\"",
+        "host = \"${AUDITSHIP_TEST_HOST}\"",
+        "region = \"${AUDITSHIP_TEST_REGION:-eu-west-1}\"",
+        "empty = \"${AUDITSHIP_TEST_EMPTY:-fallback}\"",
         "literal = \"${AUDITSHIP_TEST_HOST} costs $5\"",
-        "endpoint = \"https://siem.internal:8088/in\"",
+        "endpoint = \"https://${AUDITSHIP_TEST_SIEM}:8088/in\"",
     ] {
         assert!(out.contains(want), "{want} missing from:\n{out}");
     }
+    for expanded in ["devbox-7", "siem.internal"] {
+        assert!(!out.contains(expanded), "{expanded} printed:\n{out}");
+    }
+    // The expansion itself shows where the value is used: a plain http:// endpoint
+    // names the host the variable gave it.
+    std::fs::write(
+        t.path().join("conf.d/20-plain.toml"),
+        "[[sink]]\nname = \"siem\"\nendpoint = \"http://${AUDITSHIP_TEST_SIEM}:8088/in\"\n",
+    )
+    .unwrap();
+    let mut c = cmd(t.path());
+    c.env("AUDITSHIP_TEST_HOST", "devbox-7")
+        .env("AUDITSHIP_TEST_SIEM", "siem.internal");
+    let err = invalid(c, &cfg);
+    assert!(err.contains("plain http:// to siem.internal"), "{err}");
 }
 
 #[test]
@@ -367,7 +384,11 @@ fn the_hash_follows_the_settings_not_the_files_or_the_environment() {
     c.env("AUDITSHIP_TEST_HOST", "elsewhere");
     let out_b = valid(c, &cfg_b);
     assert_eq!(hash_of(&out_b), hash);
-    assert!(out_b.contains("host = \"elsewhere\""), "{out_b}");
+    assert!(
+        out_b.contains("host = \"${AUDITSHIP_TEST_HOST:-h}\""),
+        "{out_b}"
+    );
+    assert!(!out_b.contains("elsewhere"), "{out_b}");
     // The same settings in one file, differently laid out.
     let merged = FLEET
         .replace("fleet-default", "${AUDITSHIP_TEST_HOST:-h}")

@@ -22,6 +22,7 @@ mod siem_servers;
 mod siem_sinks;
 mod sink_tls;
 mod symlink_paths;
+mod transport_ops;
 
 mod claude_code;
 mod install_hooks;

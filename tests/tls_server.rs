@@ -228,6 +228,23 @@ struct ProxyState {
     tunnels: AtomicU64,
     forwarded: AtomicU64,
     seen: Mutex<Vec<ProxyRequest>>,
+    /// Connections still to be answered 407.
+    refuse: AtomicU64,
+    refused: AtomicU64,
+}
+
+impl ProxyState {
+    /// True (and one fewer to go) while connections are to be refused.
+    fn take_refusal(&self) -> bool {
+        let taken = self
+            .refuse
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if taken {
+            self.refused.fetch_add(1, Ordering::SeqCst);
+        }
+        taken
+    }
 }
 
 /// A loopback HTTP proxy: `CONNECT host:port` opens a tunnel; an absolute-form
@@ -245,7 +262,18 @@ pub struct ConnectProxy {
 
 impl ConnectProxy {
     pub fn start() -> ConnectProxy {
-        let state = Arc::new(ProxyState::default());
+        Self::refusing(0)
+    }
+
+    /// A proxy that answers the first request of its first `n` connections (a
+    /// `CONNECT` or a forwarded request) `407 Proxy Authentication Required`, with
+    /// `Proxy-Authenticate`, `Retry-After: 1` and `Connection: close`, and then works
+    /// as [`ConnectProxy::start`]'s does.
+    pub fn refusing(n: u64) -> ConnectProxy {
+        let state = Arc::new(ProxyState {
+            refuse: AtomicU64::new(n),
+            ..Default::default()
+        });
         let (listener, addr) = {
             let state = state.clone();
             Listener::start(move |conn| {
@@ -273,7 +301,14 @@ impl ConnectProxy {
     pub fn seen(&self) -> Vec<ProxyRequest> {
         self.state.seen.lock().unwrap().clone()
     }
+
+    /// Requests answered 407.
+    pub fn refused(&self) -> u64 {
+        self.state.refused.load(Ordering::SeqCst)
+    }
 }
+
+const PROXY_AUTH_REQUIRED: &[u8] = b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"test proxy\"\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
 
 fn serve_proxy(client: TcpStream, state: &ProxyState) -> io::Result<()> {
     let mut writer = client.try_clone()?;
@@ -288,7 +323,17 @@ fn serve_proxy(client: TcpStream, state: &ProxyState) -> io::Result<()> {
             proxy_authorization: head.header("proxy-authorization").map(str::to_string),
         })
     };
-    if head.method.eq_ignore_ascii_case("CONNECT") {
+    let connect = head.method.eq_ignore_ascii_case("CONNECT");
+    if state.take_refusal() {
+        note(&head);
+        if !connect {
+            read_body(&mut reader, &head.headers)?;
+        }
+        writer.write_all(PROXY_AUTH_REQUIRED)?;
+        let _ = writer.shutdown(Shutdown::Both);
+        return Ok(());
+    }
+    if connect {
         note(&head);
         let Ok(upstream) = TcpStream::connect(&head.target) else {
             return writer.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");

@@ -3,8 +3,10 @@
 use crate::config::daemon::{
     Compression, DaemonConfig, EsAuth, HttpFormat, NetConfig, SinkKind, SourceFormat,
 };
+use crate::config::layers::FromEnv;
 use crate::config::{self, Config, OnError};
 use crate::ship::shape::Shape;
+use crate::ship::tls::{cleartext_exposure, without_credentials};
 use serde_json::{Value, json};
 use std::io::Write;
 use std::process::ExitCode;
@@ -16,9 +18,12 @@ use std::time::Duration;
 /// win; [[source]] and [[sink]] merge by name) and ${VAR} references expanded. Every
 /// error is reported at once, each with its file, line and column. Key and token
 /// files are read (so a missing file is an error here, not at 3 a.m.) but their
-/// contents are never printed. The output ends with the configuration's hash (the
-/// same on every host given the same settings) and the files read. Exit 0 when
-/// valid, 1 on any error.
+/// contents are never printed; nor are settings taken from the environment (shown as
+/// written, "${VAR}"), credentials in proxy URLs, or header values that look like
+/// credentials. Plain http:// that leaves this machine (allowed by allow_plaintext)
+/// is listed as a warning. The output ends with the configuration's hash (the same on
+/// every host given the same settings) and the files read. Exit 0 when valid, 1 on
+/// any error.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
@@ -32,7 +37,9 @@ pub struct Args {
 pub fn run(args: Args) -> ExitCode {
     match config::load_daemon(args.config.config.as_deref()) {
         Ok((cfg, daemon)) => {
-            let text = match toml::to_string(&effective(&cfg, &daemon)) {
+            let mut settings = effective(&cfg, &daemon);
+            show_as_written(&mut settings, &daemon.from_env);
+            let text = match toml::to_string(&settings) {
                 Ok(t) => t,
                 Err(e) => {
                     let _ = writeln!(
@@ -55,10 +62,15 @@ pub fn run(args: Args) -> ExitCode {
             if files.is_empty() {
                 files.push_str("#   (none)\n");
             }
+            let mut notes = String::new();
+            for w in plaintext_warnings(&daemon) {
+                let _ = writeln!(std::io::stderr(), "auditship check-config: warning: {w}");
+                notes.push_str(&format!("# warning: {w}\n"));
+            }
             let mut out = std::io::stdout().lock();
             let _ = write!(
                 out,
-                "# configuration: {source}\n# valid; effective settings (secrets masked):\n\n{text}\n# config hash: {}\n# files read, in order:\n{files}",
+                "# configuration: {source}\n# valid; effective settings (secrets masked; settings from the environment as written):\n{notes}\n{text}\n# config hash: {}\n# files read, in order:\n{files}",
                 cfg.hash
             );
             ExitCode::SUCCESS
@@ -221,8 +233,70 @@ fn effective(cfg: &Config, d: &DaemonConfig) -> Value {
     })
 }
 
+/// What the configuration sends unencrypted off this machine, as `allow_plaintext`
+/// permits: one line per exposure, naming the table and setting.
+fn plaintext_warnings(d: &DaemonConfig) -> Vec<String> {
+    let nets = d
+        .sinks
+        .iter()
+        .filter_map(|s| Some((format!("sink {:?}", s.name), s.kind.net()?)))
+        .chain(
+            d.archive
+                .s3
+                .iter()
+                .map(|s3| ("archive.s3".to_string(), &s3.net)),
+        );
+    let mut out = Vec::new();
+    for (table, net) in nets {
+        for (setting, risk) in cleartext_exposure(&net.endpoint, net.proxy.as_deref()) {
+            out.push(format!(
+                "{table}: {setting}: {risk} (allow_plaintext = true)"
+            ));
+        }
+    }
+    out
+}
+
+/// Replaces every setting that came from the environment by its value as written
+/// (`"Bearer ${TOKEN}"`), or by `***` where the output combines it with others.
+fn show_as_written(v: &mut Value, from_env: &[FromEnv]) {
+    for f in from_env {
+        let mut path = f.path.clone();
+        let combined = combined_into(&path);
+        if let Some((depth, shown_as)) = combined {
+            path.truncate(depth);
+            path.push(shown_as.to_string());
+        }
+        let pointer: String = path
+            .iter()
+            .map(|p| format!("/{}", p.replace('~', "~0").replace('/', "~1")))
+            .collect();
+        if let Some(slot) = v.pointer_mut(&pointer) {
+            *slot = match combined {
+                Some(_) => "***".into(),
+                None => f.written.as_str().into(),
+            };
+        }
+    }
+}
+
+/// For a setting the output shows combined with others under another name: the
+/// depth of its table and that name.
+fn combined_into(path: &[String]) -> Option<(usize, &'static str)> {
+    let p: Vec<&str> = path.iter().map(String::as_str).collect();
+    match p.as_slice() {
+        ["sink", _, "token_file" | "token_env", ..] => Some((2, "token")),
+        ["sink", _, "api_key_file" | "username" | "password_file", ..] => Some((2, "auth")),
+        ["record", "hmac_kid" | "hmac_key_file" | "hmac_key_env", ..] => Some((1, "hmac")),
+        _ => None,
+    }
+}
+
 fn net_json(net: &NetConfig, v: &mut Value) {
     v["endpoint"] = net.endpoint.as_str().into();
+    if !cleartext_exposure(&net.endpoint, net.proxy.as_deref()).is_empty() {
+        v["allow_plaintext"] = true.into();
+    }
     let mut tls = json!({
         "ca_file": net.tls.ca_file.clone().unwrap_or_else(|| "(system roots)".into()),
     });
@@ -235,7 +309,7 @@ fn net_json(net: &NetConfig, v: &mut Value) {
     }
     v["tls"] = tls;
     if let Some(p) = &net.proxy {
-        v["proxy"] = p.as_str().into();
+        v["proxy"] = without_credentials(p).into();
     }
     v["connect_timeout"] = dur(net.connect_timeout).into();
     v["request_timeout"] = dur(net.request_timeout).into();

@@ -25,6 +25,7 @@ Typical use:
   auditship install-hooks                 wire Claude Code's hooks to `auditship record`
   auditship verify ~/.claude/audit        prove a stream intact (exit 1 on any problem)
   auditship dead-letter list              what sinks rejected for good, and why
+  auditship dead-letter replay            send them again, once the sink is fixed
   auditship archive --now                 gzip and verify files older than [archive] after_days
   auditship status                        the running daemon: queue, sinks, health
   auditship completions bash              shell completions (also zsh, fish, elvish, powershell)

@@ -88,6 +88,8 @@ pub struct RawSink {
     pub app_name: Option<String>,
     pub facility: Option<String>,
     pub proxy: Option<String>,
+    /// Accept sending unencrypted off this machine (see [`crate::ship::tls::cleartext_exposure`]).
+    pub allow_plaintext: Option<bool>,
     #[serde(default)]
     pub tls: RawTls,
     #[serde(default)]
@@ -141,6 +143,7 @@ pub struct RawS3 {
     pub object_lock_mode: Option<String>,
     pub retain_days: Option<u32>,
     pub proxy: Option<String>,
+    pub allow_plaintext: Option<bool>,
     pub connect_timeout: Option<String>,
     pub request_timeout: Option<String>,
     #[serde(default)]
@@ -224,7 +227,8 @@ pub enum HttpFormat {
 /// Where a network sink connects and how: its endpoint, TLS material, proxy and
 /// timeouts. Certificates and keys are read and parsed when the config is loaded,
 /// so `check-config` reports a bad file and the daemon never starts half-configured.
-#[derive(Debug, Clone)]
+/// `Debug` hides the proxy's credentials.
+#[derive(Clone)]
 pub struct NetConfig {
     /// Base URL (`http(s)://host:port[/prefix]`), or `tls://host:port` for syslog.
     pub endpoint: String,
@@ -232,6 +236,24 @@ pub struct NetConfig {
     pub proxy: Option<String>,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+}
+
+impl std::fmt::Debug for NetConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetConfig")
+            .field("endpoint", &self.endpoint)
+            .field("tls", &self.tls)
+            .field(
+                "proxy",
+                &self
+                    .proxy
+                    .as_deref()
+                    .map(crate::ship::tls::without_credentials),
+            )
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
 }
 
 /// How an Elasticsearch sink authenticates.
@@ -286,6 +308,18 @@ pub enum SinkKind {
 }
 
 impl SinkKind {
+    /// The network settings of a network sink.
+    pub fn net(&self) -> Option<&NetConfig> {
+        match self {
+            SinkKind::Http { net, .. }
+            | SinkKind::SplunkHec { net, .. }
+            | SinkKind::Elasticsearch { net, .. }
+            | SinkKind::Otlp { net, .. }
+            | SinkKind::Syslog { net, .. } => Some(net),
+            SinkKind::File { .. } => None,
+        }
+    }
+
     /// The `type` this sink was configured with.
     pub fn name(&self) -> &'static str {
         match self {
@@ -342,6 +376,9 @@ pub struct DaemonConfig {
     pub metrics: MetricsConfig,
     /// Identifies the configuration a host runs (status, metrics, heartbeats).
     pub hash: String,
+    /// Settings whose value came from the environment (`${VAR}`): `check-config`
+    /// shows them as written, since any of them may hold a secret.
+    pub from_env: Vec<super::layers::FromEnv>,
 }
 
 /// Parses `"250ms"`, `"10s"`, `"5m"`, `"2h"`, `"1d"`.
@@ -575,7 +612,7 @@ impl DaemonConfig {
                         net: net_config(&at, &s.net_raw(), &["http", "https"], &mut e),
                         format,
                         shape,
-                        headers: headers(s),
+                        headers: headers(&at, s, &mut e),
                         token: load_token(&at, s, &mut e),
                     }
                 }
@@ -659,7 +696,7 @@ impl DaemonConfig {
                     }
                     SinkKind::Otlp {
                         net: net_config(&at, &s.net_raw(), &["http", "https"], &mut e),
-                        headers: headers(s),
+                        headers: headers(&at, s, &mut e),
                         token: load_token(&at, s, &mut e),
                         service_name: s.service_name.clone().unwrap_or_else(|| "auditship".into()),
                     }
@@ -829,6 +866,7 @@ impl DaemonConfig {
             archive,
             metrics,
             hash: String::new(),
+            from_env: Vec::new(),
         }
     }
 }
@@ -916,6 +954,7 @@ fn s3_config(r: &RawS3, e: &mut Errors<'_>) -> crate::archive::s3::S3Config {
             endpoint: r.endpoint.as_ref(),
             tls: &r.tls,
             proxy: r.proxy.as_ref(),
+            allow_plaintext: r.allow_plaintext.unwrap_or(false),
             connect_timeout: r.connect_timeout.as_deref(),
             request_timeout: r.request_timeout.as_deref(),
         },
@@ -976,7 +1015,18 @@ fn s3_config(r: &RawS3, e: &mut Errors<'_>) -> crate::archive::s3::S3Config {
     }
 }
 
-fn headers(s: &RawSink) -> Vec<(String, String)> {
+/// The extra headers of a sink, each checked to be sendable. A value is never quoted
+/// in a message: it may be a credential (often from `${VAR}`).
+fn headers(at: &str, s: &RawSink, e: &mut Errors<'_>) -> Vec<(String, String)> {
+    for (k, v) in &s.headers {
+        if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
+            e.push(format!("{at}.headers.{k}: not a valid HTTP header name"));
+        } else if reqwest::header::HeaderValue::from_str(v).is_err() {
+            e.push(format!(
+                "{at}.headers.{k}: the value is not a valid HTTP header value (control characters or a line break)"
+            ));
+        }
+    }
     s.headers
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
@@ -993,13 +1043,12 @@ fn read_secret_file(f: &str) -> Result<Secret, String> {
     Ok(Secret(t.to_string()))
 }
 
-/// The endpoint, TLS material, proxy and timeouts of a network sink. `schemes` are
-/// the URL schemes the sink type speaks.
 /// The network settings of a table, as written.
 struct NetRaw<'a> {
     endpoint: Option<&'a String>,
     tls: &'a RawTls,
     proxy: Option<&'a String>,
+    allow_plaintext: bool,
     connect_timeout: Option<&'a str>,
     request_timeout: Option<&'a str>,
 }
@@ -1010,20 +1059,25 @@ impl RawSink {
             endpoint: self.endpoint.as_ref(),
             tls: &self.tls,
             proxy: self.proxy.as_ref(),
+            allow_plaintext: self.allow_plaintext.unwrap_or(false),
             connect_timeout: self.connect_timeout.as_deref(),
             request_timeout: self.request_timeout.as_deref(),
         }
     }
 }
 
+/// The endpoint, TLS material, proxy and timeouts of a network table. `schemes` are
+/// the URL schemes the sink type speaks. Plain `http://` may not leave this machine
+/// unless the table sets `allow_plaintext = true` ([`crate::ship::tls::cleartext_exposure`]).
 fn net_config(at: &str, s: &NetRaw<'_>, schemes: &[&str], e: &mut Errors<'_>) -> NetConfig {
     let endpoint = s.endpoint.cloned().unwrap_or_default();
     let scheme = endpoint.split_once("://").map(|(sch, _)| sch);
     if !scheme.is_some_and(|sch| schemes.contains(&sch)) {
         let list: Vec<String> = schemes.iter().map(|x| format!("{x}://")).collect();
         e.push(format!(
-            "{at}.endpoint: expected a {} URL, found {endpoint:?}",
-            list.join(" or ")
+            "{at}.endpoint: expected a {} URL, found {:?}",
+            list.join(" or "),
+            crate::ship::tls::without_credentials(&endpoint)
         ));
     } else if let Some((_, rest)) = endpoint.split_once("://") {
         let host = rest.split(['/', '?']).next().unwrap_or("");
@@ -1050,11 +1104,22 @@ fn net_config(at: &str, s: &NetRaw<'_>, schemes: &[&str], e: &mut Errors<'_>) ->
         }
     };
     if let Some(p) = s.proxy
-        && !(p.starts_with("http://") || p.starts_with("https://"))
+        && !((p.starts_with("http://") || p.starts_with("https://"))
+            && reqwest::Url::parse(p).is_ok_and(|u| u.host_str().is_some_and(|h| !h.is_empty())))
     {
+        // Never quoted: the URL may carry the proxy's credentials.
         e.push(format!(
-            "{at}.proxy: expected an http:// or https:// proxy URL"
+            "{at}.proxy: expected an http:// or https:// proxy URL with a host"
         ));
+    }
+    if !s.allow_plaintext {
+        for (setting, risk) in
+            crate::ship::tls::cleartext_exposure(&endpoint, s.proxy.map(String::as_str))
+        {
+            e.push(format!(
+                "{at}.{setting}: {risk}; use https://, or set allow_plaintext = true to accept that"
+            ));
+        }
     }
     NetConfig {
         endpoint: endpoint.trim_end_matches('/').to_string(),
@@ -1076,7 +1141,7 @@ fn net_config(at: &str, s: &NetRaw<'_>, schemes: &[&str], e: &mut Errors<'_>) ->
 impl RawSink {
     /// Settings that were given but mean nothing for this sink's type.
     fn keys_not_for_type(&self) -> Vec<&'static str> {
-        let given: [(&'static str, bool); 20] = [
+        let given: [(&'static str, bool); 21] = [
             ("endpoint", self.endpoint.is_some()),
             ("path", self.path.is_some()),
             ("headers", !self.headers.is_empty()),
@@ -1109,6 +1174,7 @@ impl RawSink {
             ("connect_timeout", self.connect_timeout.is_some()),
             ("request_timeout", self.request_timeout.is_some()),
             ("proxy", self.proxy.is_some()),
+            ("allow_plaintext", self.allow_plaintext.is_some()),
         ];
         let net: &[&str] = &[
             "endpoint",
@@ -1116,6 +1182,7 @@ impl RawSink {
             "connect_timeout",
             "request_timeout",
             "proxy",
+            "allow_plaintext",
         ];
         let allowed: Vec<&str> = match self.kind.as_str() {
             "http" => [net, &["headers", "token_file", "token_env"]].concat(),
@@ -1134,7 +1201,12 @@ impl RawSink {
             .concat(),
             "elasticsearch" => [net, &["index", "api_key_file", "username"]].concat(),
             "otlp" => [net, &["headers", "token_file", "token_env", "service_name"]].concat(),
-            "syslog" => [net, &["app_name"]].concat(),
+            // Always TLS: there is no plain text to allow.
+            "syslog" => [net, &["app_name"]]
+                .concat()
+                .into_iter()
+                .filter(|k| *k != "allow_plaintext")
+                .collect(),
             "file" => vec!["path", "max_file_bytes", "max_files"],
             _ => return Vec::new(),
         };
@@ -1175,6 +1247,54 @@ mod tests {
         assert!(
             matches!(&c.sinks[0].kind, SinkKind::File { path, .. } if path.ends_with("shipped.jsonl"))
         );
+    }
+
+    fn sink_errors(table: &str) -> Vec<String> {
+        let raw: RawConfig = toml::from_str(&format!("[[sink]]\nname = \"s\"\n{table}")).unwrap();
+        let mut errors = Vec::new();
+        DaemonConfig::from_raw(&raw, &mut errors);
+        errors
+    }
+
+    #[test]
+    fn plaintext_needs_a_loopback_host_or_allow_plaintext() {
+        for kind in ["http", "otlp", "elasticsearch"] {
+            let remote = format!("type = \"{kind}\"\nendpoint = \"http://10.1.2.3:8088\"\n");
+            let e = sink_errors(&remote);
+            assert_eq!(e.len(), 1, "{kind}: {e:?}");
+            assert!(
+                e[0].starts_with("sink[0] (\"s\").endpoint: plain http:// to 10.1.2.3")
+                    && e[0].contains("allow_plaintext = true"),
+                "{e:?}"
+            );
+            assert!(sink_errors(&format!("{remote}allow_plaintext = true\n")).is_empty());
+            let local = format!("type = \"{kind}\"\nendpoint = \"http://127.0.0.1:8088\"\n");
+            assert!(sink_errors(&local).is_empty(), "{kind}");
+        }
+        let hec = "type = \"splunk_hec\"\nendpoint = \"http://splunk.example.com:8088\"\ntoken_env = \"PATH\"\n";
+        assert_eq!(sink_errors(hec).len(), 1);
+        let proxy = "type = \"http\"\nendpoint = \"https://siem.example.com\"\nproxy = \"http://user:hunter2@proxy.example.com:3128\"\n";
+        let e = sink_errors(proxy);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("sink[0] (\"s\").proxy: ") && !e[0].contains("hunter2"),
+            "{e:?}"
+        );
+        assert!(sink_errors(&format!("{proxy}allow_plaintext = true\n")).is_empty());
+        let syslog = "type = \"syslog\"\nendpoint = \"tls://logs.example.com:6514\"\nallow_plaintext = true\n";
+        assert_eq!(
+            sink_errors(syslog),
+            ["sink[0] (\"s\").allow_plaintext: not a setting of a \"syslog\" sink"]
+        );
+    }
+
+    #[test]
+    fn header_values_are_checked_and_never_quoted() {
+        let e = sink_errors(
+            "type = \"http\"\nendpoint = \"https://x.example.com\"\nheaders = { \"X-Key\" = \"sec\\nret\", \"Bad Name\" = \"v\" }\n",
+        );
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e.iter().all(|m| !m.contains("sec")), "{e:?}");
     }
 
     #[test]

@@ -91,6 +91,24 @@ pub fn expand<'s>(
     Ok(Cow::Owned(out))
 }
 
+/// True when `s` refers to a variable (`${NAME...`), as opposed to having no `$`
+/// or only literal ones (`$$${` escapes included): whether its value may come from
+/// the environment.
+pub fn has_reference(s: &str) -> bool {
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        let tail = &rest[i..];
+        if let Some(after) = tail.strip_prefix("$${") {
+            rest = after;
+        } else if tail.starts_with("${") {
+            return true;
+        } else {
+            rest = &tail[1..];
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +160,22 @@ mod tests {
             ("${UNSET:-x", Err("expected \"}\" to close")),
         ] {
             check(input, want);
+        }
+    }
+
+    #[test]
+    fn references_are_told_from_literal_dollars() {
+        for (input, want) in [
+            ("plain", false),
+            ("cost $5", false),
+            ("$${HOST}", false),
+            ("${HOST}", true),
+            ("Bearer ${TOKEN}", true),
+            ("$${A}${B}", true),
+            ("$$${HOST}", false),
+            ("${UNSET:-x}", true),
+        ] {
+            assert_eq!(has_reference(input), want, "{input:?}");
         }
     }
 

@@ -60,6 +60,19 @@ pub struct Loaded<T> {
     pub files: Vec<PathBuf>,
     /// See [`canonical`].
     pub hash: String,
+    /// The settings whose value refers to an environment variable.
+    pub from_env: Vec<FromEnv>,
+}
+
+/// A setting whose value came (at least in part) from the environment: `${VAR}`.
+/// Its value may be a secret, so output shows it as written, never expanded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FromEnv {
+    /// Where it is in the merged tree: table keys, and array indices in decimal
+    /// (`["sink", "0", "headers", "Authorization"]`).
+    pub path: Vec<String>,
+    /// The value as written, references unexpanded (`"Bearer ${TOKEN}"`).
+    pub written: String,
 }
 
 /// The main file and the drop-in directory for a `--config` flag (or none).
@@ -264,21 +277,21 @@ pub fn load<T>(
 
     let mut poisoned = HashSet::new();
     let lookup = |name: &str| std::env::var(name).ok();
+    let mut expansion = Expansion {
+        lookup: &lookup,
+        files: &files,
+        problems: &mut problems,
+        poisoned: &mut poisoned,
+        from_env: Vec::new(),
+    };
     for (k, v) in tree.iter_mut() {
         let section: &str = k.get_ref();
         if scope == Scope::All || RECORD_SECTIONS.contains(&section) {
             let at = k.span().start;
-            expand_value(
-                v,
-                section,
-                at,
-                &lookup,
-                &files,
-                &mut problems,
-                &mut poisoned,
-            );
+            expansion.value(v, section, &mut vec![section.to_string()], at);
         }
     }
+    let from_env = expansion.from_env;
 
     let root_span = usize::MAX - 1..usize::MAX;
     let mut pruned: HashSet<(Range<usize>, String)> = HashSet::new();
@@ -338,6 +351,7 @@ pub fn load<T>(
         main,
         files: files.paths,
         hash,
+        from_env,
     })
 }
 
@@ -632,50 +646,76 @@ fn write_value(v: &DeValue<'_>, out: &mut String) {
     }
 }
 
-/// Expands `${VAR}` in every string below `v`. `key_at` is the offset of the
-/// nearest key, which is what a later validation error about it points to.
-fn expand_value(
-    v: &mut Spanned<DeValue<'_>>,
-    path: &str,
-    key_at: usize,
-    lookup: &dyn Fn(&str) -> Option<String>,
-    files: &Files,
-    problems: &mut Vec<Problem>,
-    poisoned: &mut HashSet<usize>,
-) {
-    let span = v.span();
-    match v.get_mut() {
-        DeValue::String(s) => match interpolate::expand(s, lookup) {
-            Ok(Cow::Borrowed(_)) => {}
-            Ok(Cow::Owned(x)) => *s = Cow::Owned(x),
-            Err(p) => {
-                // The reference as written in the source, else the value's start.
-                let offset = files
-                    .file_of(span.start)
-                    .and_then(|i| {
-                        let local = span.start - files.bases[i]..span.end - files.bases[i];
-                        let found = files.texts[i].get(local.clone())?.find(&p.reference)?;
-                        Some(span.start + found)
-                    })
-                    .unwrap_or(span.start);
-                problems.push(files.at(offset, format!("{path}: {}", p.message)));
-                poisoned.insert(key_at);
+/// What `${VAR}` expansion needs, and what it found.
+struct Expansion<'x> {
+    lookup: &'x dyn Fn(&str) -> Option<String>,
+    files: &'x Files,
+    problems: &'x mut Vec<Problem>,
+    /// Keys whose value could not be expanded (their later errors are not reported).
+    poisoned: &'x mut HashSet<usize>,
+    from_env: Vec<FromEnv>,
+}
+
+impl Expansion<'_> {
+    /// Expands `${VAR}` in every string below `v`. `path` is its logical path (for
+    /// messages), `at` the same as tree keys and indices (for [`FromEnv`]), `key_at`
+    /// the offset of the nearest key, which is what a later validation error about
+    /// it points to.
+    fn value(
+        &mut self,
+        v: &mut Spanned<DeValue<'_>>,
+        path: &str,
+        at: &mut Vec<String>,
+        key_at: usize,
+    ) {
+        let span = v.span();
+        match v.get_mut() {
+            DeValue::String(s) => {
+                if interpolate::has_reference(s) {
+                    self.from_env.push(FromEnv {
+                        path: at.clone(),
+                        written: s.to_string(),
+                    });
+                }
+                match interpolate::expand(s, self.lookup) {
+                    Ok(Cow::Borrowed(_)) => {}
+                    Ok(Cow::Owned(x)) => *s = Cow::Owned(x),
+                    Err(p) => {
+                        // The reference as written in the source, else the value's start.
+                        let files = self.files;
+                        let offset = files
+                            .file_of(span.start)
+                            .and_then(|i| {
+                                let local = span.start - files.bases[i]..span.end - files.bases[i];
+                                let found =
+                                    files.texts[i].get(local.clone())?.find(&p.reference)?;
+                                Some(span.start + found)
+                            })
+                            .unwrap_or(span.start);
+                        self.problems
+                            .push(files.at(offset, format!("{path}: {}", p.message)));
+                        self.poisoned.insert(key_at);
+                    }
+                }
             }
-        },
-        DeValue::Array(a) => {
-            for (i, item) in a.iter_mut().enumerate() {
-                let at = element_label(path, i, item.get_ref());
-                expand_value(item, &at, key_at, lookup, files, problems, poisoned);
+            DeValue::Array(a) => {
+                for (i, item) in a.iter_mut().enumerate() {
+                    let label = element_label(path, i, item.get_ref());
+                    at.push(i.to_string());
+                    self.value(item, &label, at, key_at);
+                    at.pop();
+                }
             }
+            DeValue::Table(t) => {
+                for (k, item) in t.iter_mut() {
+                    let label = join(path, k.get_ref());
+                    at.push(k.get_ref().to_string());
+                    self.value(item, &label, at, k.span().start);
+                    at.pop();
+                }
+            }
+            _ => {}
         }
-        DeValue::Table(t) => {
-            for (k, item) in t.iter_mut() {
-                let at = join(path, k.get_ref());
-                let key_at = k.span().start;
-                expand_value(item, &at, key_at, lookup, files, problems, poisoned);
-            }
-        }
-        _ => {}
     }
 }
 

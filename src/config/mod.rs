@@ -319,6 +319,7 @@ pub fn load_daemon(flag: Option<&Path>) -> Result<(Config, daemon::DaemonConfig)
     })?;
     let (config, mut daemon) = loaded.value;
     daemon.hash = loaded.hash.clone();
+    daemon.from_env = loaded.from_env;
     Ok((
         config.with_origin(loaded.main, loaded.files, loaded.hash),
         daemon,

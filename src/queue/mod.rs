@@ -23,7 +23,7 @@
 //!   is deleted once every configured sink's cursor has passed it; a segment file is
 //!   deleted once no stored batch is in it.
 //! - Dead letters (rare) stay in sled, split into values under 64 KiB, because sled
-//!   0.34 never reclaims larger values.
+//!   0.34 never reclaims larger values ([`dead`]).
 //!
 //! Checkpoint keys and values are opaque bytes here; their format belongs to `tail`.
 //! Calls block (sled and fsync): callers run them off the async workers.
@@ -34,6 +34,10 @@ use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+mod dead;
+
+pub use dead::{DeadLetter, DeadLetterStore};
 
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -83,17 +87,6 @@ pub struct Batch {
     pub id: u64,
     pub events: u32,
     pub created_ms: u64,
-    pub records: Vec<u8>,
-}
-
-/// A dead letter as listed for operators.
-#[derive(Debug, Clone)]
-pub struct DeadLetter {
-    pub sink: String,
-    pub id: u64,
-    pub part: u32,
-    pub reason: String,
-    pub events: u32,
     pub records: Vec<u8>,
 }
 
@@ -531,74 +524,6 @@ impl Queue {
         Ok(())
     }
 
-    /// Stores records a sink rejected for good, under (`sink`, `id`, `part`), with the
-    /// reason. The cursor does not move here: the caller acks once every part of the
-    /// batch was shipped or stored. Storing the same key twice (after a crash) is
-    /// harmless. Values are chunked like batches.
-    pub fn store_dead_letter(
-        &self,
-        sink: &str,
-        id: u64,
-        part: u32,
-        reason: &str,
-        events: u32,
-        records: &[u8],
-    ) -> Result<(), QueueError> {
-        let prefix = dead_prefix(sink, id, part);
-        let mut b = sled::Batch::default();
-        // A rewrite (after a crash) replaces every chunk of an earlier attempt.
-        for old in self.dead.scan_prefix(&prefix).keys() {
-            b.remove(old?);
-        }
-        let mut head = Vec::with_capacity(reason.len() + 8);
-        head.extend_from_slice(&events.to_be_bytes());
-        head.extend_from_slice(reason.as_bytes());
-        let mut k = prefix.clone();
-        k.extend_from_slice(&u32::MAX.to_be_bytes());
-        b.insert(k, head);
-        for (n, piece) in records.chunks(CHUNK_BYTES).enumerate() {
-            let mut k = prefix.clone();
-            k.extend_from_slice(&(n as u32).to_be_bytes());
-            b.insert(k, piece);
-        }
-        self.dead.apply_batch(b)?;
-        self.db.flush()?;
-        Ok(())
-    }
-
-    /// Dead-letters a whole batch and moves the sink's cursor past it.
-    pub fn dead_letter(
-        &self,
-        sink: &str,
-        id: u64,
-        reason: &str,
-        events: u32,
-        records: &[u8],
-    ) -> Result<(), QueueError> {
-        self.store_dead_letter(sink, id, 0, reason, events, records)?;
-        self.ack(sink, id)
-    }
-
-    /// Every dead letter in the queue at `dir`, for operators, without opening the
-    /// queue for work: nothing is created, collected or pruned. Fails while a daemon
-    /// holds the queue (sled locks it).
-    pub fn read_dead_letters(dir: &Path) -> Result<Vec<DeadLetter>, QueueError> {
-        if !dir.join("db").exists() {
-            return Ok(Vec::new());
-        }
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(1 << 20)
-            .open()?;
-        let dead = db.open_tree("dead")?;
-        dead_letters_of(&dead)
-    }
-
-    /// Every dead letter, oldest first per sink.
-    pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, QueueError> {
-        dead_letters_of(&self.dead)
-    }
-
     /// Deletes batches that every configured sink has passed.
     fn gc(&self) -> Result<(), QueueError> {
         let mut min = u64::MAX;
@@ -670,58 +595,6 @@ impl Queue {
         self.db.flush()?;
         Ok(())
     }
-}
-
-fn dead_letters_of(dead: &sled::Tree) -> Result<Vec<DeadLetter>, QueueError> {
-    let mut out: Vec<DeadLetter> = Vec::new();
-    for item in dead.iter() {
-        let (k, v) = item?;
-        let Some(nul) = k.iter().position(|&b| b == 0) else {
-            return Err(QueueError::Corrupt("dead letter key".into()));
-        };
-        let sink = String::from_utf8_lossy(&k[..nul]).into_owned();
-        let rest = &k[nul + 1..];
-        if rest.len() != 16 {
-            return Err(QueueError::Corrupt("dead letter key".into()));
-        }
-        let id = id_of(rest);
-        let part = u32::from_be_bytes(rest[8..12].try_into().unwrap_or_default());
-        let n = u32::from_be_bytes(rest[12..16].try_into().unwrap_or_default());
-        let same = out
-            .last()
-            .is_some_and(|d| d.sink == sink && d.id == id && d.part == part);
-        if !same {
-            out.push(DeadLetter {
-                sink,
-                id,
-                part,
-                reason: String::new(),
-                events: 0,
-                records: Vec::new(),
-            });
-        }
-        let d = out.last_mut().expect("pushed above");
-        if n == u32::MAX {
-            d.events = u32::from_be_bytes(
-                v.get(..4)
-                    .and_then(|s| s.try_into().ok())
-                    .unwrap_or_default(),
-            );
-            d.reason = String::from_utf8_lossy(v.get(4..).unwrap_or_default()).into_owned();
-        } else {
-            d.records.extend_from_slice(&v);
-        }
-    }
-    Ok(out)
-}
-
-fn dead_prefix(sink: &str, id: u64, part: u32) -> Vec<u8> {
-    let mut k = Vec::with_capacity(sink.len() + 17);
-    k.extend_from_slice(sink.as_bytes());
-    k.push(0);
-    k.extend_from_slice(&id.to_be_bytes());
-    k.extend_from_slice(&part.to_be_bytes());
-    k
 }
 
 #[cfg(test)]

@@ -1,13 +1,15 @@
 //! Shipping: one task per sink, each with its own cursor in the queue, so a dead sink
 //! never stalls another. Sinks (in `sinks/`) only encode and classify; this module
 //! owns batching, retries with exponential backoff and full jitter (`backoff`), the
-//! dead-letter decision and cursor movement.
+//! dead-letter decision and cursor movement. `replay` sends a dead letter again for
+//! an operator.
 //!
 //! Invariants: a cursor moves only after the sink acknowledged everything up to it
 //! (or the rejected part was stored as a dead letter); retryable failures are retried
 //! forever; nothing is dropped.
 
 pub mod record;
+pub mod replay;
 pub mod shape;
 pub mod sinks;
 pub mod tls;

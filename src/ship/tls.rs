@@ -213,11 +213,136 @@ impl ServerCertVerifier for FixedName {
     }
 }
 
-/// The HTTP client of one sink: its own TLS configuration and proxy, redirects never
-/// followed (a 302 to a login page would turn a POST into a GET whose 200 would count
-/// as delivery). Without a `proxy` setting, `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`
-/// from the environment apply.
+/// True for a host that names this machine: `localhost`, 127.0.0.0/8 and `::1`
+/// (also as an IPv4-mapped address).
+fn is_loopback(url: &reqwest::Url) -> bool {
+    use std::net::IpAddr;
+    // The URL parser has already normalised IPv4 forms (`2130706433`, `0x7f.1`).
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<IpAddr>() {
+        Ok(IpAddr::V4(a)) => a.is_loopback(),
+        Ok(IpAddr::V6(a)) => {
+            a.is_loopback() || a.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        Err(_) => host.trim_end_matches('.').eq_ignore_ascii_case("localhost"),
+    }
+}
+
+/// What a client with these settings would send unencrypted to another machine, in
+/// words, by the setting responsible (`"endpoint"` or `"proxy"`); empty when nothing.
+///
+/// - an `http://` endpoint whose host is not loopback: every request, tokens and
+///   passwords included;
+/// - an `http://` endpoint reached through a proxy that is not on loopback: the same,
+///   as far as the proxy;
+/// - an `http://` proxy URL with credentials, on a host that is not loopback: the
+///   proxy's user and password (Basic, in every CONNECT or forwarded request).
+///
+/// An `https://` endpoint through an `http://` proxy without credentials exposes
+/// nothing the TLS handshake does not (the `CONNECT host:port` line). Values that do
+/// not parse as URLs are reported by validation, not here. Nothing returned quotes a
+/// URL's credentials.
+pub fn cleartext_exposure(endpoint: &str, proxy: Option<&str>) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    let endpoint = reqwest::Url::parse(endpoint).ok();
+    let proxy = proxy.and_then(|p| reqwest::Url::parse(p).ok());
+    let host = |u: &reqwest::Url| u.host_str().unwrap_or("").to_string();
+    if let Some(e) = endpoint.as_ref().filter(|e| e.scheme() == "http") {
+        if !is_loopback(e) {
+            out.push((
+                "endpoint",
+                format!(
+                    "plain http:// to {}, which is not a loopback address: records and credentials would cross the network unencrypted",
+                    host(e)
+                ),
+            ));
+        } else if let Some(p) = proxy.as_ref().filter(|p| !is_loopback(p)) {
+            out.push((
+                "proxy",
+                format!(
+                    "the plain http:// endpoint is reached through the proxy {}, which is not a loopback address: records and credentials would cross the network unencrypted",
+                    host(p)
+                ),
+            ));
+        }
+    }
+    if let Some(p) = proxy
+        .as_ref()
+        .filter(|p| p.scheme() == "http" && (!p.username().is_empty() || p.password().is_some()))
+        && !is_loopback(p)
+    {
+        out.push((
+            "proxy",
+            format!(
+                "the proxy's credentials would cross the network unencrypted to {}, which is not a loopback address (a plain http:// proxy URL)",
+                host(p)
+            ),
+        ));
+    }
+    out
+}
+
+/// A URL with its user and password replaced by `***`, for output and logs.
+pub fn without_credentials(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+            let _ = u.set_username("***");
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(_) => url.to_string(),
+        // Unparsable: cut everything up to an `@` in the authority.
+        Err(_) => match url.split_once("://") {
+            Some((scheme, rest)) => {
+                let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+                match rest[..authority_end].rfind('@') {
+                    Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+                    None => url.to_string(),
+                }
+            }
+            None => url.to_string(),
+        },
+    }
+}
+
+/// The HTTP client of one sink (`sink` its name; `None` for the archive's S3
+/// client): its own TLS configuration and proxy, redirects never followed (a 302 to
+/// a login page would turn a POST into a GET whose 200 would count as delivery).
+/// Without a `proxy` setting, `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` from the
+/// environment apply to `https://` endpoints; a plain `http://` endpoint is always
+/// reached directly (or through its configured proxy), so a variable cannot carry
+/// its requests off the machine unencrypted. What the settings send unencrypted
+/// (allowed by `allow_plaintext = true`, or validation would have refused it) is
+/// logged as a warning each time a client is built: at every start and reload.
 pub fn http_client(net: &crate::config::daemon::NetConfig) -> Result<reqwest::Client, String> {
+    client_for(None, net)
+}
+
+/// [`http_client`] for the sink named `sink`.
+pub fn sink_client(
+    sink: &str,
+    net: &crate::config::daemon::NetConfig,
+) -> Result<reqwest::Client, String> {
+    client_for(Some(sink), net)
+}
+
+fn client_for(
+    sink: Option<&str>,
+    net: &crate::config::daemon::NetConfig,
+) -> Result<reqwest::Client, String> {
+    for (setting, risk) in cleartext_exposure(&net.endpoint, net.proxy.as_deref()) {
+        match sink {
+            Some(sink) => {
+                tracing::warn!(sink = %sink, setting, risk = %risk, "allow_plaintext = true: this sink sends data unencrypted over the network")
+            }
+            None => {
+                tracing::warn!(endpoint = %without_credentials(&net.endpoint), setting, risk = %risk, "allow_plaintext = true: this client sends data unencrypted over the network")
+            }
+        }
+    }
     let https = net.endpoint.starts_with("https://")
         || net
             .proxy
@@ -231,10 +356,109 @@ pub fn http_client(net: &crate::config::daemon::NetConfig) -> Result<reqwest::Cl
         .connect_timeout(net.connect_timeout)
         .pool_idle_timeout(std::time::Duration::from_secs(50));
     if let Some(p) = &net.proxy {
+        // reqwest's words for a bad proxy URL could quote it, credentials included.
         let proxy = reqwest::Proxy::all(p)
-            .map_err(|e| format!("proxy: {e}"))?
+            .map_err(|_| format!("proxy {}: not a usable proxy URL", without_credentials(p)))?
             .no_proxy(reqwest::NoProxy::from_env());
         b = b.proxy(proxy);
+    } else if net.endpoint.starts_with("http://") {
+        b = b.no_proxy();
     }
     b.build().map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_may_not_leave_this_machine() {
+        let exposed = |e: &str, p: Option<&str>| -> Vec<&'static str> {
+            cleartext_exposure(e, p)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect()
+        };
+        for local in [
+            "http://127.0.0.1:8088",
+            "http://127.8.9.10/x",
+            "http://localhost:9200",
+            "http://LOCALHOST./",
+            "http://[::1]:4318",
+            "http://[::ffff:127.0.0.1]/",
+            "http://2130706433/",
+        ] {
+            assert!(exposed(local, None).is_empty(), "{local}");
+        }
+        for remote in [
+            "http://10.1.2.3",
+            "http://siem.example.com:8088",
+            "http://localhost.example.com",
+            "http://[::2]/",
+            "http://0x0a.1.2.3/",
+        ] {
+            assert_eq!(exposed(remote, None), ["endpoint"], "{remote}");
+        }
+        assert!(exposed("https://siem.example.com", None).is_empty());
+        // A plain endpoint is only as local as the proxy it goes through.
+        assert_eq!(
+            exposed("http://127.0.0.1", Some("http://proxy.example.com:3128")),
+            ["proxy"]
+        );
+        assert!(exposed("http://127.0.0.1", Some("http://127.0.0.1:3128")).is_empty());
+        // Proxy credentials in clear: only to a remote plain-http proxy.
+        assert_eq!(
+            exposed(
+                "https://siem.example.com",
+                Some("http://u:p@proxy.example.com:3128")
+            ),
+            ["proxy"]
+        );
+        assert!(
+            exposed(
+                "https://siem.example.com",
+                Some("http://proxy.example.com:3128")
+            )
+            .is_empty()
+        );
+        assert!(
+            exposed(
+                "https://siem.example.com",
+                Some("https://u:p@proxy.example.com")
+            )
+            .is_empty()
+        );
+        assert!(
+            exposed(
+                "https://siem.example.com",
+                Some("http://u:p@127.0.0.1:3128")
+            )
+            .is_empty()
+        );
+        for (_, risk) in
+            cleartext_exposure("https://x", Some("http://user:hunter2@proxy.example.com"))
+        {
+            assert!(
+                !risk.contains("hunter2") && !risk.contains("user"),
+                "{risk}"
+            );
+        }
+    }
+
+    #[test]
+    fn credentials_are_cut_from_urls() {
+        assert_eq!(
+            without_credentials("http://user:hunter2@proxy.example.com:3128"),
+            "http://***:***@proxy.example.com:3128/"
+        );
+        assert_eq!(
+            without_credentials("http://proxy.example.com:3128"),
+            "http://proxy.example.com:3128"
+        );
+        assert_eq!(
+            without_credentials("http://us er:pw@[bad"),
+            "http://***@[bad"
+        );
+        assert_eq!(without_credentials("no url"), "no url");
+    }
 }

@@ -199,7 +199,7 @@ impl EsSink {
                 req.basic_auth(username, Some(password.expose()))
             }
         };
-        let a = match super::post(req, body, self.compression).await {
+        let a = match super::post(&self.name, req, body, self.compression).await {
             Ok(a) => a,
             Err(v) => return v,
         };

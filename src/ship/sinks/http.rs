@@ -85,7 +85,7 @@ impl HttpSink {
         if let Some(t) = &self.token {
             req = req.bearer_auth(t.expose());
         }
-        match super::post(req, body, self.compression).await {
+        match super::post(&self.name, req, body, self.compression).await {
             Ok(a) => super::classify(&self.name, &a),
             Err(v) => v,
         }

@@ -28,14 +28,18 @@ impl Sink {
     /// Builds the sink, with its own HTTP client or TLS connector.
     pub fn new(cfg: &SinkConfig) -> Result<Sink, String> {
         Ok(match &cfg.kind {
-            SinkKind::Http { net, .. } => Sink::Http(http::HttpSink::new(cfg, client(net)?)),
+            SinkKind::Http { net, .. } => {
+                Sink::Http(http::HttpSink::new(cfg, client(&cfg.name, net)?))
+            }
             SinkKind::SplunkHec { net, .. } => {
-                Sink::SplunkHec(splunk_hec::HecSink::new(cfg, client(net)?))
+                Sink::SplunkHec(splunk_hec::HecSink::new(cfg, client(&cfg.name, net)?))
             }
             SinkKind::Elasticsearch { net, .. } => {
-                Sink::Elasticsearch(elasticsearch::EsSink::new(cfg, client(net)?))
+                Sink::Elasticsearch(elasticsearch::EsSink::new(cfg, client(&cfg.name, net)?))
             }
-            SinkKind::Otlp { net, .. } => Sink::Otlp(otlp::OtlpSink::new(cfg, client(net)?)),
+            SinkKind::Otlp { net, .. } => {
+                Sink::Otlp(otlp::OtlpSink::new(cfg, client(&cfg.name, net)?))
+            }
             SinkKind::Syslog { .. } => Sink::Syslog(Box::new(syslog::SyslogSink::new(cfg)?)),
             SinkKind::File { .. } => Sink::File(file::FileSink::new(cfg)),
         })
@@ -74,8 +78,8 @@ impl Sink {
     }
 }
 
-fn client(net: &NetConfig) -> Result<reqwest::Client, String> {
-    super::tls::http_client(net)
+fn client(name: &str, net: &NetConfig) -> Result<reqwest::Client, String> {
+    super::tls::sink_client(name, net)
 }
 
 /// Gzip-compresses a request body (fast level: CPU matters more than bytes here).
@@ -104,10 +108,13 @@ impl Answer {
     }
 }
 
-/// Posts `body` (compressed first when configured) and reads the whole answer. A
-/// transport failure is a retry; the error is described without the request, which
-/// could carry a token.
+/// Posts `body` (compressed first when configured) and reads the whole answer for
+/// the sink named `sink`. A transport failure is a retry; the error is described
+/// without the request, which could carry a token. A proxy that refuses our
+/// credentials for a `CONNECT` tunnel (407) is a configuration error, as a 407
+/// answer is ([`classify`]).
 pub(crate) async fn post(
+    sink: &str,
     req: reqwest::RequestBuilder,
     body: bytes::Bytes,
     compression: Compression,
@@ -125,11 +132,13 @@ pub(crate) async fn post(
     } else {
         req
     };
-    let resp = req
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| retry(describe(&e)))?;
+    let resp = req.body(body).send().await.map_err(|e| {
+        if proxy_auth_refused(&e) {
+            proxy_auth_error(sink, None, describe(&e))
+        } else {
+            retry(describe(&e))
+        }
+    })?;
     let status = resp.status().as_u16();
     let header = |name: reqwest::header::HeaderName| {
         resp.headers()
@@ -162,10 +171,10 @@ fn retry(reason: String) -> Verdict {
 }
 
 /// The shared reading of a failed HTTP answer: 408, 429 and 5xx retry (honouring
-/// `Retry-After`); 413 splits the request; 401 and 403, and any 3xx (redirects are
-/// never followed: the endpoint is misconfigured), retry too, loudly and slowly,
-/// since fixing the configuration must not find the records dead-lettered; any other
-/// 4xx is a permanent rejection.
+/// `Retry-After`); 413 splits the request; 401 and 403, 407 (a proxy on the way wants
+/// other credentials) and any 3xx (redirects are never followed: the endpoint is
+/// misconfigured) retry too, loudly and slowly, since fixing the configuration must
+/// not find the records dead-lettered; any other 4xx is a permanent rejection.
 pub(crate) fn classify(sink: &str, a: &Answer) -> Verdict {
     let code = a.status;
     match code {
@@ -181,6 +190,7 @@ pub(crate) fn classify(sink: &str, a: &Answer) -> Verdict {
             format!("HTTP {code} (credentials): {}", a.snippet()),
             "sink refuses our credentials; fix the token, records wait in the queue",
         ),
+        407 => proxy_auth_error(sink, Some(a), format!("HTTP 407: {}", a.snippet())),
         300..=399 => {
             let location = a.location.clone().unwrap_or_default();
             config_error(
@@ -200,8 +210,43 @@ pub(crate) fn config_error(sink: &str, a: &Answer, reason: String, msg: &str) ->
     tracing::error!(sink = %sink, status = a.status, reason = %reason, "{msg}");
     Verdict::Retry {
         reason,
-        after: Some(a.retry_after.unwrap_or(Duration::from_secs(30))),
+        after: Some(a.retry_after.unwrap_or(CONFIG_ERROR_RETRY)),
     }
+}
+
+/// How long a configuration error waits before the next try, unless the answer's
+/// `Retry-After` says otherwise.
+const CONFIG_ERROR_RETRY: Duration = Duration::from_secs(30);
+
+/// A proxy refused our credentials (or wanted some): 407 as an answer, or to a
+/// `CONNECT` (`answer` is then `None`). A configuration error, as 401 is.
+pub(crate) fn proxy_auth_error(sink: &str, answer: Option<&Answer>, reason: String) -> Verdict {
+    let reason = format!("proxy authentication required (407): {reason}");
+    let msg = "the proxy refuses our credentials; fix the sink's proxy setting, records wait in the queue";
+    match answer {
+        Some(a) => config_error(sink, a, reason, msg),
+        None => {
+            tracing::error!(sink = %sink, status = 407u16, reason = %reason, "{msg}");
+            Verdict::Retry {
+                reason,
+                after: Some(CONFIG_ERROR_RETRY),
+            }
+        }
+    }
+}
+
+/// True when a request failed because the proxy answered its `CONNECT` with 407.
+/// hyper-util's tunnel error type is private, so its words are what there is to go
+/// by; they are fixed in its source ("proxy authorization required").
+fn proxy_auth_refused(e: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.to_string().contains("proxy authorization required") {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// A transport error in words, without the URL's query or anything from headers.
@@ -233,4 +278,38 @@ pub(crate) fn describe(e: &reqwest::Error) -> String {
 pub(crate) fn test_client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, retry_after: Option<u64>) -> Answer {
+        Answer {
+            status,
+            retry_after: retry_after.map(Duration::from_secs),
+            location: None,
+            body: bytes::Bytes::from_static(b"{}"),
+        }
+    }
+
+    #[test]
+    fn credentials_and_proxy_credentials_are_retried_slowly_never_dead_lettered() {
+        for status in [401, 403, 407, 302] {
+            match classify("s", &answer(status, None)) {
+                Verdict::Retry { after: Some(d), .. } => {
+                    assert!(d >= CONFIG_ERROR_RETRY, "{status}: {d:?}")
+                }
+                other => panic!("{status}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            classify("s", &answer(407, Some(2))),
+            Verdict::Retry { after: Some(d), reason } if d == Duration::from_secs(2) && reason.contains("407")
+        ));
+        assert!(matches!(
+            classify("s", &answer(400, None)),
+            Verdict::Permanent(_)
+        ));
+    }
 }

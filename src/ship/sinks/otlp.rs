@@ -118,7 +118,7 @@ impl OtlpSink {
         if let Some(t) = &self.token {
             req = req.bearer_auth(t.expose());
         }
-        let a = match super::post(req, body, self.compression).await {
+        let a = match super::post(&self.name, req, body, self.compression).await {
             Ok(a) => a,
             Err(v) => return v,
         };
@@ -157,6 +157,9 @@ impl OtlpSink {
                 format!("HTTP {code} (credentials): {}", a.snippet()),
                 "OTLP receiver refuses our credentials; fix them, records wait in the queue",
             ),
+            407 => {
+                super::proxy_auth_error(&self.name, Some(&a), format!("HTTP 407: {}", a.snippet()))
+            }
             300..=399 => config_error(
                 &self.name,
                 &a,

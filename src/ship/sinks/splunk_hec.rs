@@ -139,7 +139,14 @@ impl HecSink {
 
     pub async fn send(&mut self, records: &bytes::Bytes) -> Verdict {
         let body = bytes::Bytes::from(self.encode(records));
-        let a = match super::post(self.request(&self.event_url), body, self.compression).await {
+        let a = match super::post(
+            &self.name,
+            self.request(&self.event_url),
+            body,
+            self.compression,
+        )
+        .await
+        {
             Ok(a) => a,
             Err(v) => return v,
         };
@@ -171,7 +178,14 @@ impl HecSink {
         let url = format!("{}?channel={}", self.ack_url, self.channel);
         let mut last = String::from("no answer yet");
         loop {
-            match super::post(self.request(&url), body.clone(), Compression::None).await {
+            match super::post(
+                &self.name,
+                self.request(&url),
+                body.clone(),
+                Compression::None,
+            )
+            .await
+            {
                 Ok(a) if (200..300).contains(&a.status) => {
                     match serde_json::from_slice::<AckReply>(&a.body) {
                         Ok(r) if r.acks.get(&id.to_string()) == Some(&true) => {
@@ -217,6 +231,8 @@ impl HecSink {
                 what,
                 "HEC refuses the sink's settings (index, channel or acknowledgement); fix the configuration, records wait in the queue",
             ),
+            // From a proxy on the way, not from HEC: its body is not HEC's.
+            (407, _) => classify(&self.name, a),
             (401 | 403, _) => config_error(
                 &self.name,
                 a,
@@ -309,6 +325,8 @@ mod tests {
             (401, r#"{"text":"Token is required","code":2}"#),
             (400, r#"{"text":"Incorrect index","code":7}"#),
             (400, r#"{"text":"ACK is disabled","code":14}"#),
+            // A proxy's answer, whatever its body looks like.
+            (407, r#"{"text":"Proxy Authentication Required","code":6}"#),
         ] {
             assert!(
                 matches!(s.classify(&a(status, body)), Verdict::Retry { after: Some(d), .. } if d >= Duration::from_secs(30)),
