@@ -150,7 +150,7 @@ fn write_number(n: Number, out: &mut Vec<u8>) -> Result<(), CanonError> {
             let _ = write!(out, "{i}");
             Ok(())
         }
-        Number::BigInt => Err(CanonError::IntegerOutOfRange),
+        Number::BigInt(_) => Err(CanonError::IntegerOutOfRange),
         Number::Float(f) => write_f64(f, out),
     }
 }

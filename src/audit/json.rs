@@ -37,8 +37,9 @@ pub type Object<'a> = Vec<(Cow<'a, str>, Value<'a>)>;
 pub enum Number {
     /// An integer literal (no fraction, no exponent) within ±2^53.
     Int(i64),
-    /// An integer literal beyond ±2^53: JCS cannot represent it.
-    BigInt,
+    /// An integer literal beyond ±2^53: JCS cannot represent it. Carries the nearest
+    /// double, which is the value a JavaScript producer (Claude Code) had.
+    BigInt(f64),
     /// Any literal with a fraction or an exponent, as the nearest double (may be ±inf).
     Float(f64),
 }
@@ -419,14 +420,15 @@ impl<'a> Parser<'a, '_> {
         let text = &self.src[start..i];
         if is_int {
             // 2^53 has 16 digits: anything longer is beyond it.
+            let big = || Number::BigInt(text.parse().unwrap_or(f64::NAN));
             if int_digits > 16 {
                 self.canonical = false;
-                return Ok(Number::BigInt);
+                return Ok(big());
             }
             let n: i64 = text.parse().map_err(|_| self.err("invalid number"))?;
             if n.unsigned_abs() > MAX_SAFE_INTEGER {
                 self.canonical = false;
-                return Ok(Number::BigInt);
+                return Ok(big());
             }
             if text == "-0" {
                 self.canonical = false; // JCS writes 0
@@ -591,11 +593,17 @@ mod tests {
         assert_eq!(ok("-0"), Value::Number(Number::Int(0)));
         assert_eq!(ok("1.0"), Value::Number(Number::Float(1.0)));
         assert_eq!(ok("9007199254740992"), Value::Number(Number::Int(1 << 53)));
-        assert_eq!(ok("9007199254740993"), Value::Number(Number::BigInt));
-        assert_eq!(ok("-9007199254740993"), Value::Number(Number::BigInt));
+        assert_eq!(
+            ok("9007199254740993"),
+            Value::Number(Number::BigInt(9007199254740992.0))
+        );
+        assert_eq!(
+            ok("-9007199254740995"),
+            Value::Number(Number::BigInt(-9007199254740996.0))
+        );
         assert_eq!(
             ok("123456789012345678901234"),
-            Value::Number(Number::BigInt)
+            Value::Number(Number::BigInt(1.2345678901234568e23))
         );
         assert_eq!(ok("1e400"), Value::Number(Number::Float(f64::INFINITY)));
         for s in ["01", "1.", ".5", "-", "1e", "+1", "0x10", "NaN"] {
