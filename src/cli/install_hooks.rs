@@ -12,6 +12,11 @@ use std::process::ExitCode;
 /// next to it. Claude Code releases before 2.1.101 reject a settings file that names
 /// an event they do not know, so the installer asks `claude --version` (or takes
 /// --claude-version) and installs only the events that release knows.
+///
+/// Managed hooks name their configuration file (`record --config PATH`, by default
+/// /etc/auditship/auditship.toml), so AUDITSHIP_CONFIG in a user's environment cannot
+/// point them elsewhere. Claude Code has no per-hook setting that makes a failed or
+/// timed-out hook block: failing closed is `record`'s own `on_error = "block"`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
@@ -37,6 +42,9 @@ pub struct Args {
     /// Seconds Claude Code waits for one `record` call
     #[arg(long, default_value_t = hooks::DEFAULT_TIMEOUT_SECS)]
     pub timeout: u64,
+    /// The configuration hooks pass to `record --config` [default: none for user scope; /etc/auditship/auditship.toml for managed scope]
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -74,12 +82,21 @@ fn install(args: Args) -> Result<(), String> {
         None => {
             let exe = std::env::current_exe().map_err(|e| format!("locating this binary: {e}"))?;
             let exe = exe.to_str().ok_or("the path of this binary is not UTF-8")?;
-            if exe.contains(|c: char| c.is_whitespace() || "'\"\\$`".contains(c)) {
-                format!("'{}' record", exe.replace('\'', r"'\''"))
-            } else {
-                format!("{exe} record")
-            }
+            format!("{} record", hooks::shell_quote(exe))
         }
+    };
+    let config = match (args.config, scope) {
+        (Some(p), _) => Some(p),
+        (None, Scope::Managed) => Some(PathBuf::from(crate::config::DEFAULT_PATH)),
+        (None, Scope::User) => None,
+    };
+    let command = match config {
+        Some(p) if p.is_relative() => {
+            let cwd = std::env::current_dir().map_err(|e| format!("--config: {e}"))?;
+            hooks::with_config(&command, &cwd.join(p))
+        }
+        Some(p) => hooks::with_config(&command, &p),
+        None => command,
     };
     let version = match args.claude_version {
         Some(v) => Some(

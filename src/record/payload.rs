@@ -4,7 +4,8 @@
 //! The project's own reader ([`crate::audit::json`]) reads the text, so what
 //! `JSON.stringify` emits is accepted: a lone surrogate escape (`"\ud800"`, a string
 //! cut inside a UTF-16 pair) and bytes that are not UTF-8 become U+FFFD and are noted;
-//! integers beyond 2^53 keep the double a JavaScript producer had. Nesting deeper
+//! integers beyond 2^53 stay exact within 64 bits, else the double a JavaScript
+//! producer had. Nesting deeper
 //! than the reader takes is cut: every container that opens deeper than [`CUT_DEPTH`]
 //! is replaced by the SHA-256 and length of its text, and counted.
 //!
@@ -90,14 +91,16 @@ pub fn to_serde(v: json::Value<'_>) -> Value {
         json::Value::Null => Value::Null,
         json::Value::Bool(b) => Value::Bool(b),
         json::Value::Number(json::Number::Int(i)) => Value::from(i),
-        json::Value::Number(json::Number::Float(f) | json::Number::BigInt(f)) => {
-            match serde_json::Number::from_f64(f) {
-                Some(n) => Value::Number(n),
-                None if f > 0.0 => Value::String("Infinity".into()),
-                None if f < 0.0 => Value::String("-Infinity".into()),
-                None => Value::String("NaN".into()),
+        json::Value::Number(json::Number::BigInt(literal)) => {
+            // Exact where a 64-bit integer holds it, else the nearest double (what a
+            // JavaScript producer had); the event stores such numbers as text.
+            match (literal.parse::<u64>(), literal.parse::<i64>()) {
+                (Ok(u), _) => Value::from(u),
+                (_, Ok(i)) => Value::from(i),
+                _ => float(literal.parse().unwrap_or(f64::NAN)),
             }
         }
+        json::Value::Number(json::Number::Float(f)) => float(f),
         json::Value::String(s) => Value::String(s.into_owned()),
         json::Value::Array(items) => Value::Array(items.into_iter().map(to_serde).collect()),
         json::Value::Object(members) => {
@@ -107,6 +110,15 @@ pub fn to_serde(v: json::Value<'_>) -> Value {
             }
             Value::Object(m)
         }
+    }
+}
+
+fn float(f: f64) -> Value {
+    match serde_json::Number::from_f64(f) {
+        Some(n) => Value::Number(n),
+        None if f > 0.0 => Value::String("Infinity".into()),
+        None if f < 0.0 => Value::String("-Infinity".into()),
+        None => Value::String("NaN".into()),
     }
 }
 
@@ -343,8 +355,11 @@ mod tests {
 
     #[test]
     fn numbers_keep_what_javascript_had() {
-        let p = json_of(br#"{"big":1234567890123456789,"f":1.5,"i":-3,"inf":1e400}"#);
-        assert_eq!(p.value["big"].as_f64(), Some(1.2345678901234568e18));
+        let p = json_of(
+            br#"{"big":18446744073709551615,"huge":123456789012345678901234,"f":1.5,"i":-3,"inf":1e400}"#,
+        );
+        assert_eq!(p.value["big"].as_u64(), Some(u64::MAX));
+        assert_eq!(p.value["huge"].as_f64(), Some(1.2345678901234568e23));
         assert_eq!(p.value["f"].as_f64(), Some(1.5));
         assert_eq!(p.value["i"].as_i64(), Some(-3));
         assert_eq!(p.value["inf"], "Infinity");
