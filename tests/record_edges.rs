@@ -91,7 +91,10 @@ fn lone_surrogates_are_stored_as_replacement_characters_and_verify() {
     assert_eq!(events[0]["metadata"]["cwd"], "/src/\u{FFFD}");
     assert_eq!(events[0]["action"], "user_prompt");
     assert_eq!(events[1]["metadata"]["extra"]["note"], "\u{FFFD}A");
-    assert_eq!(events[2]["metadata"]["extra"]["message_kind"], "bad \u{FFFD} byte");
+    assert_eq!(
+        events[2]["metadata"]["extra"]["message_kind"],
+        "bad \u{FFFD} byte"
+    );
     // The prompt is digested as the text that was stored.
     assert_eq!(
         events[0]["metadata"]["input_sha256"],
@@ -147,7 +150,10 @@ fn deep_payloads_are_recorded() {
 
     assert_eq!(e10k["metadata"]["source_event"], "PostToolUse");
     assert_eq!(e10k["metadata"]["nesting_cut"], 1, "{}", e10k["metadata"]);
-    assert_eq!(e10k["metadata"]["input_sha256"].as_str().map(str::len), Some(64));
+    assert_eq!(
+        e10k["metadata"]["input_sha256"].as_str().map(str::len),
+        Some(64)
+    );
     assert_eq!(
         e10k["metadata"]["response_sha256"],
         sha256_hex(b"ok"),
@@ -175,7 +181,10 @@ fn a_payload_that_is_not_json_still_becomes_a_chained_event() {
         let m = &e["metadata"];
         assert_eq!(m["payload_sha256"], sha256_hex(p));
         assert_eq!(m["payload_bytes"], p.len());
-        assert!(m["parse_error"].as_str().is_some_and(|s| !s.is_empty()), "{e}");
+        assert!(
+            m["parse_error"].as_str().is_some_and(|s| !s.is_empty()),
+            "{e}"
+        );
     }
     let m = &events[0]["metadata"];
     assert_eq!(events[0]["session_id"], "s-77");
@@ -221,7 +230,10 @@ fn broken_configs(t: &Path, on_error: &str) -> Vec<(&'static str, PathBuf)> {
         ),
         (
             "key file that is a directory",
-            format!("{base}hmac_kid = \"k\"\nhmac_key_file = \"{}\"\n", dir.display()),
+            format!(
+                "{base}hmac_kid = \"k\"\nhmac_key_file = \"{}\"\n",
+                dir.display()
+            ),
         ),
         (
             "unset ${VAR}",
@@ -258,10 +270,22 @@ fn configuration_errors_fail_closed_by_each_events_mechanism() {
         let out = record_raw(t.path(), Some(&cfg), pre);
         assert_eq!(out.status.code(), Some(2), "{name}: {}", stderr(&out));
         assert!(out.stdout.is_empty(), "{name}");
-        assert!(stderr(&out).contains("configuration"), "{name}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("configuration"),
+            "{name}: {}",
+            stderr(&out)
+        );
 
-        assert_eq!(record_raw(t.path(), Some(&cfg), prompt).status.code(), Some(2), "{name}");
-        assert_eq!(record_raw(t.path(), Some(&cfg), post).status.code(), Some(1), "{name}");
+        assert_eq!(
+            record_raw(t.path(), Some(&cfg), prompt).status.code(),
+            Some(2),
+            "{name}"
+        );
+        assert_eq!(
+            record_raw(t.path(), Some(&cfg), post).status.code(),
+            Some(1),
+            "{name}"
+        );
 
         for p in [perm.as_slice(), broken_perm.as_slice()] {
             let out = record_raw(t.path(), Some(&cfg), p);
@@ -271,9 +295,16 @@ fn configuration_errors_fail_closed_by_each_events_mechanism() {
             let o = &answer["hookSpecificOutput"];
             assert_eq!(o["hookEventName"], "PermissionRequest", "{name}");
             assert_eq!(o["decision"]["behavior"], "deny", "{name}");
-            assert!(o["decision"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+            assert!(
+                o["decision"]["message"]
+                    .as_str()
+                    .is_some_and(|m| !m.is_empty())
+            );
         }
-        assert!(!t.path().join("block/audit").exists(), "{name}: nothing recorded");
+        assert!(
+            !t.path().join("block/audit").exists(),
+            "{name}: nothing recorded"
+        );
     }
     for (name, cfg) in broken_configs(t.path(), "allow") {
         for p in [pre.as_slice(), perm, prompt, post, broken_perm] {
@@ -286,7 +317,10 @@ fn configuration_errors_fail_closed_by_each_events_mechanism() {
     let lines = fallback_lines(&fallback);
     assert_eq!(lines.len(), 6 * 5 + 6 * 5);
     let text = std::fs::read_to_string(&fallback).unwrap();
-    assert!(!text.contains("SENTINEL-CONFIG-PROMPT"), "prompts are digested");
+    assert!(
+        !text.contains("SENTINEL-CONFIG-PROMPT"),
+        "prompts are digested"
+    );
     let prompt_line = lines
         .iter()
         .find(|l| l["event"]["metadata"]["source_event"] == "UserPromptSubmit")
@@ -295,7 +329,12 @@ fn configuration_errors_fail_closed_by_each_events_mechanism() {
         prompt_line["event"]["metadata"]["input_sha256"],
         sha256_hex(b"SENTINEL-CONFIG-PROMPT")
     );
-    assert!(prompt_line["error"].as_str().unwrap().contains("configuration"));
+    assert!(
+        prompt_line["error"]
+            .as_str()
+            .unwrap()
+            .contains("configuration")
+    );
 }
 
 #[test]
@@ -320,7 +359,14 @@ fn the_config_flag_wins_over_the_environment() {
     // The managed hook command, run as Claude Code runs it (through a shell, with
     // the user's environment), records where its --config says.
     let out = cmd(t.path())
-        .args(["install-hooks", "--scope", "managed", "--dry-run", "--claude-version", "2.1.197"])
+        .args([
+            "install-hooks",
+            "--scope",
+            "managed",
+            "--dry-run",
+            "--claude-version",
+            "2.1.197",
+        ])
         .arg("--path")
         .arg(t.path().join("managed-settings.json"))
         .arg("--config")
@@ -341,7 +387,11 @@ fn the_config_flag_wins_over_the_environment() {
         .env("AUDITSHIP_CONFIG", &cfg_a)
         .arg("-c")
         .arg(&command);
-    assert_eq!(run_with_stdin(c, payload).status.code(), Some(0), "{command}");
+    assert_eq!(
+        run_with_stdin(c, payload).status.code(),
+        Some(0),
+        "{command}"
+    );
     assert!(!a.join("audit").exists());
     assert_eq!(read_stream(&b.join("audit")).len(), 2);
 }
@@ -352,7 +402,13 @@ fn managed_hooks_name_their_configuration() {
     let install = |extra: &[&str]| -> Value {
         let path = t.path().join("settings.json");
         let out = cmd(t.path())
-            .args(["install-hooks", "--dry-run", "--claude-version", "2.1.197", "--path"])
+            .args([
+                "install-hooks",
+                "--dry-run",
+                "--claude-version",
+                "2.1.197",
+                "--path",
+            ])
             .arg(&path)
             .args(extra)
             .output()
@@ -363,8 +419,18 @@ fn managed_hooks_name_their_configuration() {
     };
     let entry = |s: &Value, event: &str| s["hooks"][event][0]["hooks"][0].clone();
 
-    let managed = install(&["--scope", "managed", "--command", "/usr/bin/auditship record"]);
-    for event in ["PreToolUse", "PermissionRequest", "UserPromptSubmit", "SessionEnd"] {
+    let managed = install(&[
+        "--scope",
+        "managed",
+        "--command",
+        "/usr/bin/auditship record",
+    ]);
+    for event in [
+        "PreToolUse",
+        "PermissionRequest",
+        "UserPromptSubmit",
+        "SessionEnd",
+    ] {
         let e = entry(&managed, event);
         assert_eq!(
             e["command"], "/usr/bin/auditship record --config /etc/auditship/auditship.toml",
@@ -374,7 +440,10 @@ fn managed_hooks_name_their_configuration() {
         assert_eq!(e["type"], "command");
     }
     let named = install(&["--scope", "managed", "--config", "/opt/audit cfg/a.toml"]);
-    let command = entry(&named, "PreToolUse")["command"].as_str().unwrap().to_string();
+    let command = entry(&named, "PreToolUse")["command"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(
         command.ends_with(" record --config '/opt/audit cfg/a.toml'"),
         "{command}"
@@ -390,26 +459,73 @@ fn managed_hooks_name_their_configuration() {
         "/usr/bin/auditship record --config /srv/x.toml"
     );
     let user = install(&["--command", "/usr/bin/auditship record"]);
-    assert_eq!(entry(&user, "PreToolUse")["command"], "/usr/bin/auditship record");
+    assert_eq!(
+        entry(&user, "PreToolUse")["command"],
+        "/usr/bin/auditship record"
+    );
+
+    // A lock timeout the hook timeout does not leave room for is pointed out.
+    let slow = config(t.path(), "lock_timeout_ms = 10000\n");
+    let out = cmd(t.path())
+        .args([
+            "install-hooks",
+            "--dry-run",
+            "--claude-version",
+            "2.1.197",
+            "--scope",
+            "managed",
+        ])
+        .arg("--path")
+        .arg(t.path().join("settings.json"))
+        .arg("--config")
+        .arg(&slow)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "warning: record.lock_timeout_ms (10000 ms) is not below the hook timeout (5 s)"
+        ),
+        "{text}"
+    );
 }
 
 #[test]
 fn check_config_refuses_a_lock_timeout_not_below_the_hook_timeout() {
     let t = tempdir();
     let check = |cfg: &Path| {
-        let out = cmd(t.path()).arg("check-config").arg("--config").arg(cfg).output().unwrap();
-        (out.status.code(), stderr(&out), String::from_utf8_lossy(&out.stdout).into_owned())
+        let out = cmd(t.path())
+            .arg("check-config")
+            .arg("--config")
+            .arg(cfg)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            stderr(&out),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
     };
     let (code, err, out) = check(&config(t.path(), ""));
     assert_eq!(code, Some(0), "{err}");
-    assert!(out.contains("lock_timeout_ms = 3000"), "the default is below 5 s: {out}");
+    assert!(
+        out.contains("lock_timeout_ms = 3000"),
+        "the default is below 5 s: {out}"
+    );
 
     for ms in [5000, 10_000] {
         let (code, err, _) = check(&config(t.path(), &format!("lock_timeout_ms = {ms}\n")));
         assert_eq!(code, Some(1), "{ms}");
-        assert!(err.contains("record.lock_timeout_ms") && err.contains("5 s"), "{err}");
+        assert!(
+            err.contains("record.lock_timeout_ms") && err.contains("5 s"),
+            "{err}"
+        );
     }
-    assert_eq!(check(&config(t.path(), "lock_timeout_ms = 4000\n")).0, Some(0));
+    assert_eq!(
+        check(&config(t.path(), "lock_timeout_ms = 4000\n")).0,
+        Some(0)
+    );
 
     // An installed hook with a shorter timeout is what counts.
     let settings = t.path().join(".claude/settings.json");
@@ -421,7 +537,10 @@ fn check_config_refuses_a_lock_timeout_not_below_the_hook_timeout() {
     let (code, err, _) = check(&config(t.path(), ""));
     assert_eq!(code, Some(1));
     assert!(err.contains(&settings.display().to_string()), "{err}");
-    assert_eq!(check(&config(t.path(), "lock_timeout_ms = 1500\n")).0, Some(0));
+    assert_eq!(
+        check(&config(t.path(), "lock_timeout_ms = 1500\n")).0,
+        Some(0)
+    );
 }
 
 /// `record` in a child whose file size limit is `limit` bytes, SIGXFSZ ignored, so
@@ -457,7 +576,12 @@ fn a_short_write_is_cut_back_and_never_leaves_a_torn_line() {
     };
     let allow = config(t.path(), "");
     for i in 0..10 {
-        assert_eq!(record_raw(t.path(), Some(&allow), payload(i).as_bytes()).status.code(), Some(0));
+        assert_eq!(
+            record_raw(t.path(), Some(&allow), payload(i).as_bytes())
+                .status
+                .code(),
+            Some(0)
+        );
     }
     let dir = t.path().join("audit");
     let file = stream_file(&dir);
@@ -467,9 +591,22 @@ fn a_short_write_is_cut_back_and_never_leaves_a_torn_line() {
     // Room for 100 more bytes: the event's line (~1 KB) is cut short by the limit.
     let limit = before.len() as u64 + 100;
     let out = record_with_size_limit(t.path(), &allow, payload(10).as_bytes(), limit);
-    assert_eq!(out.status.code(), Some(0), "allow never blocks: {}", stderr(&out));
-    assert!(stderr(&out).contains("auditship record:"), "{}", stderr(&out));
-    assert_eq!(std::fs::read(&file).unwrap(), before, "the partial line was cut back");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "allow never blocks: {}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("auditship record:"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        before,
+        "the partial line was cut back"
+    );
 
     let block = config(t.path(), "on_error = \"block\"\n");
     let out = record_with_size_limit(t.path(), &block, payload(11).as_bytes(), limit);
@@ -479,11 +616,20 @@ fn a_short_write_is_cut_back_and_never_leaves_a_torn_line() {
     // Both failures are in the fallback file, as events.
     let lines = fallback_lines(&t.path().join("fallback.jsonl"));
     assert_eq!(lines.len(), 2, "{lines:?}");
-    assert!(lines[0]["error"].as_str().unwrap().contains("large"), "{}", lines[0]);
+    assert!(
+        lines[0]["error"].as_str().unwrap().contains("large"),
+        "{}",
+        lines[0]
+    );
     assert_eq!(lines[1]["event"]["metadata"]["source_event"], "PreToolUse");
 
     // The next event continues the chain as if nothing happened.
-    assert_eq!(record_raw(t.path(), Some(&allow), payload(12).as_bytes()).status.code(), Some(0));
+    assert_eq!(
+        record_raw(t.path(), Some(&allow), payload(12).as_bytes())
+            .status
+            .code(),
+        Some(0)
+    );
     let events = read_stream(&dir);
     assert_eq!(events.len(), 11);
     assert_eq!(events[10]["seq"], 10);
@@ -558,13 +704,17 @@ fn the_fallback_holds_the_event_is_bounded_and_is_shipped_by_the_default_daemon(
     }
     let len = std::fs::metadata(&fallback).unwrap().len();
     assert!(len <= (1 << 20) + 4096, "{len}");
-    let counted: u64 = std::fs::read_to_string(fallback.with_file_name("record-errors.jsonl.dropped"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let counted: u64 =
+        std::fs::read_to_string(fallback.with_file_name("record-errors.jsonl.dropped"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
     let lines = fallback_lines(&fallback);
-    let kept = lines.iter().filter(|l| l["kind"] == "record_failure").count() as u64;
+    let kept = lines
+        .iter()
+        .filter(|l| l["kind"] == "record_failure")
+        .count() as u64;
     assert_eq!(kept + counted, 25, "every failure is kept or counted");
     assert!(counted >= 5, "{counted}");
     let notes: Vec<u64> = lines

@@ -106,7 +106,10 @@ fn lock_timeout_problem(cfg: &Config) -> Option<String> {
         ));
     }
     let (secs, from) = match hooks::installed_timeout(&settings, &program) {
-        Some((secs, file)) => (secs, format!("the shortest hook timeout in {}", file.display())),
+        Some((secs, file)) => (
+            secs,
+            format!("the shortest hook timeout in {}", file.display()),
+        ),
         None => (
             hooks::DEFAULT_TIMEOUT_SECS as f64,
             "the hook timeout install-hooks writes".to_string(),

@@ -90,12 +90,15 @@ fn install(args: Args) -> Result<(), String> {
         (None, Scope::Managed) => Some(PathBuf::from(crate::config::DEFAULT_PATH)),
         (None, Scope::User) => None,
     };
-    let command = match config {
+    let config = match config {
         Some(p) if p.is_relative() => {
             let cwd = std::env::current_dir().map_err(|e| format!("--config: {e}"))?;
-            hooks::with_config(&command, &cwd.join(p))
+            Some(cwd.join(p))
         }
-        Some(p) => hooks::with_config(&command, &p),
+        other => other,
+    };
+    let command = match &config {
+        Some(p) => hooks::with_config(&command, p),
         None => command,
     };
     let version = match args.claude_version {
@@ -106,6 +109,7 @@ fn install(args: Args) -> Result<(), String> {
         None => hooks::detect_claude_version(),
     };
     let stdout = std::io::stdout();
+    let mut out = stdout.lock();
     hooks::run(
         scope,
         &path,
@@ -113,7 +117,19 @@ fn install(args: Args) -> Result<(), String> {
         args.timeout,
         version,
         args.dry_run,
-        &mut stdout.lock(),
-    )
-    .map(|_| ())
+        &mut out,
+    )?;
+    // The hooks' configuration, when it loads here, must let `record` give up on the
+    // lock before Claude Code gives up on `record`.
+    if let Ok(c) = crate::config::load(config.as_deref())
+        && c.record.lock_timeout_ms >= args.timeout.saturating_mul(1000)
+    {
+        let _ = writeln!(
+            out,
+            "warning: record.lock_timeout_ms ({} ms) is not below the hook timeout ({} s): \
+             Claude Code would kill `record` before it can fail closed",
+            c.record.lock_timeout_ms, args.timeout
+        );
+    }
+    Ok(())
 }

@@ -56,18 +56,23 @@ pub fn run(args: Args) -> ExitCode {
     };
     let flag = args.config.config.clone();
     let is_hook = args.decision.is_none();
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        attempt(args, read, &stdin)
-    }))
-    .unwrap_or_else(|_| {
-        // A bug must not let the call through unrecorded when the configuration
-        // asks to block: report what can be reported and fail closed.
-        let defaults = defaults();
-        if let Some(d) = &defaults {
-            record::report_failure(d, "internal error (panic); the event was not written", None);
-        }
-        Outcome::Failed(config::salvage::on_error(flag.as_deref()).unwrap_or(OnError::Allow))
-    });
+    let outcome =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| attempt(args, read, &stdin)))
+            .unwrap_or_else(|_| {
+                // A bug must not let the call through unrecorded when the configuration
+                // asks to block: report what can be reported and fail closed.
+                let defaults = defaults();
+                if let Some(d) = &defaults {
+                    record::report_failure(
+                        d,
+                        "internal error (panic); the event was not written",
+                        None,
+                    );
+                }
+                Outcome::Failed(
+                    config::salvage::on_error(flag.as_deref()).unwrap_or(OnError::Allow),
+                )
+            });
     match outcome {
         Outcome::Recorded | Outcome::Failed(OnError::Allow) => ExitCode::SUCCESS,
         Outcome::Failed(OnError::Block) if !is_hook => ExitCode::from(1),

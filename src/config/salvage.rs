@@ -92,12 +92,24 @@ mod tests {
     #[test]
     fn on_error_is_found_in_broken_files() {
         let cases: &[(&str, Option<OnError>)] = &[
-            ("[record]\non_error = \"block\"\nbogus = 1\n", Some(OnError::Block)),
-            ("[record]\non_error = 'block'\ndir = \"unterminated\n", Some(OnError::Block)),
+            (
+                "[record]\non_error = \"block\"\nbogus = 1\n",
+                Some(OnError::Block),
+            ),
+            (
+                "[record]\non_error = 'block'\ndir = \"unterminated\n",
+                Some(OnError::Block),
+            ),
             ("record.on_error=\"block\"\n[agent\n", Some(OnError::Block)),
             ("[agent]\non_error = \"block\"\n[record\n", None),
-            ("[record]\ndir = \"x\"\n[[sink]]\non_error = \"block\" oops\n", None),
-            ("[record]\non_error = \"${AUDITSHIP_SALVAGE_UNSET:-block}\"\n", Some(OnError::Block)),
+            (
+                "[record]\ndir = \"x\"\n[[sink]]\non_error = \"block\" oops\n",
+                None,
+            ),
+            (
+                "[record]\non_error = \"${AUDITSHIP_SALVAGE_UNSET:-block}\"\n",
+                Some(OnError::Block),
+            ),
             ("[record]\non_error = \"allow\"\n", Some(OnError::Allow)),
             ("[record]\non_error = \"maybe\"\n", None),
             ("not toml at all", None),

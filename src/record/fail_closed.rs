@@ -29,13 +29,22 @@ pub const EXIT_2_BLOCKS: &[(&str, &str)] = &[
     ("PreToolUse", "the tool call"),
     ("UserPromptSubmit", "the prompt (it is erased)"),
     ("UserPromptExpansion", "the slash command's expansion"),
-    ("PostToolBatch", "the agentic loop (it stops before the next model request)"),
+    (
+        "PostToolBatch",
+        "the agentic loop (it stops before the next model request)",
+    ),
     ("PreCompact", "the compaction"),
     ("TaskCreated", "the task's creation"),
     ("TaskCompleted", "the task's completion"),
     ("Elicitation", "the MCP elicitation (denied)"),
-    ("ElicitationResult", "the user's answer (it becomes decline)"),
-    ("ConfigChange", "the settings change (not applied to the session)"),
+    (
+        "ElicitationResult",
+        "the user's answer (it becomes decline)",
+    ),
+    (
+        "ConfigChange",
+        "the settings change (not applied to the session)",
+    ),
 ];
 
 /// Known events where nothing can be blocked, and why exit 1 is the right answer.
@@ -44,13 +53,25 @@ pub const EXIT_1: &[(&str, &str)] = &[
     ("Setup", "Claude Code ignores blocking errors here"),
     ("SubagentStart", "Claude Code ignores blocking errors here"),
     ("InstructionsLoaded", "observational: nothing to block"),
-    ("PostToolUse", "the tool already ran; exit 2 only shows the error to the model"),
-    ("PostToolUseFailure", "the tool already ran; exit 2 only shows the error to the model"),
+    (
+        "PostToolUse",
+        "the tool already ran; exit 2 only shows the error to the model",
+    ),
+    (
+        "PostToolUseFailure",
+        "the tool already ran; exit 2 only shows the error to the model",
+    ),
     ("PermissionDenied", "the call is already denied"),
     ("Notification", "observational: nothing to block"),
     ("Stop", "exit 2 would make the agent keep working"),
-    ("SubagentStop", "exit 2 would make the subagent keep working"),
-    ("TeammateIdle", "exit 2 would make the teammate keep working"),
+    (
+        "SubagentStop",
+        "exit 2 would make the subagent keep working",
+    ),
+    (
+        "TeammateIdle",
+        "exit 2 would make the teammate keep working",
+    ),
     ("StopFailure", "observational: nothing to block"),
     ("PostCompact", "the compaction already happened"),
     ("CwdChanged", "observational: nothing to block"),
@@ -86,7 +107,10 @@ mod tests {
     fn each_event_gets_its_mechanism() {
         assert_eq!(mechanism(Some("PreToolUse")), Mechanism::Exit2);
         assert_eq!(mechanism(Some("UserPromptSubmit")), Mechanism::Exit2);
-        assert_eq!(mechanism(Some("PermissionRequest")), Mechanism::DenyDecision);
+        assert_eq!(
+            mechanism(Some("PermissionRequest")),
+            Mechanism::DenyDecision
+        );
         assert_eq!(mechanism(Some("PostToolUse")), Mechanism::Exit1);
         assert_eq!(mechanism(Some("Stop")), Mechanism::Exit1);
         assert_eq!(mechanism(Some("SomeFutureEvent")), Mechanism::Exit2);

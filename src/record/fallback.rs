@@ -83,7 +83,10 @@ fn summary(event: &Map<String, Value>) -> Value {
 /// Appends `line` to the fallback file at `path`, within the bound.
 pub fn append(path: &Path, line: &str, time: &str) -> io::Result<Kept> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        DirBuilder::new().recursive(true).mode(0o700).create(parent)?;
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)?;
     }
     let mut file = writer::open_private(path, true)?;
     // Only `record` processes take this lock, each for a moment; should one hang,
@@ -147,10 +150,16 @@ mod tests {
         e.insert("id".into(), "x".into());
         e.insert("action".into(), "tool_execution".into());
         e.insert("resource".into(), "r".repeat(MAX_EVENT_BYTES).into());
-        e.insert("metadata".into(), json!({"source_event": "PreToolUse", "cwd": "/"}));
+        e.insert(
+            "metadata".into(),
+            json!({"source_event": "PreToolUse", "cwd": "/"}),
+        );
         let v: Value = serde_json::from_str(&line("t", "disk full", Some(&e))).unwrap();
         assert_eq!(v["event"]["id"], "x");
-        assert_eq!(v["event"]["metadata"], json!({"source_event": "PreToolUse"}));
+        assert_eq!(
+            v["event"]["metadata"],
+            json!({"source_event": "PreToolUse"})
+        );
         assert!(v["event"].get("resource").is_none());
         assert!(v["event_bytes"].as_u64().unwrap() > MAX_EVENT_BYTES as u64);
         assert_eq!(v["event_sha256"].as_str().unwrap().len(), 64);
@@ -172,7 +181,10 @@ mod tests {
         assert_eq!(text.lines().filter(|l| l.contains("pad")).count(), 10);
         assert_eq!(counted, 30);
         // Notes at 1, 2, 4, 8 and 16 dropped.
-        assert_eq!(text.lines().filter(|l| l.contains("fallback_full")).count(), 5);
+        assert_eq!(
+            text.lines().filter(|l| l.contains("fallback_full")).count(),
+            5
+        );
         assert!(text.len() < MAX_FILE_BYTES as usize + 2000);
         assert_eq!(
             std::fs::read_to_string(counter_path(&path)).unwrap().trim(),

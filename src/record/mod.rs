@@ -166,9 +166,8 @@ fn not_json_event(
     len: usize,
     cx: &map::Context<'_>,
 ) -> Map<String, Value> {
-    let found = |key: &str| {
-        payload::member(bytes, key).map(|v| cx.redactor.redact_str(&v).into_owned())
-    };
+    let found =
+        |key: &str| payload::member(bytes, key).map(|v| cx.redactor.redact_str(&v).into_owned());
     let hook_event = found("hook_event_name");
     let session = found("session_id").unwrap_or_else(|| "unknown".into());
     let cwd = found("cwd");

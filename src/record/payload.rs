@@ -240,10 +240,10 @@ fn walk_members(b: &[u8], key: &str) -> (Option<String>, bool) {
             return (found, false);
         }
         i = skip_ws(b, i + 1);
-        if k == key {
-            if let Some((v, _)) = string_at(b, i) {
-                found = Some(v);
-            }
+        if k == key
+            && let Some((v, _)) = string_at(b, i)
+        {
+            found = Some(v);
         }
         let Some(after) = skip_value(b, i) else {
             return (found, false);
@@ -437,6 +437,9 @@ mod tests {
             "[".repeat(100_000),
             "]".repeat(100_000)
         );
-        assert_eq!(member(deep.as_bytes(), "hook_event_name").as_deref(), Some("PreToolUse"));
+        assert_eq!(
+            member(deep.as_bytes(), "hook_event_name").as_deref(),
+            Some("PreToolUse")
+        );
     }
 }
