@@ -1606,6 +1606,53 @@ mod tests {
     }
 
     #[test]
+    fn the_config_is_named_once_and_quoted() {
+        let cfg = Path::new("/etc/auditship/auditship.toml");
+        assert_eq!(
+            with_config("/usr/bin/auditship record", cfg),
+            "/usr/bin/auditship record --config /etc/auditship/auditship.toml"
+        );
+        for named in [
+            "/usr/bin/auditship record --config /x.toml",
+            "/usr/bin/auditship record --config=/x.toml",
+            "/usr/bin/auditship record -c /x.toml",
+        ] {
+            assert_eq!(with_config(named, cfg), named);
+        }
+        assert_eq!(
+            with_config("auditship record", Path::new("/a b/it's.toml")),
+            r"auditship record --config '/a b/it'\''s.toml'"
+        );
+        let command = with_config("'/opt/my tools/auditship' record", cfg);
+        assert_eq!(
+            shell_words(&command),
+            [
+                "/opt/my tools/auditship",
+                "record",
+                "--config",
+                "/etc/auditship/auditship.toml"
+            ]
+        );
+        assert_eq!(shell_quote("/usr/bin/auditship"), "/usr/bin/auditship");
+        assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn installed_timeouts_are_read_from_our_entries() {
+        let settings = json!({"hooks": {
+            "PreToolUse": [{"matcher": "*", "hooks": [
+                {"type": "command", "command": "/usr/bin/auditship record", "timeout": 5},
+                {"type": "command", "command": "/opt/guard.sh", "timeout": 1}
+            ]}],
+            "Stop": [{"hooks": [{"type": "command", "command": "auditship record --config /x"}]}]
+        }});
+        let mut found = recorder_timeouts(&settings, "auditship");
+        found.sort_by(f64::total_cmp);
+        assert_eq!(found, [5.0, CLAUDE_DEFAULT_TIMEOUT_SECS as f64]);
+        assert!(recorder_timeouts(&json!({"hooks": "x"}), "auditship").is_empty());
+    }
+
+    #[test]
     fn versions_and_time_stamps() {
         assert_eq!(
             parse_claude_version("2.1.114 (Claude Code)\n"),

@@ -2,7 +2,7 @@
 
 use crate::config::{self, OnError};
 use crate::record::fail_closed::{self, Mechanism};
-use crate::record::{self, Decision, Input, payload};
+use crate::record::{self, Decision, Input};
 use std::io::{Read, Write};
 use std::process::ExitCode;
 
@@ -140,8 +140,7 @@ fn defaults() -> Option<config::Config> {
 /// Blocks the hook call by the mechanism its event honours, decided from the raw
 /// bytes so that a payload that does not parse still blocks the right way.
 fn fail_closed(stdin: &[u8]) -> ExitCode {
-    let event = payload::member(stdin, "hook_event_name");
-    match fail_closed::mechanism(event.as_deref()) {
+    match fail_closed::mechanism_of(stdin) {
         Mechanism::Exit2 => ExitCode::from(2),
         Mechanism::Exit1 => ExitCode::from(1),
         Mechanism::DenyDecision => {

@@ -9,9 +9,10 @@
 //! the opposite of closing (after `Stop`, exit 2 makes the agent carry on working),
 //! `record` exits 1: Claude Code shows the error to the user and goes on.
 //!
-//! The event name comes from the raw bytes ([`super::payload::member`]), so a payload
-//! that does not parse still fails closed the right way. A payload without a
-//! readable event name gets exit 2, the generic blocking error.
+//! The event name comes from the raw bytes ([`super::payload::member_found`]), so a
+//! payload that does not parse still fails closed the right way. A payload without a
+//! readable event name gets exit 2, the generic blocking error; so does one whose
+//! name could only be guessed from broken text and would have meant exit 1.
 
 /// What `record` does on a failure under `on_error = "block"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +89,20 @@ pub fn mechanism(hook_event: Option<&str>) -> Mechanism {
     }
 }
 
+/// The mechanism for a payload's raw bytes. A name found only as text in a payload
+/// too broken to walk might come from inside a nested value, so it never lowers the
+/// answer to exit 1.
+pub fn mechanism_of(payload: &[u8]) -> Mechanism {
+    match super::payload::member_found(payload, "hook_event_name") {
+        Some((name, true)) => mechanism(Some(&name)),
+        Some((name, false)) => match mechanism(Some(&name)) {
+            Mechanism::Exit1 => Mechanism::Exit2,
+            m => m,
+        },
+        None => mechanism(None),
+    }
+}
+
 /// The JSON `PermissionRequest` hooks answer with to deny, on one line.
 pub fn deny_decision(message: &str) -> String {
     serde_json::json!({
@@ -118,6 +133,28 @@ mod tests {
         for (name, _) in EXIT_2_BLOCKS {
             assert_eq!(mechanism(Some(name)), Mechanism::Exit2, "{name}");
         }
+    }
+
+    #[test]
+    fn a_name_read_from_broken_text_never_lowers_the_answer() {
+        assert_eq!(
+            mechanism_of(br#"{"hook_event_name":"Stop"}"#),
+            Mechanism::Exit1
+        );
+        assert_eq!(
+            mechanism_of(br#"{"hook_event_name":"Stop","x":"#),
+            Mechanism::Exit1,
+            "found among the members before the break"
+        );
+        assert_eq!(
+            mechanism_of(br#"{"tool_input":{"hook_event_name":"Stop"}, broken"#),
+            Mechanism::Exit2
+        );
+        assert_eq!(
+            mechanism_of(br#"xx {"hook_event_name":"PermissionRequest""#),
+            Mechanism::DenyDecision
+        );
+        assert_eq!(mechanism_of(b"\xff"), Mechanism::Exit2);
     }
 
     #[test]

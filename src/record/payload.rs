@@ -209,11 +209,18 @@ fn matching_end(b: &[u8], start: usize) -> usize {
 /// last one named `key` wins, as in a parse); when the text is too broken to walk
 /// that far, the first `"key": "value"` anywhere in it is taken.
 pub fn member(bytes: &[u8], key: &str) -> Option<String> {
+    member_found(bytes, key).map(|(v, _)| v)
+}
+
+/// [`member`], and whether the value was found among the object's own members
+/// (`false`: only as text somewhere in a payload too broken to walk, which may be
+/// inside a nested value).
+pub fn member_found(bytes: &[u8], key: &str) -> Option<(String, bool)> {
     let (found, walked) = walk_members(bytes, key);
     if found.is_some() || walked {
-        return found;
+        return found.map(|v| (v, true));
     }
-    anywhere(bytes, key)
+    anywhere(bytes, key).map(|v| (v, false))
 }
 
 /// Walks the members of the top-level object. Returns the last string value of
