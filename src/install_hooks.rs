@@ -64,6 +64,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// under a lock needs well under a second, so a stuck one costs the developer 5 s.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 5;
 
+/// What Claude Code waits for a command hook that names no `timeout`.
+pub const CLAUDE_DEFAULT_TIMEOUT_SECS: u64 = 600;
+
 /// Mode of a user settings file we create: it may come to hold tokens in `env`.
 pub const USER_FILE_MODE: u32 = 0o600;
 
@@ -634,6 +637,89 @@ fn is_assignment(word: &str) -> bool {
         }
         None => false,
     }
+}
+
+/// `s` as one shell word: unchanged when it holds nothing a shell would read
+/// specially, else in single quotes.
+pub fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+,:=@%".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// `command` with `--config <path>` after `record`, unless it already names a
+/// configuration (`--config`, `--config=…` or `-c`). Managed hooks name the file
+/// explicitly, so `AUDITSHIP_CONFIG` in a user's environment cannot redirect them.
+pub fn with_config(command: &str, config: &Path) -> String {
+    let named = shell_words(command)
+        .iter()
+        .any(|w| w == "--config" || w == "-c" || w.starts_with("--config="));
+    if named {
+        command.to_string()
+    } else {
+        format!(
+            "{command} --config {}",
+            shell_quote(&config.to_string_lossy())
+        )
+    }
+}
+
+/// The `timeout` (seconds) of every hook entry of `program` (a file name such as
+/// `auditship`) that runs `record`, in any event of `settings`. An entry without one
+/// gets Claude Code's default, [`CLAUDE_DEFAULT_TIMEOUT_SECS`].
+pub fn recorder_timeouts(settings: &Value, program: &str) -> Vec<f64> {
+    let mut found = Vec::new();
+    let Some(hooks) = settings.get("hooks").and_then(Value::as_object) else {
+        return found;
+    };
+    for groups in hooks.values().filter_map(Value::as_array) {
+        for entry in groups
+            .iter()
+            .filter_map(|g| g.get("hooks").and_then(Value::as_array))
+            .flatten()
+        {
+            let ours = entry.get("type").and_then(Value::as_str) == Some("command")
+                && entry
+                    .get("command")
+                    .and_then(Value::as_str)
+                    .and_then(recorder_program)
+                    .is_some_and(|p| p == program);
+            if ours {
+                found.push(
+                    entry
+                        .get("timeout")
+                        .and_then(Value::as_f64)
+                        .unwrap_or(CLAUDE_DEFAULT_TIMEOUT_SECS as f64),
+                );
+            }
+        }
+    }
+    found
+}
+
+/// The shortest timeout of our hooks in the settings files that exist and parse
+/// (seconds, and the file), or `None` when none of them has a hook of ours.
+pub fn installed_timeout(paths: &[PathBuf], program: &str) -> Option<(f64, PathBuf)> {
+    let mut best: Option<(f64, PathBuf)> = None;
+    for path in paths {
+        let Ok(text) = fs::read_to_string(path) else {
+            continue;
+        };
+        let Ok(settings) = serde_json::from_str::<Value>(&text) else {
+            continue;
+        };
+        for t in recorder_timeouts(&settings, program) {
+            if best.as_ref().is_none_or(|(b, _)| t < *b) {
+                best = Some((t, path.clone()));
+            }
+        }
+    }
+    best
 }
 
 /// Splits a command line into words the way a POSIX shell does for plain words,
@@ -1517,6 +1603,53 @@ mod tests {
             shell_words(r#"a 'b c' "d \"e\" \$f \g" h\ i"#),
             ["a", "b c", "d \"e\" $f \\g", "h i"]
         );
+    }
+
+    #[test]
+    fn the_config_is_named_once_and_quoted() {
+        let cfg = Path::new("/etc/auditship/auditship.toml");
+        assert_eq!(
+            with_config("/usr/bin/auditship record", cfg),
+            "/usr/bin/auditship record --config /etc/auditship/auditship.toml"
+        );
+        for named in [
+            "/usr/bin/auditship record --config /x.toml",
+            "/usr/bin/auditship record --config=/x.toml",
+            "/usr/bin/auditship record -c /x.toml",
+        ] {
+            assert_eq!(with_config(named, cfg), named);
+        }
+        assert_eq!(
+            with_config("auditship record", Path::new("/a b/it's.toml")),
+            r"auditship record --config '/a b/it'\''s.toml'"
+        );
+        let command = with_config("'/opt/my tools/auditship' record", cfg);
+        assert_eq!(
+            shell_words(&command),
+            [
+                "/opt/my tools/auditship",
+                "record",
+                "--config",
+                "/etc/auditship/auditship.toml"
+            ]
+        );
+        assert_eq!(shell_quote("/usr/bin/auditship"), "/usr/bin/auditship");
+        assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn installed_timeouts_are_read_from_our_entries() {
+        let settings = json!({"hooks": {
+            "PreToolUse": [{"matcher": "*", "hooks": [
+                {"type": "command", "command": "/usr/bin/auditship record", "timeout": 5},
+                {"type": "command", "command": "/opt/guard.sh", "timeout": 1}
+            ]}],
+            "Stop": [{"hooks": [{"type": "command", "command": "auditship record --config /x"}]}]
+        }});
+        let mut found = recorder_timeouts(&settings, "auditship");
+        found.sort_by(f64::total_cmp);
+        assert_eq!(found, [5.0, CLAUDE_DEFAULT_TIMEOUT_SECS as f64]);
+        assert!(recorder_timeouts(&json!({"hooks": "x"}), "auditship").is_empty());
     }
 
     #[test]

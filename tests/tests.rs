@@ -30,6 +30,7 @@ mod ops;
 mod packaging;
 mod record;
 mod record_content;
+mod record_edges;
 mod s3;
 mod vectors;
 mod verify;

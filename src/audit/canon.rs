@@ -144,13 +144,13 @@ pub fn write_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
-fn write_number(n: Number, out: &mut Vec<u8>) -> Result<(), CanonError> {
+fn write_number(n: Number<'_>, out: &mut Vec<u8>) -> Result<(), CanonError> {
     match n {
         Number::Int(i) => {
             let _ = write!(out, "{i}");
             Ok(())
         }
-        Number::BigInt => Err(CanonError::IntegerOutOfRange),
+        Number::BigInt(_) => Err(CanonError::IntegerOutOfRange),
         Number::Float(f) => write_f64(f, out),
     }
 }

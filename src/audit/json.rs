@@ -22,7 +22,7 @@ pub const MAX_SAFE_INTEGER: u64 = 1 << 53;
 pub enum Value<'a> {
     Null,
     Bool(bool),
-    Number(Number),
+    Number(Number<'a>),
     String(Cow<'a, str>),
     Array(Vec<Value<'a>>),
     Object(Object<'a>),
@@ -34,11 +34,12 @@ pub type Object<'a> = Vec<(Cow<'a, str>, Value<'a>)>;
 
 /// A JSON number as its literal was written.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Number {
+pub enum Number<'a> {
     /// An integer literal (no fraction, no exponent) within ±2^53.
     Int(i64),
-    /// An integer literal beyond ±2^53: JCS cannot represent it.
-    BigInt,
+    /// An integer literal beyond ±2^53: JCS cannot represent it. Carries the literal
+    /// as written, so a producer can still keep the value exactly.
+    BigInt(&'a str),
     /// Any literal with a fraction or an exponent, as the nearest double (may be ±inf).
     Float(f64),
 }
@@ -366,7 +367,7 @@ impl<'a> Parser<'a, '_> {
         }
     }
 
-    fn number(&mut self) -> Result<Number, ParseError> {
+    fn number(&mut self) -> Result<Number<'a>, ParseError> {
         let start = self.pos;
         let b = self.bytes;
         let mut i = self.pos;
@@ -421,12 +422,12 @@ impl<'a> Parser<'a, '_> {
             // 2^53 has 16 digits: anything longer is beyond it.
             if int_digits > 16 {
                 self.canonical = false;
-                return Ok(Number::BigInt);
+                return Ok(Number::BigInt(text));
             }
             let n: i64 = text.parse().map_err(|_| self.err("invalid number"))?;
             if n.unsigned_abs() > MAX_SAFE_INTEGER {
                 self.canonical = false;
-                return Ok(Number::BigInt);
+                return Ok(Number::BigInt(text));
             }
             if text == "-0" {
                 self.canonical = false; // JCS writes 0
@@ -591,11 +592,17 @@ mod tests {
         assert_eq!(ok("-0"), Value::Number(Number::Int(0)));
         assert_eq!(ok("1.0"), Value::Number(Number::Float(1.0)));
         assert_eq!(ok("9007199254740992"), Value::Number(Number::Int(1 << 53)));
-        assert_eq!(ok("9007199254740993"), Value::Number(Number::BigInt));
-        assert_eq!(ok("-9007199254740993"), Value::Number(Number::BigInt));
+        assert_eq!(
+            ok("9007199254740993"),
+            Value::Number(Number::BigInt("9007199254740993"))
+        );
+        assert_eq!(
+            ok("-9007199254740995"),
+            Value::Number(Number::BigInt("-9007199254740995"))
+        );
         assert_eq!(
             ok("123456789012345678901234"),
-            Value::Number(Number::BigInt)
+            Value::Number(Number::BigInt("123456789012345678901234"))
         );
         assert_eq!(ok("1e400"), Value::Number(Number::Float(f64::INFINITY)));
         for s in ["01", "1.", ".5", "-", "1e", "+1", "0x10", "NaN"] {

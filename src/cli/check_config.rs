@@ -5,6 +5,7 @@ use crate::config::daemon::{
 };
 use crate::config::layers::FromEnv;
 use crate::config::{self, Config, OnError};
+use crate::install_hooks as hooks;
 use crate::ship::shape::Shape;
 use crate::ship::tls::{cleartext_exposure, without_credentials};
 use serde_json::{Value, json};
@@ -36,6 +37,19 @@ pub struct Args {
 
 pub fn run(args: Args) -> ExitCode {
     match config::load_daemon(args.config.config.as_deref()) {
+        Ok((cfg, _)) if lock_timeout_problem(&cfg).is_some() => {
+            let problem = lock_timeout_problem(&cfg).unwrap_or_default();
+            let at = cfg
+                .file
+                .as_ref()
+                .map(|f| format!("{}: ", f.display()))
+                .unwrap_or_default();
+            let _ = writeln!(
+                std::io::stderr(),
+                "auditship check-config: 1 error(s):\n{at}{problem}"
+            );
+            ExitCode::from(1)
+        }
         Ok((cfg, daemon)) => {
             let mut settings = effective(&cfg, &daemon);
             show_as_written(&mut settings, &daemon.from_env);
@@ -84,6 +98,44 @@ pub fn run(args: Args) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `record` must give up on the stream lock, and fail closed, before Claude Code
+/// kills it: its lock timeout must be below the hook timeout. That is the shortest
+/// `timeout` of our hooks in the managed and the user settings, or, with none
+/// installed yet, the one `install-hooks` writes.
+fn lock_timeout_problem(cfg: &Config) -> Option<String> {
+    let program = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "auditship".into());
+    let mut settings = vec![std::path::PathBuf::from(hooks::MANAGED_SETTINGS_PATH)];
+    if let Some(home) = std::env::var_os("HOME") {
+        let dir = std::env::var_os("CLAUDE_CONFIG_DIR").filter(|v| !v.is_empty());
+        settings.push(hooks::user_settings_path(
+            home.as_ref(),
+            dir.as_deref().map(AsRef::as_ref),
+        ));
+    }
+    let (secs, from) = match hooks::installed_timeout(&settings, &program) {
+        Some((secs, file)) => (
+            secs,
+            format!("the shortest hook timeout in {}", file.display()),
+        ),
+        None => (
+            hooks::DEFAULT_TIMEOUT_SECS as f64,
+            "the hook timeout install-hooks writes".to_string(),
+        ),
+    };
+    let lock = cfg.record.lock_timeout_ms;
+    ((lock as f64) >= secs * 1000.0).then(|| {
+        format!(
+            "record.lock_timeout_ms: {lock} ms is not below {from} ({secs} s): Claude Code would \
+             kill `record` before it could report the failure or fail closed; set it lower \
+             (default {})",
+            config::DEFAULT_LOCK_TIMEOUT_MS
+        )
+    })
 }
 
 fn dur(d: Duration) -> String {

@@ -12,6 +12,11 @@ use std::process::ExitCode;
 /// next to it. Claude Code releases before 2.1.101 reject a settings file that names
 /// an event they do not know, so the installer asks `claude --version` (or takes
 /// --claude-version) and installs only the events that release knows.
+///
+/// Managed hooks name their configuration file (`record --config PATH`, by default
+/// /etc/auditship/auditship.toml), so AUDITSHIP_CONFIG in a user's environment cannot
+/// point them elsewhere. Claude Code has no per-hook setting that makes a failed or
+/// timed-out hook block: failing closed is `record`'s own `on_error = "block"`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
@@ -37,6 +42,9 @@ pub struct Args {
     /// Seconds Claude Code waits for one `record` call
     #[arg(long, default_value_t = hooks::DEFAULT_TIMEOUT_SECS)]
     pub timeout: u64,
+    /// The configuration hooks pass to `record --config` [default: none for user scope; /etc/auditship/auditship.toml for managed scope]
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -74,12 +82,24 @@ fn install(args: Args) -> Result<(), String> {
         None => {
             let exe = std::env::current_exe().map_err(|e| format!("locating this binary: {e}"))?;
             let exe = exe.to_str().ok_or("the path of this binary is not UTF-8")?;
-            if exe.contains(|c: char| c.is_whitespace() || "'\"\\$`".contains(c)) {
-                format!("'{}' record", exe.replace('\'', r"'\''"))
-            } else {
-                format!("{exe} record")
-            }
+            format!("{} record", hooks::shell_quote(exe))
         }
+    };
+    let config = match (args.config, scope) {
+        (Some(p), _) => Some(p),
+        (None, Scope::Managed) => Some(PathBuf::from(crate::config::DEFAULT_PATH)),
+        (None, Scope::User) => None,
+    };
+    let config = match config {
+        Some(p) if p.is_relative() => {
+            let cwd = std::env::current_dir().map_err(|e| format!("--config: {e}"))?;
+            Some(cwd.join(p))
+        }
+        other => other,
+    };
+    let command = match &config {
+        Some(p) => hooks::with_config(&command, p),
+        None => command,
     };
     let version = match args.claude_version {
         Some(v) => Some(
@@ -89,6 +109,7 @@ fn install(args: Args) -> Result<(), String> {
         None => hooks::detect_claude_version(),
     };
     let stdout = std::io::stdout();
+    let mut out = stdout.lock();
     hooks::run(
         scope,
         &path,
@@ -96,7 +117,19 @@ fn install(args: Args) -> Result<(), String> {
         args.timeout,
         version,
         args.dry_run,
-        &mut stdout.lock(),
-    )
-    .map(|_| ())
+        &mut out,
+    )?;
+    // The hooks' configuration, when it loads here, must let `record` give up on the
+    // lock before Claude Code gives up on `record`.
+    if let Ok(c) = crate::config::load(config.as_deref())
+        && c.record.lock_timeout_ms >= args.timeout.saturating_mul(1000)
+    {
+        let _ = writeln!(
+            out,
+            "warning: record.lock_timeout_ms ({} ms) is not below the hook timeout ({} s): \
+             Claude Code would kill `record` before it can fail closed",
+            c.record.lock_timeout_ms, args.timeout
+        );
+    }
+    Ok(())
 }

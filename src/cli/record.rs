@@ -1,6 +1,7 @@
 //! `auditship record`: the producer Claude Code hooks call.
 
 use crate::config::{self, OnError};
+use crate::record::fail_closed::{self, Mechanism};
 use crate::record::{self, Decision, Input};
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -9,9 +10,12 @@ use std::process::ExitCode;
 ///
 /// Claude Code runs this from its hooks (see `auditship install-hooks`). With
 /// --decision it records an ai_decision event for skills and scripts instead, and
-/// does not read stdin. On failure the error goes to stderr and to the fallback
-/// file; with `on_error = "block"` it exits 2, which blocks a PreToolUse tool call
-/// or a submitted prompt (other events exit 1, which Claude Code shows but ignores).
+/// does not read stdin. Every payload becomes an event, even one that is not JSON.
+/// On failure the error goes to stderr and, as the event it would have been, to the
+/// fallback file. With `on_error = "block"` every failure fails closed, configuration
+/// errors included, by what the hook event honours: exit 2 (PreToolUse,
+/// UserPromptSubmit and the other events whose exit 2 blocks something), a deny
+/// decision on stdout for PermissionRequest, exit 1 where nothing can be blocked.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
@@ -36,8 +40,7 @@ pub struct Args {
     /// What the decision is about: a path, URL or name (with --decision)
     #[arg(long, requires = "decision")]
     pub resource: Option<String>,
-    /// Session id [default: $CLAUDE_CODE_SESSION_ID, which Claude Code sets for its
-    /// Bash tool and hooks] (with --decision)
+    /// Session id [default: $CLAUDE_SESSION_ID] (with --decision)
     #[arg(long, requires = "decision")]
     pub session_id: Option<String>,
     /// Outcome: success, failure, denied or attempted (with --decision)
@@ -45,55 +48,86 @@ pub struct Args {
     pub outcome: Option<String>,
 }
 
-/// Hook events for which exit status 2 blocks what Claude Code was about to do.
-const BLOCKABLE: [&str; 3] = ["PreToolUse", "UserPromptSubmit", "PermissionRequest"];
-
 pub fn run(args: Args) -> ExitCode {
-    let config = match config::load(args.config.config.as_deref()) {
+    let mut stdin = Vec::new();
+    let read = match args.decision {
+        Some(_) => Ok(()),
+        None => std::io::stdin().lock().read_to_end(&mut stdin).map(|_| ()),
+    };
+    let flag = args.config.config.clone();
+    let is_hook = args.decision.is_none();
+    let outcome =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| attempt(args, read, &stdin)))
+            .unwrap_or_else(|_| {
+                // A bug must not let the call through unrecorded when the configuration
+                // asks to block: report what can be reported and fail closed.
+                let defaults = defaults();
+                if let Some(d) = &defaults {
+                    record::report_failure(
+                        d,
+                        "internal error (panic); the event was not written",
+                        None,
+                    );
+                }
+                Outcome::Failed(
+                    config::salvage::on_error(flag.as_deref()).unwrap_or(OnError::Allow),
+                )
+            });
+    match outcome {
+        Outcome::Recorded | Outcome::Failed(OnError::Allow) => ExitCode::SUCCESS,
+        Outcome::Failed(OnError::Block) if !is_hook => ExitCode::from(1),
+        Outcome::Failed(OnError::Block) => fail_closed(&stdin),
+    }
+}
+
+enum Outcome {
+    Recorded,
+    /// Not recorded; the failure was reported. What `on_error` asks for.
+    Failed(OnError),
+}
+
+fn attempt(args: Args, read: std::io::Result<()>, stdin: &[u8]) -> Outcome {
+    let flag = args.config.config.as_deref();
+    let input = match args.decision {
+        Some(decision) => Input::Decision(Decision {
+            decision,
+            factors_considered: args.factors,
+            confidence: args.confidence,
+            alternative_options: args.alternatives,
+            resource: args.resource,
+            session_id: args.session_id.or_else(session_from_env),
+            outcome: args.outcome,
+        }),
+        None => Input::Hook(stdin),
+    };
+    let config = match config::load(flag) {
         Ok(c) => c,
         Err(e) => {
-            // Without a valid file we cannot know its on_error: report, never block.
-            let _ = writeln!(std::io::stderr(), "auditship record: configuration: {e}");
-            if let Ok(defaults) = config::Config::from_raw(Default::default(), None) {
-                record::report_failure(&defaults, &format!("configuration: {e}"), None);
+            // The file's on_error still counts: read it without loading the rest.
+            let on_error = config::salvage::on_error(flag).unwrap_or(OnError::Allow);
+            let message = format!("configuration: {e}");
+            match defaults() {
+                // Keep the event as the defaults make it: minimised, redacted.
+                Some(d) => {
+                    let event = record::event(&d, input, record::utc_now().0).ok();
+                    record::report_failure(&d, &message, event.as_ref());
+                }
+                None => {
+                    let _ = writeln!(std::io::stderr(), "auditship record: {message}");
+                }
             }
-            return ExitCode::SUCCESS;
+            return Outcome::Failed(on_error);
         }
     };
-    let mut stdin_buf = Vec::new();
-    let (input, payload) = match args.decision {
-        Some(decision) => (
-            Input::Decision(Decision {
-                decision,
-                factors_considered: args.factors,
-                confidence: args.confidence,
-                alternative_options: args.alternatives,
-                resource: args.resource,
-                session_id: args.session_id.or_else(session_from_env),
-                outcome: args.outcome,
-            }),
-            None,
-        ),
-        None => {
-            if let Err(e) = std::io::stdin().lock().read_to_end(&mut stdin_buf) {
-                record::report_failure(&config, &format!("reading stdin: {e}"), None);
-                return failure_exit(config.record.on_error, None);
-            }
-            (Input::Hook(&stdin_buf), Some(stdin_buf.as_slice()))
-        }
-    };
+    if let Err(e) = read {
+        record::report_failure(&config, &format!("reading stdin: {e}"), None);
+        return Outcome::Failed(config.record.on_error);
+    }
     match record::record(&config, input) {
-        Ok(_) => ExitCode::SUCCESS,
-        Err(e) => {
-            record::report_failure(&config, &e, payload);
-            let event = payload
-                .and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok())
-                .and_then(|v| {
-                    v.get("hook_event_name")
-                        .and_then(|n| n.as_str())
-                        .map(str::to_owned)
-                });
-            failure_exit(config.record.on_error, event.as_deref())
+        Ok(_) => Outcome::Recorded,
+        Err(failure) => {
+            record::report_failure(&config, &failure.to_string(), failure.event.as_ref());
+            Outcome::Failed(config.record.on_error)
         }
     }
 }
@@ -107,10 +141,29 @@ fn session_from_env() -> Option<String> {
         .filter(|s| !s.trim().is_empty())
 }
 
-fn failure_exit(on_error: OnError, hook_event: Option<&str>) -> ExitCode {
-    match on_error {
-        OnError::Allow => ExitCode::SUCCESS,
-        OnError::Block if hook_event.is_some_and(|e| BLOCKABLE.contains(&e)) => ExitCode::from(2),
-        OnError::Block => ExitCode::from(1),
+/// The built-in configuration, for reporting when the configured one fails.
+fn defaults() -> Option<config::Config> {
+    config::Config::from_raw(Default::default(), None).ok()
+}
+
+/// Blocks the hook call by the mechanism its event honours, decided from the raw
+/// bytes so that a payload that does not parse still blocks the right way.
+fn fail_closed(stdin: &[u8]) -> ExitCode {
+    match fail_closed::mechanism_of(stdin) {
+        Mechanism::Exit2 => ExitCode::from(2),
+        Mechanism::Exit1 => ExitCode::from(1),
+        Mechanism::DenyDecision => {
+            let decision = fail_closed::deny_decision(
+                "auditship could not record this permission request in the audit trail; \
+                 denied because the audit policy fails closed (the error is on stderr and in \
+                 the fallback file)",
+            );
+            let mut out = std::io::stdout().lock();
+            match writeln!(out, "{decision}").and_then(|()| out.flush()) {
+                Ok(()) => ExitCode::SUCCESS,
+                // Without the decision on stdout, exit 2 is the nearest thing left.
+                Err(_) => ExitCode::from(2),
+            }
+        }
     }
 }

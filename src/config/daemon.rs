@@ -433,6 +433,33 @@ impl Errors<'_> {
     }
 }
 
+/// The embedded default's second source: `record`'s fallback file (see
+/// `record::fallback`), shipped as plain JSON lines so record failures reach the SIEM.
+fn record_errors_source(raw: &RawConfig) -> SourceConfig {
+    let file = expand_home(
+        raw.record
+            .fallback_file
+            .as_deref()
+            .unwrap_or(super::DEFAULT_FALLBACK_FILE),
+    );
+    let dir = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    SourceConfig {
+        name: "record-errors".into(),
+        paths: vec![globset::escape(&dir.display().to_string())],
+        files: globset::escape(&name),
+        format: SourceFormat::Json,
+        keys: Keys::new(),
+        max_line_bytes: 4 << 20,
+    }
+}
+
 impl DaemonConfig {
     /// Validates the daemon sections, loading key and token files. Every problem is
     /// pushed to `errors`.
@@ -496,6 +523,7 @@ impl DaemonConfig {
                 keys: Keys::new(),
                 max_line_bytes: 4 << 20,
             });
+            sources.push(record_errors_source(raw));
         }
         for (i, s) in raw.source.iter().enumerate() {
             let at = format!("source[{i}] ({:?})", s.name);
@@ -1242,8 +1270,12 @@ mod tests {
         let mut errors = Vec::new();
         let c = DaemonConfig::from_raw(&RawConfig::default(), &mut errors);
         assert!(errors.is_empty(), "{errors:?}");
-        assert_eq!(c.sources.len(), 1);
+        assert_eq!(c.sources.len(), 2);
         assert!(c.sources[0].paths[0].ends_with(".claude/audit"));
+        assert_eq!(c.sources[1].name, "record-errors");
+        assert_eq!(c.sources[1].format, SourceFormat::Json);
+        assert!(c.sources[1].paths[0].ends_with(".claude/audit-errors"));
+        assert_eq!(c.sources[1].files, "record-errors.jsonl");
         assert!(
             matches!(&c.sinks[0].kind, SinkKind::File { path, .. } if path.ends_with("shipped.jsonl"))
         );

@@ -20,6 +20,7 @@
 pub mod daemon;
 pub mod interpolate;
 pub mod layers;
+pub mod salvage;
 
 use crate::audit::Keys;
 use crate::record::compliance::{ComplianceRules, RuleConfig};
@@ -28,6 +29,14 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
 pub const DEFAULT_PATH: &str = "/etc/auditship/auditship.toml";
+
+/// Where `record` keeps failures by default; the daemon's embedded default ships it.
+pub const DEFAULT_FALLBACK_FILE: &str = "~/.claude/audit-errors/record-errors.jsonl";
+
+/// How long `record` waits for the stream lock by default: well below the 5 s that
+/// `install-hooks` gives a hook, so `record` can still fail closed before Claude Code
+/// kills it (`check-config` refuses a value that is not below the hook timeout).
+pub const DEFAULT_LOCK_TIMEOUT_MS: u64 = 3_000;
 
 /// The file as written.
 #[derive(Debug, Default, Deserialize)]
@@ -96,7 +105,8 @@ pub struct RawCompliance {
 pub enum OnError {
     /// Never block Claude Code: report the error, exit 0.
     Allow,
-    /// Fail closed: exit 2, which blocks the tool call from a PreToolUse hook.
+    /// Fail closed, by the mechanism each hook event honours
+    /// ([`crate::record::fail_closed`]).
     Block,
 }
 
@@ -274,7 +284,7 @@ impl Config {
             .fallback_file
             .as_deref()
             .map(expand_home)
-            .unwrap_or_else(|| expand_home("~/.claude/auditship-record-errors.log"));
+            .unwrap_or_else(|| expand_home(DEFAULT_FALLBACK_FILE));
         let redactor = Redactor::new(&raw.redact.patterns).unwrap_or_else(|e| {
             errors.push(format!("redact.patterns: {e}"));
             Redactor::builtin()
@@ -299,7 +309,7 @@ impl Config {
                 max_kept_bytes,
                 signer,
                 fsync: r.fsync.unwrap_or(true),
-                lock_timeout_ms: r.lock_timeout_ms.unwrap_or(10_000),
+                lock_timeout_ms: r.lock_timeout_ms.unwrap_or(DEFAULT_LOCK_TIMEOUT_MS),
                 identity,
             },
             redactor,

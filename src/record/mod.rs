@@ -2,21 +2,30 @@
 //! command line) into one sealed, chained event appended to the user's audit directory.
 //!
 //! Invariants: nothing reaches the file before redaction; the chain head is always
-//! derived from the files under the directory lock; an error never loses the payload
-//! silently (it goes to stderr and, redacted, to the fallback file).
+//! derived from the files under the directory lock; every hook call becomes an event
+//! (a payload that is not JSON becomes an `agent_event` naming its digest and the
+//! parse error); an error never loses the call silently: it goes to stderr and, as
+//! the event it would have been, to the bounded fallback file ([`fallback`]).
 
 pub mod compliance;
 pub mod content;
+pub mod fail_closed;
+pub mod fallback;
 pub mod map;
+pub mod payload;
 pub mod writer;
 
 use crate::config::Config;
 use serde_json::{Map, Value};
 use std::io::Write;
-use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use writer::Appended;
+
+/// Values nested deeper than this in an event (the event itself is depth 1) are
+/// stored as the SHA-256 and length of their canonical form, so every consumer of
+/// the trail (serde-based SIEM tooling stops at 128) can read what `record` writes.
+pub const MAX_STORED_DEPTH: usize = 64;
 
 /// An `ai_decision` event given by a skill or script.
 #[derive(Debug, Clone, Default)]
@@ -39,20 +48,57 @@ pub enum Input<'a> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
-    #[error("hook payload is not JSON: {0}")]
-    Payload(serde_json::Error),
     #[error("invalid decision: {0}")]
     Decision(String),
     #[error(transparent)]
     Append(#[from] writer::AppendError),
 }
 
-/// Records one event. The hook event name (if any) is returned with the error so the
-/// caller can decide what failing closed means for it.
-pub fn record(config: &Config, input: Input<'_>) -> Result<Appended, RecordError> {
-    let rc = &config.record;
+/// A failed call: the error, and the event it would have appended (for the fallback
+/// file) when it got that far.
+#[derive(Debug)]
+pub struct Failure {
+    pub error: RecordError,
+    pub event: Option<Map<String, Value>>,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+/// Records one event.
+pub fn record(config: &Config, input: Input<'_>) -> Result<Appended, Failure> {
     let (timestamp, date) = utc_now();
-    let cx = map::Context {
+    let event = event(config, input, timestamp).map_err(|error| Failure { error, event: None })?;
+    append(config, &date, &event).map_err(|e| Failure {
+        error: e.into(),
+        event: Some(event),
+    })
+}
+
+/// The event for `input`, ready to seal: mapped, redacted, and bounded in depth.
+pub fn event(
+    config: &Config,
+    input: Input<'_>,
+    timestamp: String,
+) -> Result<Map<String, Value>, RecordError> {
+    let cx = context(config, timestamp);
+    let mut event = match input {
+        Input::Hook(bytes) => hook_event(bytes, &cx),
+        Input::Decision(d) => decision_event(&d, &cx)?,
+    };
+    let cut = storable(&mut event);
+    if cut > 0 {
+        add_note(&mut event, "nesting_cut", cut);
+    }
+    Ok(event)
+}
+
+fn context(config: &Config, timestamp: String) -> map::Context<'_> {
+    let rc = &config.record;
+    map::Context {
         id: uuid::Uuid::new_v4().to_string(),
         timestamp,
         user_id: rc.user_id.clone().unwrap_or_else(os_user),
@@ -68,27 +114,133 @@ pub fn record(config: &Config, input: Input<'_>) -> Result<Appended, RecordError
         keep_tool_response: rc.keep_tool_response,
         keep_messages: rc.keep_messages,
         max_kept_bytes: rc.max_kept_bytes,
-    };
-    let event = match input {
-        Input::Hook(bytes) => {
-            let payload: Value = serde_json::from_slice(bytes).map_err(RecordError::Payload)?;
-            map::map_hook(payload, &cx)
-        }
-        Input::Decision(d) => decision_event(&d, &cx)?,
-    };
+    }
+}
+
+/// Appends a finished event to the configured stream.
+pub fn append(
+    config: &Config,
+    date: &str,
+    event: &Map<String, Value>,
+) -> Result<Appended, writer::AppendError> {
+    let rc = &config.record;
     let opts = writer::AppendOptions {
         signer: rc.signer.as_ref().map(|(kid, keys)| (kid.as_str(), keys)),
         fsync: rc.fsync,
         lock_timeout: Duration::from_millis(rc.lock_timeout_ms),
-        date: &date,
+        date,
     };
-    let appended = writer::append(&rc.dir, &opts, move |seq, prev| {
-        let mut e = event;
-        e.insert("seq".into(), Value::from(seq));
-        e.insert("prev_hash".into(), Value::String(prev.to_owned()));
-        Value::Object(e).to_string()
-    })?;
-    Ok(appended)
+    let body = serde_json::to_string(event).unwrap_or_else(|_| "{}".into());
+    writer::append(&rc.dir, &opts, |seq, prev| {
+        let rest = body.strip_prefix('{').unwrap_or("}");
+        let sep = if rest == "}" { "" } else { "," };
+        format!("{{\"prev_hash\":\"{prev}\",\"seq\":{seq}{sep}{rest}")
+    })
+}
+
+/// A hook payload as an event, whatever the bytes are.
+fn hook_event(bytes: &[u8], cx: &map::Context<'_>) -> Map<String, Value> {
+    match payload::read(bytes) {
+        payload::Read::Json(p) => {
+            let mut e = map::map_hook(p.value, cx);
+            if p.replaced_invalid_unicode {
+                add_note(&mut e, "replaced_invalid_unicode", true);
+            }
+            if p.nesting_cut > 0 {
+                add_note(&mut e, "nesting_cut", p.nesting_cut);
+            }
+            e
+        }
+        payload::Read::NotJson {
+            error,
+            sha256,
+            bytes: len,
+        } => not_json_event(bytes, error, sha256, len, cx),
+    }
+}
+
+/// An `agent_event` for a payload that is not JSON: its digest, length and the parse
+/// error, and what its top-level members still tell (event name, session, cwd).
+fn not_json_event(
+    bytes: &[u8],
+    error: String,
+    sha256: String,
+    len: usize,
+    cx: &map::Context<'_>,
+) -> Map<String, Value> {
+    let found =
+        |key: &str| payload::member(bytes, key).map(|v| cx.redactor.redact_str(&v).into_owned());
+    let hook_event = found("hook_event_name");
+    let session = found("session_id").unwrap_or_else(|| "unknown".into());
+    let cwd = found("cwd");
+    let mut meta = Map::new();
+    meta.insert(
+        "source_event".into(),
+        Value::String(hook_event.clone().unwrap_or_else(|| "unknown".into())),
+    );
+    meta.insert("payload_sha256".into(), Value::String(sha256));
+    meta.insert("payload_bytes".into(), Value::from(len));
+    meta.insert("parse_error".into(), Value::String(error));
+    if let Some(cwd) = &cwd {
+        meta.insert("cwd".into(), Value::String(cwd.clone()));
+    }
+    if let Some(dir) = &cx.project_dir {
+        meta.insert("project_dir".into(), Value::String(dir.clone()));
+    }
+    let resource = cwd.or(hook_event).unwrap_or_else(|| "unknown".into());
+    map::base_event(cx, &session, "agent_event", &resource, "attempted", meta)
+}
+
+/// Sets `metadata.<key>` (adding to a number already there).
+fn add_note(event: &mut Map<String, Value>, key: &str, value: impl Into<Value>) {
+    let value = value.into();
+    let Some(Value::Object(meta)) = event.get_mut("metadata") else {
+        return;
+    };
+    let sum = match (meta.get(key).and_then(Value::as_u64), value.as_u64()) {
+        (Some(a), Some(b)) => Value::from(a + b),
+        _ => value,
+    };
+    meta.insert(key.into(), sum);
+}
+
+/// Makes every value of the event storable in the trail: what is nested deeper
+/// than [`MAX_STORED_DEPTH`] is replaced by `{"nested_bytes", "nested_sha256"}` of
+/// its canonical form, and numbers beyond ±2^53 that the canonical form would write
+/// as integers (which no verifier may accept) become their decimal text. Returns
+/// the number of values replaced for depth.
+pub fn storable(event: &mut Map<String, Value>) -> usize {
+    fn fix(v: &mut Value, depth: usize, cut: &mut usize) {
+        match v {
+            Value::Array(_) | Value::Object(_) if depth > MAX_STORED_DEPTH => {
+                let bytes = map::canonical_bytes(v);
+                *v = serde_json::json!({
+                    "nested_bytes": bytes.len(),
+                    "nested_sha256": crate::audit::sha256_hex(&bytes),
+                });
+                *cut += 1;
+            }
+            Value::Array(items) => items.iter_mut().for_each(|i| fix(i, depth + 1, cut)),
+            Value::Object(m) => m.values_mut().for_each(|i| fix(i, depth + 1, cut)),
+            Value::Number(n) => {
+                let unsafe_integer = n.as_f64().is_some_and(|f| {
+                    f.abs() > crate::audit::json::MAX_SAFE_INTEGER as f64 && f.abs() < 1e21
+                });
+                if unsafe_integer {
+                    *v = Value::String(match n.as_f64() {
+                        Some(f) if n.is_f64() => format!("{f}"),
+                        _ => n.to_string(),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut cut = 0;
+    for v in event.values_mut() {
+        fix(v, 2, &mut cut);
+    }
+    cut
 }
 
 fn decision_event(d: &Decision, cx: &map::Context<'_>) -> Result<Map<String, Value>, RecordError> {
@@ -142,33 +294,32 @@ fn decision_event(d: &Decision, cx: &map::Context<'_>) -> Result<Map<String, Val
     Ok(e)
 }
 
-/// Reports a failure to stderr and to the fallback file (one JSON line with the
-/// redacted payload), so the event survives if at all possible.
-pub fn report_failure(config: &Config, error: &dyn std::fmt::Display, payload: Option<&[u8]>) {
+/// Reports a failure: to stderr, and to the fallback file as the event it would
+/// have appended (when it got that far), the error redacted.
+pub fn report_failure(config: &Config, error: &str, event: Option<&Map<String, Value>>) {
     let _ = writeln!(std::io::stderr(), "auditship record: {error}");
-    let mut line = serde_json::json!({
-        "time": utc_now().0,
-        "error": error.to_string(),
-    });
-    if let Some(p) = payload {
-        let text = String::from_utf8_lossy(p);
-        line["payload"] = Value::String(config.redactor.redact_str(&text).into_owned());
-    }
+    let time = utc_now().0;
+    let error = config.redactor.redact_str(error);
+    let line = fallback::line(&time, &error, event);
     let path = &config.record.fallback_file;
-    if let Err(e) = append_fallback(path, &line.to_string()) {
-        let _ = writeln!(
-            std::io::stderr(),
-            "auditship record: fallback file {}: {e}",
-            path.display()
-        );
+    match fallback::append(path, &line, &time) {
+        Ok(fallback::Kept::Line) => {}
+        Ok(fallback::Kept::Counted(n)) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "auditship record: fallback file {} is full; {n} failure(s) counted in {}",
+                path.display(),
+                fallback::counter_path(path).display()
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "auditship record: fallback file {}: {e}",
+                path.display()
+            );
+        }
     }
-}
-
-fn append_fallback(path: &Path, line: &str) -> std::io::Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    writer::open_private(path, true)?.write_all(format!("{line}\n").as_bytes())
 }
 
 /// Now as `YYYY-MM-DDTHH:MM:SS.mmmZ` and `YYYY-MM-DD`, in UTC.

@@ -7,7 +7,10 @@
 //!    until the last chain member (only the tail is read, never the whole file);
 //! 3. the event goes to `audit-YYYY-MM-DD.jsonl` (UTC), or to the last file if its
 //!    name sorts later (a clock set back must not put events before their chain);
-//! 4. one `write` of the whole line with `O_APPEND`, then `fdatasync` when configured.
+//! 4. one `write` of the whole line with `O_APPEND`, then `fdatasync` when configured;
+//!    a write that fails or comes back short (disk full, file size limit), or a sync
+//!    that fails, is undone with `ftruncate` to the length before it, so `record`
+//!    never leaves a torn line of its own.
 //!
 //! No head state is kept between calls: the files are the only truth, so there is no
 //! cache that could be missing or stale.
@@ -99,14 +102,11 @@ pub fn append(
     let sealed = audit::seal(&build(seq, &prev), opts.signer)?;
     let is_new = !target.exists();
     let mut file = open_private(&target, true).map_err(io_at(&target))?;
-    file.write_all(&sealed.line).map_err(io_at(&target))?;
-    if opts.fsync {
-        file.sync_data().map_err(io_at(&target))?;
-        if is_new {
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io_at(dir))?;
-        }
+    append_whole(&mut file, &sealed.line, opts.fsync).map_err(io_at(&target))?;
+    if opts.fsync && is_new {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_at(dir))?;
     }
     drop(lock);
     Ok(Appended {
@@ -114,6 +114,27 @@ pub fn append(
         seq,
         hash: sealed.hash,
     })
+}
+
+/// Appends `line` to `file` (opened for appending, under the lock) in one `write`,
+/// then `fdatasync` when asked. If the write fails or comes back short, or the sync
+/// fails, the file is cut back to its length before the write, so no torn or
+/// undurable line of ours stays behind; the error is returned after that.
+pub fn append_whole(file: &mut File, line: &[u8], sync: bool) -> io::Result<()> {
+    let before = file.metadata()?.len();
+    let written = file
+        .write_all(line)
+        .and_then(|()| if sync { file.sync_data() } else { Ok(()) });
+    if let Err(e) = written {
+        return Err(match file.set_len(before) {
+            Ok(()) => e,
+            Err(t) => io::Error::new(
+                e.kind(),
+                format!("{e}; cutting the partial line back to {before} bytes failed too: {t}"),
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Opens (creating with mode 0600) without following a symlink at the last component.
@@ -131,7 +152,7 @@ pub fn open_private(path: &Path, append: bool) -> io::Result<File> {
 }
 
 /// `Err(None)` on timeout.
-fn lock_exclusive(file: &File, timeout: Duration) -> Result<(), Option<io::Error>> {
+pub(crate) fn lock_exclusive(file: &File, timeout: Duration) -> Result<(), Option<io::Error>> {
     let start = Instant::now();
     let mut pause = Duration::from_micros(200);
     loop {
