@@ -75,7 +75,7 @@ fn lone_surrogates_are_stored_as_replacement_characters_and_verify() {
     let payloads: [&[u8]; 3] = [
         br#"{"hook_event_name":"UserPromptSubmit","session_id":"s1","cwd":"/src/\ud83d","prompt":"half an emoji \ud83d"}"#,
         br#"{"hook_event_name":"PostToolUse","session_id":"s1","tool_name":"mcp__x__y","tool_input":{"q":"\udc00 low first"},"note":"\ud800\u0041"}"#,
-        b"{\"hook_event_name\":\"Notification\",\"session_id\":\"s1\",\"message_kind\":\"bad \xff byte\"}",
+        b"{\"hook_event_name\":\"Notification\",\"session_id\":\"s1\",\"message_kind\":\"bad\xffbyte\"}",
     ];
     for p in payloads {
         let out = record_raw(t.path(), Some(&cfg), p);
@@ -93,7 +93,7 @@ fn lone_surrogates_are_stored_as_replacement_characters_and_verify() {
     assert_eq!(events[1]["metadata"]["extra"]["note"], "\u{FFFD}A");
     assert_eq!(
         events[2]["metadata"]["extra"]["message_kind"],
-        "bad \u{FFFD} byte"
+        "bad\u{FFFD}byte"
     );
     // The prompt is digested as the text that was stored.
     assert_eq!(
@@ -694,12 +694,17 @@ fn the_fallback_holds_the_event_is_bounded_and_is_shipped_by_the_default_daemon(
     assert_eq!(record["event"]["session_id"], "s-fb");
     assert_eq!(record["_auditship"]["source"], "record-errors", "{record}");
 
-    // Bounded: big events fill it to 1 MiB, later failures are counted.
-    let big = json!({"hook_event_name": "Notification", "session_id": "s-fb",
-        "details": "d".repeat(60_000)})
+    // Bounded: big events (kept tool responses) fill it to 1 MiB, later failures are
+    // counted.
+    let keeping = write_config(
+        t.path(),
+        "[metrics]\nlisten = \"127.0.0.1:0\"\n[record]\nkeep_tool_response = true\nmax_kept_bytes = 60000\n",
+    );
+    let big = json!({"hook_event_name": "PostToolUse", "session_id": "s-fb",
+        "tool_name": "Bash", "tool_response": "d".repeat(60_000)})
     .to_string();
     for _ in 0..24 {
-        let out = record_raw(t.path(), Some(&cfg), big.as_bytes());
+        let out = record_raw(t.path(), Some(&keeping), big.as_bytes());
         assert_eq!(out.status.code(), Some(0));
     }
     let len = std::fs::metadata(&fallback).unwrap().len();
