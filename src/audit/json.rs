@@ -613,7 +613,10 @@ mod tests {
             Value::Number(Number::BigInt("123456789012345678901234"))
         );
         assert_eq!(ok("1e400"), Value::Number(Number::OutOfRange("1e400")));
-        assert_eq!(ok("-1.5E+400"), Value::Number(Number::OutOfRange("-1.5E+400")));
+        assert_eq!(
+            ok("-1.5E+400"),
+            Value::Number(Number::OutOfRange("-1.5E+400"))
+        );
         // Underflow reads as zero, as it does for every JSON reader of the trail.
         assert_eq!(ok("1e-400"), Value::Number(Number::Float(0.0)));
         for s in ["01", "1.", ".5", "-", "1e", "+1", "0x10", "NaN"] {

@@ -35,7 +35,7 @@ pub struct Args {
     #[arg(long = "factor", value_name = "TEXT", requires = "decision")]
     pub factors: Vec<String>,
     /// Confidence between 0 and 1 (with --decision)
-    #[arg(long, requires = "decision")]
+    #[arg(long, requires = "decision", allow_negative_numbers = true)]
     pub confidence: Option<f64>,
     /// An alternative option that was not chosen (repeatable; with --decision)
     #[arg(long = "alternative", value_name = "TEXT", requires = "decision")]

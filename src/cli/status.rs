@@ -291,7 +291,10 @@ mod tests {
     fn counts_agree_in_number() {
         assert_eq!(count(&serde_json::json!(1), "event", "events"), "1 event");
         assert_eq!(count(&serde_json::json!(0), "event", "events"), "0 events");
-        assert_eq!(count(&serde_json::json!(2), "batch", "batches"), "2 batches");
+        assert_eq!(
+            count(&serde_json::json!(2), "batch", "batches"),
+            "2 batches"
+        );
         assert_eq!(count(&serde_json::Value::Null, "x", "xs"), "? xs");
     }
 

@@ -145,24 +145,39 @@ mod tests {
     #[test]
     fn state_dir_is_found_in_broken_files() {
         let cases: &[(&str, Option<&str>)] = &[
-            ("[agent]
+            (
+                "[agent]
 state_dir = \"/var/lib/x\"
 [agent
-", Some("/var/lib/x")),
-            ("[agent]
+",
+                Some("/var/lib/x"),
+            ),
+            (
+                "[agent]
 state_dir = \"/s\"
 bogus = 1
-", Some("/s")),
-            ("agent.state_dir = '/t'
+",
+                Some("/s"),
+            ),
+            (
+                "agent.state_dir = '/t'
 [[sink]
-", Some("/t")),
-            ("[record]
+",
+                Some("/t"),
+            ),
+            (
+                "[record]
 state_dir = \"/no\"
 [agent
-", None),
-            ("[agent]
+",
+                None,
+            ),
+            (
+                "[agent]
 host = \"h\"
-", None),
+",
+                None,
+            ),
             ("not toml at all", None),
         ];
         for (text, want) in cases {
