@@ -26,6 +26,7 @@ mod transport_ops;
 
 mod claude_code;
 mod install_hooks;
+mod operator_truth;
 mod ops;
 mod packaging;
 mod record;

@@ -64,6 +64,16 @@ pub struct Report {
     pub errors: Vec<String>,
 }
 
+impl Report {
+    /// Notes an error of the pass: what it concerns (a file, a directory, a setting)
+    /// and why, in the report and in the log, so a daemon's operator sees the cause
+    /// of every error its passes count.
+    fn error(&mut self, what: impl std::fmt::Display, cause: impl std::fmt::Display) {
+        tracing::error!(file = %what, error = %cause, "archive pass: error; the file stays for the next pass");
+        self.errors.push(format!("{what}: {cause}"));
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct Archived {
     pub original: String,
@@ -94,12 +104,14 @@ pub fn pass(cfg: &DaemonConfig, queue: &Queue, now: SystemTime) -> Report {
     let mut report = Report::default();
     let a = &cfg.archive;
     if let Err(e) = create_private_dir(&a.dir) {
-        report.errors.push(format!("{}: {e}", a.dir.display()));
+        report.error(a.dir.display(), e);
         return report;
     }
     let mut manifest = match Manifest::open(&a.dir.join(manifest::FILE_NAME)) {
         Ok(m) => m,
         Err(e) => {
+            // The manifest's message names its path.
+            tracing::error!(error = %e, "archive pass: cannot open the manifest; nothing archived");
             report.errors.push(e);
             return report;
         }
@@ -108,7 +120,7 @@ pub fn pass(cfg: &DaemonConfig, queue: &Queue, now: SystemTime) -> Report {
     let root = match Dir::open(&a.dir) {
         Ok(d) => d,
         Err(e) => {
-            report.errors.push(format!("{}: {e}", a.dir.display()));
+            report.error(a.dir.display(), e);
             return report;
         }
     };
@@ -116,14 +128,14 @@ pub fn pass(cfg: &DaemonConfig, queue: &Queue, now: SystemTime) -> Report {
         Ok(u) => u,
         Err(e) => {
             // Originals go only after their upload: without a client, nothing goes.
-            report.errors.push(format!("archive.s3: {e}"));
+            report.error("archive.s3", e);
             return report;
         }
     };
     let checkpoints = match queue.checkpoints() {
         Ok(c) => c,
         Err(e) => {
-            report.errors.push(format!("reading checkpoints: {e}"));
+            report.error("the queue's checkpoints", e);
             return report;
         }
     };
@@ -139,7 +151,7 @@ pub fn pass(cfg: &DaemonConfig, queue: &Queue, now: SystemTime) -> Report {
                 let listed = match crate::watch::list_files(&sd, &files_glob, &mut Vec::new()) {
                     Ok(l) => l,
                     Err(e) => {
-                        report.errors.push(format!("{}: {e}", dir.display()));
+                        report.error(dir.display(), e);
                         continue;
                     }
                 };
@@ -188,10 +200,7 @@ pub fn pass(cfg: &DaemonConfig, queue: &Queue, now: SystemTime) -> Report {
                                 reason,
                             });
                         }
-                        Err(e) => {
-                            tracing::error!(file = %file.display(), error = %e, "archiving failed; the original stays");
-                            report.errors.push(format!("{}: {e}", file.display()));
-                        }
+                        Err(e) => report.error(file.display(), e),
                     }
                 }
             }
@@ -253,7 +262,7 @@ fn forget_removed(
                 archive_size,
                 resumed: true,
             }),
-            Err(e) => report.errors.push(format!("{}: {e}", original.display())),
+            Err(e) => report.error(original.display(), e),
         }
     }
 }
@@ -782,7 +791,7 @@ fn remove_temporaries(dir: &Path, report: &mut Report) {
             if name.starts_with('.') && name.ends_with(".gz.tmp") {
                 match std::fs::remove_file(&p) {
                     Ok(()) => tracing::info!(file = %p.display(), "removed an unfinished archive"),
-                    Err(err) => report.errors.push(format!("{}: {err}", p.display())),
+                    Err(err) => report.error(p.display(), err),
                 }
             }
         }
@@ -822,13 +831,11 @@ fn expire(
         match open_archive(root, &archive).and_then(digest) {
             Ok((got, _)) if hex(&got) == want => {}
             Ok(_) => {
-                report
-                    .errors
-                    .push(format!("{archive}: does not match its manifest line; kept"));
+                report.error(&archive, "does not match its manifest line; kept");
                 continue;
             }
             Err(e) => {
-                report.errors.push(format!("{archive}: {e}; kept"));
+                report.error(&archive, format_args!("{e}; kept"));
                 continue;
             }
         }
@@ -844,7 +851,7 @@ fn expire(
                 tracing::info!(archive = %archive, "archive past retention deleted");
                 report.expired.push(archive);
             }
-            Err(e) => report.errors.push(format!("{archive}: {e}")),
+            Err(e) => report.error(&archive, e),
         }
     }
 }

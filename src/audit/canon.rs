@@ -152,6 +152,7 @@ fn write_number(n: Number<'_>, out: &mut Vec<u8>) -> Result<(), CanonError> {
         }
         Number::BigInt(_) => Err(CanonError::IntegerOutOfRange),
         Number::Float(f) => write_f64(f, out),
+        Number::OutOfRange(_) => Err(CanonError::NonFinite),
     }
 }
 

@@ -10,7 +10,12 @@ use std::process::ExitCode;
 /// Runs the pass the daemon runs every `[archive] interval`, once, and reports what
 /// was archived and what waits, with the reason. It reads the daemon's queue (to know
 /// what was read and acknowledged), which the daemon locks while it runs: stop it
-/// first, or let the daemon's own passes do the work.
+/// first, or let the daemon's own passes do the work. Run as the user that owns the
+/// state directory (`sudo -u auditship auditship archive --now` for the system
+/// service): any other user, root included, is refused, since the archives and the
+/// manifest it writes must stay the daemon's. Exit status: 0 done, 1 a file could
+/// not be archived (each error names the file and the cause), 2 the state directory
+/// or the queue cannot be read.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
@@ -36,6 +41,9 @@ pub fn run(args: Args) -> ExitCode {
         Ok((_, d)) => d,
         Err(e) => return fail(e.to_string()),
     };
+    if let Err(e) = super::state::check_owner(&daemon.agent.state_dir) {
+        return fail(e);
+    }
     let dir = daemon.agent.state_dir.join("queue");
     let names: Vec<String> = daemon.sinks.iter().map(|s| s.name.clone()).collect();
     let queue = match Queue::open(&dir, daemon.queue.cache_capacity, &names) {

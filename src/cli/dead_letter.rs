@@ -12,13 +12,23 @@ use crate::queue::{DeadLetter, DeadLetterStore};
 use std::io::Write;
 use std::process::ExitCode;
 
-/// Inspect, replay or purge the dead letters: batches a sink rejected for good (a
-/// 4xx other than 401, 403, 407, 408 and 429), stored with the sink's reason instead
-/// of being dropped.
+/// Inspect, replay or purge the dead letters: records a sink rejected for good,
+/// stored with the sink's reason instead of being dropped.
+///
+/// Rejected for good: an HTTP 4xx answer other than 401, 403 and 407 (credentials,
+/// proxy: retried until the configuration is fixed), 408 and 429 (retried) and 413
+/// (the batch is split; only a record too large to send alone is dead-lettered),
+/// and records a sink refuses one by one in an answered request (an Elasticsearch
+/// item whose status is a 4xx other than 408, 409, which means already stored, and
+/// 429).
 ///
 /// Every action reads the queue under the configured state directory, which the
-/// daemon locks while it runs: stop it first (`systemctl stop auditship`), and run as
-/// the user that owns the state directory.
+/// daemon locks while it runs: stop it first (`systemctl stop auditship`). Run as
+/// the user that owns the state directory (`sudo -u auditship auditship dead-letter
+/// list` for the system service): any other user, root included, is refused, since
+/// it could not read the queue or would leave files the daemon cannot use. Exit 2
+/// when the state directory or the queue cannot be read: never "0 dead letters"
+/// for what was not read.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
@@ -128,12 +138,16 @@ fn fail(msg: String) -> ExitCode {
 }
 
 /// The configuration and the dead-letter store it names; `None` for the store when
-/// there is no queue yet.
+/// the daemon has not stored anything yet. Refuses a state directory of another
+/// user, and one it cannot read.
 fn open(flag: &super::ConfigArg) -> Result<(DaemonConfig, Option<DeadLetterStore>), ExitCode> {
     let daemon = match config::load_daemon(flag.config.as_deref()) {
         Ok((_, d)) => d,
         Err(e) => return Err(fail(e.to_string())),
     };
+    if let Err(e) = super::state::check_owner(&daemon.agent.state_dir) {
+        return Err(fail(e));
+    }
     let dir = daemon.agent.state_dir.join("queue");
     match DeadLetterStore::open(&dir) {
         Ok(store) => Ok((daemon, store)),

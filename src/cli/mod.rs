@@ -9,6 +9,7 @@ pub mod install_hooks;
 pub mod man;
 pub mod record;
 pub mod run;
+pub mod state;
 pub mod status;
 pub mod verify;
 

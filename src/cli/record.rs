@@ -10,7 +10,10 @@ use std::process::ExitCode;
 ///
 /// Claude Code runs this from its hooks (see `auditship install-hooks`). With
 /// --decision it records an ai_decision event for skills and scripts instead, and
-/// does not read stdin. Every payload becomes an event, even one that is not JSON.
+/// does not read stdin; a script learns whether its decision was recorded from the
+/// exit status, whatever `on_error` says: 0 recorded, 2 invalid input (an empty
+/// decision, a confidence outside 0 to 1, an unknown outcome; the reason on
+/// stderr), 1 any other failure. Every payload becomes an event, even one that is not JSON.
 /// On failure the error goes to stderr and, as the event it would have been, to the
 /// fallback file. With `on_error = "block"` every failure fails closed, configuration
 /// errors included, by what the hook event honours: exit 2 (PreToolUse,
@@ -32,7 +35,7 @@ pub struct Args {
     #[arg(long = "factor", value_name = "TEXT", requires = "decision")]
     pub factors: Vec<String>,
     /// Confidence between 0 and 1 (with --decision)
-    #[arg(long, requires = "decision")]
+    #[arg(long, requires = "decision", allow_negative_numbers = true)]
     pub confidence: Option<f64>,
     /// An alternative option that was not chosen (repeatable; with --decision)
     #[arg(long = "alternative", value_name = "TEXT", requires = "decision")]
@@ -49,6 +52,14 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> ExitCode {
+    if let Some(d) = decision(&args)
+        && let Err(e) = d.validate()
+    {
+        // A script's mistake, not a hook call to keep: nothing is recorded, and the
+        // script is told so.
+        let _ = writeln!(std::io::stderr(), "auditship record: {e}");
+        return ExitCode::from(2);
+    }
     let mut stdin = Vec::new();
     let read = match args.decision {
         Some(_) => Ok(()),
@@ -74,8 +85,10 @@ pub fn run(args: Args) -> ExitCode {
                 )
             });
     match outcome {
-        Outcome::Recorded | Outcome::Failed(OnError::Allow) => ExitCode::SUCCESS,
-        Outcome::Failed(OnError::Block) if !is_hook => ExitCode::from(1),
+        Outcome::Recorded => ExitCode::SUCCESS,
+        // A script's call: it must learn that its decision was not recorded.
+        Outcome::Failed(_) if !is_hook => ExitCode::from(1),
+        Outcome::Failed(OnError::Allow) => ExitCode::SUCCESS,
         Outcome::Failed(OnError::Block) => fail_closed(&stdin),
     }
 }
@@ -86,18 +99,23 @@ enum Outcome {
     Failed(OnError),
 }
 
+/// The decision the arguments give, if they give one.
+fn decision(args: &Args) -> Option<Decision> {
+    Some(Decision {
+        decision: args.decision.clone()?,
+        factors_considered: args.factors.clone(),
+        confidence: args.confidence,
+        alternative_options: args.alternatives.clone(),
+        resource: args.resource.clone(),
+        session_id: args.session_id.clone().or_else(session_from_env),
+        outcome: args.outcome.clone(),
+    })
+}
+
 fn attempt(args: Args, read: std::io::Result<()>, stdin: &[u8]) -> Outcome {
     let flag = args.config.config.as_deref();
-    let input = match args.decision {
-        Some(decision) => Input::Decision(Decision {
-            decision,
-            factors_considered: args.factors,
-            confidence: args.confidence,
-            alternative_options: args.alternatives,
-            resource: args.resource,
-            session_id: args.session_id.or_else(session_from_env),
-            outcome: args.outcome,
-        }),
+    let input = match decision(&args) {
+        Some(d) => Input::Decision(d),
         None => Input::Hook(stdin),
     };
     let config = match config::load(flag) {

@@ -1,6 +1,7 @@
 //! `auditship run`: the daemon.
 
 use crate::config;
+use crate::daemon::{Begin, End};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -13,7 +14,8 @@ use std::process::ExitCode;
 /// drain for up to agent.shutdown_timeout); a second signal exits at once, losing
 /// nothing, since the queue is durable. SIGHUP reloads the configuration: a file with
 /// errors is refused (logged, counted in /metrics) and the daemon runs on; a valid
-/// one restarts the pipeline in place on it (the queue and checkpoints carry over).
+/// one restarts the pipeline in place on it (the queue and checkpoints carry over)
+/// and ships one `agent_reload` record, not a stop and a start.
 /// Logs go to stderr (RUST_LOG sets the level).
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
@@ -64,12 +66,18 @@ pub fn run(args: Args) -> ExitCode {
             }
         };
         let (mut cfg, mut daemon) = (cfg, daemon);
+        let mut begin = Begin::Start;
         loop {
             let mut next = None;
             let shutdown = async {
                 next = events.recv().await;
+                match next {
+                    Some(Event::Reload(_)) => End::Reload,
+                    _ => End::Stop,
+                }
             };
-            crate::daemon::run(cfg, daemon, shutdown)
+            let hash = daemon.hash.clone();
+            crate::daemon::run_pipeline(cfg, daemon, begin, shutdown)
                 .await
                 .map_err(|e| {
                     tracing::error!(error = %e, "daemon failed");
@@ -78,6 +86,9 @@ pub fn run(args: Args) -> ExitCode {
                 Some(Event::Reload(new)) => {
                     tracing::info!(config_hash = %new.1.hash, "configuration reloaded: the pipeline starts again on it");
                     (cfg, daemon) = *new;
+                    begin = Begin::Reload {
+                        previous_config_hash: hash,
+                    };
                 }
                 Some(Event::Stop) | None => return Ok(()),
             }

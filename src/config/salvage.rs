@@ -1,5 +1,6 @@
-//! What `record` can still learn from a configuration that does not load: whether
-//! it asks to fail closed (`[record] on_error`).
+//! What commands can still learn from a configuration that does not load: whether
+//! it asks `record` to fail closed (`[record] on_error`), and where the daemon keeps
+//! its state (`[agent] state_dir`, for `status`, which needs nothing else).
 //!
 //! A configuration error must not turn `on_error = "block"` into "allow": an unset
 //! `${VAR}`, an unreadable key file or a typo elsewhere in the file would otherwise
@@ -9,13 +10,24 @@
 //! file parses, else from its lines (`on_error = "block"` under `[record]`, or
 //! `record.on_error = …` before any table). A value with `${VAR:-default}` is
 //! expanded like any other. Nothing is validated here: a file that names no
-//! readable `on_error` leaves the default, allow.
+//! readable `on_error` leaves the default, allow. `state_dir` is read the same way.
 
 use super::{OnError, interpolate, layers};
 use std::path::Path;
 
 /// The `on_error` the configuration files ask for, read without loading them.
 pub fn on_error(flag: Option<&Path>) -> Option<OnError> {
+    last_in_files(flag, on_error_in)
+}
+
+/// The `[agent] state_dir` the configuration files name (`~` expanded), read without
+/// loading them.
+pub fn state_dir(flag: Option<&Path>) -> Option<std::path::PathBuf> {
+    last_in_files(flag, state_dir_in)
+}
+
+/// What `read` finds in the configuration files, the last file that says it winning.
+fn last_in_files<T>(flag: Option<&Path>, read: impl Fn(&str) -> Option<T>) -> Option<T> {
     let (main, dir) = layers::locate(flag);
     let mut files: Vec<_> = main.into_iter().collect();
     files.extend(layers::drop_ins(&dir).unwrap_or_default());
@@ -23,7 +35,7 @@ pub fn on_error(flag: Option<&Path>) -> Option<OnError> {
     for file in files {
         if let Some(v) = std::fs::read_to_string(&file)
             .ok()
-            .and_then(|text| on_error_in(&text))
+            .and_then(|text| read(&text))
         {
             found = Some(v);
         }
@@ -33,24 +45,35 @@ pub fn on_error(flag: Option<&Path>) -> Option<OnError> {
 
 /// `[record] on_error` of one file's text.
 pub fn on_error_in(text: &str) -> Option<OnError> {
-    let value = match toml::from_str::<toml::Table>(text) {
-        Ok(table) => table
-            .get("record")?
-            .get("on_error")?
-            .as_str()
-            .map(str::to_owned)?,
-        Err(_) => on_error_line(text)?,
-    };
-    let lookup = |name: &str| std::env::var(name).ok();
-    match interpolate::expand(&value, &lookup).ok()?.trim() {
+    match string_in(text, "record", "on_error")?.trim() {
         "block" => Some(OnError::Block),
         "allow" => Some(OnError::Allow),
         _ => None,
     }
 }
 
-/// The last `on_error = "…"` of the `[record]` table, read line by line.
-fn on_error_line(text: &str) -> Option<String> {
+/// `[agent] state_dir` of one file's text.
+pub fn state_dir_in(text: &str) -> Option<std::path::PathBuf> {
+    let dir = string_in(text, "agent", "state_dir")?;
+    (!dir.trim().is_empty()).then(|| super::expand_home(dir.trim()))
+}
+
+/// The string `key` of `table`, `${VAR}` expanded: from the parsed TOML where the
+/// text parses, else from its lines.
+fn string_in(text: &str, table: &str, key: &str) -> Option<String> {
+    let value = match toml::from_str::<toml::Table>(text) {
+        Ok(t) => t.get(table)?.get(key)?.as_str().map(str::to_owned)?,
+        Err(_) => line_value(text, table, key)?,
+    };
+    let lookup = |name: &str| std::env::var(name).ok();
+    interpolate::expand(&value, &lookup)
+        .ok()
+        .map(std::borrow::Cow::into_owned)
+}
+
+/// The last `key = "…"` of `[wanted]` (or `wanted.key = "…"` before any table),
+/// read line by line.
+fn line_value(text: &str, wanted: &str, wanted_key: &str) -> Option<String> {
     let mut table = String::new();
     let mut found = None;
     for line in text.lines() {
@@ -69,8 +92,8 @@ fn on_error_line(text: &str) -> Option<String> {
             continue;
         };
         let key: String = key.chars().filter(|c| !c.is_whitespace()).collect();
-        let ours = (table == "record" && key == "on_error")
-            || (table.is_empty() && key == "record.on_error");
+        let ours = (table == wanted && key == wanted_key)
+            || (table.is_empty() && key == format!("{wanted}.{wanted_key}"));
         if ours && let Some(v) = quoted(value.trim()) {
             found = Some(v);
         }
@@ -116,6 +139,53 @@ mod tests {
         ];
         for (text, want) in cases {
             assert_eq!(on_error_in(text), *want, "{text}");
+        }
+    }
+
+    #[test]
+    fn state_dir_is_found_in_broken_files() {
+        let cases: &[(&str, Option<&str>)] = &[
+            (
+                "[agent]
+state_dir = \"/var/lib/x\"
+[agent
+",
+                Some("/var/lib/x"),
+            ),
+            (
+                "[agent]
+state_dir = \"/s\"
+bogus = 1
+",
+                Some("/s"),
+            ),
+            (
+                "agent.state_dir = '/t'
+[[sink]
+",
+                Some("/t"),
+            ),
+            (
+                "[record]
+state_dir = \"/no\"
+[agent
+",
+                None,
+            ),
+            (
+                "[agent]
+host = \"h\"
+",
+                None,
+            ),
+            ("not toml at all", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(
+                state_dir_in(text),
+                want.map(std::path::PathBuf::from),
+                "{text}"
+            );
         }
     }
 }

@@ -1,5 +1,9 @@
-//! Lifecycle records: an `agent_event` when the daemon starts, every
-//! `agent.heartbeat_interval`, and when it stops cleanly, shipped like any record.
+//! Lifecycle records: an `agent_event` when the daemon starts (`agent_start`), every
+//! `agent.heartbeat_interval` (`heartbeat`), when a reload applied a new configuration
+//! (`agent_reload`, naming the previous and the new config hash; a reload is neither a
+//! stop nor a start, so a SIEM never counts it as an outage) and when it stops cleanly
+//! (`agent_stop`), shipped like any record. Every record of one process carries the
+//! same `session_id` ([`run_id`]), across reloads.
 //!
 //! Each names the host, the version, the config hash, the queue's depth and every
 //! stream's chain head (`seq` and `hash` as last stored), so a SIEM rule can tell a
@@ -11,18 +15,26 @@ use crate::check::{Encoder, Origin};
 use crate::queue::{NewBatch, Queue};
 use serde_json::json;
 
+/// This process: the `session_id` of its lifecycle and refusal records, the same
+/// before and after a reload.
+pub fn run_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| uuid::Uuid::new_v4().to_string())
+}
+
 /// Builds and stores lifecycle records.
 pub struct Heartbeat {
     pub encoder: Encoder,
     pub host: String,
     pub config_hash: String,
-    /// This run of the daemon: ties its records together.
-    pub run_id: String,
+    /// The configuration this pipeline replaced, when a reload started it.
+    pub previous_config_hash: Option<String>,
     pub started_ms: u64,
 }
 
 impl Heartbeat {
-    /// The event line for `what` (`agent_start`, `heartbeat`, `agent_stop`).
+    /// The event line for `what` (`agent_start`, `agent_reload`, `heartbeat`,
+    /// `agent_stop`).
     fn event(&self, what: &str, queue: &Queue) -> String {
         let (now, _) = crate::record::utc_now();
         let mut streams = Vec::new();
@@ -47,12 +59,12 @@ impl Heartbeat {
                 }));
             }
         }
-        json!({
+        let mut event = json!({
             "v": 1,
             "id": uuid::Uuid::new_v4().to_string(),
             "timestamp": now,
             "user_id": "auditship",
-            "session_id": self.run_id,
+            "session_id": run_id(),
             "host": self.host,
             "action": "agent_event",
             "resource": "auditship",
@@ -67,8 +79,13 @@ impl Heartbeat {
                 "queue_bytes": queue.bytes(),
                 "streams": streams,
             },
-        })
-        .to_string()
+        });
+        if what == "agent_reload"
+            && let Some(previous) = &self.previous_config_hash
+        {
+            event["metadata"]["previous_config_hash"] = json!(previous);
+        }
+        event.to_string()
     }
 
     /// Stores one lifecycle record as a batch of its own. Returns the batch id.

@@ -42,11 +42,45 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// How a run of the pipeline begins: the lifecycle record it ships first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Begin {
+    /// The process starts: `agent_start`.
+    Start,
+    /// A reload replaced the configuration with this hash: `agent_reload`.
+    Reload { previous_config_hash: String },
+}
+
+/// How a run of the pipeline ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// The process stops: `agent_stop` ships with the drain.
+    Stop,
+    /// A new pipeline follows on a new configuration: no record here, the next
+    /// run's `agent_reload` says it.
+    Reload,
+}
+
 /// Runs the daemon until `shutdown` resolves, then drains and returns.
 pub async fn run(
     config: Config,
     daemon: DaemonConfig,
     shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    run_pipeline(config, daemon, Begin::Start, async {
+        shutdown.await;
+        End::Stop
+    })
+    .await
+}
+
+/// Runs one pipeline until `shutdown` resolves (saying whether the process stops or
+/// a reload follows), then drains and returns.
+pub async fn run_pipeline(
+    config: Config,
+    daemon: DaemonConfig,
+    begin: Begin,
+    shutdown: impl Future<Output = End>,
 ) -> Result<(), DaemonError> {
     install_crypto_provider();
     raise_open_file_limit();
@@ -117,8 +151,6 @@ pub async fn run(
         daemon.sinks.iter().map(|s| (s.max_events, s.max_bytes)),
         daemon.agent.rescan_interval,
     );
-    // This run of the daemon: ties its lifecycle and refusal records together.
-    let run_id = uuid::Uuid::new_v4().to_string();
     let mut rdr = reader::Reader::new(
         daemon.sources.clone(),
         queue.clone(),
@@ -131,7 +163,6 @@ pub async fn run(
         stop.clone(),
     )?;
     rdr.refusals.host = daemon.agent.host.clone();
-    rdr.refusals.run_id = run_id.clone();
     let reader_stats = rdr.stats.clone();
     let reader_alive = Arc::new(AtomicBool::new(true));
     let mut hints = crate::watch::Hints::new();
@@ -194,6 +225,7 @@ pub async fn run(
         started_ms: crate::queue::now_ms(),
         config_hash: daemon.hash.clone(),
         host: daemon.agent.host.clone(),
+        state_dir: state.clone(),
         queue: queue.clone(),
         reader: reader_stats,
         reader_alive,
@@ -208,7 +240,12 @@ pub async fn run(
         ),
         host: daemon.agent.host.clone(),
         config_hash: daemon.hash.clone(),
-        run_id,
+        previous_config_hash: match &begin {
+            Begin::Start => None,
+            Begin::Reload {
+                previous_config_hash,
+            } => Some(previous_config_hash.clone()),
+        },
         started_ms: telemetry.started_ms,
     });
     let store_beat = {
@@ -228,7 +265,11 @@ pub async fn run(
     };
     let beats = !daemon.agent.heartbeat_interval.is_zero();
     if beats {
-        store_beat("agent_start").await;
+        store_beat(match begin {
+            Begin::Start => "agent_start",
+            Begin::Reload { .. } => "agent_reload",
+        })
+        .await;
     }
     let beating = CancellationToken::new();
     if beats {
@@ -280,6 +321,9 @@ pub async fn run(
         });
     }
     let listening = CancellationToken::new();
+    // An address left by a run that did not stop cleanly must not lead `status` to
+    // whoever listens there now: withdrawn before binding, written once bound.
+    let _ = std::fs::remove_file(state.join(telemetry::ADDR_FILE));
     if let Some(addr) = daemon.metrics.listen
         && let Some(l) = telemetry::bind(addr, &state).await
     {
@@ -287,8 +331,9 @@ pub async fn run(
     }
 
     let mut failed = false;
+    let mut end = End::Stop;
     tokio::select! {
-        () = shutdown => {}
+        e = shutdown => end = e,
         ok = &mut done_rx => {
             // The reader ended on its own: its queue storage failed, or it panicked.
             failed = !matches!(ok, Ok(true));
@@ -304,7 +349,7 @@ pub async fn run(
     let _ = tokio::task::spawn_blocking(move || reader_thread.join()).await;
     let _ = tokio::task::spawn_blocking(move || archiver.stop()).await;
     beating.cancel();
-    if beats && !failed {
+    if beats && !failed && end == End::Stop {
         // Shipped with the drain: the SIEM sees this host stop on purpose.
         store_beat("agent_stop").await;
     }
@@ -343,12 +388,16 @@ impl Drop for Ended {
 
 /// Configuration reloads refused since the process started, and the last refusal.
 pub static RELOAD_FAILURES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Configuration reloads applied since the process started.
+pub static RELOADS_APPLIED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 static LAST_RELOAD_ERROR: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
 
 /// Records a reload attempt: `None` when it was applied, else why it was refused.
 pub fn note_reload(error: Option<String>) {
     if error.is_some() {
         RELOAD_FAILURES.fetch_add(1, Ordering::Relaxed);
+    } else {
+        RELOADS_APPLIED.fetch_add(1, Ordering::Relaxed);
     }
     if let Ok(mut e) = LAST_RELOAD_ERROR.lock() {
         *e = error;
@@ -388,20 +437,26 @@ fn spawn_archiver(daemon: &DaemonConfig, queue: &Arc<Queue>) -> Result<Archiver,
                     _ => return,
                 }
                 let r = crate::archive::pass(&cfg, &queue, std::time::SystemTime::now());
-                if !r.archived.is_empty() || !r.errors.is_empty() || !r.expired.is_empty() {
-                    tracing::info!(
-                        archived = r.archived.len(),
-                        waiting = r.skipped.len(),
-                        expired = r.expired.len(),
-                        errors = r.errors.len(),
-                        "archive pass"
-                    );
-                }
+                log_archive_pass(&r);
                 wait = cfg.archive.interval;
             }
         })
         .map_err(DaemonError::Thread)?;
     Ok(Archiver { stop: tx, thread })
+}
+
+/// One line per pass that did something (each error was logged by the pass, with
+/// its file and cause).
+fn log_archive_pass(r: &crate::archive::Report) {
+    if !r.archived.is_empty() || !r.errors.is_empty() || !r.expired.is_empty() {
+        tracing::info!(
+            archived = r.archived.len(),
+            waiting = r.skipped.len(),
+            expired = r.expired.len(),
+            errors = r.errors.len(),
+            "archive pass"
+        );
+    }
 }
 
 /// Tracked files keep their descriptors open: raise the soft limit to the hard one.

@@ -38,7 +38,7 @@ impl Default for Refusals {
         Refusals {
             seen: HashSet::new(),
             host: crate::record::host_name(),
-            run_id: uuid::Uuid::new_v4().to_string(),
+            run_id: super::heartbeat::run_id().to_string(),
         }
     }
 }

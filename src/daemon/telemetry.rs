@@ -4,8 +4,10 @@
 //! The listener answers GET requests with `Connection: close`; it is for a local
 //! scraper and `auditship status`, so it is deliberately small: no keep-alive, one
 //! request per connection, requests larger than 8 KiB refused. Its address is written
-//! to `<state_dir>/metrics.addr` once bound, so `auditship status` finds it even when
-//! the port was chosen by the system (`listen = "127.0.0.1:0"`).
+//! to `<state_dir>/metrics.addr` once bound (and removed before binding and at stop),
+//! so `auditship status` finds this daemon through its own state directory, even when
+//! the port was chosen by the system (`listen = "127.0.0.1:0"`), and never mistakes
+//! another daemon on the configured port for it: `/status` names the state directory.
 
 use super::reader::ReaderStats;
 use crate::queue::Queue;
@@ -29,6 +31,9 @@ pub struct Telemetry {
     pub started_ms: u64,
     pub config_hash: String,
     pub host: String,
+    /// The state directory, as configured: `auditship status` checks it is the one it
+    /// asked about.
+    pub state_dir: std::path::PathBuf,
     pub queue: Arc<Queue>,
     pub reader: Arc<ReaderStats>,
     pub reader_alive: Arc<AtomicBool>,
@@ -128,10 +133,12 @@ impl Telemetry {
             "version": env!("CARGO_PKG_VERSION"),
             "host": self.host,
             "config_hash": self.config_hash,
+            "state_dir": self.state_dir.display().to_string(),
             "pid": std::process::id(),
             "uptime_seconds": now.saturating_sub(self.started_ms) / 1000,
             "healthy": health.is_ok(),
             "reason": health.err(),
+            "config_reloads": super::RELOADS_APPLIED.load(Ordering::Relaxed),
             "config_reload_failures": super::RELOAD_FAILURES.load(Ordering::Relaxed),
             "config_reload_error": super::last_reload_error(),
             "reader": {

@@ -90,8 +90,12 @@ pub struct DeadLetterStore {
 impl DeadLetterStore {
     /// Opens the queue in `dir`; `None` when there is none (no daemon ever ran).
     pub fn open(dir: &Path) -> Result<Option<DeadLetterStore>, QueueError> {
-        if !dir.join("db").exists() {
-            return Ok(None);
+        // `exists` says false for what it cannot see: an unreadable queue is an
+        // error, never an empty one.
+        match dir.join("db").try_exists() {
+            Ok(true) => {}
+            Ok(false) => return Ok(None),
+            Err(e) => return Err(QueueError::Sled(sled::Error::Io(e))),
         }
         let db = sled::Config::new()
             .path(dir)

@@ -265,9 +265,19 @@ fn join(path: &str, name: &str) -> String {
     }
 }
 
+/// A number literal up to this long is a value, not text, however long: the payload
+/// reader keeps a number that no 64-bit integer or double holds (an integer of 70
+/// digits) as its literal, in a string, and such a value stays in clear.
+pub const NUMBER_TEXT_MAX: usize = 512;
+
 /// Whether an unknown field's string is text to digest rather than keep.
 pub fn is_free_text(s: &str) -> bool {
-    s.len() > CLEAR_TEXT_MAX || s.chars().any(char::is_whitespace)
+    if s.chars().any(char::is_whitespace) {
+        return true;
+    }
+    let number =
+        || s.len() <= NUMBER_TEXT_MAX && matches!(json::parse(s), Ok(json::Value::Number(_)));
+    s.len() > CLEAR_TEXT_MAX && !number()
 }
 
 /// Digests every free-text string inside `v` (see [`is_free_text`]): an object
@@ -371,4 +381,23 @@ fn floor_char_boundary(s: &str, mut at: usize) -> usize {
         at -= 1;
     }
     at
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_number_literals_are_values_and_long_words_are_text() {
+        let seventy = "1234567890".repeat(7);
+        assert!(!is_free_text(&seventy));
+        assert!(!is_free_text(&format!("-{seventy}")));
+        assert!(!is_free_text("1e400"));
+        assert!(!is_free_text("short_code"));
+        assert!(is_free_text(&"a".repeat(CLEAR_TEXT_MAX + 1)));
+        assert!(is_free_text(&format!("{seventy}x")));
+        assert!(is_free_text(&"9".repeat(NUMBER_TEXT_MAX + 1)));
+        assert!(is_free_text("two words"));
+        assert!(is_free_text(" 1"));
+    }
 }

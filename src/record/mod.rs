@@ -243,23 +243,35 @@ pub fn storable(event: &mut Map<String, Value>) -> usize {
     cut
 }
 
+impl Decision {
+    /// Why this decision cannot be recorded as given, if it cannot: an empty text, a
+    /// confidence outside 0 to 1, an outcome the format does not know. Pure: the
+    /// command line checks it before anything else.
+    pub fn validate(&self) -> Result<(), RecordError> {
+        if self.decision.trim().is_empty() {
+            return Err(RecordError::Decision("the decision text is empty".into()));
+        }
+        if let Some(c) = self.confidence
+            && !(0.0..=1.0).contains(&c)
+        {
+            return Err(RecordError::Decision(format!(
+                "confidence {c} is not between 0 and 1"
+            )));
+        }
+        let outcome = self.outcome.as_deref().unwrap_or("success");
+        if !crate::audit::schema::OUTCOMES.contains(&outcome) {
+            return Err(RecordError::Decision(format!(
+                "unknown outcome {outcome:?} (expected one of {})",
+                crate::audit::schema::OUTCOMES.join(", ")
+            )));
+        }
+        Ok(())
+    }
+}
+
 fn decision_event(d: &Decision, cx: &map::Context<'_>) -> Result<Map<String, Value>, RecordError> {
-    if d.decision.trim().is_empty() {
-        return Err(RecordError::Decision("the decision text is empty".into()));
-    }
-    if let Some(c) = d.confidence
-        && !(0.0..=1.0).contains(&c)
-    {
-        return Err(RecordError::Decision(format!(
-            "confidence {c} is not between 0 and 1"
-        )));
-    }
+    d.validate()?;
     let outcome = d.outcome.as_deref().unwrap_or("success");
-    if !crate::audit::schema::OUTCOMES.contains(&outcome) {
-        return Err(RecordError::Decision(format!(
-            "unknown outcome {outcome:?}"
-        )));
-    }
     let mut redacted = Vec::new();
     let mut decision = serde_json::json!({
         "decision": d.decision,

@@ -4,8 +4,9 @@
 //! The project's own reader ([`crate::audit::json`]) reads the text, so what
 //! `JSON.stringify` emits is accepted: a lone surrogate escape (`"\ud800"`, a string
 //! cut inside a UTF-16 pair) and bytes that are not UTF-8 become U+FFFD and are noted;
-//! integers beyond 2^53 stay exact within 64 bits, else the double a JavaScript
-//! producer had. Nesting deeper
+//! integers beyond 2^53 stay exact within 64 bits, and a number literal that no
+//! 64-bit integer or double holds (70 digits, `1e400`) is kept as written, as a
+//! string. Nesting deeper
 //! than the reader takes is cut: every container that opens deeper than [`CUT_DEPTH`]
 //! is replaced by the SHA-256 and length of its text, and counted.
 //!
@@ -83,24 +84,28 @@ pub fn read(bytes: &[u8]) -> Read {
 }
 
 /// The reader's value as a serde value. Numbers the reader keeps as doubles stay
-/// numbers; a non-finite one (`1e400`, which no JavaScript producer writes) becomes
-/// the string `Infinity` or `-Infinity`. Of duplicate keys the last one is kept, as
-/// the reader's own lookups do.
+/// numbers; a literal that no double or 64-bit integer holds (an integer of 70
+/// digits, `1e400`) becomes a string holding the literal as written, so its value is
+/// kept exactly and the event can still be sealed. Of duplicate keys the last one is
+/// kept, as the reader's own lookups do.
 pub fn to_serde(v: json::Value<'_>) -> Value {
     match v {
         json::Value::Null => Value::Null,
         json::Value::Bool(b) => Value::Bool(b),
         json::Value::Number(json::Number::Int(i)) => Value::from(i),
         json::Value::Number(json::Number::BigInt(literal)) => {
-            // Exact where a 64-bit integer holds it, else the nearest double (what a
-            // JavaScript producer had); the event stores such numbers as text.
+            // Exact where a 64-bit integer holds it (the event stores it as decimal
+            // text, beyond 2^53), else the literal itself.
             match (literal.parse::<u64>(), literal.parse::<i64>()) {
                 (Ok(u), _) => Value::from(u),
                 (_, Ok(i)) => Value::from(i),
-                _ => float(literal.parse().unwrap_or(f64::NAN)),
+                _ => Value::String(literal.to_string()),
             }
         }
         json::Value::Number(json::Number::Float(f)) => float(f),
+        json::Value::Number(json::Number::OutOfRange(literal)) => {
+            Value::String(literal.to_string())
+        }
         json::Value::String(s) => Value::String(s.into_owned()),
         json::Value::Array(items) => Value::Array(items.into_iter().map(to_serde).collect()),
         json::Value::Object(members) => {
@@ -113,13 +118,9 @@ pub fn to_serde(v: json::Value<'_>) -> Value {
     }
 }
 
+/// A double the reader gave (always finite: the others are `OutOfRange`).
 fn float(f: f64) -> Value {
-    match serde_json::Number::from_f64(f) {
-        Some(n) => Value::Number(n),
-        None if f > 0.0 => Value::String("Infinity".into()),
-        None if f < 0.0 => Value::String("-Infinity".into()),
-        None => Value::String("NaN".into()),
-    }
+    serde_json::Number::from_f64(f).map_or_else(|| Value::String(f.to_string()), Value::Number)
 }
 
 /// Replaces every array or object that opens at a depth beyond `max` (the outermost
@@ -361,15 +362,17 @@ mod tests {
     }
 
     #[test]
-    fn numbers_keep_what_javascript_had() {
+    fn numbers_are_kept_exactly() {
         let p = json_of(
-            br#"{"big":18446744073709551615,"huge":123456789012345678901234,"f":1.5,"i":-3,"inf":1e400}"#,
+            br#"{"big":18446744073709551615,"huge":-123456789012345678901234,"f":1.5,"i":-3,"inf":1e400,"ninf":-2.5E+999,"tiny":1e-400}"#,
         );
         assert_eq!(p.value["big"].as_u64(), Some(u64::MAX));
-        assert_eq!(p.value["huge"].as_f64(), Some(1.2345678901234568e23));
+        assert_eq!(p.value["huge"], "-123456789012345678901234");
         assert_eq!(p.value["f"].as_f64(), Some(1.5));
         assert_eq!(p.value["i"].as_i64(), Some(-3));
-        assert_eq!(p.value["inf"], "Infinity");
+        assert_eq!(p.value["inf"], "1e400");
+        assert_eq!(p.value["ninf"], "-2.5E+999");
+        assert_eq!(p.value["tiny"].as_f64(), Some(0.0));
     }
 
     #[test]
