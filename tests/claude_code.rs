@@ -96,17 +96,23 @@ impl Lab {
         for dir in ["home", "project", "tmp", "witness"] {
             std::fs::create_dir(lab.path(dir)).unwrap();
         }
-        write_config(
-            lab.root.path(),
-            &format!(
-                "[record]\ndir = \"{}\"\nfallback_file = \"{}\"\nfsync = false\n",
-                lab.audit_dir().display(),
-                lab.fallback_file().display()
-            ),
-        );
+        lab.write_record_config("");
         lab.install_hooks();
         lab.write_witness_settings();
         lab
+    }
+
+    /// Writes auditship's configuration: the lab's audit directory and fallback file,
+    /// and `extra` (TOML lines) in the `[record]` table.
+    fn write_record_config(&self, extra: &str) {
+        write_config(
+            self.root.path(),
+            &format!(
+                "[record]\ndir = \"{}\"\nfallback_file = \"{}\"\nfsync = false\n{extra}",
+                self.audit_dir().display(),
+                self.fallback_file().display()
+            ),
+        );
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -207,6 +213,24 @@ impl Lab {
     /// project against `api`, and returns its JSON result. Killed (and the test
     /// failed) after [`RUN_LIMIT`].
     fn run(&self, api: &MessagesApi, prompt: &str, allowed: &str) -> Value {
+        let (status, out) = self.launch(api, prompt, allowed);
+        assert!(
+            status.success(),
+            "claude: {status}\n{}",
+            self.diagnostics(api)
+        );
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("claude printed no JSON ({e})\n{}", self.diagnostics(api)))
+    }
+
+    /// Runs the CLI as [`Lab::run`] does, and returns its exit status and stdout,
+    /// whatever they are.
+    fn launch(
+        &self,
+        api: &MessagesApi,
+        prompt: &str,
+        allowed: &str,
+    ) -> (std::process::ExitStatus, String) {
         let stdout = self.path("claude.stdout");
         let stderr = self.path("claude.stderr");
         let mut c = Command::new(&self.claude);
@@ -247,14 +271,7 @@ impl Lab {
             }
             std::thread::sleep(Duration::from_millis(20));
         };
-        let out = std::fs::read_to_string(&stdout).unwrap();
-        assert!(
-            status.success(),
-            "claude: {status}\n{}",
-            self.diagnostics(api)
-        );
-        serde_json::from_str(&out)
-            .unwrap_or_else(|e| panic!("claude printed no JSON ({e})\n{}", self.diagnostics(api)))
+        (status, std::fs::read_to_string(&stdout).unwrap())
     }
 
     /// The CLI's output and debug log, and what the stand-in was asked.
@@ -710,4 +727,391 @@ fn lone_surrogate_escapes_become_replacement_characters() {
     ] {
         assert_eq!(without_lone_surrogates(text), want, "{text}");
     }
+}
+
+// ---------------------------------------------------------------------------------
+// Failing closed (`on_error = "block"`) with the real CLI: each event blocks by the
+// mechanism it honours (src/record/fail_closed.rs, docs/FORMAT.md section 10).
+
+/// The text of auditship's deny decision for a `PermissionRequest` it could not record.
+const DENY_MESSAGE: &str = "auditship could not record this permission request";
+
+impl Lab {
+    /// A signing key for `hmac_key_file`, and the `[record]` lines that sign with it
+    /// and fail closed (`on_error`). Removing the key file breaks the configuration
+    /// for every later `record` run, as a key rotated away under a running session.
+    fn signing_config(&self, on_error: &str) -> String {
+        let key = key_file(&self.root.path().join("tmp"), "k1", &"ab".repeat(32));
+        format!(
+            "on_error = \"{on_error}\"\nhmac_kid = \"k1\"\nhmac_key_file = \"{}\"\n",
+            key.display()
+        )
+    }
+
+    fn key_path(&self) -> PathBuf {
+        self.path("tmp").join("k1.key")
+    }
+
+    /// Adds a hook group running `command` under `event` to the settings the CLI is
+    /// given with `--settings`.
+    fn add_cli_hook(&self, event: &str, command: &str) {
+        let path = self.path("witness.json");
+        let mut settings: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let groups = settings["hooks"][event].as_array_mut().unwrap();
+        groups.push(json!({ "hooks": [{ "type": "command", "command": command, "timeout": 5 }] }));
+        std::fs::write(&path, settings.to_string()).unwrap();
+    }
+
+    /// `auditship check-config` on the lab's configuration succeeds: what breaks later
+    /// breaks only when `record` runs.
+    fn assert_config_checks(&self) {
+        let mut c = cmd(&self.home());
+        c.arg("check-config")
+            .arg("--config")
+            .arg(self.path("auditship.toml"));
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "check-config: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The records of the configured fallback file and of the default one (where
+    /// `record` reports when the configuration does not load), parsed.
+    fn fallback(&self) -> Vec<Value> {
+        let default = self.home().join(".claude/audit-errors/record-errors.jsonl");
+        [self.fallback_file(), default]
+            .iter()
+            .flat_map(|f| {
+                let text = std::fs::read_to_string(f).unwrap_or_default();
+                text.lines()
+                    .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+                    .collect::<Vec<Value>>()
+            })
+            .collect()
+    }
+
+    /// The session transcript's entry (`~/.claude/projects/…/<session>.jsonl`) that
+    /// carries the result of tool call `id`.
+    fn transcript_result(&self, id: &str) -> Value {
+        let mut files = Vec::new();
+        collect_files(&self.home().join(".claude/projects"), &mut files);
+        let entries: Vec<Value> = files
+            .iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "jsonl"))
+            .flat_map(|f| {
+                let text = std::fs::read_to_string(f).unwrap();
+                text.lines()
+                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        entries
+            .into_iter()
+            .find(|e| {
+                e["message"]["content"].as_array().is_some_and(|blocks| {
+                    blocks
+                        .iter()
+                        .any(|b| b["type"] == "tool_result" && b["tool_use_id"] == id)
+                })
+            })
+            .unwrap_or_else(|| panic!("no result for {id} in the transcript"))
+    }
+}
+
+/// The text of the `tool_result` block of a transcript entry.
+fn result_text(entry: &Value) -> String {
+    let block = &entry["message"]["content"][0];
+    match &block["content"] {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The hook lines of the CLI's debug log that mention `what`.
+fn debug_lines(lab: &Lab, what: &str) -> Vec<String> {
+    std::fs::read_to_string(lab.path("claude-debug.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(what))
+        .map(str::to_string)
+        .collect()
+}
+
+/// One assistant turn: a Bash call `first` (which breaks recording), then a Bash call
+/// that creates `marker`. Claude Code runs the two one after the other, each through
+/// its own PreToolUse, so the second one's PreToolUse finds recording broken.
+fn break_then_touch(first: &str, marker: &Path) -> MessagesApi {
+    MessagesApi::start(vec![vec![
+        Block::tool(
+            "toolu_break",
+            "Bash",
+            json!({ "command": first, "description": "Prepare" }),
+        ),
+        Block::tool(
+            "toolu_touch",
+            "Bash",
+            json!({ "command": format!("touch {}", marker.display()), "description": "Create the marker" }),
+        ),
+    ]])
+}
+
+/// The fallback file holds the event of `event` for tool call `id`, with an error
+/// naming `error`.
+fn assert_in_fallback(lab: &Lab, event: &str, id: &str, error: &str) {
+    let fallback = lab.fallback();
+    assert!(
+        fallback
+            .iter()
+            .any(|f| f["event"]["metadata"]["source_event"] == event
+                && f["event"]["metadata"]["tool_use_id"] == id
+                && f["error"].as_str().is_some_and(|e| e.contains(error))),
+        "the fallback file has no {event} of {id} failing with {error:?}: {fallback:?}"
+    );
+}
+
+/// The CLI reported `id` as blocked by our PreToolUse hook: denied in its JSON result,
+/// and in the transcript a rejection from the hook whose text is `record`'s error.
+fn assert_blocked_by_pre_tool_use(lab: &Lab, result: &Value, id: &str, error: &str) {
+    assert!(
+        result["permission_denials"].to_string().contains(id),
+        "{result}"
+    );
+    let entry = lab.transcript_result(id);
+    let text = result_text(&entry);
+    assert_eq!(entry["message"]["content"][0]["is_error"], true, "{entry}");
+    assert_eq!(
+        entry["permissionDecision"]["reasonCode"], "hook:PreToolUse",
+        "{entry}"
+    );
+    assert!(
+        text.starts_with("PreToolUse:Bash hook error: [")
+            && text.contains("auditship record: ")
+            && text.contains(error),
+        "{text}"
+    );
+}
+
+/// A lab signing with a key file, failing closed or not; one turn moves the key away
+/// (breaking the configuration for every later `record` run, as a key rotated away
+/// under a running session), then creates a marker. Returns the lab, the stand-in,
+/// the CLI's JSON result and the marker's path.
+fn key_removed_mid_session(on_error: &str) -> (Lab, MessagesApi, Value, PathBuf) {
+    let lab = Lab::new();
+    lab.write_record_config(&lab.signing_config(on_error));
+    lab.assert_config_checks();
+    let marker = lab.path("tmp").join("MARKER");
+    let key = lab.key_path();
+    let api = break_then_touch(
+        &format!("mv {} {}.gone", key.display(), key.display()),
+        &marker,
+    );
+    let result = lab.run(&api, "Create the marker", "Bash");
+    assert!(
+        !key.exists(),
+        "the first call ran\n{}",
+        lab.diagnostics(&api)
+    );
+    (lab, api, result, marker)
+}
+
+/// With `on_error = "block"`, a Bash call whose PreToolUse `record` cannot record (the
+/// signing key went away after `check-config` passed) is blocked: `record` exits 2,
+/// Claude Code denies the call and tells the model the hook's error, and the marker
+/// is never created. The call is not lost: the fallback file holds its event.
+#[test]
+fn pre_tool_use_blocks_a_call_record_cannot_record() {
+    let (lab, api, result, marker) = key_removed_mid_session("block");
+    assert!(
+        !marker.exists(),
+        "PreToolUse did not block the call\n{}",
+        lab.diagnostics(&api)
+    );
+    let error = "record.hmac_key_file/hmac_key_env";
+    assert_blocked_by_pre_tool_use(&lab, &result, "toolu_touch", error);
+    assert!(
+        debug_lines(&lab, "Hooks: PreToolUse:Bash [")
+            .iter()
+            .any(|l| l.contains(" record --config ") && l.contains("finished with status 2")),
+        "{}",
+        lab.diagnostics(&api)
+    );
+    assert_in_fallback(&lab, "PreToolUse", "toolu_touch", error);
+
+    // What was recorded before the key went is in the trail; the blocked call is not.
+    let trail = lab.trail();
+    let pre = |id: &str| {
+        trail.iter().any(|e| {
+            e["metadata"]["source_event"] == "PreToolUse" && e["metadata"]["tool_use_id"] == id
+        })
+    };
+    assert!(pre("toolu_break") && !pre("toolu_touch"), "{trail:?}");
+}
+
+/// The control: the same session with `on_error = "allow"` runs the call (and the
+/// failure still reaches the fallback file).
+#[test]
+fn pre_tool_use_lets_the_call_through_when_the_policy_allows() {
+    let (lab, api, result, marker) = key_removed_mid_session("allow");
+    assert!(
+        marker.exists(),
+        "the call ran although record failed\n{}",
+        lab.diagnostics(&api)
+    );
+    assert_eq!(result["permission_denials"], json!([]), "{result}");
+    assert_in_fallback(
+        &lab,
+        "PreToolUse",
+        "toolu_touch",
+        "record.hmac_key_file/hmac_key_env",
+    );
+}
+
+/// A `PermissionRequest` that `record` cannot record, under `on_error = "block"`, is
+/// denied by the JSON decision `record` prints (Claude Code ignores exit statuses
+/// there). The failing recorder is the only hook of its kind that fails: it runs for
+/// `PermissionRequest` alone (through `--settings`, with a configuration whose key
+/// variable is unset), next to the installed hooks, which record normally, so
+/// PreToolUse lets the call reach the permission check. In `-p` mode a call the
+/// permissions do not allow is refused anyway; what shows that Claude Code honours
+/// our decision is its message, which reaches the model as the reason for the denial.
+#[test]
+fn permission_request_is_denied_by_the_json_decision() {
+    let lab = Lab::new();
+    let broken = lab.path("broken.toml");
+    std::fs::write(
+        &broken,
+        format!(
+            "[record]\ndir = \"{}\"\nfsync = false\non_error = \"block\"\nhmac_kid = \"k1\"\n\
+             hmac_key_env = \"AUDITSHIP_TEST_UNSET_KEY\"\n",
+            lab.audit_dir().display()
+        ),
+    )
+    .unwrap();
+    let command = format!("{} record --config {}", bin().display(), broken.display());
+    lab.add_cli_hook("PermissionRequest", &command);
+    let target = lab.project().join("written.txt");
+    let api = MessagesApi::start(vec![vec![Block::tool(
+        "toolu_write",
+        "Write",
+        json!({ "file_path": target, "content": "never written\n" }),
+    )]]);
+    let result = lab.run(&api, "Write written.txt", "Read");
+
+    assert!(!target.exists(), "the denied Write did not run");
+    assert!(
+        result["permission_denials"]
+            .to_string()
+            .contains("toolu_write"),
+        "{result}"
+    );
+    let denial = api
+        .tool_results()
+        .into_iter()
+        .find(|r| r.tool_use_id == "toolu_write")
+        .unwrap_or_else(|| panic!("no result for the Write\n{}", lab.diagnostics(&api)));
+    assert!(denial.is_error, "{denial:?}");
+    assert!(
+        denial.text.contains(DENY_MESSAGE),
+        "Claude Code did not take auditship's deny decision: {denial:?}\n{}",
+        lab.diagnostics(&api)
+    );
+    let deny = format!("Hook PermissionRequest ({command}) returned permissionDecision: deny");
+    assert!(
+        !debug_lines(&lab, &deny).is_empty(),
+        "{}",
+        lab.diagnostics(&api)
+    );
+    // Recorded by the installed hooks: the attempt and the request itself.
+    let trail = lab.trail();
+    let has = |event: &str| trail.iter().any(|e| e["metadata"]["source_event"] == event);
+    assert!(has("PreToolUse") && has("PermissionRequest"), "{trail:?}");
+}
+
+/// `record` waiting for a stream lock that another process holds gives up after
+/// `lock_timeout_ms`, well inside the hook timeout `install-hooks` wrote, and the
+/// PreToolUse fails closed: Claude Code sees exit 2 (not a killed hook), and the call
+/// does not run. The test takes the lock (`flock` on `<audit dir>/.lock`) while the
+/// session's first Bash call waits for it, so everything before was recorded.
+#[test]
+fn a_stream_lock_held_too_long_blocks_the_call_before_the_hook_timeout() {
+    let lab = Lab::new();
+    lab.write_record_config("on_error = \"block\"\nlock_timeout_ms = 400\n");
+    lab.assert_config_checks();
+    let marker = lab.path("tmp").join("MARKER");
+    let go = lab.path("tmp").join("GO");
+    let locked = lab.path("tmp").join("LOCKED");
+    let wait = format!(
+        "touch {}; for i in $(seq 400); do [ -e {} ] && exit 0; sleep 0.05; done; exit 1",
+        go.display(),
+        locked.display()
+    );
+    let api = break_then_touch(&wait, &marker);
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let lock_path = lab.audit_dir().join(".lock");
+    let result = std::thread::scope(|s| {
+        s.spawn(|| hold_lock_on_signal(&go, &lock_path, &locked, rx));
+        let result = lab.run(&api, "Create the marker", "Bash");
+        tx.send(()).unwrap();
+        result
+    });
+    assert!(locked.exists(), "the test never took the lock");
+    assert!(
+        !marker.exists(),
+        "PreToolUse did not block the call\n{}",
+        lab.diagnostics(&api)
+    );
+    assert_blocked_by_pre_tool_use(&lab, &result, "toolu_touch", "waiting for the lock");
+
+    // The recorder gave up on its own, with exit 2, before the hook timeout.
+    let timeout = lab.settings()["hooks"]["PreToolUse"][0]["hooks"][0]["timeout"]
+        .as_f64()
+        .unwrap();
+    let finished: Vec<f64> = debug_lines(&lab, "Hooks: PreToolUse:Bash [")
+        .iter()
+        .filter(|l| l.contains(" record --config ") && l.contains("finished with status 2"))
+        .filter_map(|l| {
+            let ms = l.rsplit('(').next()?.strip_suffix("ms)")?;
+            ms.parse::<f64>().ok()
+        })
+        .collect();
+    assert_eq!(finished.len(), 1, "{}", lab.diagnostics(&api));
+    assert!(
+        finished[0] >= 400.0 && finished[0] < timeout * 1000.0,
+        "record took {}ms against a {timeout} s hook timeout",
+        finished[0]
+    );
+    assert_in_fallback(&lab, "PreToolUse", "toolu_touch", "waiting for the lock");
+}
+
+/// Waits for `go` to exist, then holds an exclusive `flock` on `lock` (creating
+/// `locked` once it has it) until `release` says so or closes.
+fn hold_lock_on_signal(
+    go: &Path,
+    lock: &Path,
+    locked: &Path,
+    release: std::sync::mpsc::Receiver<()>,
+) {
+    use std::os::fd::AsRawFd;
+    use std::sync::mpsc::RecvTimeoutError;
+    while !go.exists() {
+        match release.recv_timeout(Duration::from_millis(10)) {
+            Err(RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(lock)
+        .unwrap();
+    // SAFETY: flock on a descriptor this function owns.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(rc, 0, "flock {}", lock.display());
+    std::fs::write(locked, "").unwrap();
+    let _ = release.recv();
+    drop(file);
 }

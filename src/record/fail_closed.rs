@@ -8,6 +8,9 @@
 //! not stop anything (the tool already ran, the session already started) or would do
 //! the opposite of closing (after `Stop`, exit 2 makes the agent carry on working),
 //! `record` exits 1: Claude Code shows the error to the user and goes on.
+//! `tests/claude_code.rs` checks the PreToolUse and PermissionRequest rows with the
+//! real CLI (2.1.328): exit 2 denies the tool call, and the deny decision below is
+//! taken as written, its message reaching the model as the reason.
 //!
 //! The event name comes from the raw bytes ([`super::payload::member_found`]), so a
 //! payload that does not parse still fails closed the right way. A payload without a
