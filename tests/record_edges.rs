@@ -729,3 +729,26 @@ fn the_fallback_holds_the_event_is_bounded_and_is_shipped_by_the_default_daemon(
         .collect();
     assert_eq!(notes[..3], [1, 2, 4], "{notes:?}");
 }
+
+#[test]
+fn a_configuration_that_does_not_load_still_reports_to_its_own_fallback_file() {
+    let t = tempdir();
+    // Loading fails on the unset variable; the file still names its fallback.
+    let cfg = config(
+        t.path(),
+        "hmac_kid = \"k1\"\nhmac_key_env = \"AUDITSHIP_TEST_UNSET_KEY_VAR\"\n",
+    );
+    let payload = br#"{"hook_event_name":"PreToolUse","session_id":"s-cfg","tool_name":"Bash","tool_input":{"command":"ls"}}"#;
+    let out = record_raw(t.path(), Some(&cfg), payload);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let lines = fallback_lines(&t.path().join("fallback.jsonl"));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["kind"], "record_failure");
+    assert_eq!(lines[0]["event"]["session_id"], "s-cfg");
+    assert!(
+        !t.path()
+            .join(".claude/audit-errors/record-errors.jsonl")
+            .exists(),
+        "the default fallback was used instead of the configured one"
+    );
+}

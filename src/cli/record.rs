@@ -72,7 +72,7 @@ pub fn run(args: Args) -> ExitCode {
             .unwrap_or_else(|_| {
                 // A bug must not let the call through unrecorded when the configuration
                 // asks to block: report what can be reported and fail closed.
-                let defaults = defaults();
+                let defaults = defaults(flag.as_deref());
                 if let Some(d) = &defaults {
                     record::report_failure(
                         d,
@@ -124,7 +124,7 @@ fn attempt(args: Args, read: std::io::Result<()>, stdin: &[u8]) -> Outcome {
             // The file's on_error still counts: read it without loading the rest.
             let on_error = config::salvage::on_error(flag).unwrap_or(OnError::Allow);
             let message = format!("configuration: {e}");
-            match defaults() {
+            match defaults(flag) {
                 // Keep the event as the defaults make it: minimised, redacted.
                 Some(d) => {
                     let event = record::event(&d, input, record::utc_now().0).ok();
@@ -160,8 +160,14 @@ fn session_from_env() -> Option<String> {
 }
 
 /// The built-in configuration, for reporting when the configured one fails.
-fn defaults() -> Option<config::Config> {
-    config::Config::from_raw(Default::default(), None).ok()
+/// The built-in configuration, reporting to the fallback file the configuration
+/// files name (if they name one) when they do not load.
+fn defaults(flag: Option<&std::path::Path>) -> Option<config::Config> {
+    let mut d = config::Config::from_raw(Default::default(), None).ok()?;
+    if let Some(file) = config::salvage::fallback_file(flag) {
+        d.record.fallback_file = file;
+    }
+    Some(d)
 }
 
 /// Blocks the hook call by the mechanism its event honours, decided from the raw

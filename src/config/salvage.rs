@@ -1,6 +1,7 @@
 //! What commands can still learn from a configuration that does not load: whether
 //! it asks `record` to fail closed (`[record] on_error`), and where the daemon keeps
-//! its state (`[agent] state_dir`, for `status`, which needs nothing else).
+//! its state (`[agent] state_dir`, for `status`, which needs nothing else), and where
+//! `record` reports a failure (`[record] fallback_file`).
 //!
 //! A configuration error must not turn `on_error = "block"` into "allow": an unset
 //! `${VAR}`, an unreadable key file or a typo elsewhere in the file would otherwise
@@ -24,6 +25,15 @@ pub fn on_error(flag: Option<&Path>) -> Option<OnError> {
 /// loading them.
 pub fn state_dir(flag: Option<&Path>) -> Option<std::path::PathBuf> {
     last_in_files(flag, state_dir_in)
+}
+
+/// The `[record] fallback_file` the configuration files name (`~` expanded), read
+/// without loading them: a failure to load is reported where the daemon looks.
+pub fn fallback_file(flag: Option<&Path>) -> Option<std::path::PathBuf> {
+    last_in_files(flag, |text| {
+        let file = string_in(text, "record", "fallback_file")?;
+        (!file.trim().is_empty()).then(|| super::expand_home(file.trim()))
+    })
 }
 
 /// What `read` finds in the configuration files, the last file that says it winning.
