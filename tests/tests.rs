@@ -34,3 +34,4 @@ mod record_edges;
 mod s3;
 mod vectors;
 mod verify;
+mod verify_edges;

@@ -3,8 +3,9 @@
 //! re-sends.
 //!
 //! Records are grouped by the stream they were read from (`_auditship.host`,
-//! `source`, `stream`); a re-send (the same `_auditship.id` with the same content) is
-//! dropped; each group is put in `seq` order and its events, with `_auditship` taken
+//! `source`, `stream`); a re-send (the same `_auditship.id` with the same canonical
+//! event, however the SIEM wrote it out) is dropped, while two records with one id and
+//! different content are both kept and checked; each group is put in `seq` order and its events, with `_auditship` taken
 //! out again, are checked as one chain by the same [`Verifier`] as files on disk. For
 //! a clean record the daemon spliced `_auditship` into the event's own text, so taking
 //! it out gives back the event as written and its hash verifies; a record the daemon
@@ -16,7 +17,7 @@
 //! order needs all of them. Memory grows with the export (about its size on disk).
 
 use super::{Located, StreamFile, Summary, open, read_line, with_path};
-use crate::audit::{Code, Keys, Verifier, json};
+use crate::audit::{self, Code, Keys, Verifier, canon, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::path::Path;
@@ -82,8 +83,9 @@ struct Record {
     /// The event with `_auditship` taken out; `None` for a record with no event
     /// (a line shipped as `raw` text, a problem with a file).
     event: Option<String>,
-    /// What a re-send must repeat: the event, or the raw text.
-    payload: String,
+    /// What a re-send must repeat: SHA-256 of the event's canonical form (or of its
+    /// text, or of the raw text).
+    payload: [u8; 32],
     /// Problems the daemon shipped: (code, detail).
     shipped: Vec<(String, String)>,
     /// Paths the daemon redacted.
@@ -111,8 +113,8 @@ pub struct Export {
     pub lines: u64,
     /// Re-sends dropped: records whose id and content an earlier one has.
     pub resent: u64,
-    /// The daemon's own records (`_auditship.source` "auditship", stream "agent"):
-    /// counted, not chained.
+    /// The daemon's own records (`_auditship.source` "auditship", stream "agent"),
+    /// each id once: counted, not chained.
     pub daemon_records: u64,
     pub groups: Vec<Group>,
     /// Lines that are not records: (file index, line, code, detail).
@@ -127,6 +129,7 @@ pub fn read(files: &[StreamFile]) -> io::Result<Export> {
     };
     let mut groups: BTreeMap<(String, String, String), Vec<Record>> = BTreeMap::new();
     let mut ids: HashMap<(String, String, String), HashMap<String, Vec<usize>>> = HashMap::new();
+    let mut daemon_ids = HashSet::new();
     let mut buf = Vec::with_capacity(64 * 1024);
     for (index, file) in files.iter().enumerate() {
         let mut reader = open(&file.path)?;
@@ -171,7 +174,11 @@ pub fn read(files: &[StreamFile]) -> io::Result<Export> {
                 }
             };
             if key.1 == DAEMON_SOURCE && key.2 == DAEMON_STREAM {
-                export.daemon_records += 1;
+                if daemon_ids.insert(record.id) {
+                    export.daemon_records += 1;
+                } else {
+                    export.resent += 1;
+                }
                 continue;
             }
             let list = groups.entry(key.clone()).or_default();
@@ -242,10 +249,15 @@ fn parse_record(
         return Err(not_a_record("_auditship has no id"));
     }
     let event = (obj.len() > 1).then(|| without_member(text, span));
+    let mut canonical = Vec::new();
     let payload = match (&event, json::get(meta, "raw").and_then(|v| v.as_str())) {
-        (Some(e), _) => e.clone(),
-        (None, Some(raw)) => raw.to_owned(),
-        (None, None) => String::new(),
+        // A SIEM may write a record out again its own way: compare what was hashed.
+        (Some(e), _) => match canon::write_object(obj, &["_auditship"], &mut canonical) {
+            Ok(()) => audit::sha256(&canonical),
+            Err(_) => audit::sha256(e.as_bytes()),
+        },
+        (None, Some(raw)) => audit::sha256(raw.as_bytes()),
+        (None, None) => [0; 32],
     };
     let record = Record {
         id,
