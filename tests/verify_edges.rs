@@ -10,7 +10,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn verify(args: &[&OsStr]) -> (i32, String, String) {
-    let out = Command::new(bin()).arg("verify").args(args).output().unwrap();
+    let out = Command::new(bin())
+        .arg("verify")
+        .args(args)
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -101,11 +105,20 @@ fn a_damaged_gz_is_a_problem_inside_one_valid_json_object() {
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)));
     let got = triples(&doc);
     assert_eq!(got.len(), 2, "{doc}");
-    assert_eq!((got[0].0.as_str(), got[0].2.as_str()), ("a-1.jsonl.gz", "gzip_damaged"));
-    assert_eq!((got[1].0.as_str(), got[1].2.as_str()), ("a-2.jsonl.gz", "gzip_damaged"));
+    assert_eq!(
+        (got[0].0.as_str(), got[0].2.as_str()),
+        ("a-1.jsonl.gz", "gzip_damaged")
+    );
+    assert_eq!(
+        (got[1].0.as_str(), got[1].2.as_str()),
+        ("a-2.jsonl.gz", "gzip_damaged")
+    );
     let s = &doc["streams"][0];
     assert_eq!(s["ok"], false);
-    assert!(s["events"].as_u64().unwrap() > 0, "what was readable is checked");
+    assert!(
+        s["events"].as_u64().unwrap() > 0,
+        "what was readable is checked"
+    );
     assert_eq!(s["first_seq"], 0);
     assert_eq!(s["problems"].as_array().unwrap().len(), 2);
     assert_eq!(s["by_code"]["gzip_damaged"], 2);
@@ -122,13 +135,28 @@ fn two_streams_in_one_json_report_are_told_apart() {
     assert_eq!(streams[0]["path"], valid.display().to_string());
     assert_eq!(streams[1]["path"], deleted.display().to_string());
     assert_eq!(
-        (&streams[0]["ok"], &streams[0]["events"], &streams[0]["first_seq"], &streams[0]["last_seq"]),
-        (&Value::Bool(true), &Value::from(200), &Value::from(0), &Value::from(199))
+        (
+            &streams[0]["ok"],
+            &streams[0]["events"],
+            &streams[0]["first_seq"],
+            &streams[0]["last_seq"]
+        ),
+        (
+            &Value::Bool(true),
+            &Value::from(200),
+            &Value::from(0),
+            &Value::from(199)
+        )
     );
     assert_eq!(streams[0]["first_hash"].as_str().unwrap().len(), 64);
     assert_eq!(streams[1]["ok"], false);
     assert_eq!(streams[1]["last_seq"], 39);
-    assert!(streams[1]["last_hash"].as_str().unwrap().starts_with("5e000bc0"));
+    assert!(
+        streams[1]["last_hash"]
+            .as_str()
+            .unwrap()
+            .starts_with("5e000bc0")
+    );
     let mine: Vec<&str> = streams[1]["problems"]
         .as_array()
         .unwrap()
@@ -150,7 +178,11 @@ fn a_stream_keeps_a_bounded_list_of_its_problems_and_counts_the_rest() {
     let case = vectors_dir().join("valid");
     let (code, doc) = verify_json(&[OsStr::new("--key"), OsStr::new(&arg), case.as_os_str()]);
     assert_eq!(code, 1);
-    assert_eq!(doc["problems"].as_array().unwrap().len(), 200, "all, at the top");
+    assert_eq!(
+        doc["problems"].as_array().unwrap().len(),
+        200,
+        "all, at the top"
+    );
     let s = &doc["streams"][0];
     assert_eq!(s["problem_count"], 200);
     assert_eq!(s["problems"].as_array().unwrap().len(), 100);
@@ -163,9 +195,21 @@ fn ship_two_streams(root: &Path) -> Vec<String> {
     let (s1, s2) = (root.join("s1"), root.join("s2"));
     std::fs::create_dir_all(&s1).unwrap();
     std::fs::create_dir_all(&s2).unwrap();
-    let prev = write_chain(&s1.join("audit-1.jsonl"), 1, 0, 15, auditship::audit::ZERO_HASH);
+    let prev = write_chain(
+        &s1.join("audit-1.jsonl"),
+        1,
+        0,
+        15,
+        auditship::audit::ZERO_HASH,
+    );
     write_chain(&s1.join("audit-2.jsonl"), 1, 15, 15, &prev);
-    write_chain(&s2.join("audit-1.jsonl"), 2, 0, 20, auditship::audit::ZERO_HASH);
+    write_chain(
+        &s2.join("audit-1.jsonl"),
+        2,
+        0,
+        20,
+        auditship::audit::ZERO_HASH,
+    );
     let shipped = root.join("out/shipped.jsonl");
     let cfg = write_config(
         root,
@@ -236,7 +280,11 @@ fn write_export(path: &Path, lines: &[String]) {
 
 fn is_event(l: &str, stream: &str, seq: u64) -> bool {
     let v: Value = serde_json::from_str(l).unwrap();
-    v["_auditship"]["stream"].as_str().unwrap().ends_with(stream) && v["seq"] == seq
+    v["_auditship"]["stream"]
+        .as_str()
+        .unwrap()
+        .ends_with(stream)
+        && v["seq"] == seq
 }
 
 #[test]
@@ -254,7 +302,10 @@ fn a_shipped_export_in_any_order_with_resends_verifies_and_shows_tampering() {
     let streams = doc["streams"].as_array().unwrap();
     assert_eq!(streams.len(), 3, "the export itself and two streams: {doc}");
     assert_eq!(streams[0]["kind"], "export");
-    assert_eq!(streams[0]["daemon_records"], 2, "agent_start and agent_stop");
+    assert_eq!(
+        streams[0]["daemon_records"], 2,
+        "agent_start and agent_stop"
+    );
     assert_eq!(
         streams[0]["resent_dropped"].as_u64().unwrap() as usize,
         export.len() - shipped.len()
@@ -267,10 +318,22 @@ fn a_shipped_export_in_any_order_with_resends_verifies_and_shows_tampering() {
             .clone()
     };
     let (s1, s2) = (by_path("/s1"), by_path("/s2"));
-    assert_eq!((s1["events"].as_u64(), s1["members"].as_u64()), (Some(30), Some(30)));
-    assert_eq!((s1["first_seq"].as_u64(), s1["last_seq"].as_u64()), (Some(0), Some(29)));
-    assert_eq!(s1["files"], serde_json::json!(["audit-1.jsonl", "audit-2.jsonl"]));
-    assert_eq!((s2["events"].as_u64(), s2["last_seq"].as_u64()), (Some(20), Some(19)));
+    assert_eq!(
+        (s1["events"].as_u64(), s1["members"].as_u64()),
+        (Some(30), Some(30))
+    );
+    assert_eq!(
+        (s1["first_seq"].as_u64(), s1["last_seq"].as_u64()),
+        (Some(0), Some(29))
+    );
+    assert_eq!(
+        s1["files"],
+        serde_json::json!(["audit-1.jsonl", "audit-2.jsonl"])
+    );
+    assert_eq!(
+        (s2["events"].as_u64(), s2["last_seq"].as_u64()),
+        (Some(20), Some(19))
+    );
     assert_eq!(s2["host"], "test-host");
     // The last hash is the one `verify` gives for the directory on disk.
     let (_, disk) = verify_json(&[t.path().join("s1").as_os_str()]);
@@ -294,7 +357,12 @@ fn a_shipped_export_in_any_order_with_resends_verifies_and_shows_tampering() {
         ],
         "{doc}"
     );
-    assert!(doc["problems"][0]["stream"].as_str().unwrap().ends_with("/s1"));
+    assert!(
+        doc["problems"][0]["stream"]
+            .as_str()
+            .unwrap()
+            .ends_with("/s1")
+    );
     assert!(doc["problems"][0]["export_line"].as_u64().is_some());
 
     // One event's field altered in the SIEM (every copy): hash_mismatch there only.
@@ -318,13 +386,21 @@ fn a_shipped_export_in_any_order_with_resends_verifies_and_shows_tampering() {
         [("audit-1.jsonl".to_string(), 6, "hash_mismatch".to_string())],
         "{doc}"
     );
-    assert!(doc["problems"][0]["stream"].as_str().unwrap().ends_with("/s2"));
+    assert!(
+        doc["problems"][0]["stream"]
+            .as_str()
+            .unwrap()
+            .ends_with("/s2")
+    );
 
     // The text report names the stream, its first and last link and the export line.
     write_export(&file, &cut);
     let (code, text, _) = verify(&[file.as_os_str()]);
     assert_eq!(code, 1);
-    assert!(text.contains("(shipped from host test-host, source a)"), "{text}");
+    assert!(
+        text.contains("(shipped from host test-host, source a)"),
+        "{text}"
+    );
     assert!(text.contains("last:  seq 29 hash "), "{text}");
     assert!(text.contains("(export "), "{text}");
 }
@@ -367,7 +443,13 @@ fn an_export_reports_redacted_records_and_lines_that_are_no_records() {
             offset: 0,
             received_at: "2026-11-26T07:06:43Z",
         };
-        enc.encode_line(Some(&mut verifier), s.line.trim_ascii_end(), None, &at, &mut out);
+        enc.encode_line(
+            Some(&mut verifier),
+            s.line.trim_ascii_end(),
+            None,
+            &at,
+            &mut out,
+        );
     }
     let mut text = String::from_utf8(out).unwrap();
     assert!(text.contains("\"redacted\":[\"resource\"]"), "{text}");

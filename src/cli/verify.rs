@@ -268,7 +268,6 @@ impl<'o> Report<'o> {
         self.out.flush()?;
         Ok(ok)
     }
-
 }
 
 /// One stream's part of the report.
@@ -311,11 +310,9 @@ impl StreamReport<'_, '_> {
                 n => format!("{place}:{n}"),
             };
             match p.shipped_at {
-                Some((file, line)) => writeln!(
-                    r.out,
-                    "{at} {} {} (export {file}:{line})",
-                    p.code, p.detail
-                ),
+                Some((file, line)) => {
+                    writeln!(r.out, "{at} {} {} (export {file}:{line})", p.code, p.detail)
+                }
                 None => writeln!(r.out, "{at} {} {}", p.code, p.detail),
             }
         };

@@ -182,7 +182,11 @@ pub fn read(files: &[StreamFile]) -> io::Result<Export> {
                 continue;
             }
             let list = groups.entry(key.clone()).or_default();
-            let same = ids.entry(key).or_default().entry(record.id.clone()).or_default();
+            let same = ids
+                .entry(key)
+                .or_default()
+                .entry(record.id.clone())
+                .or_default();
             if same.iter().any(|&i| list[i].payload == record.payload) {
                 export.resent += 1;
                 continue;
@@ -221,8 +225,12 @@ fn parse_record(
     line: &[u8],
     at: (usize, u64),
 ) -> Result<(GroupKey, Record), (&'static str, String)> {
-    let text = std::str::from_utf8(line)
-        .map_err(|_| (Code::InvalidUtf8.as_str(), "line is not valid UTF-8".to_string()))?;
+    let text = std::str::from_utf8(line).map_err(|_| {
+        (
+            Code::InvalidUtf8.as_str(),
+            "line is not valid UTF-8".to_string(),
+        )
+    })?;
     let parsed = json::parse_with_spans(text, &["_auditship"])
         .map_err(|e| (Code::InvalidJson.as_str(), e.to_string()))?;
     let json::Value::Object(obj) = &parsed.value else {
@@ -421,7 +429,9 @@ mod tests {
         let span = json::parse_with_spans(rec, &["_auditship"]).unwrap().spans;
         assert_eq!(without_member(rec, span.as_slice()[0]), event);
         let first = r#"{ "_auditship" : {"id":"i"} , "a":1}"#;
-        let span = json::parse_with_spans(first, &["_auditship"]).unwrap().spans;
+        let span = json::parse_with_spans(first, &["_auditship"])
+            .unwrap()
+            .spans;
         assert_eq!(without_member(first, span.as_slice()[0]), r#"{ "a":1}"#);
         let only = r#"{"_auditship":{"id":"i"}}"#;
         let span = json::parse_with_spans(only, &["_auditship"]).unwrap().spans;
