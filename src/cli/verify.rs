@@ -20,8 +20,9 @@ use std::process::ExitCode;
 /// a SIEM exports them) is recognised by its first line: its records are grouped by
 /// stream, re-sends dropped, put in seq order and checked as chains.
 ///
-/// A stream in which nothing was checked (a directory without *.jsonl files, empty
-/// files) is reported as the problem no_events, never as intact.
+/// Nothing unread passes: a stream in which nothing was checked (a directory without
+/// *.jsonl files, empty files) is the problem no_events, a damaged .gz gzip_damaged.
+///
 /// Exit status: 0 intact, 1 problems found, 2 usage or I/O error (a path, manifest or
 /// key file that does not exist or cannot be read).
 #[derive(Debug, clap::Args)]
