@@ -35,3 +35,4 @@ mod record_edges;
 mod s3;
 mod vectors;
 mod verify;
+mod verify_edges;

@@ -877,9 +877,19 @@ pub struct ManifestProblem {
 /// (present, the same bytes, decompressing to the original's SHA-256, size, event
 /// count and first and last chain links), and any `.gz` in its directory that it does
 /// not record. Codes: `manifest_malformed`, `manifest_altered`, `archive_missing`,
-/// `archive_altered`, `manifest_mismatch`, `archive_unlisted`. Returns the problems
-/// and the number of archives checked.
+/// `archive_altered`, `manifest_mismatch`, `archive_unlisted`, and `no_events` for a
+/// manifest that records nothing (its directory is then not searched). A manifest
+/// that does not exist, or is not a file, is an error. Returns the problems and the
+/// number of archives checked.
 pub fn verify_manifest(path: &Path) -> io::Result<(Vec<ManifestProblem>, u64)> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: not a manifest file", path.display()),
+        ));
+    }
     let manifest::Contents {
         lines, findings, ..
     } = manifest::read(path)?;
@@ -901,6 +911,18 @@ pub fn verify_manifest(path: &Path) -> io::Result<(Vec<ManifestProblem>, u64)> {
             _ => None,
         })
         .collect();
+    if lines.is_empty() {
+        // Not known to be an archive directory: its tree is not searched.
+        if problems.is_empty() {
+            problems.push(ManifestProblem {
+                file: name,
+                line: 0,
+                code: crate::verify::NO_EVENTS,
+                detail: "the manifest records no archive: nothing was checked".into(),
+            });
+        }
+        return Ok((problems, 0));
+    }
     let mut listed = std::collections::HashSet::new();
     let mut checked = 0u64;
     for (n, l) in &lines {
@@ -967,8 +989,12 @@ pub fn verify_manifest(path: &Path) -> io::Result<(Vec<ManifestProblem>, u64)> {
                     problem(
                         "manifest_mismatch",
                         format!(
-                            "{archive}: {} events, first {:?}, last {:?}; the manifest says {events}, {first:?}, {last:?}",
-                            stats.events, stats.first, stats.last
+                            "{archive}: {} events, first {}, last {}; the manifest says {events}, first {}, last {}",
+                            stats.events,
+                            link_text(stats.first.as_ref()),
+                            link_text(stats.last.as_ref()),
+                            link_text(first.as_ref()),
+                            link_text(last.as_ref())
                         ),
                     );
                 }
@@ -992,6 +1018,18 @@ pub fn verify_manifest(path: &Path) -> io::Result<(Vec<ManifestProblem>, u64)> {
         }
     }
     Ok((problems, checked))
+}
+
+/// A chain link for people: `seq 7 hash 2f92…`, or `none`.
+fn link_text(link: Option<&manifest::Link>) -> String {
+    match link {
+        None => "none".into(),
+        Some(l) => format!(
+            "seq {} hash {}",
+            l.seq.map_or("?".into(), |s| s.to_string()),
+            l.hash.as_deref().unwrap_or("?")
+        ),
+    }
 }
 
 fn scan_gz(path: &Path, chained: bool) -> io::Result<([u8; 32], Scanned)> {

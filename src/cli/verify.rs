@@ -1,7 +1,9 @@
-//! `auditship verify`: prove streams on disk intact, offline.
+//! `auditship verify`: prove streams on disk, archives and shipped exports intact,
+//! offline. The report (text or one JSON object) is written here; what is checked is
+//! [`crate::verify`]'s and [`crate::archive::verify_manifest`]'s.
 
-use crate::audit::{Code, Keys};
-use crate::verify::{self, Located, Summary};
+use crate::audit::Keys;
+use crate::verify::{self, Located, Summary, export};
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,7 +15,16 @@ use std::process::ExitCode;
 /// transparently). With --stream, everything given is one stream in name order: a
 /// stream's archive directory and its live directory, checked as one chain across
 /// them. --manifest checks the archives an archive manifest records.
-/// Exit status: 0 intact, 1 problems found, 2 usage or I/O error.
+///
+/// A file of shipped records (lines with `_auditship`, as the file sink writes them or
+/// a SIEM exports them) is recognised by its first line: its records are grouped by
+/// stream, re-sends dropped, put in seq order and checked as chains.
+///
+/// Nothing unread passes: a stream in which nothing was checked (a directory without
+/// *.jsonl files, empty files) is the problem no_events, a damaged .gz gzip_damaged.
+///
+/// Exit status: 0 intact, 1 problems found, 2 usage or I/O error (a path, manifest or
+/// key file that does not exist or cannot be read).
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
@@ -21,7 +32,8 @@ Examples:
   auditship verify audit-2026-11-01.jsonl audit-2026-11-02.jsonl.gz
   auditship verify --key fleet-2026=/etc/auditship/hmac.key --json /srv/audit/alice
   auditship verify --stream /var/lib/auditship/archive/home/alice/.claude/audit /home/alice/.claude/audit
-  auditship verify --manifest /var/lib/auditship/archive/manifest.jsonl")]
+  auditship verify --manifest /var/lib/auditship/archive/manifest.jsonl
+  auditship verify siem-export.jsonl        (records exported from the SIEM, any order)")]
 pub struct Args {
     /// Files or directories to verify
     #[arg(required_unless_present = "manifest", value_name = "PATH")]
@@ -35,7 +47,8 @@ pub struct Args {
     /// HMAC key: key id and a file holding the key as hex (64+ digits); repeatable
     #[arg(long = "key", value_name = "KID=KEYFILE")]
     pub keys: Vec<String>,
-    /// Print one JSON document: {"ok", "events", "problems": [{"file","line","code","detail"}]}
+    /// Print one JSON object: {"ok", "events", "problems", "streams": [per stream:
+    /// path, files, events, first/last seq and hash, ok, problems], "error"}
     #[arg(long)]
     pub json: bool,
 }
@@ -68,84 +81,354 @@ fn load_keys(specs: &[String]) -> io::Result<Keys> {
     Ok(keys)
 }
 
-/// Verifies and writes the report. Returns whether everything was intact.
+/// Verifies and writes the report. Returns whether everything was intact. Every path
+/// is looked at before anything is printed, so a missing one prints no report; an
+/// error found later still ends the JSON object (with `error`) before it is returned.
 pub fn verify_paths(args: &Args, out: &mut dyn Write) -> io::Result<bool> {
     let keys = load_keys(&args.keys)?;
-    let mut streams = verify::streams_from_args(&args.paths)?;
-    if args.stream && streams.len() > 1 {
-        streams = vec![verify::one_stream(streams)];
+    let mut inputs = verify::inputs_from_args(&args.paths)?;
+    if args.stream && !inputs.exports.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "--stream joins streams on disk; a file of shipped records is checked on its own",
+        ));
     }
-    let mut events = 0u64;
-    let mut problems = 0u64;
-    if args.json {
-        out.write_all(b"{\"problems\":[")?;
+    if args.stream && inputs.streams.len() > 1 {
+        inputs.streams = vec![verify::one_stream(std::mem::take(&mut inputs.streams))];
     }
-    let mut write_err = None;
-    for stream in &streams {
-        let summary = verify::verify_stream(stream, &keys, |p: Located<'_>| {
-            let r = if args.json {
-                let sep = if problems == 0 { "" } else { "," };
-                let item = serde_json::json!({
-                    "file": p.file, "line": p.line, "code": p.problem.code.as_str(), "detail": p.problem.detail,
-                });
-                write!(out, "{sep}{item}")
-            } else {
-                writeln!(
-                    out,
-                    "{}:{} {} {}",
-                    p.file, p.line, p.problem.code, p.problem.detail
-                )
-            };
-            problems += 1;
-            if let Err(e) = r {
-                write_err.get_or_insert(e);
-            }
-        })?;
-        if let Some(e) = write_err.take() {
-            return Err(e);
-        }
-        events += summary.events;
-        if !args.json {
-            print_summary(out, &stream.label, &summary)?;
-        }
+    if let Some(m) = &args.manifest {
+        std::fs::metadata(m)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", m.display())))?;
+    }
+    let mut report = Report::begin(out, args.json)?;
+    let result = verify_all(&mut report, args, &inputs, &keys);
+    let error = result.as_ref().err().map(|e| e.to_string());
+    let ok = report.finish(error.as_deref())?;
+    result.map(|()| ok)
+}
+
+fn verify_all(
+    report: &mut Report<'_>,
+    args: &Args,
+    inputs: &verify::Inputs,
+    keys: &Keys,
+) -> io::Result<()> {
+    for stream in &inputs.streams {
+        let kind = if stream.dir { "directory" } else { "files" };
+        let entry = Entry::new(&stream.label, kind, stream.dir);
+        let mut r = report.stream(entry);
+        let summary = verify::verify_stream(stream, keys, |p| r.problem(&p));
+        r.done(&summary?)?;
+    }
+    if !inputs.exports.is_empty() {
+        verify_export(report, &inputs.exports, keys)?;
     }
     if let Some(m) = &args.manifest {
         let (found, checked) = crate::archive::verify_manifest(m)?;
+        let label = m.display().to_string();
+        let mut r = report.stream(Entry::new(&label, "manifest", false));
         for p in &found {
-            if args.json {
-                let sep = if problems == 0 { "" } else { "," };
-                let item = serde_json::json!({
-                    "file": p.file, "line": p.line, "code": p.code, "detail": p.detail,
-                });
-                write!(out, "{sep}{item}")?;
-            } else {
-                writeln!(out, "{}:{} {} {}", p.file, p.line, p.code, p.detail)?;
-            }
-            problems += 1;
+            r.problem(&Located {
+                file: &p.file,
+                line: p.line,
+                code: p.code,
+                detail: &p.detail,
+                shipped_at: None,
+            });
         }
-        if !args.json {
-            writeln!(out, "{}: {checked} archives checked", m.display())?;
-            if found.is_empty() {
-                writeln!(out, "  intact: every archive matches its manifest line")?;
-            } else {
-                writeln!(out, "  NOT INTACT: {} problems", found.len())?;
-            }
+        r.entry.archives = Some(checked);
+        let mut summary = Summary {
+            files: vec![label.clone()],
+            problems: found.len() as u64,
+            ..Summary::default()
+        };
+        for p in &found {
+            *summary.by_code.entry(p.code.to_owned()).or_default() += 1;
         }
+        r.done(&summary)?;
     }
-    let ok = problems == 0;
-    if args.json {
-        writeln!(out, "],\"ok\":{ok},\"events\":{events}}}")?;
-    }
-    out.flush()?;
-    Ok(ok)
+    Ok(())
 }
 
-fn print_summary(out: &mut dyn Write, label: &str, s: &Summary) -> io::Result<()> {
-    writeln!(
-        out,
-        "{label}: {} events, {} in the chain",
-        s.events, s.members
-    )?;
+fn verify_export(
+    report: &mut Report<'_>,
+    files: &[verify::StreamFile],
+    keys: &Keys,
+) -> io::Result<()> {
+    let export = export::read(files)?;
+    let label = export.files.join(" ");
+    let mut entry = Entry::new(&label, "export", false);
+    entry.export = Some((export.lines, export.resent, export.daemon_records));
+    let mut r = report.stream(entry);
+    let summary = export.verify_lines(&label, |p| r.problem(&p));
+    r.done(&summary)?;
+    for group in &export.groups {
+        let mut entry = Entry::new(&group.stream, "shipped", true);
+        entry.origin = Some((group.host.clone(), group.source.clone()));
+        let mut r = report.stream(entry);
+        let summary = export.verify_group(group, keys, |p| r.problem(&p));
+        r.done(&summary)?;
+    }
+    Ok(())
+}
+
+/// Most problems kept in a stream's own `problems` list in `--json`; the rest are
+/// counted (`problems_omitted`). The top-level `problems` list has every one.
+const KEPT_PER_STREAM: usize = 100;
+
+/// A stream being reported.
+struct Entry {
+    path: String,
+    kind: &'static str,
+    /// The files' names are relative to `path`.
+    dir: bool,
+    /// For a group of shipped records: (host, source).
+    origin: Option<(String, String)>,
+    /// For an export: (lines, re-sends dropped, daemon records).
+    export: Option<(u64, u64, u64)>,
+    /// For a manifest: archives checked.
+    archives: Option<u64>,
+}
+
+impl Entry {
+    fn new(path: &str, kind: &'static str, dir: bool) -> Entry {
+        Entry {
+            path: path.to_owned(),
+            kind,
+            dir,
+            origin: None,
+            export: None,
+            archives: None,
+        }
+    }
+}
+
+/// The report: text as it goes, or one JSON object whose `problems` list is written
+/// as problems are found (so memory stays bounded) and whose `streams` follow.
+struct Report<'o> {
+    out: &'o mut dyn Write,
+    json: bool,
+    problems: u64,
+    events: u64,
+    streams: Vec<serde_json::Value>,
+    stream_count: usize,
+    /// The first write error, returned once the stream is done.
+    write_err: Option<io::Error>,
+}
+
+impl<'o> Report<'o> {
+    fn begin(out: &'o mut dyn Write, json: bool) -> io::Result<Report<'o>> {
+        if json {
+            out.write_all(b"{\"problems\":[")?;
+        }
+        Ok(Report {
+            out,
+            json,
+            problems: 0,
+            events: 0,
+            streams: Vec::new(),
+            stream_count: 0,
+            write_err: None,
+        })
+    }
+
+    fn stream(&mut self, entry: Entry) -> StreamReport<'_, 'o> {
+        self.stream_count += 1;
+        StreamReport {
+            report: self,
+            entry,
+            kept: Vec::new(),
+            omitted: 0,
+        }
+    }
+
+    /// Ends the report; with `error`, it says the check stopped. Returns whether
+    /// everything was intact.
+    fn finish(self, error: Option<&str>) -> io::Result<bool> {
+        let ok = self.problems == 0 && error.is_none();
+        if self.json {
+            let streams = serde_json::Value::Array(self.streams);
+            write!(
+                self.out,
+                "],\"streams\":{streams},\"ok\":{ok},\"events\":{},\"problem_count\":{}",
+                self.events, self.problems
+            )?;
+            if let Some(e) = error {
+                write!(self.out, ",\"error\":{}", serde_json::json!(e))?;
+            }
+            writeln!(self.out, "}}")?;
+        } else if self.stream_count > 1 || error.is_some() {
+            let verdict = if ok { "intact" } else { "NOT INTACT" };
+            writeln!(
+                self.out,
+                "overall: {verdict}, {}, {}",
+                count(self.events, "event", "events"),
+                count(self.problems, "problem", "problems")
+            )?;
+        }
+        self.out.flush()?;
+        Ok(ok)
+    }
+}
+
+/// One stream's part of the report.
+struct StreamReport<'r, 'o> {
+    report: &'r mut Report<'o>,
+    entry: Entry,
+    kept: Vec<serde_json::Value>,
+    omitted: u64,
+}
+
+impl StreamReport<'_, '_> {
+    fn problem(&mut self, p: &Located<'_>) {
+        let place = if self.report.json {
+            String::new()
+        } else {
+            self.place(p)
+        };
+        let r = &mut *self.report;
+        let written = if r.json {
+            let mut item = serde_json::json!({
+                "stream": self.entry.path, "file": p.file, "line": p.line,
+                "code": p.code, "detail": p.detail,
+            });
+            if let Some((file, line)) = p.shipped_at {
+                item["export_file"] = file.into();
+                item["export_line"] = line.into();
+            }
+            let sep = if r.problems == 0 { "" } else { "," };
+            let w = write!(r.out, "{sep}{item}");
+            if self.kept.len() < KEPT_PER_STREAM {
+                item.as_object_mut().map(|o| o.remove("stream"));
+                self.kept.push(item);
+            } else {
+                self.omitted += 1;
+            }
+            w
+        } else {
+            let at = match p.line {
+                0 => place,
+                n => format!("{place}:{n}"),
+            };
+            match p.shipped_at {
+                Some((file, line)) => {
+                    writeln!(r.out, "{at} {} {} (export {file}:{line})", p.code, p.detail)
+                }
+                None => writeln!(r.out, "{at} {} {}", p.code, p.detail),
+            }
+        };
+        r.problems += 1;
+        if let Err(e) = written {
+            r.write_err.get_or_insert(e);
+        }
+    }
+
+    /// Where a problem is, for people: the file's path.
+    fn place(&self, p: &Located<'_>) -> String {
+        if self.entry.dir && p.line > 0 {
+            std::path::Path::new(&self.entry.path)
+                .join(p.file)
+                .display()
+                .to_string()
+        } else {
+            p.file.to_owned()
+        }
+    }
+
+    fn done(self, s: &Summary) -> io::Result<()> {
+        let StreamReport {
+            report,
+            entry,
+            kept,
+            omitted,
+        } = self;
+        if let Some(e) = report.write_err.take() {
+            return Err(e);
+        }
+        report.events += s.events;
+        if report.json {
+            report.streams.push(stream_json(&entry, s, kept, omitted));
+            Ok(())
+        } else {
+            print_summary(report.out, &entry, s)
+        }
+    }
+}
+
+fn stream_json(
+    entry: &Entry,
+    s: &Summary,
+    kept: Vec<serde_json::Value>,
+    omitted: u64,
+) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "path": entry.path,
+        "kind": entry.kind,
+        "files": s.files,
+        "events": s.events,
+        "members": s.members,
+        "first_seq": s.first.map(|h| h.seq),
+        "first_hash": s.first.as_ref().map(|h| h.hash_str().to_owned()),
+        "last_seq": s.last.map(|h| h.seq),
+        "last_hash": s.last.as_ref().map(|h| h.hash_str().to_owned()),
+        "ok": s.problems == 0,
+        "problem_count": s.problems,
+        "by_code": s.by_code,
+        "problems": kept,
+        "problems_omitted": omitted,
+    });
+    if let Some((file, line, bytes)) = &s.pending {
+        v["pending"] = serde_json::json!({"file": file, "line": line, "bytes": bytes});
+    }
+    if let Some((host, source)) = &entry.origin {
+        v["host"] = host.as_str().into();
+        v["source"] = source.as_str().into();
+    }
+    if let Some((lines, resent, daemon)) = entry.export {
+        v["records"] = lines.into();
+        v["resent_dropped"] = resent.into();
+        v["daemon_records"] = daemon.into();
+    }
+    if let Some(n) = entry.archives {
+        v["archives_checked"] = n.into();
+    }
+    v
+}
+
+/// "1 event", "2 events".
+fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+fn print_summary(out: &mut dyn Write, entry: &Entry, s: &Summary) -> io::Result<()> {
+    let label = &entry.path;
+    match (entry.kind, entry.export, entry.archives, &entry.origin) {
+        ("export", Some((lines, resent, daemon)), _, _) => writeln!(
+            out,
+            "{label}: {} read, {} dropped as re-sends, {} of the daemon's own (not chained)",
+            count(lines, "line", "lines"),
+            count(resent, "record", "records"),
+            count(daemon, "record", "records"),
+        )?,
+        (_, _, Some(checked), _) => writeln!(
+            out,
+            "{label}: {} checked",
+            count(checked, "archive", "archives")
+        )?,
+        (_, _, _, Some((host, source))) => writeln!(
+            out,
+            "{label} (shipped from host {host}, source {source}): {}, {} in the chain",
+            count(s.events, "record", "records"),
+            s.members
+        )?,
+        _ => writeln!(
+            out,
+            "{label}: {}, {}, {} in the chain",
+            count(s.files.len() as u64, "file", "files"),
+            count(s.events, "event", "events"),
+            s.members
+        )?,
+    }
     if let (Some(first), Some(last)) = (s.first, s.last) {
         writeln!(out, "  first: seq {} hash {}", first.seq, first.hash_str())?;
         writeln!(out, "  last:  seq {} hash {}", last.seq, last.hash_str())?;
@@ -153,23 +436,19 @@ fn print_summary(out: &mut dyn Write, label: &str, s: &Summary) -> io::Result<()
     if s.problems == 0 {
         writeln!(out, "  intact: no problems")?;
     } else {
-        let counts: Vec<String> = Code::ALL
-            .iter()
-            .zip(s.by_code)
-            .filter(|(_, n)| *n > 0)
-            .map(|(c, n)| format!("{c} {n}"))
-            .collect();
+        let counts: Vec<String> = s.by_code.iter().map(|(c, n)| format!("{c} {n}")).collect();
         writeln!(
             out,
-            "  NOT INTACT: {} problems ({})",
-            s.problems,
+            "  NOT INTACT: {} ({})",
+            count(s.problems, "problem", "problems"),
             counts.join(", ")
         )?;
     }
     if let Some((file, line, bytes)) = &s.pending {
         writeln!(
             out,
-            "  note: {file}:{line} is an unterminated last line ({bytes} bytes), not verified until complete"
+            "  note: {file}:{line} is an unterminated last line ({}), not verified until complete",
+            count(*bytes, "byte", "bytes")
         )?;
     }
     Ok(())

@@ -4,9 +4,19 @@
 //! Owns only the file side; every rule about events lives in [`crate::audit`]. Output
 //! formatting is the caller's: problems are handed to a callback as they are found, so
 //! a log of any size verifies without holding its problems in memory.
+//!
+//! Besides the line codes of FORMAT.md it reports two of its own: [`GZIP_DAMAGED`] (a
+//! `.gz` file that stops decompressing: what was read before is checked, the rest is
+//! not) and [`NO_EVENTS`] (a stream in which nothing was checked), so that nothing
+//! unread is ever reported intact. Exports of shipped records are [`export`]'s.
+//!
+//! [`audit::Verifier`]: crate::audit::Verifier
 
-use crate::audit::{Checked, Code, Head, Keys, LongLine, Problem, Verifier};
+pub mod export;
+
+use crate::audit::{Checked, Head, Keys, LongLine, Problem, Verifier};
 use flate2::read::MultiGzDecoder;
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -14,6 +24,13 @@ use std::path::{Path, PathBuf};
 /// Lines longer than this are not held whole: they are checked while they stream
 /// past ([`crate::audit::LongLine`]), so memory stays bounded.
 pub const MAX_LINE_BYTES: usize = crate::audit::MAX_WHOLE_LINE;
+
+/// A `.gz` file that does not decompress to its end (corrupt or cut short). The lines
+/// before the damage are checked; the chain goes on with the next file.
+pub const GZIP_DAMAGED: &str = "gzip_damaged";
+/// A stream in which no event was checked: no stream file at all (a directory that
+/// is not a stream directory), or only empty files.
+pub const NO_EVENTS: &str = "no_events";
 
 /// One file of a stream and the name it is reported under.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +44,18 @@ pub struct StreamFile {
 pub struct Stream {
     /// What the user named: the directory, or the files given together.
     pub label: String,
+    /// True when `label` is a directory and the files' names are relative to it.
+    pub dir: bool,
     pub files: Vec<StreamFile>,
+}
+
+/// What the command line names: streams on disk, and files of shipped records.
+#[derive(Debug, Default)]
+pub struct Inputs {
+    pub streams: Vec<Stream>,
+    /// Files whose first line is a shipped record (it has `_auditship`): verified
+    /// together as one export ([`export`]).
+    pub exports: Vec<StreamFile>,
 }
 
 /// True for the file names a stream directory contributes: `*.jsonl` and `*.jsonl.gz`.
@@ -37,22 +65,39 @@ pub fn is_stream_file(name: &str) -> bool {
 
 /// Groups command-line paths into streams: each directory is a stream of its own
 /// `*.jsonl` and `*.jsonl.gz` files in name order; all plain files given form one
-/// stream in the order given.
-pub fn streams_from_args(paths: &[PathBuf]) -> io::Result<Vec<Stream>> {
-    let mut streams = Vec::new();
+/// stream in the order given. A file (or a directory whose first file) holding
+/// shipped records goes to the export instead. A path that does not exist is an
+/// error.
+pub fn inputs_from_args(paths: &[PathBuf]) -> io::Result<Inputs> {
+    let mut inputs = Inputs::default();
     let mut loose = Vec::new();
     for p in paths {
         let meta = std::fs::metadata(p).map_err(|e| with_path(e, p))?;
         if meta.is_dir() {
-            streams.push(Stream {
-                label: p.display().to_string(),
-                files: dir_files(p)?,
-            });
+            let files = dir_files(p)?;
+            match files.first() {
+                Some(first) if export::is_export(&first.path)? => {
+                    inputs.exports.extend(files.into_iter().map(|f| StreamFile {
+                        name: f.path.display().to_string(),
+                        path: f.path,
+                    }));
+                }
+                _ => inputs.streams.push(Stream {
+                    label: p.display().to_string(),
+                    dir: true,
+                    files,
+                }),
+            }
         } else {
-            loose.push(StreamFile {
+            let file = StreamFile {
                 path: p.clone(),
                 name: p.display().to_string(),
-            });
+            };
+            if export::is_export(p)? {
+                inputs.exports.push(file);
+            } else {
+                loose.push(file);
+            }
         }
     }
     if !loose.is_empty() {
@@ -61,15 +106,16 @@ pub fn streams_from_args(paths: &[PathBuf]) -> io::Result<Vec<Stream>> {
             .map(|f| f.name.as_str())
             .collect::<Vec<_>>()
             .join(" ");
-        streams.insert(
+        inputs.streams.insert(
             0,
             Stream {
                 label,
+                dir: false,
                 files: loose,
             },
         );
     }
-    Ok(streams)
+    Ok(inputs)
 }
 
 /// Joins streams into one: every file in name order (a `.gz` sorts as its plain
@@ -95,7 +141,11 @@ pub fn one_stream(streams: Vec<Stream>) -> Stream {
             .unwrap_or_default()
     };
     files.sort_by_cached_key(|f| (base(f), f.name.clone()));
-    Stream { label, files }
+    Stream {
+        label,
+        dir: false,
+        files,
+    }
 }
 
 /// A directory's stream files in name order (a `.gz` sorts as its uncompressed name).
@@ -129,17 +179,35 @@ fn with_path(e: io::Error, p: &Path) -> io::Error {
     io::Error::new(e.kind(), format!("{}: {e}", p.display()))
 }
 
-/// A problem with its place.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A problem with its place. `code` is one of FORMAT.md's line codes, one of this
+/// module's, or (in an export) a code the daemon shipped with the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Located<'s> {
     pub file: &'s str,
     pub line: u64,
-    pub problem: Problem,
+    pub code: &'s str,
+    pub detail: &'s str,
+    /// In an export: the export file and line the record was read from.
+    pub shipped_at: Option<(&'s str, u64)>,
+}
+
+impl<'s> Located<'s> {
+    fn of(file: &'s str, line: u64, p: &'s Problem) -> Self {
+        Located {
+            file,
+            line,
+            code: p.code.as_str(),
+            detail: &p.detail,
+            shipped_at: None,
+        }
+    }
 }
 
 /// What a stream's verification found besides its problems.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
+    /// Files read (in an export: the original files its records came from).
+    pub files: Vec<String>,
     /// Non-blank lines examined.
     pub events: u64,
     /// Lines that are chain members.
@@ -147,18 +215,60 @@ pub struct Summary {
     pub first: Option<Head>,
     pub last: Option<Head>,
     pub problems: u64,
-    /// Problem counts in [`Code::ALL`] order.
-    pub by_code: [u64; Code::ALL.len()],
+    /// Problem counts by code.
+    pub by_code: BTreeMap<String, u64>,
     /// An unterminated last line of the stream's last file: not yet complete, so not
     /// verified (a producer may still be writing it). `(file, line, bytes)`.
     pub pending: Option<(String, u64, u64)>,
 }
 
-/// Verifies one stream, calling `on_problem` for each problem in order.
-pub fn verify_stream<'s>(
-    stream: &'s Stream,
+impl Summary {
+    /// Counts a problem and hands it on.
+    fn report(&mut self, p: Located<'_>, on_problem: &mut impl FnMut(Located<'_>)) {
+        self.problems += 1;
+        *self.by_code.entry(p.code.to_owned()).or_default() += 1;
+        on_problem(p);
+    }
+
+    /// Reports [`NO_EVENTS`] when nothing was checked.
+    fn require_events(&mut self, label: &str, on_problem: &mut impl FnMut(Located<'_>)) {
+        if self.events > 0 {
+            return;
+        }
+        let detail = if self.files.is_empty() {
+            "no *.jsonl or *.jsonl.gz file: nothing was checked (is this the stream directory?)"
+        } else {
+            "its files hold no complete event: nothing was checked"
+        };
+        self.report(
+            Located {
+                file: label,
+                line: 0,
+                code: NO_EVENTS,
+                detail,
+                shipped_at: None,
+            },
+            on_problem,
+        );
+    }
+}
+
+/// True for the read errors that mean a `.gz` file is damaged, not unreadable.
+fn is_gzip_damage(file: &Path, e: &io::Error) -> bool {
+    file.extension().is_some_and(|x| x == "gz")
+        && matches!(
+            e.kind(),
+            io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof
+        )
+}
+
+/// Verifies one stream, calling `on_problem` for each problem in order. An I/O error
+/// (a file that cannot be opened or read) is an `Err`; a damaged `.gz` is a
+/// [`GZIP_DAMAGED`] problem, and a stream without events a [`NO_EVENTS`] problem.
+pub fn verify_stream(
+    stream: &Stream,
     keys: &Keys,
-    mut on_problem: impl FnMut(Located<'s>),
+    mut on_problem: impl FnMut(Located<'_>),
 ) -> io::Result<Summary> {
     let mut verifier = Verifier::new(keys.clone());
     let mut summary = Summary::default();
@@ -167,12 +277,31 @@ pub fn verify_stream<'s>(
     let last_index = stream.files.len().saturating_sub(1);
     let mut long = None;
     for (index, file) in stream.files.iter().enumerate() {
+        summary.files.push(file.name.clone());
         let mut reader = open(&file.path)?;
         let mut line_no = 0u64;
         loop {
             buf.clear();
-            let (read, complete) = read_line(&mut reader, &mut buf, &mut long)
-                .map_err(|e| with_path(e, &file.path))?;
+            let (read, complete) = match read_line(&mut reader, &mut buf, &mut long) {
+                Ok(r) => r,
+                Err(e) if is_gzip_damage(&file.path, &e) => {
+                    let detail = format!(
+                        "does not decompress after line {line_no}: {e}; the rest of the file is not checked"
+                    );
+                    summary.report(
+                        Located {
+                            file: &file.name,
+                            line: line_no + 1,
+                            code: GZIP_DAMAGED,
+                            detail: &detail,
+                            shipped_at: None,
+                        },
+                        &mut on_problem,
+                    );
+                    break;
+                }
+                Err(e) => return Err(with_path(e, &file.path)),
+            };
             if read == 0 && !complete {
                 break;
             }
@@ -192,27 +321,16 @@ pub fn verify_stream<'s>(
             if checked {
                 summary.events += 1;
             }
-            for p in problems.drain(..) {
-                count(&mut summary, &p);
-                on_problem(Located {
-                    file: &file.name,
-                    line: line_no,
-                    problem: p,
-                });
+            for p in &problems {
+                summary.report(Located::of(&file.name, line_no, p), &mut on_problem);
             }
         }
     }
     summary.members = verifier.members();
     summary.first = verifier.first();
     summary.last = verifier.head();
+    summary.require_events(&stream.label, &mut on_problem);
     Ok(summary)
-}
-
-fn count(summary: &mut Summary, p: &Problem) {
-    summary.problems += 1;
-    if let Some(i) = Code::ALL.iter().position(|c| *c == p.code) {
-        summary.by_code[i] += 1;
-    }
 }
 
 /// Opens a stream file, decompressing `.gz` transparently.
