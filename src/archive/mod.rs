@@ -35,6 +35,7 @@ pub mod s3;
 use crate::config::daemon::{DaemonConfig, SourceFormat};
 use crate::queue::Queue;
 use crate::watch::Dir;
+use crate::words::count;
 use manifest::{Link, Manifest, Op};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -475,7 +476,7 @@ impl Uploader {
             .rt
             .block_on(self.client.upload_verified(&key, &path, sha256))
             .map_err(|e| io::Error::other(format!("upload to s3://{}/{key}: {e}", self.bucket)))?;
-        tracing::info!(bucket = %self.bucket, key = %up.key, already_there = up.already_there, retain_until = ?up.retain_until, "archive uploaded and verified");
+        tracing::info!(bucket = %self.bucket, key = %up.key, already_there = up.already_there, retain_until = up.retain_until.as_deref().unwrap_or("none"), "archive uploaded and verified");
         manifest.append(Op::Uploaded {
             archive: archive.to_string(),
             bucket: self.bucket.clone(),
@@ -960,8 +961,13 @@ pub fn verify_manifest(path: &Path) -> io::Result<(Vec<ManifestProblem>, u64)> {
                     problem(
                         "manifest_mismatch",
                         format!(
-                            "{archive}: {} events, first {:?}, last {:?}; the manifest says {events}, {first:?}, {last:?}",
-                            stats.events, stats.first, stats.last
+                            "{archive}: {}, first {}, last {}; the manifest says {}, first {}, last {}",
+                            count(stats.events, "event", "events"),
+                            Link::describe(&stats.first),
+                            Link::describe(&stats.last),
+                            count(*events, "event", "events"),
+                            Link::describe(first),
+                            Link::describe(last),
                         ),
                     );
                 }

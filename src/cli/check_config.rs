@@ -1,10 +1,10 @@
 //! `auditship check-config`: validate the configuration and print what takes effect.
 
-use super::words::count;
 use crate::config::daemon::DaemonConfig;
 use crate::config::{self, Config};
 use crate::install_hooks as hooks;
 use crate::ship::tls::cleartext_exposure;
+use crate::words::count;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -62,10 +62,13 @@ pub fn run(args: Args) -> ExitCode {
                 (Some(p), n) => format!(
                     "{} and {}",
                     p.display(),
-                    count(n - 1, "drop-in", "drop-ins")
+                    count((n - 1) as u64, "drop-in", "drop-ins")
                 ),
                 (None, 0) => "built-in defaults (no configuration file)".into(),
-                (None, n) => format!("built-in defaults and {}", count(n, "drop-in", "drop-ins")),
+                (None, n) => format!(
+                    "built-in defaults and {}",
+                    count(n as u64, "drop-in", "drop-ins")
+                ),
             };
             let mut files = String::new();
             for f in &cfg.files {
@@ -94,7 +97,7 @@ pub fn run(args: Args) -> ExitCode {
             let _ = writeln!(
                 std::io::stderr(),
                 "auditship check-config: {}:\n{e}",
-                count(e.0.len(), "error", "errors")
+                count(e.0.len() as u64, "error", "errors")
             );
             ExitCode::from(1)
         }

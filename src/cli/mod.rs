@@ -11,7 +11,6 @@ pub mod record;
 pub mod run;
 pub mod status;
 pub mod verify;
-pub mod words;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

@@ -1,7 +1,8 @@
-//! Counts in output agree in number: "1 error", "2 errors".
+//! Counts in messages agree in number: "1 error", "2 errors", never "1 errors"
+//! or "error(s)".
 
 /// `n` and the noun that goes with it.
-pub fn count(n: usize, one: &str, many: &str) -> String {
+pub fn count(n: u64, one: &str, many: &str) -> String {
     if n == 1 {
         format!("1 {one}")
     } else {
