@@ -17,3 +17,4 @@ pub mod ship;
 pub mod tail;
 pub mod verify;
 pub mod watch;
+pub mod words;

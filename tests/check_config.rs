@@ -57,7 +57,7 @@ fn all_errors_are_reported_with_their_place() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("3 error(s)"), "{err}");
+    assert!(err.contains("3 errors:"), "{err}");
     for (line, key) in [
         (2, "agent.rescan_interval"),
         (6, "sink[0] (\"a\").endpoint"),

@@ -150,7 +150,7 @@ fn drop_ins_override_by_name_add_entries_and_apply_in_name_order() {
     );
     assert!(
         out.starts_with(&format!(
-            "# configuration: {d}/auditship.toml and 2 drop-in(s)\n"
+            "# configuration: {d}/auditship.toml and 2 drop-ins\n"
         )),
         "{out}"
     );
@@ -253,7 +253,7 @@ fn an_unset_variable_is_an_error_at_its_place() {
         )],
     );
     let err = invalid(cmd(t.path()), &cfg);
-    assert!(err.contains("1 error(s)"), "{err}");
+    assert!(err.contains("1 error:"), "{err}");
     assert!(
         err.contains(&format!(
             "{}/conf.d/10-siem.toml: line 3, column 21: sink[0] (\"siem\").endpoint: environment variable AUDITSHIP_TEST_UNSET is not set",
@@ -276,7 +276,7 @@ fn every_kind_of_error_names_file_line_and_column() {
         )],
     );
     let err = invalid(cmd(t.path()), &cfg);
-    assert!(err.contains("3 error(s)"), "{err}");
+    assert!(err.contains("3 errors:"), "{err}");
     let lines: Vec<&str> = err.lines().skip(1).collect();
     assert_eq!(
         lines,
@@ -321,7 +321,7 @@ fn validation_errors_point_where_the_key_was_written() {
         )),
         "{err}"
     );
-    assert!(err.contains("2 error(s)"), "{err}");
+    assert!(err.contains("2 errors:"), "{err}");
 }
 
 #[test]
@@ -340,7 +340,7 @@ fn syntax_errors_in_several_files_are_all_reported() {
         ],
     );
     let err = invalid(cmd(t.path()), &cfg);
-    assert!(err.contains("3 error(s)"), "{err}");
+    assert!(err.contains("3 errors:"), "{err}");
     for want in [
         format!("{d}/auditship.toml: line 2, column "),
         format!("{d}/conf.d/10-a.toml: line 4, column "),
@@ -360,7 +360,7 @@ fn a_name_used_twice_in_one_file_is_an_error() {
         &[],
     );
     let err = invalid(cmd(t.path()), &cfg);
-    assert!(err.contains("1 error(s)"), "{err}");
+    assert!(err.contains("1 error:"), "{err}");
     assert!(
         err.contains(&format!(
             "{}/auditship.toml: line 6, column 1: sink: name \"a\" is used twice in this file (first at line 1)",

@@ -15,6 +15,7 @@ mod archive;
 mod check_config;
 mod cli_finish;
 mod config_layers;
+mod config_truth;
 mod daemon;
 mod daemon_faults;
 mod integrity_edges;

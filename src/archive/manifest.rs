@@ -26,6 +26,22 @@ pub struct Link {
     pub hash: Option<String>,
 }
 
+impl Link {
+    /// `seq 4 (hash 1f2e…)` for messages; `none` when there is no link.
+    pub fn describe(link: &Option<Link>) -> String {
+        match link {
+            None => "none".into(),
+            Some(l) => {
+                let seq = l.seq.map_or("seq unknown".into(), |s| format!("seq {s}"));
+                match &l.hash {
+                    Some(h) => format!("{seq} (hash {h})"),
+                    None => seq,
+                }
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {

@@ -35,6 +35,7 @@ pub mod s3;
 use crate::config::daemon::{DaemonConfig, SourceFormat};
 use crate::queue::Queue;
 use crate::watch::Dir;
+use crate::words::count;
 use manifest::{Link, Manifest, Op};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -484,7 +485,7 @@ impl Uploader {
             .rt
             .block_on(self.client.upload_verified(&key, &path, sha256))
             .map_err(|e| io::Error::other(format!("upload to s3://{}/{key}: {e}", self.bucket)))?;
-        tracing::info!(bucket = %self.bucket, key = %up.key, already_there = up.already_there, retain_until = ?up.retain_until, "archive uploaded and verified");
+        tracing::info!(bucket = %self.bucket, key = %up.key, already_there = up.already_there, retain_until = up.retain_until.as_deref().unwrap_or("none"), "archive uploaded and verified");
         manifest.append(Op::Uploaded {
             archive: archive.to_string(),
             bucket: self.bucket.clone(),
@@ -989,12 +990,13 @@ pub fn verify_manifest(path: &Path) -> io::Result<(Vec<ManifestProblem>, u64)> {
                     problem(
                         "manifest_mismatch",
                         format!(
-                            "{archive}: {} events, first {}, last {}; the manifest says {events}, first {}, last {}",
-                            stats.events,
-                            link_text(stats.first.as_ref()),
-                            link_text(stats.last.as_ref()),
-                            link_text(first.as_ref()),
-                            link_text(last.as_ref())
+                            "{archive}: {}, first {}, last {}; the manifest says {}, first {}, last {}",
+                            count(stats.events, "event", "events"),
+                            Link::describe(&stats.first),
+                            Link::describe(&stats.last),
+                            count(*events, "event", "events"),
+                            Link::describe(first),
+                            Link::describe(last),
                         ),
                     );
                 }
@@ -1020,17 +1022,6 @@ pub fn verify_manifest(path: &Path) -> io::Result<(Vec<ManifestProblem>, u64)> {
     Ok((problems, checked))
 }
 
-/// A chain link for people: `seq 7 hash 2f92…`, or `none`.
-fn link_text(link: Option<&manifest::Link>) -> String {
-    match link {
-        None => "none".into(),
-        Some(l) => format!(
-            "seq {} hash {}",
-            l.seq.map_or("?".into(), |s| s.to_string()),
-            l.hash.as_deref().unwrap_or("?")
-        ),
-    }
-}
 
 fn scan_gz(path: &Path, chained: bool) -> io::Result<([u8; 32], Scanned)> {
     scan(

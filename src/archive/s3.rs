@@ -489,7 +489,10 @@ impl S3Client {
         lock: Option<(LockMode, i64)>,
     ) -> Result<(), String> {
         if h.size != Some(size) {
-            return Err(format!("size {:?}, expected {size}", h.size));
+            return Err(match h.size {
+                Some(found) => format!("size {found}, expected {size}"),
+                None => format!("no size reported, expected {size}"),
+            });
         }
         match &h.checksum {
             Some(c) if c == checksum => {}
@@ -500,8 +503,8 @@ impl S3Client {
             let found = h.lock_mode.as_deref().and_then(LockMode::parse);
             if !(found == Some(mode) || found == Some(LockMode::Compliance)) {
                 return Err(format!(
-                    "lock mode {:?}, expected {}",
-                    h.lock_mode,
+                    "lock mode {}, expected {}",
+                    h.lock_mode.as_deref().unwrap_or("none"),
                     mode.as_str()
                 ));
             }
@@ -509,7 +512,10 @@ impl S3Client {
                 .retain_until
                 .as_deref()
                 .and_then(crate::ship::record::rfc3339_nanos)
-                .ok_or_else(|| format!("retain-until date {:?} unreadable", h.retain_until))?;
+                .ok_or_else(|| match &h.retain_until {
+                    Some(d) => format!("retain-until date {d:?} unreadable"),
+                    None => "no retain-until date reported".to_string(),
+                })?;
             if reported < i128::from(until) * 1_000_000_000 {
                 return Err(format!(
                     "retained until {}, expected at least {}",

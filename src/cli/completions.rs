@@ -37,9 +37,20 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
-/// The completion script for `shell`, for the binary named `auditship`.
+/// The completion script for `shell`, for the binary named `auditship`. Hidden
+/// subcommands (`man`, for packagers) are left out: clap_complete would offer them.
 pub fn script(shell: Shell) -> Vec<u8> {
-    let mut cmd = super::Cli::command();
+    let full = super::Cli::command();
+    let mut cmd = clap::Command::new("auditship")
+        .version(env!("CARGO_PKG_VERSION"))
+        .propagate_version(true)
+        .subcommands(full.get_subcommands().filter(|s| !s.is_hide_set()).cloned());
+    if let Some(about) = full.get_about() {
+        cmd = cmd.about(about.clone());
+    }
+    for arg in full.get_arguments() {
+        cmd = cmd.arg(arg.clone());
+    }
     let mut buf = Vec::new();
     clap_complete::generate(shell, &mut cmd, "auditship", &mut buf);
     buf

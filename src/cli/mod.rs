@@ -31,7 +31,8 @@ Typical use:
   auditship status                        the running daemon: queue, sinks, health
   auditship completions bash              shell completions (also zsh, fish, elvish, powershell)
 
-Configuration: --config PATH, else $AUDITSHIP_CONFIG, else /etc/auditship/auditship.toml;
+Configuration: --config PATH, else $AUDITSHIP_CONFIG, else ~/.config/auditship/auditship.toml
+($XDG_CONFIG_HOME/auditship/…) if present, else /etc/auditship/auditship.toml if present;
 without a file, built-in defaults apply (see config.example.toml).")]
 pub struct Cli {
     #[command(subcommand)]
@@ -83,7 +84,7 @@ pub fn main() -> ExitCode {
 /// `--config PATH`, shared by the subcommands that read the configuration.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConfigArg {
-    /// Configuration file [default: $AUDITSHIP_CONFIG, else /etc/auditship/auditship.toml if present]
+    /// Configuration file [default: $AUDITSHIP_CONFIG, else ~/.config/auditship/auditship.toml, else /etc/auditship/auditship.toml, the first present]
     #[arg(long, short = 'c', value_name = "PATH")]
     pub config: Option<PathBuf>,
 }

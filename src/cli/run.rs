@@ -40,6 +40,9 @@ pub fn run(args: Args) -> ExitCode {
         }
     };
     init_logging(daemon.agent.log_json);
+    if let Some(w) = config::coverage::record_dir_warning(&cfg, &daemon) {
+        tracing::warn!("{w}");
+    }
     crate::daemon::limit_malloc_arenas();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -349,6 +349,8 @@ pub struct SinkConfig {
 pub struct AgentConfig {
     pub state_dir: PathBuf,
     pub host: String,
+    /// `host` was not configured: it is this machine's name.
+    pub host_default: bool,
     pub fields: serde_json::Map<String, serde_json::Value>,
     pub rescan_interval: Duration,
     pub shutdown_timeout: Duration,
@@ -477,6 +479,7 @@ impl DaemonConfig {
         };
         let agent = AgentConfig {
             host: a.host.clone().unwrap_or_else(crate::record::host_name),
+            host_default: a.host.is_none(),
             fields,
             rescan_interval: e.duration(
                 "agent.rescan_interval",

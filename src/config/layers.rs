@@ -3,7 +3,8 @@
 //! [`RawConfig`], with every problem placed at a file, line and column.
 //!
 //! The steps, in order:
-//! 1. Files: the main file (`--config`, `$AUDITSHIP_CONFIG`, else
+//! 1. Files: the main file (`--config`, `$AUDITSHIP_CONFIG`, else the user's
+//!    `$XDG_CONFIG_HOME/auditship/auditship.toml` (`~/.config/…`) when present, else
 //!    `/etc/auditship/auditship.toml` when present), then every `*.toml` in the
 //!    `conf.d` directory next to it, by file name (bytewise); names starting with `.`
 //!    are skipped. A missing `conf.d` is not an error.
@@ -15,12 +16,11 @@
 //!    a new name is appended. Any other value, including other arrays, is replaced
 //!    (`[]` clears a list). In a named array, `enabled = false` removes the entry and
 //!    `enabled = true` keeps it; `enabled` is valid only there.
-//! 4. The hash: SHA-256 of the merged settings as written (see [`canonical`]).
-//! 5. `${VAR}` / `${VAR:-default}` in string values ([`super::interpolate`]).
-//! 6. Deserialize into [`RawConfig`]. serde stops at the first error, so each error
+//! 4. `${VAR}` / `${VAR:-default}` in string values ([`super::interpolate`]).
+//! 5. Deserialize into [`RawConfig`]. serde stops at the first error, so each error
 //!    is recorded, the offending key or table removed, and deserialization repeated:
 //!    unknown keys and wrong types all come out in one pass.
-//! 7. Validation (the caller's), whose messages start with a logical path such as
+//! 6. Validation (the caller's), whose messages start with a logical path such as
 //!    `sink[0] ("a").index`; that path is looked up in the merged tree to find
 //!    where the key was written.
 //!
@@ -58,8 +58,6 @@ pub struct Loaded<T> {
     pub main: Option<PathBuf>,
     /// Every file read, in the order applied.
     pub files: Vec<PathBuf>,
-    /// See [`canonical`].
-    pub hash: String,
     /// The settings whose value refers to an environment variable.
     pub from_env: Vec<FromEnv>,
 }
@@ -75,23 +73,44 @@ pub struct FromEnv {
     pub written: String,
 }
 
-/// The main file and the drop-in directory for a `--config` flag (or none).
+/// The main file and the drop-in directory for a `--config` flag (or none): the
+/// flag, else `$AUDITSHIP_CONFIG`, else the user's file ([`user_path`]) when it
+/// exists, else [`DEFAULT_PATH`] when it exists. The drop-ins are the `conf.d` next
+/// to the main file (next to [`DEFAULT_PATH`] when there is none).
 pub fn locate(flag: Option<&Path>) -> (Option<PathBuf>, PathBuf) {
     let named = flag.map(Path::to_path_buf).or_else(|| {
         std::env::var_os("AUDITSHIP_CONFIG")
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
     });
-    let main = named.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_PATH));
-    let dir = match main.parent() {
+    let main = match named {
+        Some(p) => Some(p),
+        None => user_path()
+            .into_iter()
+            .chain([PathBuf::from(DEFAULT_PATH)])
+            .find(|p| p.exists()),
+    };
+    let beside = main.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_PATH));
+    let dir = match beside.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.join(CONF_DIR),
         _ => PathBuf::from(CONF_DIR),
     };
-    let main = match named {
-        Some(p) => Some(p),
-        None => main.exists().then_some(main),
-    };
     (main, dir)
+}
+
+/// The user's own file, the one the per-user unit (`systemd/auditship-user.service`)
+/// runs on: `$XDG_CONFIG_HOME/auditship/auditship.toml`, else
+/// `~/.config/auditship/auditship.toml`. `None` without a home directory.
+pub fn user_path() -> Option<PathBuf> {
+    let base = match std::env::var_os("XDG_CONFIG_HOME") {
+        // The XDG specification ignores a relative value.
+        Some(x) if Path::new(&x).is_absolute() => PathBuf::from(x),
+        _ => {
+            let home = std::env::var_os("HOME").filter(|h| !h.is_empty())?;
+            PathBuf::from(home).join(".config")
+        }
+    };
+    Some(base.join("auditship").join("auditship.toml"))
 }
 
 /// The `*.toml` files of a drop-in directory, in the order they apply.
@@ -273,7 +292,6 @@ pub fn load<T>(
         merge_table(&mut tree, t, "", &files, &mut problems);
     }
     apply_enabled(&mut tree, "", &files, &mut problems);
-    let hash = crate::audit::sha256_hex(canonical(&tree).as_bytes());
 
     let mut poisoned = HashSet::new();
     let lookup = |name: &str| std::env::var(name).ok();
@@ -350,7 +368,6 @@ pub fn load<T>(
         value,
         main,
         files: files.paths,
-        hash,
         from_env,
     })
 }
@@ -585,18 +602,19 @@ fn apply_enabled(table: &mut DeTable<'_>, path: &str, files: &Files, problems: &
     }
 }
 
-/// The canonical text the configuration hash is taken over: the merged settings as
-/// written (after layering and `enabled`, before `${VAR}` expansion), keys sorted,
-/// integers in decimal, floats in their shortest form, no comments or layout. Which
-/// file a value came from does not count, nor the environment, nor the contents of
-/// the key and token files the settings name (their paths do). So hosts given the
-/// same files, or the same settings split differently, report the same hash.
+/// The merged settings as written (after layering and `enabled`, before `${VAR}`
+/// expansion) as one line of text: keys sorted, integers in decimal, floats in their
+/// shortest form, no comments or layout. The tests of the merge compare it; the
+/// configuration hash is taken over the effective settings instead
+/// ([`super::effective::hash`]).
+#[cfg(test)]
 pub fn canonical(table: &DeTable<'_>) -> String {
     let mut out = String::from("auditship-config-v1\n");
     write_table(table, &mut out);
     out
 }
 
+#[cfg(test)]
 fn write_table(table: &DeTable<'_>, out: &mut String) {
     let mut entries: Vec<_> = table.iter().collect();
     entries.sort_by(|a, b| a.0.get_ref().cmp(b.0.get_ref()));
@@ -612,6 +630,7 @@ fn write_table(table: &DeTable<'_>, out: &mut String) {
     out.push('}');
 }
 
+#[cfg(test)]
 fn write_value(v: &DeValue<'_>, out: &mut String) {
     use std::fmt::Write as _;
     match v {

@@ -6,8 +6,10 @@
 //! Secrets are never in the files themselves: only paths to key files or names of
 //! environment variables, and loaded key material lives in types whose `Debug` hides it.
 //!
-//! The main file is found as: `--config PATH`, else `$AUDITSHIP_CONFIG`, else
-//! `/etc/auditship/auditship.toml`; then the drop-ins `conf.d/*.toml` next to it apply
+//! The main file is found as: `--config PATH`, else `$AUDITSHIP_CONFIG`, else the
+//! user's `$XDG_CONFIG_HOME/auditship/auditship.toml` (default `~/.config/…`) when it
+//! exists, else `/etc/auditship/auditship.toml`; then the drop-ins `conf.d/*.toml`
+//! next to it apply
 //! on top, in name order ([`layers`] has the merge rules). With neither, built-in
 //! defaults apply. `${VAR}` and `${VAR:-default}` expand in string values
 //! ([`interpolate`]).
@@ -17,7 +19,9 @@
 //! or every error, and the caller keeps the old one on error. [`Config::hash`]
 //! identifies the merged settings for status, metrics and heartbeats.
 
+pub mod coverage;
 pub mod daemon;
+pub mod effective;
 pub mod interpolate;
 pub mod layers;
 pub mod salvage;
@@ -80,7 +84,96 @@ pub struct RawRecord {
     pub fsync: Option<bool>,
     pub lock_timeout_ms: Option<u64>,
     #[serde(default)]
-    pub identity: toml::Table,
+    pub identity: RawIdentity,
+}
+
+/// `[record.identity]`: the fields of FORMAT.md's `identity` object, each with its
+/// type, so that a misspelt key is an error rather than a field sealed into every
+/// event. Fields of the site's own go in `[record.identity.extra]`, copied beside
+/// the known ones.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentity {
+    pub email: Option<String>,
+    pub department: Option<String>,
+    pub manager: Option<String>,
+    pub roles: Option<Vec<String>>,
+    pub clearance_level: Option<String>,
+    pub mfa_verified: Option<bool>,
+    pub last_authentication: Option<String>,
+    #[serde(default)]
+    pub extra: toml::Table,
+}
+
+/// The known members of the `identity` object, in the order FORMAT.md lists them.
+pub const IDENTITY_FIELDS: [&str; 7] = [
+    "email",
+    "department",
+    "manager",
+    "roles",
+    "clearance_level",
+    "mfa_verified",
+    "last_authentication",
+];
+
+impl RawIdentity {
+    /// The `identity` object: the known fields that are set, then the extra ones.
+    /// An extra field named like a known one is an error.
+    fn to_json(&self, errors: &mut Vec<String>) -> serde_json::Map<String, serde_json::Value> {
+        use serde_json::Value;
+        let mut m = serde_json::Map::new();
+        let text = |v: &Option<String>| v.clone().map(Value::from);
+        let known = [
+            text(&self.email),
+            text(&self.department),
+            text(&self.manager),
+            self.roles.clone().map(Value::from),
+            text(&self.clearance_level),
+            self.mfa_verified.map(Value::from),
+            text(&self.last_authentication),
+        ];
+        for (name, value) in IDENTITY_FIELDS.iter().zip(known) {
+            if let Some(v) = value {
+                m.insert((*name).to_string(), v);
+            }
+        }
+        for (k, v) in &self.extra {
+            if IDENTITY_FIELDS.contains(&k.as_str()) {
+                errors.push(format!(
+                    "record.identity.extra.{k}: {k} is a field of [record.identity]; set it there"
+                ));
+                continue;
+            }
+            match toml_to_json(v) {
+                Some(v) => {
+                    m.insert(k.clone(), v);
+                }
+                None => errors.push(format!(
+                    "record.identity.extra.{k}: a number that is not finite has no JSON form"
+                )),
+            }
+        }
+        m
+    }
+}
+
+/// A TOML value as JSON: date-times become their RFC 3339 text. `None` for a float
+/// that is not finite.
+fn toml_to_json(v: &toml::Value) -> Option<serde_json::Value> {
+    use serde_json::Value;
+    Some(match v {
+        toml::Value::String(s) => Value::from(s.as_str()),
+        toml::Value::Integer(i) => Value::from(*i),
+        toml::Value::Float(f) => Value::Number(serde_json::Number::from_f64(*f)?),
+        toml::Value::Boolean(b) => Value::from(*b),
+        toml::Value::Datetime(d) => Value::from(d.to_string()),
+        toml::Value::Array(a) => Value::Array(a.iter().map(toml_to_json).collect::<Option<_>>()?),
+        toml::Value::Table(t) => Value::Object(
+            t.iter()
+                .map(|(k, v)| Some((k.clone(), toml_to_json(v)?)))
+                .collect::<Option<_>>()?,
+        ),
+    })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -136,13 +229,43 @@ pub struct Config {
     pub file: Option<PathBuf>,
     /// Every file read, in the order applied: the main file, then the drop-ins.
     pub files: Vec<PathBuf>,
-    /// SHA-256 (hex) of the merged settings as written: equal on hosts given the same
-    /// settings, whatever the file split; the environment and the contents of key
-    /// files do not count ([`layers::canonical`]). Empty for a [`Config::from_raw`].
+    /// SHA-256 (hex) of the effective settings, defaults filled in: equal on hosts
+    /// given the same settings, whatever the file split and whether defaults are
+    /// written out; the environment and the contents of key files do not count
+    /// ([`effective::hash`]). For [`load`], over `record`'s sections only. Empty for
+    /// a [`Config::from_raw`].
     pub hash: String,
     pub record: RecordConfig,
     pub redactor: Redactor,
+    /// The configured patterns the redactor adds to the built-in detectors.
+    pub redact_patterns: Vec<PatternConfig>,
     pub compliance: ComplianceRules,
+    /// What the compliance rules were built from.
+    pub compliance_settings: ComplianceSettings,
+}
+
+/// `[compliance]` as it takes effect, defaults filled in.
+#[derive(Debug, Clone)]
+pub struct ComplianceSettings {
+    /// The built-in rules apply (before the configured ones).
+    pub builtin: bool,
+    pub always: Vec<String>,
+    /// The configured rules only.
+    pub rules: Vec<RuleConfig>,
+}
+
+impl ComplianceSettings {
+    fn from_raw(raw: &RawCompliance) -> ComplianceSettings {
+        ComplianceSettings {
+            builtin: raw.builtin.unwrap_or(true),
+            always: raw.always.clone().unwrap_or_else(|| {
+                crate::record::compliance::DEFAULT_ALWAYS
+                    .map(String::from)
+                    .to_vec()
+            }),
+            rules: raw.rule.clone(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -173,9 +296,8 @@ pub fn load(flag: Option<&Path>) -> Result<Config, ConfigError> {
     let loaded = layers::load(flag, layers::Scope::Record, |raw, errors| {
         Config::validate(raw, None, errors)
     })?;
-    Ok(loaded
-        .value
-        .with_origin(loaded.main, loaded.files, loaded.hash))
+    let hash = effective::hash(&loaded.value, None, &loaded.from_env);
+    Ok(loaded.value.with_origin(loaded.main, loaded.files, hash))
 }
 
 /// Parses TOML text (errors carry line and column).
@@ -268,13 +390,7 @@ impl Config {
                 None
             }
         };
-        let identity = match serde_json::to_value(&r.identity) {
-            Ok(serde_json::Value::Object(m)) => m,
-            _ => {
-                errors.push("record.identity: must be a table of values".to_string());
-                Default::default()
-            }
-        };
+        let identity = r.identity.to_json(errors);
         let max_kept_bytes = r.max_kept_bytes.unwrap_or(4096);
         if max_kept_bytes == 0 {
             errors.push("record.max_kept_bytes: must be greater than 0".to_string());
@@ -313,7 +429,9 @@ impl Config {
                 identity,
             },
             redactor,
+            redact_patterns: raw.redact.patterns.clone(),
             compliance,
+            compliance_settings: ComplianceSettings::from_raw(&raw.compliance),
         }
     }
 }
@@ -328,12 +446,10 @@ pub fn load_daemon(flag: Option<&Path>) -> Result<(Config, daemon::DaemonConfig)
         (config, daemon)
     })?;
     let (config, mut daemon) = loaded.value;
-    daemon.hash = loaded.hash.clone();
+    let hash = effective::hash(&config, Some(&daemon), &loaded.from_env);
+    daemon.hash = hash.clone();
     daemon.from_env = loaded.from_env;
-    Ok((
-        config.with_origin(loaded.main, loaded.files, loaded.hash),
-        daemon,
-    ))
+    Ok((config.with_origin(loaded.main, loaded.files, hash), daemon))
 }
 
 fn build_compliance(raw: &RawCompliance) -> Result<ComplianceRules, String> {
@@ -341,17 +457,14 @@ fn build_compliance(raw: &RawCompliance) -> Result<ComplianceRules, String> {
     if builtin && raw.always.is_none() && raw.rule.is_empty() {
         return Ok(ComplianceRules::default_rules());
     }
-    let always = raw
-        .always
-        .clone()
-        .unwrap_or_else(|| vec!["SOC2".to_string(), "ISO27001".to_string()]);
-    let mut rules = if builtin {
+    let settings = ComplianceSettings::from_raw(raw);
+    let mut rules = if settings.builtin {
         crate::record::compliance::builtin_rule_configs()
     } else {
         Vec::new()
     };
-    rules.extend(raw.rule.iter().cloned());
-    ComplianceRules::new(&always, &rules)
+    rules.extend(settings.rules);
+    ComplianceRules::new(&settings.always, &rules)
 }
 
 #[cfg(test)]
