@@ -1022,7 +1022,6 @@ pub fn verify_manifest(path: &Path) -> io::Result<(Vec<ManifestProblem>, u64)> {
     Ok((problems, checked))
 }
 
-
 fn scan_gz(path: &Path, chained: bool) -> io::Result<([u8; 32], Scanned)> {
     scan(
         flate2::read::MultiGzDecoder::new(io::BufReader::new(std::fs::File::open(path)?)),
