@@ -24,6 +24,7 @@ mod install_hooks;
 mod ops;
 mod packaging;
 mod record;
+mod redact_catalogue;
 mod s3;
 mod vectors;
 mod verify;
