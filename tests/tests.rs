@@ -33,6 +33,7 @@ mod packaging;
 mod record;
 mod record_content;
 mod record_edges;
+mod redact_catalogue;
 mod s3;
 mod vectors;
 mod verify;

@@ -11,11 +11,16 @@
 //! The id: a clean chain member's own hash; any other line's is derived from its
 //! bytes, its problem codes and its place (`Id::of_line`).
 //!
+//! Redaction is the same for every line, ours or a foreign one: the text detectors,
+//! and the JSON context (values under secret-named keys at any depth, name/value
+//! pairs, argument vectors, numbers; keys compared unescaped). A redacted event is
+//! re-serialized in canonical form, with the changed paths in `_auditship.redacted`.
+//!
 //! Hot path: a clean event (no secret found) is not re-serialized. Its text is copied
 //! and `_auditship` is spliced in before the closing brace.
 
 use crate::audit::{self, Checked, Code, Problem, Scanned, Verifier, canon, json};
-use crate::redact::Redactor;
+use crate::redact::{Redactor, Scope};
 use std::borrow::Cow;
 
 /// Where a line came from.
@@ -120,19 +125,26 @@ impl Encoder {
             Some(json::Value::Object(obj)) if !obj.iter().any(|(k, _)| k == "_auditship") => {
                 // UTF-8 was checked by the parse that produced an object.
                 let text = std::str::from_utf8(raw).unwrap_or_default().trim_end();
-                if self.is_clean(text, &obj) {
+                let empty = obj.is_empty();
+                let mut value = json::Value::Object(obj);
+                let paths = self.redact(text, &mut value);
+                if paths.is_empty() {
                     let rec = Meta {
                         id,
                         problems: &problems,
                         extra_problem: None,
                         redacted: &[],
                     };
-                    splice(text, obj.is_empty(), out, |out| {
-                        self.write_meta(&rec, at, out)
-                    });
+                    splice(text, empty, out, |out| self.write_meta(&rec, at, out));
                 } else {
                     stats.redacted = true;
-                    self.write_redacted(text, id, &problems, at, out);
+                    let rec = Meta {
+                        id,
+                        problems: &problems,
+                        extra_problem: None,
+                        redacted: &paths,
+                    };
+                    self.write_redacted(text, &value, &rec, at, out);
                 }
             }
             _ => {
@@ -223,10 +235,27 @@ impl Encoder {
         out.extend_from_slice(b"}\n");
     }
 
-    /// True when no string of the event holds a secret. Unescaped strings appear
-    /// verbatim in the line, so one scan of the text covers them; strings that had
-    /// escapes are scanned decoded as well.
-    fn is_clean(&self, text: &str, obj: &json::Object<'_>) -> bool {
+    /// Redacts the parsed event in place and returns the paths it changed (none for
+    /// a clean event). Key context counts for every line, ours or not: a value under
+    /// a secret-named key, in a name/value pair or after a credential flag goes even
+    /// when its text alone looks harmless, and keys are compared unescaped
+    /// (`"pass\u0077ord"`). The text detectors run on each string only when a scan of
+    /// the whole line found something, which keeps clean lines cheap.
+    fn redact(&self, text: &str, value: &mut json::Value<'_>) -> Vec<String> {
+        let scope = if self.text_is_clean(text, value) {
+            Scope::Context
+        } else {
+            Scope::All
+        };
+        let mut paths = Vec::new();
+        self.redactor.redact_value(value, "", scope, &mut paths);
+        paths
+    }
+
+    /// True when no string of the event holds a secret by its text. Unescaped
+    /// strings appear verbatim in the line, so one scan of the text covers them;
+    /// strings that had escapes are scanned decoded as well.
+    fn text_is_clean(&self, text: &str, value: &json::Value<'_>) -> bool {
         if matches!(self.redactor.redact_str(text), Cow::Owned(_)) {
             return false;
         }
@@ -241,42 +270,46 @@ impl Encoder {
                 _ => true,
             }
         }
-        obj.iter().all(|(_, v)| escaped_clean(&self.redactor, v))
+        escaped_clean(&self.redactor, value)
     }
 
-    /// The rare path: a secret was found. Re-serialize with every secret replaced.
+    /// The rare path: a secret was found and `value` holds the redacted event.
+    /// Written in canonical form; an event the canonical form cannot hold (a
+    /// duplicate key, an integer beyond 2^53) goes through serde instead, redacted the
+    /// same way; text that serde refuses too ships as raw text, redacted.
     fn write_redacted(
         &self,
         text: &str,
-        id: &str,
-        problems: &[Problem],
+        value: &json::Value<'_>,
+        rec: &Meta<'_>,
         at: &Origin<'_>,
         out: &mut Vec<u8>,
     ) {
-        let mut redacted = Vec::new();
+        let mut body = Vec::with_capacity(text.len());
+        if canon::write_value(value, &mut body).is_ok() {
+            let body = String::from_utf8(body).unwrap_or_default();
+            let empty = value.as_object().is_none_or(|o| o.is_empty());
+            splice(&body, empty, out, |out| self.write_meta(rec, at, out));
+            return;
+        }
         match serde_json::from_str::<serde_json::Value>(text) {
             Ok(mut v) => {
+                let mut redacted = Vec::new();
                 self.redactor.redact_json(&mut v, "", &mut redacted);
-                let paths: Vec<String> = redacted
-                    .into_iter()
-                    .map(|p| p.trim_start_matches('.').to_owned())
-                    .collect();
-                let body = v.to_string();
                 let rec = Meta {
-                    id,
-                    problems,
+                    id: rec.id,
+                    problems: rec.problems,
                     extra_problem: None,
-                    redacted: &paths,
+                    redacted: &redacted,
                 };
+                let body = v.to_string();
                 let empty = v.as_object().is_none_or(|o| o.is_empty());
                 splice(&body, empty, out, |out| self.write_meta(&rec, at, out));
             }
             Err(_) => {
-                // Our reader accepted what serde refuses (e.g. a lone surrogate):
-                // ship it as raw text, redacted.
                 let rec = Meta {
-                    id,
-                    problems,
+                    id: rec.id,
+                    problems: rec.problems,
                     extra_problem: None,
                     redacted: &[],
                 };
@@ -594,6 +627,78 @@ mod tests {
         // A secret hidden behind escapes is found too.
         let (rec, _) = encode(None, br#"{"u":"https:\/\/deploy:hunter2pass@host\/x"}"#);
         assert!(!rec.to_string().contains("hunter2pass"), "{rec}");
+    }
+
+    #[test]
+    fn foreign_lines_get_key_context_and_a_canonical_body() {
+        // Nothing here is a secret by its text alone: only the keys say so.
+        let line = br#"{"zeta":1,"cfg":{"password":{"value":"plain words"}},"env":[{"name":"DB_PASSWORD","value":"xyz"}],"pass\u0077ord":"abc def","n":{"token":123456},"argv":["sshpass","-p","qwe","ssh"]}"#;
+        let (rec, stats) = encode(None, line);
+        assert!(stats.redacted);
+        let text = rec.to_string();
+        for secret in ["plain words", "xyz", "abc def", "123456", "qwe"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        let mut paths: Vec<&str> = rec["_auditship"]["redacted"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap())
+            .collect();
+        paths.sort();
+        assert_eq!(
+            paths,
+            [
+                "argv[2]",
+                "cfg.password.value",
+                "env[0].value",
+                "n.token",
+                "password"
+            ]
+        );
+        assert_eq!(rec["zeta"], 1);
+        assert_eq!(rec["env"][0]["name"], "DB_PASSWORD");
+
+        // Written canonically: keys in order, no white space, `_auditship` last.
+        let enc = Encoder::new("h", &serde_json::Map::new(), Redactor::builtin());
+        let mut out = Vec::new();
+        enc.encode_line(
+            None,
+            br#"{ "b" : 1, "a": {"secret": 7} }"#,
+            None,
+            &at(),
+            &mut out,
+        );
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.starts_with(
+                r#"{"a":{"secret":"[REDACTED:secret_assignment]"},"b":1,"_auditship":{"#
+            ),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn lines_the_canonical_form_cannot_hold_are_still_redacted() {
+        // A duplicate key: serde takes over, with the same key context.
+        let (rec, stats) = encode(None, br#"{"a":1,"a":2,"password":{"v":"dup secret"}}"#);
+        assert!(stats.redacted);
+        assert!(!rec.to_string().contains("dup secret"), "{rec}");
+        assert_eq!(rec["_auditship"]["redacted"][0], "password.v");
+    }
+
+    #[test]
+    fn our_own_clean_events_ship_untouched() {
+        let s = sealed(
+            0,
+            audit::ZERO_HASH,
+            "git show 3f2a9c1e0b7d4a6e8f9c0d1b2a3e4f5a6b7c8d9e",
+        );
+        let mut v = Verifier::new(Keys::new());
+        let (rec, stats) = encode(Some(&mut v), s.line.trim_ascii_end());
+        assert!(!stats.redacted);
+        assert_eq!(rec["hash"], s.hash.as_str());
+        assert_eq!(rec["_auditship"]["id"], s.hash.as_str());
     }
 
     #[test]
