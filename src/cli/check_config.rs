@@ -99,7 +99,8 @@ fn mask_header(name: &str, value: &str) -> String {
     if secret { "***".into() } else { value.into() }
 }
 
-fn effective(cfg: &Config, d: &DaemonConfig) -> Value {
+/// The effective settings as check-config prints them (secrets masked).
+pub fn effective(cfg: &Config, d: &DaemonConfig) -> Value {
     let r = &cfg.record;
     let sources: Vec<Value> = d
         .sources
