@@ -6,7 +6,7 @@
 //! represent: integer literals beyond ±2^53, infinities, and duplicate keys (RFC 8785
 //! requires I-JSON, which forbids them).
 
-use super::json::{Number, Object, Value};
+use super::json::{MAX_SAFE_INTEGER, Number, Object, Value};
 use std::io::Write as _;
 
 /// Why a value has no canonical form.
@@ -29,25 +29,8 @@ impl std::fmt::Display for CanonError {
 
 /// Appends the canonical form of `v` to `out`.
 pub fn write_value(v: &Value<'_>, out: &mut Vec<u8>) -> Result<(), CanonError> {
-    match v {
-        Value::Null => out.extend_from_slice(b"null"),
-        Value::Bool(true) => out.extend_from_slice(b"true"),
-        Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::Number(n) => write_number(*n, out)?,
-        Value::String(s) => write_string(s, out),
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_value(item, out)?;
-            }
-            out.push(b']');
-        }
-        Value::Object(members) => write_object(members, &[], out)?,
-    }
-    Ok(())
+    let mut w = Writer::new(Form::Canonical, out);
+    w.value(v)
 }
 
 /// Appends the canonical form of an object, leaving out the members named in `skip`
@@ -57,27 +40,108 @@ pub fn write_object(
     skip: &[&str],
     out: &mut Vec<u8>,
 ) -> Result<(), CanonError> {
-    out.push(b'{');
-    let mut first = true;
-    let mut prev: Option<&str> = None;
-    for (k, v) in members {
-        if prev == Some(&**k) {
-            return Err(CanonError::DuplicateKey(k.to_string()));
+    let mut w = Writer::new(Form::Canonical, out);
+    w.object(members, skip)
+}
+
+/// Appends a value as a producer writes it into a line: its canonical form, except
+/// that a double beyond ±2^53 which JCS writes as a long integer literal (`1e20` is
+/// `100000000000000000000`) is written with an exponent instead (`1e20`). A reader
+/// must take an integer literal beyond ±2^53 as not canonicalizable (FORMAT.md,
+/// section 3), so the canonical text itself would not verify; the exponent form reads
+/// back as the same double and so hashes to the same canonical bytes. Returns whether
+/// any number was written so, i.e. whether the line differs from the canonical form.
+pub fn write_line_value(v: &Value<'_>, out: &mut Vec<u8>) -> Result<bool, CanonError> {
+    let mut w = Writer::new(Form::Line, out);
+    w.value(v)?;
+    Ok(w.differs)
+}
+
+/// What the writer writes: the canonical form (hashed), or the line holding it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Form {
+    Canonical,
+    Line,
+}
+
+struct Writer<'o> {
+    form: Form,
+    out: &'o mut Vec<u8>,
+    /// A number was written differently from its canonical form.
+    differs: bool,
+}
+
+impl<'o> Writer<'o> {
+    fn new(form: Form, out: &'o mut Vec<u8>) -> Self {
+        Writer {
+            form,
+            out,
+            differs: false,
         }
-        prev = Some(k);
-        if skip.contains(&&**k) {
-            continue;
-        }
-        if !first {
-            out.push(b',');
-        }
-        first = false;
-        write_string(k, out);
-        out.push(b':');
-        write_value(v, out)?;
     }
-    out.push(b'}');
-    Ok(())
+
+    fn value(&mut self, v: &Value<'_>) -> Result<(), CanonError> {
+        match v {
+            Value::Null => self.out.extend_from_slice(b"null"),
+            Value::Bool(true) => self.out.extend_from_slice(b"true"),
+            Value::Bool(false) => self.out.extend_from_slice(b"false"),
+            Value::Number(n) => self.number(*n)?,
+            Value::String(s) => write_string(s, self.out),
+            Value::Array(items) => {
+                self.out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        self.out.push(b',');
+                    }
+                    self.value(item)?;
+                }
+                self.out.push(b']');
+            }
+            Value::Object(members) => self.object(members, &[])?,
+        }
+        Ok(())
+    }
+
+    fn object(&mut self, members: &Object<'_>, skip: &[&str]) -> Result<(), CanonError> {
+        self.out.push(b'{');
+        let mut first = true;
+        let mut prev: Option<&str> = None;
+        for (k, v) in members {
+            if prev == Some(&**k) {
+                return Err(CanonError::DuplicateKey(k.to_string()));
+            }
+            prev = Some(k);
+            if skip.contains(&&**k) {
+                continue;
+            }
+            if !first {
+                self.out.push(b',');
+            }
+            first = false;
+            write_string(k, self.out);
+            self.out.push(b':');
+            self.value(v)?;
+        }
+        self.out.push(b'}');
+        Ok(())
+    }
+
+    fn number(&mut self, n: Number) -> Result<(), CanonError> {
+        match n {
+            Number::Float(f)
+                if self.form == Form::Line
+                    && f.is_finite()
+                    && f.abs() > MAX_SAFE_INTEGER as f64
+                    && f.abs() < 1e21 =>
+            {
+                // Rust's `{:e}`: the shortest round-tripping digits, with an exponent.
+                let _ = write!(self.out, "{f:e}");
+                self.differs = true;
+                Ok(())
+            }
+            n => write_number(n, self.out),
+        }
+    }
 }
 
 /// Feeds `emit` the canonical form of an object without some of its members, when the

@@ -137,7 +137,8 @@ pub enum SealError {
 
 /// Seals an event given as JSON object text without `hash`, `hmac` or `kid`: adds
 /// `kid` when signing, computes `hash` over the canonical form and `hmac` over the
-/// hash, and returns the line to append (canonical members, then `hash`, `hmac`).
+/// hash, and returns the line to append (canonical members, then `hash`, `hmac`; a
+/// double beyond ±2^53 keeps an exponent there, see [`canon::write_line_value`]).
 pub fn seal(event_json: &str, signer: Option<(&str, &Keys)>) -> Result<Sealed, SealError> {
     let value = json::parse(event_json).map_err(|e| SealError::NotObject(e.to_string()))?;
     let json::Value::Object(mut obj) = value else {
@@ -148,9 +149,16 @@ pub fn seal(event_json: &str, signer: Option<(&str, &Keys)>) -> Result<Sealed, S
         obj.push(("kid".into(), json::Value::String(kid.into())));
         obj.sort_by(|a, b| json::cmp_utf16(&a.0, &b.0));
     }
+    let obj = json::Value::Object(obj);
     let mut line = Vec::with_capacity(event_json.len() + 200);
-    canon::write_object(&obj, &[], &mut line).map_err(SealError::NotCanonical)?;
-    let hash = hex_lower(&sha256(&line));
+    let differs = canon::write_line_value(&obj, &mut line).map_err(SealError::NotCanonical)?;
+    let hash = if differs {
+        let mut canonical = Vec::with_capacity(line.len() + 16);
+        canon::write_value(&obj, &mut canonical).map_err(SealError::NotCanonical)?;
+        hex_lower(&sha256(&canonical))
+    } else {
+        hex_lower(&sha256(&line))
+    };
     line.pop(); // the closing brace
     line.extend_from_slice(b",\"hash\":\"");
     line.extend_from_slice(&hash);
@@ -331,6 +339,35 @@ mod tests {
         assert_eq!(
             verify_lines(Keys::new(), &[lone.as_bytes()]),
             [(1, Code::NotCanonicalizable)]
+        );
+    }
+
+    #[test]
+    fn doubles_beyond_2_pow_53_seal_into_lines_that_verify() {
+        // JCS writes 1e20 as 100000000000000000000, an integer literal a verifier must
+        // refuse; the line keeps an exponent and still hashes the canonical text.
+        let e = event(0, ZERO_HASH).replace(
+            "\"v\":1,",
+            "\"v\":1,\"n\":[1e20,-1.5e17,9007199254740994.0,9007199254740992.0,1e21],",
+        );
+        let sealed = seal(&e, None).unwrap();
+        let line = std::str::from_utf8(&sealed.line).unwrap();
+        assert!(
+            line.contains(r#""n":[1e20,-1.5e17,9.007199254740994e15,9007199254740992,1e+21]"#),
+            "{line}"
+        );
+        let mut canonical = Vec::new();
+        let value = json::parse(&e).unwrap();
+        canon::write_value(&value, &mut canonical).unwrap();
+        assert!(
+            std::str::from_utf8(&canonical)
+                .unwrap()
+                .contains("[100000000000000000000,-150000000000000000,9007199254740994,")
+        );
+        assert_eq!(sealed.hash, sha256_hex(&canonical));
+        assert_eq!(
+            verify_lines(Keys::new(), &[sealed.line.trim_ascii_end()]),
+            []
         );
     }
 
