@@ -215,7 +215,7 @@ fn a_permanent_rejection_is_dead_lettered_and_later_batches_ship() {
         text.contains("http batch 1 part 0: 10 events") && text.contains("400"),
         "{text}"
     );
-    assert!(text.ends_with("1 dead letters, 10 events\n"), "{text}");
+    assert!(text.ends_with("1 dead letter, 10 events\n"), "{text}");
     let records = cmd(t.path())
         .args(["dead-letter", "list", "--records", "--config"])
         .arg(&cfg)

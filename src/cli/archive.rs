@@ -2,6 +2,7 @@
 
 use crate::config;
 use crate::queue::Queue;
+use crate::words::count;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -67,10 +68,10 @@ pub fn run(args: Args) -> ExitCode {
             for a in &report.archived {
                 writeln!(
                     out,
-                    "archived {} -> {} ({} events, {} -> {} bytes{})",
+                    "archived {} -> {} ({}, {} -> {} bytes{})",
                     a.original,
                     a.archive,
-                    a.events,
+                    count(a.events, "event", "events"),
                     a.size,
                     a.archive_size,
                     if a.resumed {

@@ -9,6 +9,7 @@
 use crate::config;
 use crate::config::daemon::{DaemonConfig, SinkConfig};
 use crate::queue::{DeadLetter, DeadLetterStore};
+use crate::words::count;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -209,9 +210,9 @@ fn list(args: ListArgs) -> ExitCode {
             } else {
                 writeln!(
                     out,
-                    "{}: {} events, {} bytes, stored {}: {}",
+                    "{}: {}, {} bytes, stored {}: {}",
                     label(d),
-                    d.events,
+                    count(u64::from(d.events), "event", "events"),
                     d.records.len(),
                     stored(d),
                     d.reason
@@ -220,7 +221,12 @@ fn list(args: ListArgs) -> ExitCode {
         }
         if !args.records && !args.json {
             let events: u64 = letters.iter().map(|d| u64::from(d.events)).sum();
-            writeln!(out, "{} dead letters, {events} events", letters.len())?;
+            writeln!(
+                out,
+                "{}, {}",
+                count(letters.len() as u64, "dead letter", "dead letters"),
+                count(events, "event", "events")
+            )?;
         }
         out.flush()
     })();
@@ -270,7 +276,10 @@ fn replay(args: ReplayArgs) -> ExitCode {
             failed += 1;
         }
     }
-    println!("{done} dead letters delivered and removed, {failed} kept");
+    println!(
+        "{} delivered and removed, {failed} kept",
+        count(done as u64, "dead letter", "dead letters")
+    );
     if failed == 0 {
         ExitCode::SUCCESS
     } else {
@@ -405,9 +414,9 @@ fn purge(args: PurgeArgs) -> ExitCode {
         events += u64::from(d.events);
         let reason = d.reason.lines().next().unwrap_or("");
         println!(
-            "{verb} {}: {} events, stored {}: {reason}",
+            "{verb} {}: {}, stored {}: {reason}",
             label(d),
-            d.events,
+            count(u64::from(d.events), "event", "events"),
             match d.stored_ms {
                 Some(ms) => utc(ms),
                 None => format!("before {}", utc(at)),
