@@ -123,7 +123,7 @@ fn record_json(cfg: &Config) -> Value {
 /// The built-in detectors always run; the configured patterns add to them.
 fn redact_json(cfg: &Config) -> Value {
     json!({
-        "builtin_detectors": crate::redact::BUILTIN_DETECTORS,
+        "builtin_detectors": crate::redact::builtin_detectors(),
         "patterns": cfg
             .redact_patterns
             .iter()
