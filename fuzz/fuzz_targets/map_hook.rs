@@ -49,6 +49,7 @@ fuzz_target!(|data: &[u8]| {
         keep_prompts: settings & 1 != 0,
         keep_tool_input: settings & 2 != 0,
         keep_tool_response: settings & 4 != 0,
+        keep_messages: settings & 64 != 0,
         max_kept_bytes: [16, 256, 4096, 1 << 20][usize::from(settings >> 3 & 3)],
     };
     let mut event = map_hook(payload, &cx);
