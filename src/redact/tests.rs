@@ -595,15 +595,21 @@ fn every_builtin_detector_is_exercised() {
 
 #[test]
 fn every_key_word_has_a_trigger() {
-    let t = &*TRIGGERS;
+    let triggers = &*TRIGGERS;
     for (ki, k) in keys::KEYWORDS.iter().enumerate() {
         assert!(
-            t.stems.iter().flatten().any(|&(i, _)| i == ki),
+            triggers.stems.iter().flatten().any(|&(i, _)| i == ki),
             "{} is never searched for",
             k.word
         );
     }
+    let t = &*TRIGGERS;
+    for set in [&t.exact, &t.short, &t.words] {
+        assert!(set.kinds.len() <= 64);
+    }
+    assert!(t.programs.kinds.len() <= 64);
     for p in PROGRAM_TRIGGERS {
+        assert!(p.len() >= 4, "{p}: too short for the program set");
         let name = p.split(' ').next().unwrap();
         assert!(
             argv::COMMANDS
