@@ -223,6 +223,13 @@ pub(super) const COMMANDS: &[Command] = &[
         ],
     ),
     cmd(&["ipmitool"], &[flag("-P", Form::Next, Part::Whole)]),
+    cmd(
+        &["ssh-keygen"],
+        &[
+            flag("-N", Form::Next, Part::Whole),
+            flag("-P", Form::Next, Part::Whole),
+        ],
+    ),
     after(
         &["secret"],
         cmd(

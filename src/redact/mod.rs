@@ -389,7 +389,7 @@ const WORD_TRIGGERS: [(&str, &str); 21] = [
 /// Program names (lower case, four bytes or more) that start a command line worth
 /// reading (the whole word is looked up in `argv::COMMANDS`); a trailing blank or
 /// subcommand keeps short or common words from firing everywhere.
-const PROGRAM_TRIGGERS: [&str; 42] = [
+const PROGRAM_TRIGGERS: [&str; 43] = [
     "curl",
     "mysql",
     "mariadb",
@@ -423,6 +423,7 @@ const PROGRAM_TRIGGERS: [&str; 42] = [
     "sqlplus",
     "sqlldr",
     "ipmitool",
+    "ssh-keygen",
     "gh secret",
     "vault login",
     "aws ",
