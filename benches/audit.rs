@@ -175,5 +175,54 @@ fn sinks(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, verify, check, sinks);
+/// The redactor alone on what `record` feeds it: command lines as Claude Code runs
+/// them (mostly clean), and the catalogue of secrets the tests use.
+fn redact(c: &mut Criterion) {
+    const COMMANDS: [&str; 12] = [
+        "cargo test --workspace -- --nocapture",
+        "git status && git diff --stat HEAD~1",
+        "rg -n \"fn main\" src/ --type rust",
+        "npm run build 2>&1 | tail -20",
+        "ls -la /home/dev/src/app/target/debug",
+        "python3 -m pytest tests/test_api.py -k login -x -q",
+        "docker compose up -d db && sleep 2 && docker compose logs db",
+        "curl -s https://api.example.com/v1/health | jq .status",
+        "kubectl get pods -n staging -o wide",
+        "find . -name '*.rs' -newer Cargo.toml | xargs wc -l",
+        "git log --oneline -n 20 --author=dev@example.com",
+        "make -j2 test TEST_FILTER=auth::token",
+    ];
+    let clean: Vec<String> = COMMANDS
+        .iter()
+        .cycle()
+        .take(1200)
+        .map(|s| s.to_string())
+        .collect();
+    let doc: serde_json::Value =
+        serde_json::from_str(include_str!("../tests/redact/catalogue.json")).unwrap();
+    let secrets: Vec<String> = doc["text"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["in"].as_str().unwrap().to_owned())
+        .collect();
+    let redactor = auditship::redact::Redactor::builtin();
+    let mut g = c.benchmark_group("redact");
+    for (name, corpus) in [("commands_clean", &clean), ("catalogue_secrets", &secrets)] {
+        let bytes: usize = corpus.iter().map(String::len).sum();
+        g.throughput(Throughput::Bytes(bytes as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut n = 0;
+                for s in corpus.iter() {
+                    n += redactor.redact_str(s).len();
+                }
+                black_box(n)
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, verify, check, sinks, redact);
 criterion_main!(benches);

@@ -48,21 +48,20 @@ fn assert_gone(text: &str, cases: &[Case], where_: &str) {
     }
 }
 
-#[test]
-fn record_writes_no_secret_of_the_catalogue() {
-    let t = tempdir();
-    let dir = t.path().join("audit");
+/// Records every case of the catalogue with the real `record` into `<t>/audit`:
+/// commands as Claude Code sends them (the command becomes the event's resource),
+/// JSON values as a payload field Claude Code may add (kept under metadata.extra).
+fn record_catalogue(t: &Path, text: &[Case], json_cases: &[Case]) -> std::path::PathBuf {
+    let dir = t.join("audit");
     let cfg = write_config(
-        t.path(),
+        t,
         &format!(
             "[record]\ndir = \"{}\"\nuser_id = \"dev@example.com\"\n",
             dir.display()
         ),
     );
-    let text = cases("text");
-    let json_cases = cases("json");
     let run = |payload: Value| {
-        let mut c = cmd(t.path());
+        let mut c = cmd(t);
         c.arg("record").arg("--config").arg(&cfg);
         let out = run_with_stdin(c, payload.to_string().as_bytes());
         assert!(
@@ -71,8 +70,7 @@ fn record_writes_no_secret_of_the_catalogue() {
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    // Commands as Claude Code sends them: the command becomes the event's resource.
-    for c in &text {
+    for c in text {
         run(json!({
             "session_id": "s-1",
             "hook_event_name": "PreToolUse",
@@ -81,8 +79,7 @@ fn record_writes_no_secret_of_the_catalogue() {
             "cwd": "/home/dev/src",
         }));
     }
-    // JSON values as a payload field Claude Code may add: kept under metadata.extra.
-    for c in &json_cases {
+    for c in json_cases {
         let value: Value = serde_json::from_str(&c.input).unwrap();
         run(json!({
             "session_id": "s-1",
@@ -90,6 +87,46 @@ fn record_writes_no_secret_of_the_catalogue() {
             "details": value,
         }));
     }
+    dir
+}
+
+/// Runs the daemon over `sources` (TOML) with a file sink until `expected` records
+/// arrived; returns them.
+fn ship(t: &Path, sources: &str, expected: usize) -> Vec<Value> {
+    let shipped = t.join("shipped.jsonl");
+    let cfg = write_config(
+        t,
+        &format!(
+            "[agent]\nstate_dir = \"{state}\"\nhost = \"test-host\"\nrescan_interval = \"200ms\"\nshutdown_timeout = \"5s\"\nheartbeat_interval = \"0s\"\n\n{sources}\n[[sink]]\nname = \"out\"\ntype = \"file\"\npath = \"{out}\"\nbatch = {{ max_events = 500, max_wait = \"50ms\" }}\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+            state = t.join("state").display(),
+            out = shipped.display(),
+        ),
+    );
+    let daemon = Daemon::start(t, &cfg);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let records = loop {
+        let got: Vec<Value> = std::fs::read_to_string(&shipped)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if got.len() >= expected || Instant::now() > deadline {
+            break got;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (code, stderr) = daemon.stop(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(records.len(), expected, "{stderr}");
+    records
+}
+
+#[test]
+fn record_writes_no_secret_of_the_catalogue() {
+    let t = tempdir();
+    let text = cases("text");
+    let json_cases = cases("json");
+    let dir = record_catalogue(t.path(), &text, &json_cases);
 
     let file_text: String = std::fs::read_dir(&dir)
         .unwrap()
@@ -114,6 +151,22 @@ fn record_writes_no_secret_of_the_catalogue() {
     }
     let (code, report) = verify_json(&[dir.as_os_str()]);
     assert_eq!(code, 0, "{report}");
+
+    // What record wrote is final: the daemon verifies it clean and finds nothing more
+    // to redact (its digests, hashes and markers are left alone).
+    let shipped = ship(
+        t.path(),
+        &format!(
+            "[[source]]\nname = \"claude\"\npaths = [\"{}\"]\n",
+            dir.display()
+        ),
+        events.len(),
+    );
+    for r in &shipped {
+        assert_eq!(r["_auditship"]["integrity"]["ok"], true, "{r}");
+        assert_eq!(r["_auditship"]["redacted"], json!([]), "{r}");
+        assert_eq!(r["_auditship"]["id"], r["hash"], "{r}");
+    }
 }
 
 #[test]
@@ -121,16 +174,6 @@ fn the_daemon_redacts_foreign_lines_by_key_context() {
     let t = tempdir();
     let src = t.path().join("foreign");
     std::fs::create_dir_all(&src).unwrap();
-    let shipped = t.path().join("shipped.jsonl");
-    let cfg = write_config(
-        t.path(),
-        &format!(
-            "[agent]\nstate_dir = \"{state}\"\nhost = \"test-host\"\nrescan_interval = \"200ms\"\nshutdown_timeout = \"5s\"\nheartbeat_interval = \"0s\"\n\n[[source]]\nname = \"foreign\"\npaths = [\"{src}\"]\nformat = \"json\"\n\n[[sink]]\nname = \"out\"\ntype = \"file\"\npath = \"{out}\"\nbatch = {{ max_events = 500, max_wait = \"50ms\" }}\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
-            state = t.path().join("state").display(),
-            src = src.display(),
-            out = shipped.display(),
-        ),
-    );
     // Foreign lines: the JSON cases as they are, and each command under a plain key.
     let json_cases = cases("json");
     let text = cases("text");
@@ -144,26 +187,16 @@ fn the_daemon_redacts_foreign_lines_by_key_context() {
         lines.push('\n');
     }
     std::fs::write(src.join("app.jsonl"), &lines).unwrap();
-    let expected = json_cases.len() + text.len();
+    let records = ship(
+        t.path(),
+        &format!(
+            "[[source]]\nname = \"foreign\"\npaths = [\"{}\"]\nformat = \"json\"\n",
+            src.display()
+        ),
+        json_cases.len() + text.len(),
+    );
 
-    let daemon = Daemon::start(t.path(), &cfg);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let records = loop {
-        let got: Vec<Value> = std::fs::read_to_string(&shipped)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        if got.len() >= expected || Instant::now() > deadline {
-            break got;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let (code, stderr) = daemon.stop(Duration::from_secs(10));
-    assert_eq!(code, Some(0), "{stderr}");
-    assert_eq!(records.len(), expected, "{stderr}");
-
-    let shipped_text = std::fs::read_to_string(&shipped).unwrap();
+    let shipped_text = std::fs::read_to_string(t.path().join("shipped.jsonl")).unwrap();
     assert_gone(&shipped_text, &json_cases, "daemon, foreign JSON");
     assert_gone(&shipped_text, &text, "daemon, foreign text");
     // Each line that held a secret says which of its values were redacted.

@@ -223,6 +223,13 @@ pub(super) const COMMANDS: &[Command] = &[
         ],
     ),
     cmd(&["ipmitool"], &[flag("-P", Form::Next, Part::Whole)]),
+    cmd(
+        &["ssh-keygen"],
+        &[
+            flag("-N", Form::Next, Part::Whole),
+            flag("-P", Form::Next, Part::Whole),
+        ],
+    ),
     after(
         &["secret"],
         cmd(
@@ -530,6 +537,13 @@ pub(super) fn command_at(b: &[u8], at: usize, quotes: &mut Quotes, hits: &mut Ve
     let Some(cmd) = command(&b[start..end]) else {
         return;
     };
+    // `git status`, `aws s3 ls`: no need to read a command that lacks its subcommand.
+    if let Some(need) = cmd.needs.first() {
+        let near = &b[end..b.len().min(end + 1024)];
+        if memchr::memmem::find(near, need.as_bytes()).is_none() {
+            return;
+        }
+    }
     let args = text_args(b, end, quotes);
     let mut found = Vec::new();
     apply(cmd, &args, &mut found);

@@ -260,10 +260,8 @@ fn assigned_value(
                     b[key_start - 1],
                     b' ' | b'\t' | b'\n' | b'"' | b'\'' | b'(' | b'`'
                 );
-            if !k.flag
-                || !own_word
-                || !b[key_start..].starts_with(b"--")
-                || !b.get(ke).is_some_and(is_blank)
+            let is_flag = own_word && b[key_start..].starts_with(b"--");
+            if !k.flag || !(is_flag || netrc(b, key_start, ke)) || !b.get(ke).is_some_and(is_blank)
             {
                 return None;
             }
@@ -293,6 +291,22 @@ fn assigned_value(
         return None;
     }
     Some((start, end))
+}
+
+/// `machine host login user password secret`, a `.netrc` line: the word `password`
+/// after `login` on the same line (and after `machine`).
+fn netrc(b: &[u8], ks: usize, ke: usize) -> bool {
+    const LOOK_BACK: usize = 256;
+    if !b[ks..ke].eq_ignore_ascii_case(b"password") || (ks > 0 && !is_blank(&b[ks - 1])) {
+        return false;
+    }
+    let line_start = memchr::memrchr(b'\n', &b[ks.saturating_sub(LOOK_BACK)..ks])
+        .map_or(ks.saturating_sub(LOOK_BACK), |i| {
+            ks.saturating_sub(LOOK_BACK) + i + 1
+        });
+    let line = &b[line_start..ks];
+    let has = |w: &[u8]| memchr::memmem::find(line, w).is_some();
+    (has(b"machine ") || has(b"default ")) && has(b" login ")
 }
 
 fn in_query_value(c: &u8) -> bool {

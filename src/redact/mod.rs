@@ -203,14 +203,12 @@ impl Redactor {
             Trigger::Jwt => tokens::jwt_at(b, at, &mut tok, hits),
             _ => {}
         };
-        for (ac, kinds) in &t.exact {
-            for m in ac.find_iter(b) {
-                on_token(kinds[m.pattern().as_usize()], m.start(), hits);
-            }
+        for set in [&t.exact, &t.short] {
+            set.each(b, |trigger, at| on_token(trigger, at, hits));
         }
-        for (finder, kind) in &t.short {
+        for (finder, trigger) in &t.tiny {
             for at in finder.find_iter(b) {
-                on_token(*kind, at, hits);
+                on_token(*trigger, at, hits);
             }
         }
         for (i, x) in self.extra.iter().enumerate() {
@@ -222,34 +220,26 @@ impl Redactor {
         let lower = s.to_ascii_lowercase();
         let lb = lower.as_bytes();
         let mut ks = keys::KeyState::new();
-        for (ac, kinds) in &t.words {
-            for m in ac.find_iter(lb) {
-                let at = m.start();
-                match kinds[m.pattern().as_usize()] {
-                    Trigger::Stem(si) => {
-                        keys::assignment_at(b, lb, at, &t.stems[si as usize], &mut ks, hits)
-                    }
-                    Trigger::Auth(_) if lb[at..].starts_with(b"authorization") => {
-                        keys::authorization_at(b, at, &mut ks, hits)
-                    }
-                    Trigger::Auth(si) => {
-                        keys::assignment_at(b, lb, at, &t.stems[si as usize], &mut ks, hits)
-                    }
-                    Trigger::Bearer => keys::bearer_at(b, at, &mut ks, hits),
-                    Trigger::Cookie => keys::cookie_at(b, at, &mut ks, hits),
-                    Trigger::Pem => tokens::private_key_at(s, at, &mut tok, hits),
-                    _ => {}
-                }
+        t.words.each(lb, |trigger, at| match trigger {
+            Trigger::Stem(si) => {
+                keys::assignment_at(b, lb, at, &t.stems[si as usize], &mut ks, hits)
             }
-        }
+            Trigger::Auth(_) if lb[at..].starts_with(b"authorization") => {
+                keys::authorization_at(b, at, &mut ks, hits)
+            }
+            Trigger::Auth(si) => {
+                keys::assignment_at(b, lb, at, &t.stems[si as usize], &mut ks, hits)
+            }
+            Trigger::Bearer => keys::bearer_at(b, at, &mut ks, hits),
+            Trigger::Cookie => keys::cookie_at(b, at, &mut ks, hits),
+            Trigger::Pem => tokens::private_key_at(s, at, &mut tok, hits),
+            _ => {}
+        });
         // Every program name is read on its own (at most 64 arguments each), also one
         // inside another command's arguments: what one finds never depends on another.
         let mut quotes = argv::Quotes::new();
-        for ac in &t.programs {
-            for m in ac.find_iter(lb) {
-                argv::command_at(b, m.start(), &mut quotes, hits);
-            }
-        }
+        t.programs
+            .each(lb, |_, at| argv::command_at(b, at, &mut quotes, hits));
     }
 }
 
@@ -355,15 +345,17 @@ enum Trigger {
 /// Literal sets searched in every text, built once.
 struct Triggers {
     /// Token prefixes of four bytes or more, in the original text.
-    exact: Vec<(AhoCorasick, Vec<Trigger>)>,
-    /// Shorter token stems, each searched on its own (in a shared set they would
-    /// make every search slow).
-    short: Vec<(memmem::Finder<'static>, Trigger)>,
+    exact: LiteralSet<Trigger>,
+    /// Three-byte token stems (`sk-`, `eyJ`, …): a set of their own, as a short
+    /// literal in a set makes the SIMD search of the whole set slow.
+    short: LiteralSet<Trigger>,
+    /// Stems shorter still (`SK`), each searched on its own.
+    tiny: Vec<(memmem::Finder<'static>, Trigger)>,
     /// Key words and header names, in the lower-cased text.
-    words: Vec<(AhoCorasick, Vec<Trigger>)>,
+    words: LiteralSet<Trigger>,
     /// Program names, in the lower-cased text: separate, so `sshpass` does not hide
     /// the `pass` of `SSHPASS=…`.
-    programs: Vec<AhoCorasick>,
+    programs: LiteralSet<()>,
     /// Per key word stem: (keyword index, offset of the stem in the word).
     stems: Vec<Vec<(usize, usize)>>,
 }
@@ -394,10 +386,10 @@ const WORD_TRIGGERS: [(&str, &str); 21] = [
     ("auth", "auth"),
 ];
 
-/// Program names (lower case) that start a command line worth reading (the whole
-/// word is looked up in `argv::COMMANDS`); a trailing blank or subcommand keeps short
-/// or common words from firing everywhere.
-const PROGRAM_TRIGGERS: [&str; 42] = [
+/// Program names (lower case, four bytes or more) that start a command line worth
+/// reading (the whole word is looked up in `argv::COMMANDS`); a trailing blank or
+/// subcommand keeps short or common words from firing everywhere.
+const PROGRAM_TRIGGERS: [&str; 43] = [
     "curl",
     "mysql",
     "mariadb",
@@ -420,9 +412,8 @@ const PROGRAM_TRIGGERS: [&str; 42] = [
     "lftp",
     "http ",
     "https ",
-    "xh ",
     "openssl",
-    "zip",
+    "zip ",
     "keytool",
     "jarsigner",
     "ldap",
@@ -432,6 +423,7 @@ const PROGRAM_TRIGGERS: [&str; 42] = [
     "sqlplus",
     "sqlldr",
     "ipmitool",
+    "ssh-keygen",
     "gh secret",
     "vault login",
     "aws ",
@@ -439,30 +431,28 @@ const PROGRAM_TRIGGERS: [&str; 42] = [
     "npm ",
     "yarn ",
     "pnpm ",
-    "fly",
+    "fly ",
+    "flyctl",
 ];
-
-/// Literal sets larger than this are split: beyond it the SIMD searcher gives up.
-const SET_LIMIT: usize = 64;
 
 static TRIGGERS: LazyLock<Triggers> = LazyLock::new(Triggers::build);
 
 impl Triggers {
     fn build() -> Triggers {
         let mut exact = Vec::new();
-        let mut short = Vec::new();
+        let mut short = vec![("eyJ", Trigger::Jwt)];
+        let mut tiny = Vec::new();
         for (ti, t) in tokens::TOKENS.iter().enumerate() {
             let trigger = Trigger::Token(ti as u16);
             let literals: Vec<&str> = t.stem.map_or_else(|| t.prefixes.to_vec(), |s| vec![s]);
             for l in literals {
-                if l.len() >= 4 {
-                    exact.push((l, trigger));
-                } else {
-                    short.push((memmem::Finder::new(l).into_owned(), trigger));
+                match l.len() {
+                    4.. => exact.push((l, trigger)),
+                    3 => short.push((l, trigger)),
+                    _ => tiny.push((memmem::Finder::new(l).into_owned(), trigger)),
                 }
             }
         }
-        short.push((memmem::Finder::new("eyJ").into_owned(), Trigger::Jwt));
 
         let mut stems: Vec<Vec<(usize, usize)>> = Vec::new();
         let mut words = Vec::new();
@@ -486,31 +476,59 @@ impl Triggers {
         words.push(("-----begin ", Trigger::Pem));
 
         Triggers {
-            exact: literal_sets(&exact),
-            short,
-            words: literal_sets(&words),
-            programs: literal_sets(&PROGRAM_TRIGGERS.map(|p| (p, ())))
-                .into_iter()
-                .map(|(ac, _)| ac)
-                .collect(),
+            exact: LiteralSet::new(&exact),
+            short: LiteralSet::new(&short),
+            tiny,
+            words: LiteralSet::new(&words),
+            programs: LiteralSet::new(&PROGRAM_TRIGGERS.map(|p| (p, ()))),
             stems,
         }
     }
 }
 
-/// Leftmost-first searchers over `literals`, at most [`SET_LIMIT`] literals each,
-/// with what each literal stands for.
-fn literal_sets<T: Copy>(literals: &[(&str, T)]) -> Vec<(AhoCorasick, Vec<T>)> {
-    literals
-        .chunks(SET_LIMIT)
-        .map(|chunk| {
-            let ac = AhoCorasick::builder()
-                .match_kind(MatchKind::LeftmostFirst)
-                .build(chunk.iter().map(|(l, _)| l))
-                .expect("the built-in literal sets are valid");
-            (ac, chunk.iter().map(|(_, t)| *t).collect())
-        })
-        .collect()
+/// A set of literals searched leftmost-first, each standing for a `T`. SIMD (Teddy)
+/// where the CPU has it, an automaton otherwise; sets stay at 64 literals or fewer,
+/// where Teddy is fast.
+struct LiteralSet<T> {
+    searcher: Searcher,
+    kinds: Vec<T>,
+}
+
+enum Searcher {
+    Packed(aho_corasick::packed::Searcher),
+    Automaton(AhoCorasick),
+}
+
+impl<T: Copy> LiteralSet<T> {
+    fn new(literals: &[(&str, T)]) -> Self {
+        let patterns = literals.iter().map(|(l, _)| l);
+        let packed = aho_corasick::packed::Config::new()
+            .builder()
+            .extend(patterns.clone())
+            .build();
+        let searcher = match packed {
+            Some(p) => Searcher::Packed(p),
+            None => Searcher::Automaton(
+                AhoCorasick::builder()
+                    .match_kind(MatchKind::LeftmostFirst)
+                    .build(patterns)
+                    .expect("the built-in literal sets are valid"),
+            ),
+        };
+        LiteralSet {
+            searcher,
+            kinds: literals.iter().map(|(_, t)| *t).collect(),
+        }
+    }
+
+    /// Calls `f` with what each literal found in `hay` stands for and where it starts.
+    fn each(&self, hay: &[u8], mut f: impl FnMut(T, usize)) {
+        let mut on = |m: aho_corasick::Match| f(self.kinds[m.pattern().as_usize()], m.start());
+        match &self.searcher {
+            Searcher::Packed(p) => p.find_iter(hay).for_each(&mut on),
+            Searcher::Automaton(a) => a.find_iter(hay).for_each(&mut on),
+        }
+    }
 }
 
 // ---- Findings and their replacement ----

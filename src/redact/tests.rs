@@ -537,8 +537,13 @@ fn catalogue_clean_text_stays() {
     let r = Redactor::builtin();
     for text in catalogue().clean {
         assert_eq!(r.redact_str(&text), text.as_str());
-        let mut v =
-            serde_json::json!({ "command": text, "args": text.split(' ').collect::<Vec<_>>() });
+        // As an argument vector too, where splitting at blanks gives the real arguments.
+        let args: Vec<&str> = if text.contains(['\'', '"']) {
+            Vec::new()
+        } else {
+            text.split(' ').collect()
+        };
+        let mut v = serde_json::json!({ "command": text, "args": args });
         let mut paths = Vec::new();
         r.redact_json(&mut v, "", &mut paths);
         assert!(paths.is_empty(), "{paths:?} changed in {v}");
@@ -595,15 +600,21 @@ fn every_builtin_detector_is_exercised() {
 
 #[test]
 fn every_key_word_has_a_trigger() {
-    let t = &*TRIGGERS;
+    let triggers = &*TRIGGERS;
     for (ki, k) in keys::KEYWORDS.iter().enumerate() {
         assert!(
-            t.stems.iter().flatten().any(|&(i, _)| i == ki),
+            triggers.stems.iter().flatten().any(|&(i, _)| i == ki),
             "{} is never searched for",
             k.word
         );
     }
+    let t = &*TRIGGERS;
+    for set in [&t.exact, &t.short, &t.words] {
+        assert!(set.kinds.len() <= 64);
+    }
+    assert!(t.programs.kinds.len() <= 64);
     for p in PROGRAM_TRIGGERS {
+        assert!(p.len() >= 4, "{p}: too short for the program set");
         let name = p.split(' ').next().unwrap();
         assert!(
             argv::COMMANDS

@@ -279,11 +279,15 @@ pub(super) const TOKENS: &[Token] = &[
         Class::UpperAlnum,
         40..=usize::MAX,
     ),
-    token(
-        "sentry_token",
-        &["sntrys_", "sntryu_"],
-        Class::B64urlPad,
-        30..=usize::MAX,
+    stemmed(
+        token(
+            "sentry_token",
+            &["sntrys_", "sntryu_"],
+            Class::B64urlPad,
+            30..=usize::MAX,
+        ),
+        "sntry",
+        Shape::Any,
     ),
     token(
         "postman_api_key",
@@ -336,11 +340,15 @@ pub(super) const TOKENS: &[Token] = &[
         40..=usize::MAX,
     ),
     token("supabase_token", &["sbp_"], Class::Alnum, 40..=usize::MAX),
-    token(
-        "planetscale_token",
-        &["pscale_tkn_", "pscale_pw_", "pscale_oauth_"],
-        Class::B64url,
-        30..=usize::MAX,
+    stemmed(
+        token(
+            "planetscale_token",
+            &["pscale_tkn_", "pscale_pw_", "pscale_oauth_"],
+            Class::B64url,
+            30..=usize::MAX,
+        ),
+        "pscale_",
+        Shape::Any,
     ),
     token("mailgun_api_key", &["key-"], Class::Hex, 32..=32),
 ];
