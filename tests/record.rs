@@ -22,23 +22,6 @@ fn record(home: &Path, config: Option<&Path>, payload: &Value) -> std::process::
     run_with_stdin(c, payload.to_string().as_bytes())
 }
 
-fn independent_verify(dir: &Path, keys: &[(&str, &str)]) -> Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/independent_verify.py");
-    let mut c = std::process::Command::new("python3");
-    c.arg(script);
-    for (kid, hex) in keys {
-        c.arg("--key").arg(format!("{kid}={hex}"));
-    }
-    let out = c
-        .arg(dir)
-        .output()
-        .expect("python3 runs the independent verifier");
-    let doc: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
-    assert_eq!(out.status.code(), Some(0), "independent verifier: {doc}");
-    doc
-}
-
 /// A realistic session: every row of FORMAT.md's table, an unknown event, unicode,
 /// a 1 MB tool input, and secrets in commands, URLs, errors and extra fields.
 fn session() -> Vec<(Value, &'static str, &'static str)> {

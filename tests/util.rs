@@ -289,3 +289,22 @@ pub fn sealed_ids(file: &Path) -> Vec<String> {
         })
         .collect()
 }
+
+/// The independent verifier (tests/support, written from the format spec alone) on
+/// `dir`, with HMAC keys as `(kid, hex)`; asserts it finds the stream intact.
+pub fn independent_verify(dir: &Path, keys: &[(&str, &str)]) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/independent_verify.py");
+    let mut c = Command::new("python3");
+    c.arg(script);
+    for (kid, hex) in keys {
+        c.arg("--key").arg(format!("{kid}={hex}"));
+    }
+    let out = c
+        .arg(dir)
+        .output()
+        .expect("python3 runs the independent verifier");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(out.status.code(), Some(0), "independent verifier: {doc}");
+    doc
+}
