@@ -43,8 +43,12 @@ fuzz_target!(|data: &[u8]| {
 
     match config::load_daemon(Some(&main)) {
         Ok((cfg, daemon)) => {
-            toml::to_string(&config::effective::settings(&cfg, Some(&daemon), &daemon.from_env))
-                .unwrap_or_else(|e| panic!("a valid configuration does not render: {e}"));
+            toml::to_string(&config::effective::settings(
+                &cfg,
+                Some(&daemon),
+                &daemon.from_env,
+            ))
+            .unwrap_or_else(|e| panic!("a valid configuration does not render: {e}"));
             let (again, _) = config::load_daemon(Some(&main)).expect("loads twice");
             assert_eq!(cfg.hash, again.hash, "the configuration hash changed");
         }

@@ -252,9 +252,9 @@ impl Encoder {
         paths
     }
 
-    /// True when no string of the event holds a secret by its text. Unescaped
-    /// strings appear verbatim in the line, so one scan of the text covers them;
-    /// strings that had escapes are scanned decoded as well.
+    /// True when no string (value or key) of the event holds a secret by its text.
+    /// Unescaped strings appear verbatim in the line, so one scan of the text covers
+    /// them; strings that had escapes are scanned decoded as well.
     fn text_is_clean(&self, text: &str, value: &json::Value<'_>) -> bool {
         if matches!(self.redactor.redact_str(text), Cow::Owned(_)) {
             return false;
@@ -266,7 +266,13 @@ impl Encoder {
             match v {
                 json::Value::String(Cow::Owned(s)) => matches!(r.redact_str(s), Cow::Borrowed(_)),
                 json::Value::Array(items) => items.iter().all(|i| escaped_clean(r, i)),
-                json::Value::Object(members) => members.iter().all(|(_, v)| escaped_clean(r, v)),
+                json::Value::Object(members) => members.iter().all(|(k, v)| {
+                    let key_clean = match k {
+                        Cow::Owned(k) => matches!(r.redact_str(k), Cow::Borrowed(_)),
+                        Cow::Borrowed(_) => true,
+                    };
+                    key_clean && escaped_clean(r, v)
+                }),
                 _ => true,
             }
         }
@@ -676,6 +682,30 @@ mod tests {
             ),
             "{out}"
         );
+    }
+
+    #[test]
+    fn keys_holding_secrets_are_renamed_in_shipped_copies() {
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
+        // Verbatim, and behind escapes (the line's text alone does not show it).
+        let plain = format!(r#"{{"a":{{"Bearer {jwt}":1}},"z":2}}"#);
+        let escaped = format!(r#"{{"a":{{"Bearer {jwt}":1}},"z":2}}"#);
+        for line in [plain, escaped] {
+            let (rec, stats) = encode(None, line.as_bytes());
+            assert!(stats.redacted, "{line}");
+            let text = rec.to_string();
+            assert!(!text.contains(jwt), "{text}");
+            assert_eq!(rec["a"].as_object().unwrap().len(), 1, "{text}");
+            assert_eq!(rec["z"], 2);
+            let paths = rec["_auditship"]["redacted"].as_array().unwrap();
+            assert!(
+                paths[0]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("a.Bearer [REDACTED:"),
+                "{paths:?}"
+            );
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@
 use crate::audit::{canon, json};
 use crate::redact::Redactor;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 /// The `keep_*` setting that keeps a copy of a kind of content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -347,22 +348,66 @@ pub fn canonical_bytes(v: &Value) -> Vec<u8> {
 }
 
 /// A redacted copy of `v` as text, cut to `max_kept_bytes`. `path` names the copy in
-/// `metadata.redacted`.
+/// `metadata.redacted`. An object or array is redacted value by value with its
+/// structure, then once more as the text it is written as: a key and its value can
+/// read as a secret only side by side (`{"x password": "hunter2"}`).
 fn kept_copy(mut v: Value, path: &str, sink: &mut Sink<'_, '_>) -> String {
     sink.redactor.redact_json(&mut v, path, sink.redacted);
-    match v {
-        Value::String(s) => truncate(s, sink.keep.max_bytes),
-        other => truncate(other.to_string(), sink.keep.max_bytes),
-    }
+    let text = match v {
+        Value::String(s) => s,
+        other => {
+            let text = other.to_string();
+            match sink.redactor.redact_str(&text) {
+                Cow::Borrowed(_) => text,
+                Cow::Owned(clean) => {
+                    if sink.redacted.last().map(String::as_str) != Some(path) {
+                        sink.redacted.push(path.to_owned());
+                    }
+                    clean
+                }
+            }
+        }
+    };
+    cut_redacted(text, sink.keep.max_bytes + TRUNCATED.len(), sink.redactor)
 }
 
 /// The marker a cut copy ends with.
 pub const TRUNCATED: &str = "…[truncated]";
 
-/// `s` cut to at most `max` bytes (on a character boundary), then [`TRUNCATED`].
+/// `text`, already redacted, cut so that it is at most `max` bytes with
+/// [`TRUNCATED`], and still clean. A cut never falls inside a redaction marker, but
+/// it changes what the detectors see: a key word whose value it removed now has the
+/// marker for a value, a header scheme whose credential it removed now reads as the
+/// credential. So the cut copy is redacted again, and cut again should the markers
+/// have made it longer; what comes out is never longer than `max` and redacting it
+/// changes nothing. In the unlikely case that does not settle, only the marker is
+/// left.
+pub fn cut_redacted(mut text: String, max: usize, redactor: &Redactor) -> String {
+    for _ in 0..4 {
+        if text.len() <= max {
+            return text;
+        }
+        let cut = truncate_within(text, max);
+        match redactor.redact_str(&cut) {
+            Cow::Borrowed(_) => return cut,
+            Cow::Owned(again) => text = again,
+        }
+    }
+    if text.len() <= max {
+        text
+    } else if TRUNCATED.len() <= max {
+        TRUNCATED.to_owned()
+    } else {
+        String::new()
+    }
+}
+
+/// `s` cut to at most `max` bytes (on a character boundary, never inside a
+/// redaction marker), then [`TRUNCATED`].
 pub fn truncate(mut s: String, max: usize) -> String {
     if s.len() > max {
-        s.truncate(floor_char_boundary(&s, max));
+        let at = Redactor::cut_point(&s, floor_char_boundary(&s, max));
+        s.truncate(at);
         s.push_str(TRUNCATED);
     }
     s

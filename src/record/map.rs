@@ -117,7 +117,14 @@ pub fn map_hook(payload: Value, cx: &Context<'_>) -> Map<String, Value> {
 
     let mut redacted = Vec::new();
     let mut meta = Map::new();
-    meta.insert("source_event".into(), Value::String(hook_event.clone()));
+    let session_id = redacted_text(session_id, "session_id", cx.redactor, &mut redacted);
+    let stored_event = redacted_text(
+        hook_event.clone(),
+        "metadata.source_event",
+        cx.redactor,
+        &mut redacted,
+    );
+    meta.insert("source_event".into(), Value::String(stored_event));
     for field in METADATA_FIELDS {
         if let Some(mut v) = payload.remove(field) {
             cx.redactor
@@ -159,10 +166,12 @@ pub fn map_hook(payload: Value, cx: &Context<'_>) -> Map<String, Value> {
         extra_into(&mut meta, payload, cx.redactor, &mut redacted);
     }
     if !redacted.is_empty() {
-        meta.insert(
-            "redacted".into(),
-            Value::Array(redacted.into_iter().map(Value::String).collect()),
-        );
+        // Paths are made of the payload's keys: clean already, redacted once more as
+        // joined text.
+        let paths = redacted
+            .into_iter()
+            .map(|p| Value::String(cx.redactor.redact_str(&p).into_owned()));
+        meta.insert("redacted".into(), Value::Array(paths.collect()));
     }
     base_event(cx, &session_id, action, &resource, outcome, meta)
 }
@@ -265,14 +274,24 @@ fn bounded_resource(
     if resource.len() > MAX_RESOURCE_BYTES {
         content::digest_into(meta, "resource", &Value::String(resource.clone()));
     }
-    let resource = match redactor.redact_str(&resource) {
-        std::borrow::Cow::Borrowed(_) => resource,
+    let resource = redacted_text(resource, "resource", redactor, redacted);
+    content::cut_redacted(resource, MAX_RESOURCE_BYTES, redactor)
+}
+
+/// `text` redacted; its `path` noted in `redacted` when that changed it.
+fn redacted_text(
+    text: String,
+    path: &str,
+    redactor: &Redactor,
+    redacted: &mut Vec<String>,
+) -> String {
+    match redactor.redact_str(&text) {
+        std::borrow::Cow::Borrowed(_) => text,
         std::borrow::Cow::Owned(clean) => {
-            redacted.push("resource".into());
+            redacted.push(path.into());
             clean
         }
-    };
-    content::truncate_within(resource, MAX_RESOURCE_BYTES)
+    }
 }
 
 /// The payload's remaining (unknown) fields as `metadata.extra`: free text digested
@@ -649,6 +668,92 @@ mod tests {
             let copy = e.pointer(copy_at).and_then(Value::as_str);
             assert!(copy.is_some_and(|s| s.contains(SENTINEL)), "{text}");
             assert!(e.pointer(c.sha_at).is_some(), "digest kept too: {text}");
+        }
+    }
+
+    /// Every string and key of the event: redacting it again changes nothing.
+    fn assert_clean(v: &Value, redactor: &Redactor) {
+        match v {
+            Value::String(s) => assert_eq!(redactor.redact_str(s), s.as_str(), "{s}"),
+            Value::Array(items) => items.iter().for_each(|i| assert_clean(i, redactor)),
+            Value::Object(m) => m.iter().for_each(|(k, i)| {
+                assert_eq!(redactor.redact_str(k), k.as_str(), "key {k}");
+                assert_clean(i, redactor);
+            }),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn session_id_and_event_name_are_redacted() {
+        let p = json!({"session_id": "password=hunter2-Secret", "cwd": "/w",
+                       "hook_event_name": "token=ghp_0123456789abcdefghijABCDEFGHIJ012345"});
+        let (e, text) = map_with(p, &[], 4096);
+        assert!(
+            !text.contains("hunter2") && !text.contains("ghp_0123"),
+            "{text}"
+        );
+        let redacted = e["metadata"]["redacted"].as_array().unwrap();
+        assert!(redacted.contains(&json!("session_id")), "{text}");
+        assert!(redacted.contains(&json!("metadata.source_event")), "{text}");
+    }
+
+    #[test]
+    fn keys_holding_secrets_are_renamed_everywhere() {
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
+        let members = json!({
+            "tool_name": "mcp__x__y",
+            "tool_input": {format!("Bearer {jwt}"): 1, "x password": "hunter2-Secret", "plain": "v"},
+            "unknown_field": {format!("Bearer {jwt}"): "a", format!("Bearer {jwt}x"): "b"},
+        });
+        for keep in [vec![], vec![Kind::ToolInput]] {
+            let (e, text) = map_with(payload("PreToolUse", members.clone()), &keep, 4096);
+            assert!(!text.contains(jwt) && !text.contains("hunter2"), "{text}");
+            assert_clean(&e, &Redactor::builtin());
+        }
+        // Two keys that redact to the same text both stay, as evidence.
+        let (e, _) = map_with(payload("PreToolUse", members), &[], 4096);
+        let extra = e["metadata"]["extra"]["unknown_field"].as_object().unwrap();
+        assert_eq!(extra.len(), 2, "{extra:?}");
+    }
+
+    #[test]
+    fn cut_copies_stay_clean_and_bounded() {
+        let redactor = Redactor::builtin();
+        // The cut falls inside a marker, right after a key word, between a scheme and
+        // its credential: at every cap the copy is clean and within the bound.
+        let texts = [
+            format!(
+                "run it with password=S3cr3t-Passw0rd! and {}",
+                "y".repeat(300)
+            ),
+            format!("using password: {} later", "Z".repeat(200)),
+            "Authorization: 0222abcdef 9f8e7d6c5b4a39281706f5e4d3c2b1a0 done".to_owned(),
+            format!(
+                "curl -H 'Authorization: Bearer {}' https://x",
+                "q".repeat(80)
+            ),
+        ];
+        for text in &texts {
+            for cap in [4, 16, 20, 24, 28, 32, 40, 48, 64, 200] {
+                let p = payload("Stop", json!({ "last_assistant_message": text }));
+                let (e, _) = map_with(p, &[Kind::Message], cap);
+                let copy = e["metadata"]["last_assistant_message"].as_str().unwrap();
+                assert!(
+                    copy.len() <= cap + content::TRUNCATED.len(),
+                    "{cap}: {copy}"
+                );
+                assert_eq!(redactor.redact_str(copy), copy, "{cap}: {copy}");
+                assert!(!copy.contains("S3cr3t"), "{copy}");
+            }
+            let p = payload(
+                "PreToolUse",
+                json!({"tool_name": "Bash", "tool_input": {"command": text.repeat(60)}}),
+            );
+            let (e, _) = map_with(p, &[], 64);
+            let resource = e["resource"].as_str().unwrap();
+            assert!(resource.len() <= MAX_RESOURCE_BYTES, "{}", resource.len());
+            assert_eq!(redactor.redact_str(resource), resource);
         }
     }
 

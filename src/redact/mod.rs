@@ -125,6 +125,16 @@ impl Redactor {
         }
     }
 
+    /// Where text redacted by this module may be cut: `at`, or the start of the
+    /// `[REDACTED:<name>]` marker that `at` falls inside, so a cut copy never ends in
+    /// half a marker.
+    pub fn cut_point(s: &str, at: usize) -> usize {
+        match scan::marker_at(s.as_bytes(), at) {
+            Some((start, end)) if start < at && at < end => start,
+            _ => at,
+        }
+    }
+
     /// Built-ins only.
     pub fn builtin() -> Redactor {
         Redactor { extra: Vec::new() }
@@ -156,10 +166,11 @@ impl Redactor {
         text
     }
 
-    /// Redacts every string value (not object keys) inside `v` in place, and pushes
-    /// the dotted path of each changed value (`metadata.extra.url`,
+    /// Redacts every string value and object key inside `v` in place, and pushes the
+    /// dotted path of each changed value or key (`metadata.extra.url`,
     /// `tool_input.args[2]`) to `redacted`, starting from `path`, the path of `v`
-    /// (may be empty). Keys are joined verbatim, without escaping.
+    /// (may be empty). Keys are joined verbatim, without escaping, as redacted; a key
+    /// whose redacted text another key has already gets a ` (2)` suffix.
     ///
     /// Beyond `redact_str`, the structure gives context (see `tree`): values at any
     /// depth under a key that names a secret (`password`, `GITHUB_TOKEN`,

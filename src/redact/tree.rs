@@ -38,6 +38,21 @@ pub(super) trait Node: Sized {
     fn members_mut(&mut self, f: &mut dyn FnMut(&str, &mut Self));
     /// The text of the first string member whose key `pick` accepts.
     fn member_text(&self, pick: fn(&str) -> bool) -> Option<&str>;
+    /// Renames each member whose key `f` maps to a new one; a new key that is taken
+    /// already gets a ` (2)`, ` (3)`, … suffix, so no member is lost. Returns the keys
+    /// given.
+    fn rename_keys(&mut self, f: &mut dyn FnMut(&str) -> Option<String>) -> Vec<String>;
+}
+
+/// `key`, or `key (n)` for the first `n` from 2 that `taken` does not hold.
+fn free_key(key: String, taken: impl Fn(&str) -> bool) -> String {
+    if !taken(&key) {
+        return key;
+    }
+    (2..)
+        .map(|n| format!("{key} ({n})"))
+        .find(|k| !taken(k))
+        .unwrap_or(key)
 }
 
 impl Node for serde_json::Value {
@@ -70,6 +85,25 @@ impl Node for serde_json::Value {
             .iter()
             .find(|(k, v)| v.is_string() && pick(k))
             .and_then(|(_, v)| v.as_str())
+    }
+
+    fn rename_keys(&mut self, f: &mut dyn FnMut(&str) -> Option<String>) -> Vec<String> {
+        let Some(m) = self.as_object_mut() else {
+            return Vec::new();
+        };
+        let renames: Vec<(String, String)> = m
+            .keys()
+            .filter_map(|k| f(k).map(|new| (k.clone(), new)))
+            .collect();
+        let mut given = Vec::with_capacity(renames.len());
+        for (old, new) in renames {
+            if let Some(v) = m.remove(&old) {
+                let new = free_key(new, |k| m.contains_key(k));
+                given.push(new.clone());
+                m.insert(new, v);
+            }
+        }
+        given
     }
 }
 
@@ -106,6 +140,24 @@ impl Node for crate::audit::json::Value<'_> {
             .iter()
             .find(|(k, v)| v.as_str().is_some() && pick(k))
             .and_then(|(_, v)| v.as_str())
+    }
+
+    fn rename_keys(&mut self, f: &mut dyn FnMut(&str) -> Option<String>) -> Vec<String> {
+        let Self::Object(members) = self else {
+            return Vec::new();
+        };
+        let mut given = Vec::new();
+        for i in 0..members.len() {
+            if let Some(new) = f(&members[i].0) {
+                let new = free_key(new, |k| members.iter().any(|(m, _)| m == k));
+                given.push(new.clone());
+                members[i].0 = new.into();
+            }
+        }
+        if !given.is_empty() {
+            members.sort_by(|a, b| crate::audit::json::cmp_utf16(&a.0, &b.0));
+        }
+        given
     }
 }
 
@@ -180,6 +232,9 @@ impl Walk<'_> {
     }
 
     fn object<N: Node>(&mut self, v: &mut N, ctx: Ctx) {
+        if self.scope == Scope::All {
+            self.redact_keys(v);
+        }
         let pair = if ctx == Ctx::None {
             v.member_text(is_name_key).map(keys::key_context)
         } else {
@@ -198,6 +253,22 @@ impl Walk<'_> {
             self.value(child, c, &[]);
             self.path.truncate(len);
         });
+    }
+}
+
+impl Walk<'_> {
+    /// Keys are text too: a key holding a secret (`{"Bearer eyJ…": 1}`) is renamed to
+    /// its redacted text, and its path is reported with the new key.
+    fn redact_keys<N: Node>(&mut self, v: &mut N) {
+        let redactor = self.redactor;
+        let given = v.rename_keys(&mut |k| match redactor.redact_str(k) {
+            std::borrow::Cow::Owned(clean) => Some(clean),
+            std::borrow::Cow::Borrowed(_) => None,
+        });
+        for k in given {
+            let sep = if self.path.is_empty() { "" } else { "." };
+            self.out.push(format!("{}{sep}{k}", self.path));
+        }
     }
 }
 
