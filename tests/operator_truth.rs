@@ -350,6 +350,53 @@ fn a_reload_ships_one_agent_reload_record_and_no_stop_or_start() {
     assert_eq!(stop["session_id"], start["session_id"], "one process");
 }
 
+#[test]
+fn a_reload_that_cannot_start_goes_back_to_the_running_configuration() {
+    let t = tempdir();
+    let sink = TestSink::start();
+    let good = lifecycle_config(t.path(), &sink, "200ms");
+    let cfg = write_config(t.path(), &good);
+    let d = Daemon::start(t.path(), &cfg);
+    let events = |what: &str| {
+        sink.records()
+            .into_iter()
+            .filter(|r| r["action"] == "agent_event" && r["metadata"]["source_event"] == what)
+            .count()
+    };
+    wait_until(Duration::from_secs(30), "agent_start", || {
+        events("agent_start") == 1
+    });
+    // Valid as a file, but its state directory cannot be made: under a regular file.
+    let blocker = t.path().join("not-a-dir");
+    std::fs::write(&blocker, "x").unwrap();
+    let state = t.path().join("state").display().to_string();
+    let bad = good.replace(&state, &blocker.join("state").display().to_string());
+    assert_ne!(bad, good);
+    std::fs::write(&cfg, &bad).unwrap();
+    d.signal(libc::SIGHUP);
+    wait_until(
+        Duration::from_secs(30),
+        "the fallback's agent_reload",
+        || events("agent_reload") == 1,
+    );
+    // Still running on the previous settings: it ships, and status says why the
+    // reload did not take.
+    write_chain(&t.path().join("audit/audit-1.jsonl"), 1, 0, 3, ZERO_HASH);
+    wait_until(
+        Duration::from_secs(30),
+        "shipping after the failed reload",
+        || sink.records().iter().filter(|r| r["seq"].is_u64()).count() == 3,
+    );
+    let out = status(t.path(), &["--state-dir".as_ref(), state.as_ref()]);
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("last reload was REFUSED"), "{stdout}");
+    assert!(stdout.contains("cannot start"), "{stdout}");
+    let (code, log) = d.stop(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("going back to the previous one"), "{log}");
+    assert_eq!((events("agent_start"), events("agent_stop")), (1, 1));
+}
+
 fn record_config(t: &Path, on_error: &str, dir: &Path) -> PathBuf {
     write_config(
         t,

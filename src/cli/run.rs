@@ -70,6 +70,10 @@ pub fn run(args: Args) -> ExitCode {
         };
         let (mut cfg, mut daemon) = (cfg, daemon);
         let mut begin = Begin::Start;
+        // The configuration the running pipeline was started on: a reloaded one that
+        // cannot start (a listener address taken, a certificate unreadable) gives way
+        // to it again, so a bad reload never stops the daemon.
+        let mut last_good: Option<(config::Config, config::daemon::DaemonConfig)> = None;
         loop {
             let mut next = None;
             let shutdown = async {
@@ -80,14 +84,24 @@ pub fn run(args: Args) -> ExitCode {
                 }
             };
             let hash = daemon.hash.clone();
-            crate::daemon::run_pipeline(cfg, daemon, begin, shutdown)
-                .await
-                .map_err(|e| {
+            let current = (cfg.clone(), daemon.clone());
+            if let Err(e) = crate::daemon::run_pipeline(cfg, daemon, begin, shutdown).await {
+                let Some(good) = last_good.take().filter(|_| e.before_start()) else {
                     tracing::error!(error = %e, "daemon failed");
-                })?;
+                    return Err(());
+                };
+                tracing::error!(error = %e, config_hash = %hash, "the reloaded configuration cannot start; going back to the previous one");
+                crate::daemon::note_reload(Some(format!("the new configuration cannot start: {e}")));
+                (cfg, daemon) = good;
+                begin = Begin::Reload {
+                    previous_config_hash: hash,
+                };
+                continue;
+            }
             match next {
                 Some(Event::Reload(new)) => {
                     tracing::info!(config_hash = %new.1.hash, "configuration reloaded: the pipeline starts again on it");
+                    last_good = Some(current);
                     (cfg, daemon) = *new;
                     begin = Begin::Reload {
                         previous_config_hash: hash,

@@ -204,7 +204,7 @@ pub enum OnError {
 }
 
 /// Validated configuration of the `record` producer.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RecordConfig {
     pub dir: PathBuf,
     pub user_id: Option<String>,
@@ -224,6 +224,7 @@ pub struct RecordConfig {
 }
 
 /// The validated configuration.
+#[derive(Clone)]
 pub struct Config {
     /// The main file; `None` for the built-in defaults (drop-ins may still apply).
     pub file: Option<PathBuf>,

@@ -37,6 +37,14 @@ pub enum DaemonError {
     ReaderFailed,
 }
 
+impl DaemonError {
+    /// Whether the pipeline failed while starting, before it read or shipped
+    /// anything: a previous configuration can take over.
+    pub fn before_start(&self) -> bool {
+        !matches!(self, DaemonError::ReaderFailed)
+    }
+}
+
 /// Installs rustls' ring provider once (reqwest is built without a default provider).
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
