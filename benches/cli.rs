@@ -1,7 +1,9 @@
 //! End-to-end figures for the producer and the auditor's tool, with the real binary:
 //!
 //! - `record`: wall time per call including process start, appending to a stream
-//!   whose current file already holds 100,000 events (p50/p90/p99/max);
+//!   whose current file already holds 100,000 events (p50/p90/p99/max), beside a
+//!   trivial process (`true`) started the same way just before each call; the bar
+//!   is `p99_over_trivial_ms`;
 //! - `verify`: MB/s over that stream, single-threaded, file in the page cache, and
 //!   its peak RSS (bounded: one line and the chain head at a time). VERIFY_EVENTS
 //!   (default 100,000) sets the stream's size, e.g. 1,300,000 for a 1 GB log.
@@ -46,34 +48,46 @@ fn main() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(2000);
         let payload = br#"{"session_id":"5f0c1e2a-8d3b-4c4e-9a7f-b6433c85b930","transcript_path":"/home/dev/.claude/projects/app/5f0c.jsonl","cwd":"/home/dev/src/app","hook_event_name":"PostToolUse","permission_mode":"default","tool_name":"Bash","tool_use_id":"toolu_01ABC","tool_input":{"command":"cargo test --workspace -- --nocapture","description":"run tests"},"tool_response":{"stdout":"test result: ok. 120 passed","stderr":"","interrupted":false},"duration_ms":5123}"#;
-        let mut times = Vec::with_capacity(calls);
-        for _ in 0..calls {
+        // Each `record` call is paired with a trivial process (`true`, given the same
+        // payload on stdin), run just before it: load on the machine weighs on both
+        // alike, and the bar is `record`'s p99 over the trivial process's.
+        let spawn = |program: &str, args: &[&str]| {
             let start = Instant::now();
-            let mut child = Command::new(bin)
-                .arg("record")
+            let mut child = Command::new(program)
+                .args(args)
                 .env("HOME", home.path())
                 .env("AUDITSHIP_CONFIG", "/dev/null")
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())
                 .spawn()
                 .unwrap();
-            child.stdin.take().unwrap().write_all(payload).unwrap();
+            // `true` may exit before reading: a broken pipe is its answer.
+            let _ = child.stdin.take().unwrap().write_all(payload);
             let status = child.wait().unwrap();
-            times.push(start.elapsed());
-            assert!(status.success());
+            assert!(status.success(), "{program} {args:?}");
+            start.elapsed()
+        };
+        let trivial = which_true();
+        let mut times = Vec::with_capacity(calls);
+        let mut base = Vec::with_capacity(calls);
+        for _ in 0..calls {
+            base.push(spawn(&trivial, &[]));
+            times.push(spawn(bin, &["record"]));
         }
         times.sort();
-        let pct = |p: f64| {
-            times[((times.len() as f64 * p).ceil() as usize).clamp(1, times.len()) - 1]
-                .as_secs_f64()
-                * 1e3
+        base.sort();
+        let pct = |v: &[std::time::Duration], p: f64| {
+            v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1].as_secs_f64() * 1e3
         };
         println!(
-            "{{\"bench\":\"record\",\"calls\":{calls},\"existing_events\":{n},\"p50_ms\":{:.3},\"p90_ms\":{:.3},\"p99_ms\":{:.3},\"max_ms\":{:.3}}}",
-            pct(0.50),
-            pct(0.90),
-            pct(0.99),
-            pct(1.0)
+            "{{\"bench\":\"record\",\"calls\":{calls},\"existing_events\":{n},\"p50_ms\":{:.3},\"p90_ms\":{:.3},\"p99_ms\":{:.3},\"max_ms\":{:.3},\"trivial_p50_ms\":{:.3},\"trivial_p99_ms\":{:.3},\"p99_over_trivial_ms\":{:.3}}}",
+            pct(&times, 0.50),
+            pct(&times, 0.90),
+            pct(&times, 0.99),
+            pct(&times, 1.0),
+            pct(&base, 0.50),
+            pct(&base, 0.99),
+            pct(&times, 0.99) - pct(&base, 0.99),
         );
     }
 
@@ -120,4 +134,13 @@ fn main() {
         );
     }
     let _ = size;
+}
+
+/// The path of `true`, the trivial process `record` is measured against.
+fn which_true() -> String {
+    ["/bin/true", "/usr/bin/true"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("true(1) is on every system this runs on")
+        .to_owned()
 }
