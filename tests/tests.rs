@@ -18,6 +18,7 @@ mod config_layers;
 mod config_truth;
 mod daemon;
 mod daemon_faults;
+mod doc_examples;
 mod integrity_edges;
 mod siem_servers;
 mod siem_sinks;
