@@ -91,22 +91,27 @@ impl Heartbeat {
     /// Stores one lifecycle record as a batch of its own. Returns the batch id.
     pub fn store(&self, what: &str, queue: &Queue) -> Result<u64, crate::queue::QueueError> {
         let line = self.event(what, queue);
-        let (received_at, _) = crate::record::utc_now();
-        let at = Origin {
-            source: "auditship",
-            stream: "agent",
-            file: "",
-            line: 0,
-            offset: 0,
-            received_at: &received_at,
-        };
         let mut records = Vec::with_capacity(line.len() + 512);
-        self.encoder
-            .encode_line(None, line.as_bytes(), None, &at, &mut records);
+        encode_agent_record(&self.encoder, &line, &mut records);
         queue.commit(&NewBatch {
             records,
             events: 1,
             ..Default::default()
         })
     }
+}
+
+/// Appends the shipped record of one of the daemon's own `agent_event` lines (not
+/// chained: source `auditship`, stream `agent`) to `out`.
+pub(super) fn encode_agent_record(encoder: &Encoder, line: &str, out: &mut Vec<u8>) {
+    let (received_at, _) = crate::record::utc_now();
+    let at = Origin {
+        source: "auditship",
+        stream: "agent",
+        file: "",
+        line: 0,
+        offset: 0,
+        received_at: &received_at,
+    };
+    encoder.encode_line(None, line.as_bytes(), None, &at, out);
 }

@@ -10,7 +10,7 @@
 //! entry (a symlink in a stream directory leading out of it) is logged and counted
 //! only: the stream itself still ships.
 
-use crate::check::{Encoder, Origin};
+use crate::check::Encoder;
 use crate::watch::{Refused, RefusedKind};
 use serde_json::json;
 use std::collections::HashSet;
@@ -76,16 +76,7 @@ impl Refusals {
                 RefusedKind::Directory => {
                     counts.directories.fetch_add(1, Ordering::Relaxed);
                     let line = self.event(source, r);
-                    let (received_at, _) = crate::record::utc_now();
-                    let at = Origin {
-                        source: "auditship",
-                        stream: "agent",
-                        file: "",
-                        line: 0,
-                        offset: 0,
-                        received_at: &received_at,
-                    };
-                    encoder.encode_line(None, line.as_bytes(), None, &at, out);
+                    super::heartbeat::encode_agent_record(encoder, &line, out);
                     records += 1;
                 }
             }
