@@ -594,3 +594,120 @@ pub(super) fn url_passwords(s: &str, hits: &mut Vec<Hit<'_>>) {
         }
     }
 }
+
+// ---- JSON inside text, keys behind escapes ----
+
+/// JSON written inside text (a `curl -d` body, a heredoc) whose key hides a key word
+/// behind escapes, `"pass\u0077ord": "…"`: the key is decoded and judged as a JSON key
+/// is, and a secret-named key's string or bare value goes. Keys without `\u` are read
+/// by the key-word detectors already.
+pub(super) fn escaped_json_keys<'n>(b: &[u8], hits: &mut Vec<Hit<'n>>) {
+    let mut done = 0;
+    for at in memchr::memmem::find_iter(b, b"\\u") {
+        if at < done {
+            continue;
+        }
+        let Some(open) = memchr::memrchr(b'"', &b[done..at]).map(|i| i + done) else {
+            // No quote before this escape: none before the next one either, up to here.
+            done = at;
+            continue;
+        };
+        let Some(close) = string_end(b, open + 1) else {
+            return;
+        };
+        done = close + 1;
+        let Some(key) = unescape(&b[open + 1..close]) else {
+            continue;
+        };
+        let Ctx::Secret(k) = key_context(&key) else {
+            continue;
+        };
+        let mut v = close + 1;
+        while b.get(v).is_some_and(|c| c.is_ascii_whitespace()) {
+            v += 1;
+        }
+        if b.get(v) != Some(&b':') {
+            continue;
+        }
+        v += 1;
+        while b.get(v).is_some_and(|c| c.is_ascii_whitespace()) {
+            v += 1;
+        }
+        let (start, end) = match b.get(v) {
+            Some(b'"') => match string_end(b, v + 1) {
+                Some(e) => (v + 1, e),
+                None => (v + 1, b.len()),
+            },
+            Some(_) => {
+                let e = v + b[v..]
+                    .iter()
+                    .position(|&c| matches!(c, b',' | b'}' | b']') || c.is_ascii_whitespace())
+                    .unwrap_or(b.len() - v);
+                (v, e)
+            }
+            None => continue,
+        };
+        if start < end && plausible(k, &b[start..end]) {
+            hits.push(Hit::new(start, end, RANK_ASSIGNMENT, k.name));
+            done = done.max(end);
+        }
+    }
+}
+
+/// The index of the `"` closing a JSON string whose text starts at `from`.
+fn string_end(b: &[u8], mut from: usize) -> Option<usize> {
+    while from < b.len() {
+        match b[from] {
+            b'\\' => from += 2,
+            b'"' => return Some(from),
+            _ => from += 1,
+        }
+    }
+    None
+}
+
+/// A JSON string's text decoded (`\uXXXX`, surrogate pairs, the one-letter escapes);
+/// `None` when it is not valid JSON string text or is long for a key.
+fn unescape(raw: &[u8]) -> Option<String> {
+    if raw.len() > 256 {
+        return None;
+    }
+    let text = std::str::from_utf8(raw).ok()?;
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    let hex = |chars: &mut std::str::Chars<'_>| {
+        let h: String = chars.by_ref().take(4).collect();
+        (h.len() == 4)
+            .then(|| u32::from_str_radix(&h, 16).ok())
+            .flatten()
+    };
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next()? {
+            'u' => {
+                let hi = hex(&mut chars)?;
+                let cp = if (0xD800..0xDC00).contains(&hi) {
+                    if chars.next()? != '\\' || chars.next()? != 'u' {
+                        return None;
+                    }
+                    let lo = hex(&mut chars)?;
+                    0x10000 + ((hi - 0xD800) << 10) + lo.checked_sub(0xDC00)?
+                } else {
+                    hi
+                };
+                out.push(char::from_u32(cp)?);
+            }
+            'n' => out.push('\n'),
+            't' => out.push('\t'),
+            'r' => out.push('\r'),
+            'b' => out.push('\u{8}'),
+            'f' => out.push('\u{c}'),
+            c @ ('"' | '\\' | '/') => out.push(c),
+            _ => return None,
+        }
+    }
+    Some(out)
+}

@@ -226,6 +226,9 @@ impl Redactor {
             x.find(s, RANK_EXTRA + i, hits);
         }
         keys::url_passwords(s, hits);
+        if memchr::memmem::find(b, b"\\u").is_some() {
+            keys::escaped_json_keys(b, hits);
+        }
         // Key words and program names match case-insensitively in an ASCII-lowercased
         // copy: same offsets.
         let lower = s.to_ascii_lowercase();

@@ -407,6 +407,39 @@ fn json_values_paths_and_key_context() {
 }
 
 #[test]
+fn json_in_text_with_escaped_keys() {
+    check(&owned(&[
+        (
+            r#"curl -d '{"user":"bob","pass\u0077ord":"hunter2"}' https://api/x"#.into(),
+            r#"curl -d '{"user":"bob","pass\u0077ord":"[REDACTED:secret_assignment]"}' https://api/x"#.into(),
+        ),
+        (
+            r#"{"\u0074oken": 123456, "n": 1}"#.into(),
+            r#"{"\u0074oken": [REDACTED:secret_assignment], "n": 1}"#.into(),
+        ),
+        (
+            r#"{"api\u005fkey" : "k-1\"x", "z":"\u0041"}"#.into(),
+            r#"{"api\u005fkey" : "[REDACTED:secret_assignment]", "z":"\u0041"}"#.into(),
+        ),
+        // A key that decodes to nothing secret, and escapes in values, stay.
+        (r#"{"na\u006de":"hunter2","x":"pass\u0077ord"}"#.into(), r#"{"na\u006de":"hunter2","x":"pass\u0077ord"}"#.into()),
+        (r#"{"pass\u0077ord":null,"b":"\ud83d\ude00"}"#.into(), r#"{"pass\u0077ord":null,"b":"\ud83d\ude00"}"#.into()),
+    ]));
+    // Hostile: many escapes, unterminated strings.
+    let r = Redactor::builtin();
+    // Quadratic code takes minutes on these; outputs are checked so the test is not
+    // vacuous.
+    for hostile in [r#""\u0041"#.repeat(50_000), r#"\u0041"#.repeat(100_000)] {
+        assert_eq!(r.redact_str(&hostile), hostile);
+    }
+    let unterminated = format!(r#"{{"pass\u0077ord":"{}"#, r#"\u0041"#.repeat(100_000));
+    assert_eq!(
+        r.redact_str(&unterminated),
+        r#"{"pass\u0077ord":"[REDACTED:secret_assignment]"#
+    );
+}
+
+#[test]
 fn scans_stay_linear_on_hostile_input() {
     // Key words inside one long rejected value, and stacked key words: quadratic
     // code takes minutes on these. Outputs are checked so the test is not vacuous.
