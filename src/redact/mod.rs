@@ -160,8 +160,24 @@ impl Redactor {
         for _ in 0..MAX_PASSES {
             match self.pass(&text, ctx, &[]) {
                 Some(next) => text = next,
-                None => break,
+                None => return text,
             }
+        }
+        // Still changing: each pass took one more piece of a value whose end the
+        // detectors cannot tell (an argument whose quote never closes, in text that
+        // is not a command line). Everything from the first byte the next pass would
+        // change goes under one marker, which leaves nothing to take.
+        for _ in 0..4 {
+            let Some(next) = self.pass(&text, ctx, &[]) else {
+                return text;
+            };
+            let same = text.bytes().zip(next.bytes()).take_while(|(a, b)| a == b);
+            let at = Self::cut_point(&text, floor_boundary(&text, same.count()));
+            text.truncate(at);
+            text.push_str(UNSETTLED);
+        }
+        if self.pass(&text, ctx, &[]).is_some() {
+            text = UNSETTLED.to_owned();
         }
         text
     }
@@ -583,6 +599,18 @@ const MARKER_OPEN: &str = "[REDACTED:";
 
 /// Passes after the first over a changed text (see [`Redactor::settle`]).
 const MAX_PASSES: usize = 16;
+
+/// What replaces the rest of a text whose redaction does not settle.
+const UNSETTLED: &str = "[REDACTED:unsettled]";
+
+/// The largest character boundary of `s` at or before `at`.
+fn floor_boundary(s: &str, mut at: usize) -> usize {
+    at = at.min(s.len());
+    while !s.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
 
 /// Replaces the hits in `s`, merging overlaps. Existing markers are never matched
 /// again: a hit inside one is dropped, and one that reaches into a marker is cut

@@ -863,3 +863,18 @@ fn hostile_repetitions_stay_linear() {
         );
     }
 }
+
+#[test]
+fn text_that_does_not_settle_ends_in_one_marker() {
+    // Found by fuzzing: `curl -u'` whose quote never closes, in text that is not a
+    // command line; each pass took one more word.
+    let data = "\u{fffd}\t#uCcu \"#u-H \"zad\":  curl -u']CCC\"}, \"cmd\": \"cu \"#ur -uC C]\"C\u{fffd}]CCC\"}, \"cmd\": \"cu \"#ur -uC C]\"C\u{fffd}Ccu \"#u-\u{fffd}r u]CCC3Cc\u{1c}def\" ht\" cmd\": \"cu \"#uCcu \"#u-\u{fffd}r u]CC\u{fffd}\u{fffd}Cc\u{1c}def\" ht \"cmd\":0\"cu \"cu \"#u-\u{fffd}r u]CCC3Cc\u{1c}def\" ht\" cmd\": \"cu#ur Atps:Cc.def\" \u{fffd}http]-Shpa";
+    let r = Redactor::builtin();
+    let once = r.redact_str(data);
+    assert!(
+        once.starts_with("\u{fffd}\t#uCcu \"#u-H \"zad\":  curl -u'"),
+        "{once}"
+    );
+    assert!(once.contains("[REDACTED:unsettled]"), "{once}");
+    assert_eq!(r.redact_str(&once), once, "idempotent");
+}
