@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod install_hooks;
+pub mod keyfile;
 pub mod queue;
 pub mod record;
 pub mod redact;

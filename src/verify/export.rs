@@ -16,8 +16,9 @@
 //! Unlike a stream on disk, an export is held in memory: putting records in `seq`
 //! order needs all of them. Memory grows with the export (about its size on disk).
 
+use super::checkpoints::Tracker;
 use super::{Located, StreamFile, Summary, open, read_line, with_path};
-use crate::audit::{self, Code, Keys, Verifier, canon, json};
+use crate::audit::{self, Checked, Code, Keys, Verifier, canon, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::path::Path;
@@ -372,6 +373,18 @@ impl Export {
         &self,
         group: &Group,
         keys: &Keys,
+        on_problem: impl FnMut(Located<'_>),
+    ) -> Summary {
+        self.verify_group_with(group, keys, None, on_problem)
+    }
+
+    /// [`Export::verify_group`], checking signed checkpoints too when `tracker` is
+    /// given.
+    pub fn verify_group_with(
+        &self,
+        group: &Group,
+        keys: &Keys,
+        mut tracker: Option<Tracker<'_>>,
         mut on_problem: impl FnMut(Located<'_>),
     ) -> Summary {
         let mut verifier = Verifier::new(keys.clone());
@@ -385,8 +398,15 @@ impl Export {
             }
             let place = |code, detail| r.located(&self.files, code, detail);
             problems.clear();
+            let mut extra: Vec<(&'static str, String)> = Vec::new();
             if let Some(event) = &r.event {
-                verifier.check_line(event.as_bytes(), &mut problems);
+                let checked = verifier.check_line(event.as_bytes(), &mut problems);
+                if let (Checked::Member { value, head, .. }, Some(t)) = (&checked, tracker.as_mut())
+                {
+                    t.member(value, *head, |code, detail| {
+                        extra.push((code, detail.to_owned()));
+                    });
+                }
             }
             for p in &problems {
                 if !r.redacted.is_empty() && p.code == Code::HashMismatch {
@@ -410,10 +430,16 @@ impl Export {
                 let detail = "a record with neither an event nor a problem";
                 summary.report(place(NOT_A_RECORD, detail), &mut on_problem);
             }
+            for (code, detail) in &extra {
+                summary.report(place(code, detail), &mut on_problem);
+            }
         }
         summary.members = verifier.members();
         summary.first = verifier.first();
         summary.last = verifier.head();
+        if let Some(t) = tracker {
+            t.finish(summary.first, summary.last, &mut summary, &mut on_problem);
+        }
         summary
     }
 }

@@ -12,6 +12,7 @@
 //!
 //! [`audit::Verifier`]: crate::audit::Verifier
 
+pub mod checkpoints;
 pub mod export;
 
 use crate::audit::{Checked, Head, Keys, LongLine, Problem, Verifier};
@@ -64,7 +65,9 @@ pub fn is_stream_file(name: &str) -> bool {
 }
 
 /// Groups command-line paths into streams: each directory is a stream of its own
-/// `*.jsonl` and `*.jsonl.gz` files in name order; all plain files given form one
+/// `*.jsonl` and `*.jsonl.gz` files in name order (a directory without such files
+/// whose subdirectories have them gives one stream per subdirectory, as the sealer's
+/// directory of users does); all plain files given form one
 /// stream in the order given. A file (or a directory whose first file) holding
 /// shipped records goes to the export instead. A path that does not exist is an
 /// error.
@@ -75,6 +78,13 @@ pub fn inputs_from_args(paths: &[PathBuf]) -> io::Result<Inputs> {
         let meta = std::fs::metadata(p).map_err(|e| with_path(e, p))?;
         if meta.is_dir() {
             let files = dir_files(p)?;
+            if files.is_empty() {
+                let nested = stream_subdirs(p)?;
+                if !nested.is_empty() {
+                    inputs.streams.extend(nested);
+                    continue;
+                }
+            }
             match files.first() {
                 Some(first) if export::is_export(&first.path)? => {
                     inputs.exports.extend(files.into_iter().map(|f| StreamFile {
@@ -146,6 +156,30 @@ pub fn one_stream(streams: Vec<Stream>) -> Stream {
         dir: false,
         files,
     }
+}
+
+/// The streams of a directory that holds stream directories rather than stream
+/// files (the sealer's `<dir>/<user>/`): each subdirectory with stream files, in
+/// name order. Symbolic links are not followed.
+fn stream_subdirs(dir: &Path) -> io::Result<Vec<Stream>> {
+    let mut streams = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| with_path(e, dir))? {
+        let entry = entry.map_err(|e| with_path(e, dir))?;
+        if !entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            continue;
+        }
+        let path = entry.path();
+        let files = dir_files(&path)?;
+        if !files.is_empty() {
+            streams.push(Stream {
+                label: path.display().to_string(),
+                dir: true,
+                files,
+            });
+        }
+    }
+    streams.sort_by(|a, b| a.label.cmp(&b.label));
+    Ok(streams)
 }
 
 /// A directory's stream files in name order (a `.gz` sorts as its uncompressed name).
@@ -220,6 +254,8 @@ pub struct Summary {
     /// An unterminated last line of the stream's last file: not yet complete, so not
     /// verified (a producer may still be writing it). `(file, line, bytes)`.
     pub pending: Option<(String, u64, u64)>,
+    /// What its signed checkpoints showed, when public keys were given.
+    pub checkpoints: Option<checkpoints::CheckpointSummary>,
 }
 
 impl Summary {
@@ -268,12 +304,24 @@ fn is_gzip_damage(file: &Path, e: &io::Error) -> bool {
 pub fn verify_stream(
     stream: &Stream,
     keys: &Keys,
+    on_problem: impl FnMut(Located<'_>),
+) -> io::Result<Summary> {
+    verify_stream_with(stream, keys, None, on_problem)
+}
+
+/// [`verify_stream`], checking signed checkpoints too when `tracker` is given.
+pub fn verify_stream_with(
+    stream: &Stream,
+    keys: &Keys,
+    mut tracker: Option<checkpoints::Tracker<'_>>,
     mut on_problem: impl FnMut(Located<'_>),
 ) -> io::Result<Summary> {
     let mut verifier = Verifier::new(keys.clone());
     let mut summary = Summary::default();
     let mut buf = Vec::with_capacity(64 * 1024);
     let mut problems = Vec::new();
+    // Problems of the checkpoint a line carries: (code, detail).
+    let mut extra: Vec<(&'static str, String)> = Vec::new();
     let last_index = stream.files.len().saturating_sub(1);
     let mut long = None;
     for (index, file) in stream.files.iter().enumerate() {
@@ -311,12 +359,27 @@ pub fn verify_stream(
                 break;
             }
             problems.clear();
+            extra.clear();
             let checked = match long.take().map(LongLine::finish) {
-                Some(scanned) => !matches!(
-                    verifier.check_scanned(&scanned, &mut problems),
-                    Checked::Blank
-                ),
-                None => !matches!(verifier.check_line(&buf, &mut problems), Checked::Blank),
+                Some(scanned) => {
+                    let checked = verifier.check_scanned(&scanned, &mut problems);
+                    // A line too long to hold is never a checkpoint event.
+                    if let (Checked::Member { head, .. }, Some(t)) = (&checked, tracker.as_mut()) {
+                        t.member(&crate::audit::json::Value::Null, *head, |_, _| {});
+                    }
+                    !matches!(checked, Checked::Blank)
+                }
+                None => {
+                    let checked = verifier.check_line(&buf, &mut problems);
+                    if let (Checked::Member { value, head, .. }, Some(t)) =
+                        (&checked, tracker.as_mut())
+                    {
+                        t.member(value, *head, |code, detail| {
+                            extra.push((code, detail.to_owned()));
+                        });
+                    }
+                    !matches!(checked, Checked::Blank)
+                }
             };
             if checked {
                 summary.events += 1;
@@ -324,11 +387,24 @@ pub fn verify_stream(
             for p in &problems {
                 summary.report(Located::of(&file.name, line_no, p), &mut on_problem);
             }
+            for (code, detail) in &extra {
+                let at = Located {
+                    file: &file.name,
+                    line: line_no,
+                    code,
+                    detail,
+                    shipped_at: None,
+                };
+                summary.report(at, &mut on_problem);
+            }
         }
     }
     summary.members = verifier.members();
     summary.first = verifier.first();
     summary.last = verifier.head();
+    if let Some(t) = tracker {
+        t.finish(summary.first, summary.last, &mut summary, &mut on_problem);
+    }
     summary.require_events(&stream.label, &mut on_problem);
     Ok(summary)
 }
