@@ -13,6 +13,7 @@ mod util;
 
 mod archive;
 mod check_config;
+mod checkpoints;
 mod cli_finish;
 mod config_layers;
 mod config_truth;
