@@ -191,6 +191,11 @@ pub async fn run_pipeline(
     let reader_alive = Arc::new(AtomicBool::new(true));
     let mut hints = crate::watch::Hints::new();
     let waker = hints.waker();
+    if let Some(s) = sealer.sealer() {
+        // A user's first sealed event makes a stream directory no watch covers yet.
+        let waker = hints.waker();
+        s.streams().on_new_stream(move || waker.wake());
+    }
     // Tells the main task when the reader ends, however it ends (a panic included).
     struct Done(Option<tokio::sync::oneshot::Sender<bool>>);
     impl Drop for Done {

@@ -91,7 +91,11 @@ pub struct Streams {
     commits: Arc<AtomicU64>,
     tasks: TaskTracker,
     closed: std::sync::atomic::AtomicBool,
+    /// Told when a stream directory is made, so the reader looks at once.
+    new_stream: Mutex<Option<NewStream>>,
 }
+
+type NewStream = Box<dyn Fn() + Send + Sync>;
 
 /// An open stream: its writer task's queue and its head.
 struct Stream {
@@ -118,6 +122,7 @@ impl Streams {
             commits: Arc::new(AtomicU64::new(0)),
             tasks: TaskTracker::new(),
             closed: std::sync::atomic::AtomicBool::new(false),
+            new_stream: Mutex::new(None),
         };
         for entry in std::fs::read_dir(dir).map_err(io_at(dir))? {
             let entry = entry.map_err(io_at(dir))?;
@@ -160,12 +165,16 @@ impl Streams {
         let stream = cell
             .get_or_try_init(|| async {
                 let (this, name) = (self.opening(), user.to_string());
-                tokio::task::spawn_blocking(move || this.start(&name))
+                let opened = tokio::task::spawn_blocking(move || this.start(&name))
                     .await
                     .map_err(|e| StreamError::Io {
                         path: PathBuf::new(),
                         source: io::Error::other(e),
-                    })?
+                    })?;
+                if let Some(tell) = &*self.new_stream.lock().unwrap_or_else(|e| e.into_inner()) {
+                    tell();
+                }
+                opened
             })
             .await
             .map_err(|e| e.to_string())?;
@@ -190,6 +199,12 @@ impl Streams {
     ) -> Result<Appended, String> {
         let (_, date) = crate::record::utc_now();
         self.append(user, event, date).await
+    }
+
+    /// Calls `tell` each time a new stream is opened (its directory made), in place
+    /// of what was told before.
+    pub fn on_new_stream(&self, tell: impl Fn() + Send + Sync + 'static) {
+        *self.new_stream.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(tell));
     }
 
     /// Every open stream's head, by name. Exists for signed checkpoints.
