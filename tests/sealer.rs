@@ -675,3 +675,84 @@ fn the_daemon_refuses_a_socket_directory_others_may_change_and_replaces_a_stale_
     );
     assert_eq!(std::fs::read_to_string(&s.socket).unwrap(), "mine");
 }
+
+#[test]
+fn install_hooks_writes_the_sealed_client_drop_in_next_to_the_hooks_configuration() {
+    let s = Setup::new("", "");
+    // The hooks' configuration: local mode until the drop-in says otherwise.
+    let main = s.root().join("etc/auditship.toml");
+    std::fs::create_dir_all(main.parent().unwrap()).unwrap();
+    chmod(main.parent().unwrap(), 0o755);
+    std::fs::write(&main, "[record]\non_error = \"block\"\n").unwrap();
+    chmod(&main, 0o644);
+    let settings = s.root().join("managed-settings.json");
+    let install = |extra: &[&str]| {
+        let mut c = cmd(s.root());
+        c.args([
+            "install-hooks",
+            "--scope",
+            "managed",
+            "--claude-version",
+            "2.1.120",
+        ])
+        .arg("--path")
+        .arg(&settings)
+        .arg("--config")
+        .arg(&main)
+        .arg("--sealed-socket")
+        .arg(&s.socket)
+        .args(extra);
+        c.output().unwrap()
+    };
+    let dry = install(&["--dry-run"]);
+    assert_eq!(dry.status.code(), Some(0), "{}", text(&dry.stderr));
+    assert!(
+        text(&dry.stdout).contains("would write"),
+        "{}",
+        text(&dry.stdout)
+    );
+    let drop_in = s.root().join("etc/conf.d/50-auditship-sealed.toml");
+    assert!(!drop_in.exists(), "a dry run writes nothing");
+
+    let out = install(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let meta = std::fs::metadata(&drop_in).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o644, "every user's record reads it");
+    let again = install(&[]);
+    assert!(
+        text(&again.stdout).contains("unchanged"),
+        "{}",
+        text(&again.stdout)
+    );
+    let hooks = std::fs::read_to_string(&settings).unwrap();
+    assert!(
+        hooks.contains(&format!("--config {}", main.display())),
+        "{hooks}"
+    );
+
+    // The hooks' `record` now goes to the sealer.
+    let daemon = s.start();
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(bin())
+        .args(["record", "--config"])
+        .arg(&main)
+        .env_clear()
+        .env("HOME", &s.home);
+    let out = run_with_stdin(c, pre_tool_use("s", "ls").to_string().as_bytes());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(s.events("nobody").len(), 1);
+    assert_eq!(std::fs::read_dir(&s.home).unwrap().count(), 0);
+    let out = cmd(s.root())
+        .arg("check-config")
+        .arg("--config")
+        .arg(&main)
+        .output()
+        .unwrap();
+    assert!(
+        text(&out.stdout).contains(&format!("socket = \"{}\"", s.socket.display())),
+        "{}",
+        text(&out.stdout)
+    );
+    daemon.stop(Duration::from_secs(20));
+}
