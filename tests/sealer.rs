@@ -347,6 +347,21 @@ fn concurrent_records_make_one_clean_chain() {
         &s.sealed.join("nobody"),
         &[(KID, std::fs::read_to_string(&s.key).unwrap().trim())],
     );
+    let status = cmd(s.root())
+        .arg("status")
+        .arg("--config")
+        .arg(&s.daemon_cfg)
+        .output()
+        .unwrap();
+    let status = text(&status.stdout);
+    assert!(
+        status.contains(&format!(
+            // The one refused: the test's probe for the socket, which sent nothing.
+            "sealer: {} on 1 stream: 400 events sealed, 0 digests, 1 refused, 0 turned away",
+            s.socket.display()
+        )),
+        "{status}"
+    );
     daemon.stop(Duration::from_secs(20));
 }
 

@@ -260,6 +260,11 @@ pub async fn run_pipeline(
         reader_alive,
         sinks: views,
         unhealthy_after: daemon.metrics.unhealthy_after,
+        sealer: sealer.sealer().map(|s| telemetry::SealerView {
+            listen: s.listen().display().to_string(),
+            stats: s.stats().clone(),
+            streams: s.streams().clone(),
+        }),
     });
     let beat = Arc::new(heartbeat::Heartbeat {
         encoder: Encoder::new(

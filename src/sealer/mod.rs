@@ -84,12 +84,12 @@ struct Shared {
     stats: Arc<Stats>,
 }
 
-/// Counts since the sealer started.
+/// Counts since the sealer started; each request counts once.
 #[derive(Debug, Default)]
 pub struct Stats {
-    /// Events sealed (digest events included).
+    /// Events sealed from whole payloads.
     pub sealed: AtomicU64,
-    /// Of those, payloads recorded as their digest.
+    /// Events sealed from a payload's digest (too large, or not arrived whole).
     pub digests: AtomicU64,
     /// Requests answered with an error (nothing recorded).
     pub refused: AtomicU64,
@@ -224,6 +224,11 @@ impl Sealer {
         &self.shared.stats
     }
 
+    /// The socket it listens on.
+    pub fn listen(&self) -> &std::path::Path {
+        &self.listen
+    }
+
     /// Whether `cfg` can be applied to this sealer in place ([`Sealer::update`]):
     /// same socket, directory, key and connection limit.
     pub fn fits(&self, cfg: &SealerConfig) -> bool {
@@ -346,10 +351,12 @@ async fn serve(conn: UnixStream, shared: &Shared) {
             }
         }
     };
-    match &answer {
-        Answer::Refused { .. } => shared.stats.refused.fetch_add(1, Ordering::Relaxed),
-        Answer::Sealed { .. } => shared.stats.sealed.fetch_add(1, Ordering::Relaxed),
+    let counter = match &answer {
+        Answer::Refused { .. } => &shared.stats.refused,
+        Answer::Sealed { note: None, .. } => &shared.stats.sealed,
+        Answer::Sealed { note: Some(_), .. } => &shared.stats.digests,
     };
+    counter.fetch_add(1, Ordering::Relaxed);
     let Some(mut conn) = conn else {
         return;
     };
@@ -619,7 +626,6 @@ async fn seal(
     let Request { header, body } = request;
     let note = match &body {
         Body::Digest { error, .. } => {
-            shared.stats.digests.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(uid = peer.uid, pid = peer.pid, %error, "sealer: payload recorded as its digest");
             Some(format!(
                 "recorded as the payload's SHA-256 and length: {error}"
