@@ -48,8 +48,10 @@ use tokio_util::task::TaskTracker;
 /// The first bytes of a payload kept only as its digest, read for its top-level
 /// members (event name, session, cwd).
 const DIGEST_PREFIX: usize = 64 * 1024;
-/// Payload bytes read at a time.
+/// Payload bytes read at a time once a payload is hashed rather than held.
 const CHUNK: usize = 64 * 1024;
+/// Room made for a held payload before each read, at least.
+const MIN_SPARE: usize = 4 * 1024;
 /// How long writing an answer may take.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -335,7 +337,13 @@ async fn serve(conn: UnixStream, shared: &Shared) {
         .read()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
-    let (conn, answer) = match peer::of(&conn) {
+    let peer = match peer::credentials(&conn) {
+        Ok(c) => tokio::task::spawn_blocking(move || c.named())
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let (conn, answer) = match peer {
         Err(e) => {
             let error = format!("cannot tell who is calling (SO_PEERCRED): {e}");
             (Some(conn), Answer::Refused { error })
@@ -484,9 +492,13 @@ async fn read_payload(
             );
             return digest_rest(conn, buf, why, deadline).await;
         }
-        if buf.capacity() - buf.len() < CHUNK {
+        if buf.capacity() - buf.len() < MIN_SPARE {
+            // Doubling from a small start: a request holds about what it sent.
             let cap = limits.max_payload_bytes as usize + CHUNK;
-            let more = buf.capacity().max(CHUNK).min(cap.saturating_sub(buf.len()));
+            let more = buf
+                .capacity()
+                .max(MIN_SPARE * 2)
+                .min(cap.saturating_sub(buf.len()));
             let total = (buf.len() + more) as u64;
             if !reserved.hold(total, limits.max_buffered_bytes) {
                 let why = format!(

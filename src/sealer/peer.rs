@@ -16,8 +16,29 @@ pub struct Peer {
     pub user: String,
 }
 
+/// What the kernel says of the process that connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Credentials {
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: i32,
+}
+
+impl Credentials {
+    /// The peer, named from the user database. Blocking: the database may be a
+    /// network service (NSS).
+    pub fn named(self) -> Peer {
+        Peer {
+            uid: self.uid,
+            gid: self.gid,
+            pid: self.pid,
+            user: stream_name(self.uid, crate::users::name_of(self.uid)),
+        }
+    }
+}
+
 /// The credentials of the process that connected `socket` (`SO_PEERCRED`).
-pub fn of(socket: &impl AsRawFd) -> std::io::Result<Peer> {
+pub fn credentials(socket: &impl AsRawFd) -> std::io::Result<Credentials> {
     let mut cred = libc::ucred {
         pid: 0,
         uid: 0,
@@ -38,11 +59,10 @@ pub fn of(socket: &impl AsRawFd) -> std::io::Result<Peer> {
     if rc != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    Ok(Peer {
+    Ok(Credentials {
         uid: cred.uid,
         gid: cred.gid,
         pid: cred.pid,
-        user: stream_name(cred.uid, crate::users::name_of(cred.uid)),
     })
 }
 
@@ -71,7 +91,7 @@ mod tests {
     #[test]
     fn the_kernel_names_this_process() {
         let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-        let p = of(&a).unwrap();
+        let p = credentials(&a).unwrap().named();
         // SAFETY: getuid, getgid and getpid cannot fail.
         let (uid, gid, pid) = unsafe { (libc::getuid(), libc::getgid(), libc::getpid()) };
         assert_eq!((p.uid, p.gid, p.pid), (uid, gid, pid));

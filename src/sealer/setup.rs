@@ -134,7 +134,7 @@ fn remove_stale(path: &Path) -> io::Result<()> {
 }
 
 /// The sealer's key as `kid`: read from `file`, or, when there is no such file,
-/// created there (0600, synced) and logged.
+/// created there (0600, synced; its directory 0700 when missing) and logged.
 pub fn hmac_key(kid: &str, file: &Path) -> io::Result<Keys> {
     let key = match crate::verify::read_key_file(file) {
         Ok(k) => k,
@@ -147,6 +147,11 @@ pub fn hmac_key(kid: &str, file: &Path) -> io::Result<Keys> {
 }
 
 fn create_key(file: &Path) -> io::Result<Vec<u8>> {
+    if let Some(dir) = file.parent().filter(|p| !p.as_os_str().is_empty())
+        && !dir.exists()
+    {
+        DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    }
     let mut key = [0u8; 32];
     fill_random(&mut key)?;
     let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
@@ -265,7 +270,7 @@ mod tests {
     #[test]
     fn a_missing_key_is_created_once_and_read_after() {
         let t = temp("key");
-        let f = t.join("sealer.key");
+        let f = t.join("state/sealer.key");
         let a = hmac_key("k", &f).unwrap();
         assert_eq!(std::fs::metadata(&f).unwrap().mode() & 0o777, 0o600);
         let b = hmac_key("k", &f).unwrap();

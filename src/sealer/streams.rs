@@ -112,8 +112,9 @@ struct Job {
 impl Streams {
     /// The streams under `dir` (an existing private directory), sealed with the key
     /// `kid` of `keys`. Every stream already there is opened (its head read, its lock
-    /// taken), so [`Streams::heads`] names them all from the start. Call from a
-    /// blocking context inside the runtime.
+    /// taken), so [`Streams::heads`] names them all from the start; one that cannot be
+    /// opened is logged and tried again at its next event. Call from a blocking
+    /// context inside the runtime.
     pub fn open(dir: &Path, kid: &str, keys: &Keys) -> Result<Streams, StreamError> {
         let streams = Streams {
             dir: dir.to_path_buf(),
@@ -136,9 +137,14 @@ impl Streams {
                 }
                 continue;
             }
-            let stream = streams.start(&name)?;
-            let cell = Arc::new(OnceCell::new_with(Some(stream)));
-            streams.lock_map().insert(name, cell);
+            // A stream that cannot open now is tried again at its next event.
+            match streams.start(&name) {
+                Ok(stream) => {
+                    let cell = Arc::new(OnceCell::new_with(Some(stream)));
+                    streams.lock_map().insert(name, cell);
+                }
+                Err(e) => tracing::error!(stream = %name, error = %e, "sealed stream cannot be opened"),
+            }
         }
         Ok(streams)
     }
