@@ -487,11 +487,22 @@ fn hostile_clients_stall_no_one_and_exhaust_nothing() {
 fn connections_beyond_the_limit_are_answered_at_once() {
     let s = Setup::new("max_connections = 2\n", "");
     let daemon = s.start();
+    // The start-up probe's connection is let go first.
+    std::thread::sleep(Duration::from_millis(300));
     let held: Vec<UnixStream> = (0..2)
         .map(|_| UnixStream::connect(&s.socket).unwrap())
         .collect();
-    // The sealer has taken both before the next one arrives.
+    // The sealer has taken both, and answered neither, before the next one arrives.
     std::thread::sleep(Duration::from_millis(300));
+    for mut h in &held {
+        h.set_nonblocking(true).unwrap();
+        let e = h.read(&mut [0u8; 64]).unwrap_err();
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock,
+            "a held connection is waited on"
+        );
+    }
     let mut third = UnixStream::connect(&s.socket).unwrap();
     let answer = read_answer(&mut third, Duration::from_secs(2));
     assert_eq!(answer["ok"], false, "{answer}");

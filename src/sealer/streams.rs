@@ -143,7 +143,9 @@ impl Streams {
                     let cell = Arc::new(OnceCell::new_with(Some(stream)));
                     streams.lock_map().insert(name, cell);
                 }
-                Err(e) => tracing::error!(stream = %name, error = %e, "sealed stream cannot be opened"),
+                Err(e) => {
+                    tracing::error!(stream = %name, error = %e, "sealed stream cannot be opened")
+                }
             }
         }
         Ok(streams)
