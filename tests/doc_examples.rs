@@ -11,12 +11,13 @@ use clap::{CommandFactory, Parser};
 use std::path::Path;
 
 /// The doc files whose shell examples are checked.
-const DOCS: [&str; 7] = [
+const DOCS: [&str; 8] = [
     "README.md",
     "docs/FORMAT.md",
     "docs/SINKS.md",
     "docs/ARCHIVE.md",
     "docs/SHAPES.md",
+    "docs/SEALER.md",
     "systemd/README.md",
     "packaging/README.md",
 ];

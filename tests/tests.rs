@@ -37,6 +37,7 @@ mod record_content;
 mod record_edges;
 mod redact_catalogue;
 mod s3;
+mod sealer;
 mod vectors;
 mod verify;
 mod verify_edges;

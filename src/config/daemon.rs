@@ -376,6 +376,8 @@ pub struct DaemonConfig {
     pub queue: QueueConfig,
     pub archive: crate::archive::ArchiveConfig,
     pub metrics: MetricsConfig,
+    /// `[sealer]`, when the daemon runs one.
+    pub sealer: Option<super::sealer::SealerConfig>,
     /// Identifies the configuration a host runs (status, metrics, heartbeats).
     pub hash: String,
     /// Settings whose value came from the environment (`${VAR}`): `check-config`
@@ -460,6 +462,50 @@ fn record_errors_source(raw: &RawConfig) -> SourceConfig {
         keys: Keys::new(),
         max_line_bytes: 4 << 20,
     }
+}
+
+/// The sealed streams are shipped like any source, with no configuration of their
+/// own: a chained source over `<dir>/*`, checked with the sealer's key, unless a
+/// `[[source]]` already covers them (that one gets the key when it lacks it).
+fn add_sealed_source(
+    s: &super::sealer::SealerConfig,
+    sources: &mut Vec<SourceConfig>,
+    e: &mut Errors<'_>,
+) {
+    let probe = s.dir.join("user");
+    let mut covered = false;
+    for src in sources.iter_mut() {
+        if src.paths.iter().any(|p| super::coverage::covers(p, &probe)) {
+            covered = true;
+            if let Some(keys) = &s.hmac_key
+                && !src.keys.contains(&s.hmac_kid)
+            {
+                src.keys.merge(keys);
+            }
+        }
+    }
+    if covered {
+        return;
+    }
+    let name = super::sealer::SEALED_SOURCE;
+    if sources.iter().any(|src| src.name == name) {
+        e.push(format!(
+            "sealer.dir: the source {name:?} does not cover {}/*; cover it there or rename that source",
+            s.dir.display()
+        ));
+        return;
+    }
+    sources.push(SourceConfig {
+        name: name.into(),
+        paths: vec![format!(
+            "{}/*",
+            globset::escape(&s.dir.display().to_string())
+        )],
+        files: "*.jsonl".into(),
+        format: SourceFormat::AuditshipV1,
+        keys: s.hmac_key.clone().unwrap_or_default(),
+        max_line_bytes: 4 << 20,
+    });
 }
 
 impl DaemonConfig {
@@ -889,6 +935,13 @@ impl DaemonConfig {
                 Duration::from_secs(300),
             ),
         };
+        let sealer = raw
+            .sealer
+            .as_ref()
+            .map(|r| super::sealer::SealerConfig::from_raw(r, e.list));
+        if let Some(s) = &sealer {
+            add_sealed_source(s, &mut sources, &mut e);
+        }
         DaemonConfig {
             agent,
             sources,
@@ -896,6 +949,7 @@ impl DaemonConfig {
             queue,
             archive,
             metrics,
+            sealer,
             hash: String::new(),
             from_env: Vec::new(),
         }

@@ -36,6 +36,16 @@ pub fn fallback_file(flag: Option<&Path>) -> Option<std::path::PathBuf> {
     })
 }
 
+/// The `[record] socket` the configuration files name (`~` expanded), read without
+/// loading them: sealed mode needs nothing else from the files.
+pub fn socket(flag: Option<&Path>) -> Option<std::path::PathBuf> {
+    last_in_files(flag, |text| {
+        let socket = string_in(text, "record", "socket")?;
+        let path = super::expand_home(socket.trim());
+        path.is_absolute().then_some(path)
+    })
+}
+
 /// What `read` finds in the configuration files, the last file that says it winning.
 fn last_in_files<T>(flag: Option<&Path>, read: impl Fn(&str) -> Option<T>) -> Option<T> {
     let (main, dir) = layers::locate(flag);
