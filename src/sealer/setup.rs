@@ -134,7 +134,8 @@ fn remove_stale(path: &Path) -> io::Result<()> {
 }
 
 /// The sealer's key as `kid`: read from `file`, or, when there is no such file,
-/// created there (0600, synced; its directory 0700 when missing) and logged.
+/// created there (0600, synced; its directory, when missing, 0755 like /etc's) and
+/// logged.
 pub fn hmac_key(kid: &str, file: &Path) -> io::Result<Keys> {
     let key = match crate::verify::read_key_file(file) {
         Ok(k) => k,
@@ -169,7 +170,7 @@ fn create_key(file: &Path) -> io::Result<Vec<u8>> {
     if let Some(dir) = file.parent().filter(|p| !p.as_os_str().is_empty())
         && !dir.exists()
     {
-        DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        DirBuilder::new().recursive(true).mode(0o755).create(dir)?;
     }
     let mut key = [0u8; 32];
     fill_random(&mut key)?;
