@@ -81,6 +81,16 @@ pub struct NewBatch {
     pub remove: Vec<Vec<u8>>,
 }
 
+/// The newest stored batch, as sinks are told of it: its id, and whether the reader
+/// had read every file to its end when it stored it (the live edge). Only then may a
+/// sink wait for a fuller request; a batch stored because it was full, or because the
+/// queue was full with more to read, means more follows as fast as sinks take it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tip {
+    pub id: u64,
+    pub caught_up: bool,
+}
+
 /// A stored batch as a sink reads it.
 #[derive(Debug, Clone)]
 pub struct Batch {

@@ -10,16 +10,19 @@
 
 pub mod record;
 pub mod replay;
+mod run;
 pub mod shape;
 pub mod sinks;
 pub mod tls;
+mod window;
+
+pub use run::run_sink;
 
 use crate::config::daemon::SinkConfig;
 use crate::queue::{Batch, Queue};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// What a sink said about one request.
@@ -71,243 +74,6 @@ struct Unit {
     complete: bool,
     events: u32,
     records: bytes::Bytes,
-}
-
-/// Runs one sink until `cancel` fires. `committed` carries the newest batch id.
-pub async fn run_sink(
-    cfg: SinkConfig,
-    mut sink: sinks::Sink,
-    queue: Arc<Queue>,
-    mut committed: watch::Receiver<u64>,
-    draining: CancellationToken,
-    cancel: CancellationToken,
-    stats: Arc<SinkStats>,
-) {
-    let name = cfg.name.clone();
-    // Everything up to `cursor` was shipped; up to `acks.durable` (≤ cursor) that is
-    // also recorded in the queue. An ack is stored while the next request is sent,
-    // and the next batches are read while this one is sent, so a request cycle costs
-    // the slowest of the three steps rather than their sum.
-    let Some(durable) = blocking(&queue, {
-        let name = name.clone();
-        move |q| q.cursor(&name)
-    })
-    .await
-    else {
-        return;
-    };
-    let mut acks = Acks {
-        queue: queue.clone(),
-        sink: name.clone(),
-        durable,
-        storing: None,
-    };
-    let mut cursor = durable;
-    let mut read_ahead: Option<(u64, tokio::task::JoinHandle<Option<Vec<Batch>>>)> = None;
-    // Sends not confirmed yet, for sinks without acknowledgements (syslog): the
-    // last batch id of each and where the stream stood after it.
-    let mut unconfirmed: std::collections::VecDeque<(u64, sinks::syslog::Mark)> =
-        Default::default();
-    let limits = (cfg.max_events, cfg.max_bytes);
-    let pool = Pool::default();
-    loop {
-        if cancel.is_cancelled() {
-            return;
-        }
-        if !unconfirmed.is_empty() {
-            match confirm(&mut sink, &mut unconfirmed) {
-                Confirmed::Upto(id) => {
-                    if !acks.ack(id).await {
-                        cursor = acks.durable;
-                        unconfirmed.clear();
-                        read_ahead = None;
-                        if sleep_or_cancel(Duration::from_secs(1), &cancel).await {
-                            return;
-                        }
-                        continue;
-                    }
-                }
-                Confirmed::Nothing => {}
-                Confirmed::Lost => {
-                    // The connection broke before these were confirmed: send again
-                    // from the last stored ack.
-                    let _ = acks.settle().await;
-                    tracing::warn!(sink = %name, from = acks.durable, to = cursor, "connection lost before delivery was confirmed; sending those batches again");
-                    cursor = acks.durable;
-                    unconfirmed.clear();
-                    read_ahead = None;
-                }
-            }
-        }
-        let batches = match read_ahead.take() {
-            Some((after, task)) if after == cursor => task.await.ok().flatten(),
-            _ => collect(&queue, cursor, limits, &pool).await,
-        };
-        let Some(batches) = batches else {
-            // Storage failed: wait and retry.
-            if sleep_or_cancel(Duration::from_secs(1), &cancel).await {
-                return;
-            }
-            continue;
-        };
-        if batches.is_empty() {
-            // Before idling (or returning), the last ack must be stored.
-            if !acks.settle().await {
-                cursor = acks.durable;
-                unconfirmed.clear();
-                if sleep_or_cancel(Duration::from_secs(1), &cancel).await {
-                    return;
-                }
-                continue;
-            }
-            if !unconfirmed.is_empty() {
-                // Ask again shortly; nothing else to do meanwhile.
-                if sleep_or_cancel(Duration::from_millis(100), &cancel).await {
-                    return;
-                }
-                continue;
-            }
-            if draining.is_cancelled() && *committed.borrow() <= cursor {
-                return; // drained
-            }
-            // Idle: nothing runs until the reader commits or shutdown begins.
-            tokio::select! {
-                r = committed.changed() => {
-                    if r.is_err() && !draining.is_cancelled() {
-                        // The reader is gone; wait for shutdown.
-                        draining.cancelled().await;
-                    }
-                }
-                _ = cancel.cancelled() => return,
-                _ = draining.cancelled(), if !draining.is_cancelled() => {}
-            }
-            continue;
-        }
-        // Linger for a fuller request unless draining.
-        let events: u32 = batches.iter().map(|b| b.events).sum();
-        let age = crate::queue::now_ms().saturating_sub(batches[0].created_ms);
-        let wait = cfg.max_wait.as_millis() as u64;
-        let bytes: usize = batches.iter().map(|b| b.records.len()).sum();
-        let last = batches.last().map_or(cursor, |b| b.id);
-        // Waiting helps only when every stored batch was taken and there is room for
-        // more; when the next batch did not fit, the request is as full as it gets.
-        let fuller_possible = (events as usize) < cfg.max_events
-            && bytes < cfg.max_bytes
-            && *committed.borrow() <= last
-            && !queue.is_full();
-        if fuller_possible && age < wait && !draining.is_cancelled() {
-            let rest = Duration::from_millis(wait - age);
-            tokio::select! {
-                _ = tokio::time::sleep(rest) => {}
-                _ = cancel.cancelled() => return,
-                _ = draining.cancelled() => {}
-            }
-            continue;
-        }
-        if *committed.borrow() > last {
-            let (q, p) = (queue.clone(), pool.clone());
-            read_ahead = Some((
-                last,
-                tokio::spawn(async move { collect(&q, last, limits, &p).await }),
-            ));
-        }
-        for unit in units(batches, &cfg) {
-            if !ship_unit(&cfg, &mut sink, &queue, &unit, &cancel, &stats).await {
-                return; // cancelled
-            }
-            let unit = pool.reclaim(unit);
-            if !unit.complete {
-                // Part of a batch too big for one request. Without acknowledgements,
-                // the part's connection must also be confirmed: its mark goes in
-                // under the previous batch's id, so a connection lost in between
-                // sends the whole batch again.
-                if let Some(mark) = sink.mark() {
-                    unconfirmed.push_back((unit.last_id.saturating_sub(1).max(acks.durable), mark));
-                }
-                continue;
-            }
-            cursor = unit.last_id;
-            if let Some(mark) = sink.mark() {
-                // Confirmed later, before the cursor is stored.
-                unconfirmed.push_back((unit.last_id, mark));
-            } else if !acks.ack(unit.last_id).await {
-                // Could not persist the cursor: what was shipped since the last
-                // stored ack is sent again, after a pause (storage trouble does not
-                // clear up in microseconds).
-                read_ahead = None;
-                cursor = acks.durable;
-                unconfirmed.clear();
-                if sleep_or_cancel(Duration::from_secs(1), &cancel).await {
-                    return;
-                }
-                break;
-            }
-        }
-    }
-}
-
-/// The sink's stored cursor and the ack being stored.
-struct Acks {
-    queue: Arc<Queue>,
-    sink: String,
-    /// The newest ack known stored.
-    durable: u64,
-    storing: Option<(u64, tokio::task::JoinHandle<Option<()>>)>,
-}
-
-impl Acks {
-    /// Starts storing `id` as the cursor once the previous ack is stored (acks are
-    /// stored in order). False if the previous one failed (logged).
-    async fn ack(&mut self, id: u64) -> bool {
-        if !self.settle().await {
-            return false;
-        }
-        let (q, n) = (self.queue.clone(), self.sink.clone());
-        self.storing = Some((
-            id,
-            tokio::spawn(async move { blocking(&q, move |q| q.ack(&n, id)).await }),
-        ));
-        true
-    }
-
-    /// Waits for the ack being stored, if any. False if storing it failed.
-    async fn settle(&mut self) -> bool {
-        match self.storing.take() {
-            None => true,
-            Some((id, task)) => match task.await.ok().flatten() {
-                Some(()) => {
-                    self.durable = self.durable.max(id);
-                    true
-                }
-                None => false,
-            },
-        }
-    }
-}
-
-enum Confirmed {
-    Nothing,
-    Upto(u64),
-    Lost,
-}
-
-/// Confirms what can be of the unconfirmed sends, oldest first.
-fn confirm(
-    sink: &mut sinks::Sink,
-    unconfirmed: &mut std::collections::VecDeque<(u64, sinks::syslog::Mark)>,
-) -> Confirmed {
-    let mut upto = None;
-    while let Some((id, mark)) = unconfirmed.front() {
-        match sink.confirm(mark) {
-            sinks::syslog::Confirm::Yes => {
-                upto = Some(*id);
-                unconfirmed.pop_front();
-            }
-            sinks::syslog::Confirm::NotYet => break,
-            sinks::syslog::Confirm::Lost => return Confirmed::Lost,
-        }
-    }
-    upto.map_or(Confirmed::Nothing, Confirmed::Upto)
 }
 
 /// Sends one unit until every record of it is acknowledged or stored as a dead
@@ -539,21 +305,23 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-/// Consecutive batches after `cursor`, up to the sink's request size
-/// (`(max_events, max_bytes)`).
+/// Consecutive batches after `cursor`, as many as fit one request
+/// (`(max_events, max_bytes)`) beside `held` (events, bytes) already in it. A first
+/// batch over the limits alone is taken (it goes out in parts).
 async fn collect(
     queue: &Arc<Queue>,
     cursor: u64,
     (max_events, max_bytes): (usize, usize),
+    held: (usize, usize),
     pool: &Pool,
 ) -> Option<Vec<Batch>> {
     let pool = pool.clone();
     blocking(queue, move |q| {
         let mut out: Vec<Batch> = Vec::new();
-        let (mut events, mut bytes) = (0usize, 0usize);
+        let (mut events, mut bytes) = held;
         let mut after = cursor;
         while let Some(b) = q.next_after_into(after, pool.take())? {
-            if !out.is_empty()
+            if (events, bytes) != (0, 0)
                 && (events + b.events as usize > max_events || bytes + b.records.len() > max_bytes)
             {
                 pool.put(b.records);
@@ -575,14 +343,23 @@ async fn collect(
 /// Request buffers kept for reuse: a sink reads every batch into one of a few
 /// buffers instead of a fresh allocation of its size, so the allocator neither
 /// fragments nor pages them in and out.
-#[derive(Clone, Default)]
-struct Pool(Arc<Mutex<Vec<Vec<u8>>>>);
+#[derive(Clone)]
+struct Pool {
+    free: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// Buffers kept at most.
+    keep: usize,
+}
 
 impl Pool {
-    const KEEP: usize = 3;
+    fn new(keep: usize) -> Pool {
+        Pool {
+            free: Arc::default(),
+            keep,
+        }
+    }
 
     fn take(&self) -> Vec<u8> {
-        self.0
+        self.free
             .lock()
             .ok()
             .and_then(|mut v| v.pop())
@@ -591,8 +368,8 @@ impl Pool {
 
     fn put(&self, mut buf: Vec<u8>) {
         buf.clear();
-        if let Ok(mut v) = self.0.lock()
-            && v.len() < Self::KEEP
+        if let Ok(mut v) = self.free.lock()
+            && v.len() < self.keep
         {
             v.push(buf);
         }
@@ -713,6 +490,7 @@ mod tests {
             max_events,
             max_bytes,
             max_wait: Duration::ZERO,
+            max_in_flight: 1,
             retry_initial: Duration::from_millis(100),
             retry_max_delay: Duration::from_secs(2),
         }
