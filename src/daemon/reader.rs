@@ -119,6 +119,10 @@ pub struct Reader {
     buf: Vec<u8>,
     /// When a pause was last logged, and the pause count then.
     pause_logged: Option<(Instant, u64)>,
+    /// This pass stored a batch before its end (a full one, or before pausing for a
+    /// full queue): it is working through a backlog, and its last batch is the rest
+    /// of it, not records that trickled in at the live edge.
+    backlog: bool,
     /// Symlinks refused, reported once per path.
     pub refusals: Refusals,
 }
@@ -203,6 +207,7 @@ impl Reader {
             stats: Arc::default(),
             buf: Vec::new(),
             pause_logged: None,
+            backlog: false,
             refusals: Refusals::default(),
         })
     }
@@ -295,6 +300,7 @@ impl Reader {
 
     /// One rescan: every stream, every file, every new complete line.
     pub fn pass(&mut self, hints: &mut Hints) -> Result<(), PassError> {
+        self.backlog = false;
         let mut listings = Vec::new();
         let mut present: HashSet<Vec<u8>> = HashSet::new();
         let mut refused = Vec::new();
@@ -349,9 +355,10 @@ impl Reader {
                 }
             }
         }
-        // Every file was read to its end: the reader is at the live edge, and says so
-        // with this batch (a sink may wait for more to fill a request).
-        self.commit(true)?;
+        // Every file was read to its end. If that took no more than this batch, the
+        // reader is at the live edge and says so with it (a sink may wait for more to
+        // fill a request); the rest of a backlog goes out at once.
+        self.commit(!self.backlog)?;
         // Caught up: what was read is durable before the reader idles.
         self.settle()?;
         let files: usize = self.streams.values().map(|s| s.tails.len()).sum();
@@ -679,10 +686,13 @@ impl Reader {
     }
 
     /// Commits the pending records with the checkpoints of every changed stream.
-    /// `caught_up`: every file was read to its end (the batch closes a pass), rather
-    /// than the batch being full or the queue full with more to read; sinks learn it
-    /// with the batch id ([`Tip`]).
+    /// `caught_up`: the batch holds all the reader found since it was last caught
+    /// up, every file read to its end, rather than being full or stored before a
+    /// pause with more to read; sinks learn it with the batch id ([`Tip`]).
     fn commit(&mut self, caught_up: bool) -> Result<(), PassError> {
+        if !caught_up && self.pending.events > 0 {
+            self.backlog = true;
+        }
         // The batch buffer is reused from commit to commit: allocated once at full
         // size, it never regrows or churns the allocator on the hot path.
         let batch = &mut self.pending;

@@ -82,9 +82,11 @@ pub struct NewBatch {
 }
 
 /// The newest stored batch, as sinks are told of it: its id, and whether the reader
-/// had read every file to its end when it stored it (the live edge). Only then may a
-/// sink wait for a fuller request; a batch stored because it was full, or because the
-/// queue was full with more to read, means more follows as fast as sinks take it.
+/// was at the live edge when it stored it (it had read every file to its end, and
+/// found no more than this batch since it last was). Only then may a sink wait for a
+/// fuller request. A batch stored because it was full, before a pause for a full
+/// queue, or as the rest of a backlog means more follows, or nothing soon: it goes
+/// out at once.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tip {
     pub id: u64,
