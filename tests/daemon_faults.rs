@@ -656,10 +656,11 @@ fn thirty_seconds_of_503_with_retry_after_lose_nothing_and_duplicate_nothing() {
         .collect();
     assert_exactly_once(&tally.snapshot(), &hashes(&files).into_iter().collect());
     assert!(tally.with_problems.lock().unwrap().is_empty());
-    // One sink retries one request at a time, waiting at least `Retry-After` (1 s)
-    // between tries: at most ~30 tries in 30 s, and it never stopped trying.
+    // The first answers refuse the requests out (4 by default, `max_in_flight`); then
+    // one request probes the receiver while the others wait, at least `Retry-After`
+    // (1 s) between tries: at most ~30 tries in 30 s, and it never stopped trying.
     assert!(
-        n503 <= 32,
+        n503 <= 32 + 3,
         "{n503} requests in a 30 s outage: Retry-After: 1 was not honoured"
     );
     assert!(
@@ -689,7 +690,7 @@ fn a_full_queue_pauses_reading_and_loses_nothing() {
         t.path(),
         &source("full", &dir, ""),
         &sink.addr,
-        "[queue]\nmax_bytes = 1048576\n",
+        "max_in_flight = 1\n[queue]\nmax_bytes = 1048576\n",
     );
     edit_config(&cfg, "max_events = 500", "max_events = 200");
     // 20,000 events: about 18 MB of shipped records against a 1 MiB queue.
@@ -711,7 +712,8 @@ fn a_full_queue_pauses_reading_and_loses_nothing() {
         log.text()
     );
     // Backpressure shows in when lines were read (`received_at`): the sink takes at
-    // least 100 ms per 200 records, 7.5 s for the 15,000 lines present at the start;
+    // least 100 ms per 200 records (one request at a time here), 7.5 s for the
+    // 15,000 lines present at the start;
     // a reader held to a 1 MiB queue (about 1,300 records, plus the batch it is
     // building) reads the 15,000th line only seconds after the first. Unpaused, it
     // reads them all in well under a second.
@@ -948,14 +950,15 @@ fn sigterm_under_load_exits_in_time_and_the_rest_ships_after_restart() {
     }
     let expected: HashSet<String> = hashes(&files).into_iter().collect();
     assert_eq!(expected.len(), 100_000);
-    // Slow: 250 ms per request of 500 records, 2,000 records/s. The reader fills the
-    // 16 MiB queue (~21,000 records) within the first second, which then needs ~10 s
-    // to drain: the 5 s shutdown_timeout has to cut the drain off mid-request.
+    // Slow: 1 s per request of 500 records, four requests out at once, 2,000
+    // records/s. The reader fills the 16 MiB queue (~21,000 records) within the first
+    // second, which then needs ~10 s to drain: the 5 s shutdown_timeout has to cut
+    // the drain off mid-request.
     let slow_tally = Arc::new(Tally::default());
     let slow = {
         let tally = slow_tally.clone();
         TestSink::with(move |_, records| {
-            std::thread::sleep(Duration::from_millis(250));
+            std::thread::sleep(Duration::from_millis(1000));
             tally.add(records);
             Reply::Ok
         })

@@ -1,12 +1,13 @@
 //! Shipping: one task per sink, each with its own cursor in the queue, so a dead sink
 //! never stalls another. Sinks (in `sinks/`) only encode and classify; this module
-//! owns batching, retries with exponential backoff and full jitter (`backoff`), the
-//! dead-letter decision and cursor movement. `replay` sends a dead letter again for
-//! an operator.
+//! owns batching and requests in flight (`run`, `window`), retries with exponential
+//! backoff and full jitter (`backoff`), the dead-letter decision and cursor
+//! movement. `replay` sends a dead letter again for an operator.
 //!
 //! Invariants: a cursor moves only after the sink acknowledged everything up to it
-//! (or the rejected part was stored as a dead letter); retryable failures are retried
-//! forever; nothing is dropped.
+//! (or the rejected part was stored as a dead letter), whatever order requests were
+//! answered in; retryable failures are retried forever, each request on its own;
+//! nothing is dropped.
 
 pub mod record;
 pub mod replay;
@@ -76,16 +77,80 @@ struct Unit {
     records: bytes::Bytes,
 }
 
-/// Sends one unit until every record of it is acknowledged or stored as a dead
-/// letter. Returns false if cancelled first.
-async fn ship_unit(
-    cfg: &SinkConfig,
-    sink: &mut sinks::Sink,
-    queue: &Arc<Queue>,
-    unit: &Unit,
-    cancel: &CancellationToken,
-    stats: &SinkStats,
-) -> bool {
+/// What a sink's requests share: its settings, the queue, its counters, shutdown and
+/// the receiver's trouble.
+struct Shared {
+    cfg: SinkConfig,
+    queue: Arc<Queue>,
+    stats: Arc<SinkStats>,
+    cancel: CancellationToken,
+    outage: Outage,
+}
+
+/// A receiver's trouble, shared by a sink's requests. While one request retries after
+/// a failure (the probe), the others hold their retries and no new request starts;
+/// once the probe is answered, they all go again. During an outage a sink so sends
+/// one request at a time, backing off as one, and goes back to `max_in_flight` as
+/// soon as the receiver answers.
+#[derive(Clone)]
+struct Outage(Arc<tokio::sync::watch::Sender<Option<u64>>>);
+
+impl Outage {
+    fn new() -> Outage {
+        Outage(Arc::new(tokio::sync::watch::channel(None).0))
+    }
+
+    /// True while a request probes.
+    fn on(&self) -> bool {
+        self.0.borrow().is_some()
+    }
+
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<Option<u64>> {
+        self.0.subscribe()
+    }
+
+    /// Request `seq` failed: true when it is the probe (it was, or none was).
+    fn failed(&self, seq: u64) -> bool {
+        let mut probe = false;
+        self.0.send_if_modified(|p| match p {
+            None => {
+                *p = Some(seq);
+                probe = true;
+                true
+            }
+            Some(s) => {
+                probe = *s == seq;
+                false
+            }
+        });
+        probe
+    }
+
+    /// Request `seq` was answered: if it was the probe, the outage is over.
+    fn answered(&self, seq: u64) {
+        self.0.send_if_modified(|p| {
+            let over = *p == Some(seq);
+            if over {
+                *p = None;
+            }
+            over
+        });
+    }
+
+    /// Waits while another request probes. False if cancelled first.
+    async fn my_turn(&self, seq: u64, cancel: &CancellationToken) -> bool {
+        let mut rx = self.0.subscribe();
+        tokio::select! {
+            _ = rx.wait_for(|p| p.is_none_or(|s| s == seq)) => true,
+            _ = cancel.cancelled() => false,
+        }
+    }
+}
+
+/// Sends one unit (request `seq` of its sink) until every record of it is
+/// acknowledged or stored as a dead letter. Returns false if cancelled first.
+async fn ship_unit(sh: &Shared, sink: &mut sinks::Sink, unit: &Unit, seq: u64) -> bool {
+    let (cfg, stats) = (&sh.cfg, &sh.stats);
     let mut policy = RetryPolicy::new(cfg.retry_initial, cfg.retry_max_delay);
     // What is left to send, in order: the unit, or pieces of it after a split or a
     // partial answer.
@@ -95,13 +160,17 @@ async fn ship_unit(
     // number of its own, above the unit's.
     let mut dead = 0u32;
     while let Some((records, events)) = work.pop_front() {
+        if !sh.outage.my_turn(seq, &sh.cancel).await {
+            return false;
+        }
         let verdict = tokio::select! {
             v = sink.send(&records, events) => v,
-            _ = cancel.cancelled() => return false,
+            _ = sh.cancel.cancelled() => return false,
         };
         if !matches!(verdict, Verdict::Retry { .. }) {
             // The receiver answered: whatever it said, the sink is not failing.
             stats.failing_since_ms.store(0, Ordering::Relaxed);
+            sh.outage.answered(seq);
         }
         let mut reject = |reason: String, records: bytes::Bytes, events: u32| {
             let part = unit.part * DEAD_PARTS + dead;
@@ -114,20 +183,17 @@ async fn ship_unit(
                 continue;
             }
             Verdict::Retry { reason, after } => {
-                stats.retries.fetch_add(1, Ordering::Relaxed);
                 let _ = stats.failing_since_ms.compare_exchange(
                     0,
                     crate::queue::now_ms(),
                     Ordering::Relaxed,
                     Ordering::Relaxed,
                 );
-                let delay = policy.next(after);
-                tracing::warn!(sink = %cfg.name, batch = unit.first_id, delay_ms = delay.as_millis() as u64, reason = %reason, "retrying batch");
                 if let Ok(mut e) = stats.last_error.lock() {
-                    *e = Some(reason);
+                    *e = Some(reason.clone());
                 }
                 work.push_front((records, events));
-                if sleep_or_cancel(delay, cancel).await {
+                if !retry_later(sh, &mut policy, unit, seq, after, &reason).await {
                     return false;
                 }
             }
@@ -139,7 +205,7 @@ async fn ship_unit(
             }
             Verdict::TooLarge(reason) | Verdict::Permanent(reason) => {
                 let r = reject(reason, records, events);
-                if !store_dead(cfg, queue, unit, r, stats, cancel).await {
+                if !store_dead(sh, unit, r).await {
                     return false;
                 }
             }
@@ -152,19 +218,9 @@ async fn ship_unit(
                 let accepted = lines.len().saturating_sub(retry.len() + rejected.len());
                 stats.events.fetch_add(accepted as u64, Ordering::Relaxed);
                 if !rejected.is_empty() {
-                    let mut recs = Vec::new();
-                    let mut reason =
-                        format!("{} of {} records rejected:", rejected.len(), lines.len());
-                    for (i, why) in &rejected {
-                        let Some(line) = lines.get(*i) else { continue };
-                        recs.extend_from_slice(line);
-                        recs.push(b'\n');
-                        let id = record::id(line).unwrap_or("?");
-                        reason.push_str(&format!("\n{id}: {why}"));
-                    }
-                    let n = rejected.len() as u32;
-                    let r = reject(reason, recs.into(), n);
-                    if !store_dead(cfg, queue, unit, r, stats, cancel).await {
+                    let (recs, reason) = rejected_records(&lines, &rejected);
+                    let r = reject(reason, recs, rejected.len() as u32);
+                    if !store_dead(sh, unit, r).await {
                         return false;
                     }
                 }
@@ -176,11 +232,9 @@ async fn ship_unit(
                             recs.push(b'\n');
                         }
                     }
-                    stats.retries.fetch_add(1, Ordering::Relaxed);
-                    let delay = policy.next(after);
-                    tracing::warn!(sink = %cfg.name, batch = unit.first_id, records = retry.len(), delay_ms = delay.as_millis() as u64, "retrying the records the receiver could not take");
                     work.push_front((recs.into(), retry.len() as u32));
-                    if sleep_or_cancel(delay, cancel).await {
+                    let why = format!("the receiver could not take {} records", retry.len());
+                    if !retry_later(sh, &mut policy, unit, seq, after, &why).await {
                         return false;
                     }
                 }
@@ -194,6 +248,41 @@ async fn ship_unit(
     true
 }
 
+/// After a retryable failure of request `seq`: the probe of an outage backs off
+/// (at least `after`, a `Retry-After`); any other request waits for the probe
+/// instead, at the top of its next try. False if cancelled first.
+async fn retry_later(
+    sh: &Shared,
+    policy: &mut RetryPolicy,
+    unit: &Unit,
+    seq: u64,
+    after: Option<Duration>,
+    reason: &str,
+) -> bool {
+    sh.stats.retries.fetch_add(1, Ordering::Relaxed);
+    if !sh.outage.failed(seq) {
+        tracing::debug!(sink = %sh.cfg.name, batch = unit.first_id, reason = %reason, "request failed while another retries; it waits for that one");
+        return true;
+    }
+    let delay = policy.next(after);
+    tracing::warn!(sink = %sh.cfg.name, batch = unit.first_id, delay_ms = delay.as_millis() as u64, reason = %reason, "retrying batch");
+    !sleep_or_cancel(delay, &sh.cancel).await
+}
+
+/// The records a receiver rejected (by line index), and the reason naming each.
+fn rejected_records(lines: &[&[u8]], rejected: &[(usize, String)]) -> (bytes::Bytes, String) {
+    let mut recs = Vec::new();
+    let mut reason = format!("{} of {} records rejected:", rejected.len(), lines.len());
+    for (i, why) in rejected {
+        let Some(line) = lines.get(*i) else { continue };
+        recs.extend_from_slice(line);
+        recs.push(b'\n');
+        let id = record::id(line).unwrap_or("?");
+        reason.push_str(&format!("\n{id}: {why}"));
+    }
+    (recs.into(), reason)
+}
+
 /// Dead-letter part numbers a unit may use: a unit's rejections are at most its
 /// records (≤ 10,000 by the batch limits), so `unit.part * DEAD_PARTS + n` never
 /// collides.
@@ -202,32 +291,29 @@ const DEAD_PARTS: u32 = 1 << 14;
 /// Stores rejected records as a dead letter, retrying storage until it works.
 /// Returns false if cancelled first.
 async fn store_dead(
-    cfg: &SinkConfig,
-    queue: &Arc<Queue>,
+    sh: &Shared,
     unit: &Unit,
     (reason, records, events, part): (String, bytes::Bytes, u32, u32),
-    stats: &SinkStats,
-    cancel: &CancellationToken,
 ) -> bool {
-    tracing::error!(sink = %cfg.name, batch = unit.first_id, part, events, reason = %reason, "sink rejected records for good; stored as a dead letter");
+    tracing::error!(sink = %sh.cfg.name, batch = unit.first_id, part, events, reason = %reason, "sink rejected records for good; stored as a dead letter");
     loop {
         let (n, id, reason, recs) = (
-            cfg.name.clone(),
+            sh.cfg.name.clone(),
             unit.first_id,
             reason.clone(),
             records.clone(),
         );
-        let stored = blocking(queue, move |q| {
+        let stored = blocking(&sh.queue, move |q| {
             q.store_dead_letter(&n, id, part, &reason, events, &recs)
         })
         .await;
         if stored.is_some() {
-            stats
+            sh.stats
                 .dead_lettered
                 .fetch_add(u64::from(events), Ordering::Relaxed);
             return true;
         }
-        if sleep_or_cancel(Duration::from_secs(1), cancel).await {
+        if sleep_or_cancel(Duration::from_secs(1), &sh.cancel).await {
             return false;
         }
     }

@@ -21,8 +21,8 @@
 //!   the sink ([`sinks::Sink::another`]).
 
 use super::window::Window;
-use super::{SinkStats, Unit, blocking, collect, ship_unit, sinks, sleep_or_cancel, units};
-use super::{Pool, UnitDone};
+use super::{Outage, Pool, Shared, SinkStats, Unit, UnitDone};
+use super::{blocking, collect, ship_unit, sinks, sleep_or_cancel, units};
 use crate::config::daemon::SinkConfig;
 use crate::queue::{Batch, Queue, Tip};
 use std::collections::VecDeque;
@@ -53,6 +53,7 @@ pub async fn run_sink(
         return;
     };
     let mut s = Shipper::new(cfg, sink, queue, stats, cancel.clone(), durable);
+    let mut outage = s.sh.outage.subscribe();
     let mut reader_gone = false;
     loop {
         if cancel.is_cancelled() {
@@ -105,6 +106,8 @@ pub async fn run_sink(
                 // The reader is gone: wait for shutdown.
                 reader_gone = r.is_err();
             }
+            // The receiver answers again: the other requests may go.
+            _ = outage.wait_for(Option::is_none), if s.sh.outage.on() => {}
             _ = tokio::time::sleep(linger.unwrap_or_default()), if linger.is_some() => {}
             // Ask a sink without acknowledgements again shortly.
             _ = tokio::time::sleep(Duration::from_millis(100)), if !s.unconfirmed.is_empty() => {}
@@ -118,7 +121,8 @@ pub async fn run_sink(
 /// Why [`Shipper::fill`] stopped starting requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Next {
-    /// As many requests are out as may be (or the sink is rewinding): wait for one.
+    /// As many requests are out as may be, one probes a failing receiver, or the
+    /// sink is rewinding: wait for one.
     Busy,
     /// Nothing stored that was not taken.
     Idle,
@@ -142,10 +146,9 @@ struct Finished {
 
 /// A sink's state between requests.
 struct Shipper {
-    cfg: Arc<SinkConfig>,
+    sh: Arc<Shared>,
+    cfg: SinkConfig,
     queue: Arc<Queue>,
-    stats: Arc<SinkStats>,
-    cancel: CancellationToken,
     /// Handles on the sink not sending now: one per request that may be out.
     idle: Vec<sinks::Sink>,
     tasks: JoinSet<Finished>,
@@ -199,10 +202,15 @@ impl Shipper {
             // Buffers for the requests out, the one being read and one more.
             pool: Pool::new(idle.len() + 2),
             idle,
-            cfg: Arc::new(cfg),
+            sh: Arc::new(Shared {
+                cfg: cfg.clone(),
+                queue: queue.clone(),
+                stats,
+                cancel,
+                outage: Outage::new(),
+            }),
+            cfg,
             queue,
-            stats,
-            cancel,
             tasks: JoinSet::new(),
             acks,
             cursor: durable,
@@ -218,7 +226,7 @@ impl Shipper {
     /// Starts requests while the window has room and there is something to send.
     async fn fill(&mut self, tip: Tip, draining: bool) -> Next {
         loop {
-            if self.rewind || !self.window.has_room() {
+            if self.rewind || !self.window.has_room() || self.sh.outage.on() {
                 return Next::Busy;
             }
             if let Some(unit) = self.ready.pop_front() {
@@ -312,14 +320,9 @@ impl Shipper {
             return;
         };
         let seq = self.window.open(unit.last_id, unit.complete);
-        let (cfg, queue, stats, cancel) = (
-            self.cfg.clone(),
-            self.queue.clone(),
-            self.stats.clone(),
-            self.cancel.clone(),
-        );
+        let sh = self.sh.clone();
         self.tasks.spawn(async move {
-            let sent = ship_unit(&cfg, &mut sink, &queue, &unit, &cancel, &stats).await;
+            let sent = ship_unit(&sh, &mut sink, &unit, seq).await;
             let mark = if sent { sink.mark() } else { None };
             Finished {
                 seq,
