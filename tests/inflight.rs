@@ -152,7 +152,11 @@ fn a_slow_receiver_sees_several_requests_out_but_never_more_than_max_in_flight()
                 "{setting:?}: one request at a time against a receiver answering after 100 ms"
             );
         }
-        assert_eq!(watch.duplicates_of(&ids), 0, "no duplicates without a crash");
+        assert_eq!(
+            watch.duplicates_of(&ids),
+            0,
+            "no duplicates without a crash"
+        );
         if setting.is_empty() {
             assert_eq!(limit, DEFAULT_MAX_IN_FLIGHT);
         }
@@ -220,8 +224,9 @@ fn answers_out_of_order_move_the_cursor_only_over_the_answered_prefix() {
     d.kill();
     gate.open();
     {
-        let q = auditship::queue::Queue::open(&t.path().join("state/queue"), 1 << 20, &["s".into()])
-            .unwrap();
+        let q =
+            auditship::queue::Queue::open(&t.path().join("state/queue"), 1 << 20, &["s".into()])
+                .unwrap();
         assert_eq!(
             q.cursor("s").unwrap(),
             0,
@@ -271,7 +276,11 @@ fn a_5xx_on_one_of_several_requests_out_retries_that_one_and_loses_nothing() {
     let d = Daemon::start(t.path(), &cfg);
     watch.wait_distinct(ids.len());
     stop(d);
-    assert_eq!(watch.duplicates_of(&ids), 0, "only the refused request went again");
+    assert_eq!(
+        watch.duplicates_of(&ids),
+        0,
+        "only the refused request went again"
+    );
     assert!(
         watch.max_out.load(Ordering::SeqCst) >= 2,
         "the 503 came while other requests were out"
@@ -322,7 +331,10 @@ fn a_backlog_ships_on_the_defaults_without_waiting_for_fuller_requests() {
     let arrivals = watch.arrivals.lock().unwrap().clone();
     let gaps: Vec<Duration> = arrivals.windows(2).map(|w| w[1] - w[0]).collect();
     let longest = gaps.iter().max().copied().unwrap_or_default();
-    let slow = gaps.iter().filter(|g| **g >= Duration::from_millis(500)).count();
+    let slow = gaps
+        .iter()
+        .filter(|g| **g >= Duration::from_millis(500))
+        .count();
     println!(
         "backlog on the defaults: {} requests for {} events, longest gap {longest:?}",
         arrivals.len(),
@@ -414,7 +426,11 @@ fn hec_acks_of_several_requests_are_awaited_at_once_and_may_come_out_of_order() 
     stop(d);
     let confirmed = hec.confirmed_ids();
     let want: HashSet<&String> = ids.iter().collect();
-    assert_eq!(confirmed.keys().collect::<HashSet<_>>(), want, "nothing lost");
+    assert_eq!(
+        confirmed.keys().collect::<HashSet<_>>(),
+        want,
+        "nothing lost"
+    );
     assert!(confirmed.values().all(|&n| n == 1), "nothing sent twice");
     let max = hec.max_pending_acks();
     println!("splunk_hec: at most {max} acks awaited at once");

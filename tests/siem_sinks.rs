@@ -519,9 +519,7 @@ fn hec_indexer_ack_resends_a_batch_never_confirmed_after_ack_timeout() {
     for id in &first {
         let sends: Vec<&&Seen> = events
             .iter()
-            .filter(|s| {
-                String::from_utf8_lossy(&s.body).contains(&format!("\"id\":\"{id}\""))
-            })
+            .filter(|s| String::from_utf8_lossy(&s.body).contains(&format!("\"id\":\"{id}\"")))
             .collect();
         assert!(
             sends.len() >= 2,

@@ -1330,6 +1330,44 @@ mod tests {
         errors
     }
 
+    fn sinks(table: &str) -> Vec<SinkConfig> {
+        let raw: RawConfig = toml::from_str(&format!("[[sink]]\nname = \"s\"\n{table}")).unwrap();
+        let mut errors = Vec::new();
+        let c = DaemonConfig::from_raw(&raw, &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        c.sinks
+    }
+
+    #[test]
+    fn max_in_flight_defaults_per_kind_and_is_bounded() {
+        let http = "type = \"http\"\nendpoint = \"http://127.0.0.1:8088\"\n";
+        assert_eq!(sinks(http)[0].max_in_flight, DEFAULT_MAX_IN_FLIGHT);
+        assert_eq!(
+            sinks(&format!("{http}max_in_flight = 9\n"))[0].max_in_flight,
+            9
+        );
+        for bad in [0, MAX_IN_FLIGHT_LIMIT + 1] {
+            let e = sink_errors(&format!("{http}max_in_flight = {bad}\n"));
+            assert_eq!(
+                e,
+                [format!(
+                    "sink[0] (\"s\").max_in_flight: between 1 and {MAX_IN_FLIGHT_LIMIT}"
+                )]
+            );
+        }
+        let file = "type = \"file\"\npath = \"/tmp/x.jsonl\"\n";
+        assert_eq!(sinks(file)[0].max_in_flight, 1);
+        assert_eq!(
+            sinks(&format!("{file}max_in_flight = 1\n"))[0].max_in_flight,
+            1
+        );
+        let e = sink_errors(&format!("{file}max_in_flight = 2\n"));
+        assert!(e.len() == 1 && e[0].contains("one ordered stream"), "{e:?}");
+        let syslog =
+            "type = \"syslog\"\nendpoint = \"tls://logs.example.com:6514\"\nmax_in_flight = 4\n";
+        assert_eq!(sink_errors(syslog).len(), 1);
+    }
+
     #[test]
     fn plaintext_needs_a_loopback_host_or_allow_plaintext() {
         for kind in ["http", "otlp", "elasticsearch"] {

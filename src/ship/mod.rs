@@ -611,6 +611,31 @@ mod tests {
     }
 
     #[test]
+    fn one_request_probes_an_outage_and_only_its_answer_ends_it() {
+        let o = Outage::new();
+        assert!(!o.on());
+        assert!(o.failed(3), "the first request to fail probes");
+        assert!(!o.failed(5), "another that fails waits for it");
+        assert!(o.failed(3), "the probe stays the probe");
+        o.answered(5);
+        assert!(o.on(), "an answer to another request does not end it");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let cancel = CancellationToken::new();
+        rt.block_on(async {
+            assert!(o.my_turn(3, &cancel).await, "the probe goes on");
+            let waiting = o.my_turn(5, &cancel);
+            let held = tokio::time::timeout(Duration::from_millis(50), waiting).await;
+            assert!(held.is_err(), "the others wait while the probe retries");
+            let (turn, ()) = tokio::join!(o.my_turn(5, &cancel), async { o.answered(3) });
+            assert!(turn, "the probe's answer lets them go");
+        });
+        assert!(!o.on());
+    }
+
+    #[test]
     fn backoff_is_capped_and_honours_retry_after() {
         let mut p = RetryPolicy::new(Duration::from_millis(100), Duration::from_secs(2));
         for _ in 0..50 {

@@ -373,8 +373,7 @@ impl Shipper {
 
     /// Starts storing the cursor if it moved (after the previous one is stored).
     async fn store_cursor(&mut self) {
-        if !self.rewind && self.cursor > self.acks.requested && !self.acks.ack(self.cursor).await
-        {
+        if !self.rewind && self.cursor > self.acks.requested && !self.acks.ack(self.cursor).await {
             self.rewind = true;
         }
     }

@@ -112,7 +112,10 @@ mod tests {
     fn parts_of_a_batch_move_the_cursor_only_with_the_last_part() {
         // Batch 7 in three parts, then batch 8 whole.
         let opened = [(7, false), (7, false), (7, true), (8, true)];
-        assert_eq!(run(4, &opened, &[0, 1, 2, 3]), [None, None, Some(7), Some(8)]);
+        assert_eq!(
+            run(4, &opened, &[0, 1, 2, 3]),
+            [None, None, Some(7), Some(8)]
+        );
         assert_eq!(run(4, &opened, &[3, 2, 1, 0]), [None, None, None, Some(8)]);
         // A batch's leading parts finished and popped: nothing to store until its
         // last part is through.
