@@ -20,6 +20,7 @@ mod config_truth;
 mod daemon;
 mod daemon_faults;
 mod doc_examples;
+mod inflight;
 mod integrity_edges;
 mod siem_servers;
 mod siem_sinks;

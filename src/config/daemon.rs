@@ -90,6 +90,8 @@ pub struct RawSink {
     pub proxy: Option<String>,
     /// Accept sending unencrypted off this machine (see [`crate::ship::tls::cleartext_exposure`]).
     pub allow_plaintext: Option<bool>,
+    /// Requests sent before the oldest is answered (HTTP sinks).
+    pub max_in_flight: Option<usize>,
     #[serde(default)]
     pub tls: RawTls,
     #[serde(default)]
@@ -341,9 +343,18 @@ pub struct SinkConfig {
     pub max_events: usize,
     pub max_bytes: usize,
     pub max_wait: Duration,
+    /// Requests out at once; 1 for the sinks that write one ordered stream (syslog,
+    /// file).
+    pub max_in_flight: usize,
     pub retry_initial: Duration,
     pub retry_max_delay: Duration,
 }
+
+/// Requests an HTTP sink has out at once unless `max_in_flight` says otherwise.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 4;
+
+/// The most `max_in_flight` may be.
+pub const MAX_IN_FLIGHT_LIMIT: usize = 64;
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -644,6 +655,7 @@ impl DaemonConfig {
                 max_events: 1000,
                 max_bytes: 1 << 20,
                 max_wait: Duration::from_secs(1),
+                max_in_flight: 1,
                 retry_initial: Duration::from_millis(500),
                 retry_max_delay: Duration::from_secs(60),
             });
@@ -846,6 +858,7 @@ impl DaemonConfig {
                     "{at}.batch: max_events must be > 0 and max_bytes >= 1024"
                 ));
             }
+            let max_in_flight = max_in_flight(&at, &kind, s.max_in_flight, &mut e);
             sinks.push(SinkConfig {
                 name: s.name.clone(),
                 kind,
@@ -857,6 +870,7 @@ impl DaemonConfig {
                     s.batch.max_wait.as_deref(),
                     Duration::from_secs(1),
                 ),
+                max_in_flight,
                 retry_initial: e.duration(
                     &format!("{at}.retry.initial"),
                     s.retry.initial.as_deref(),
@@ -1097,6 +1111,31 @@ fn s3_config(r: &RawS3, e: &mut Errors<'_>) -> crate::archive::s3::S3Config {
         object_lock_mode,
         retain_days,
         net,
+    }
+}
+
+/// Requests a sink may have out at once: 1 to [`MAX_IN_FLIGHT_LIMIT`] for HTTP sinks
+/// ([`DEFAULT_MAX_IN_FLIGHT`] when unset); always 1 for syslog and file, which write
+/// one ordered stream (syslog's delivery is confirmed by the position in it).
+fn max_in_flight(at: &str, kind: &SinkKind, v: Option<usize>, e: &mut Errors<'_>) -> usize {
+    if matches!(kind, SinkKind::Syslog { .. } | SinkKind::File { .. }) {
+        if v.is_some_and(|n| n != 1) {
+            e.push(format!(
+                "{at}.max_in_flight: a {} sink writes one ordered stream and sends one request at a time; leave it out or set 1",
+                kind.name()
+            ));
+        }
+        return 1;
+    }
+    match v {
+        None => DEFAULT_MAX_IN_FLIGHT,
+        Some(n) if (1..=MAX_IN_FLIGHT_LIMIT).contains(&n) => n,
+        Some(_) => {
+            e.push(format!(
+                "{at}.max_in_flight: between 1 and {MAX_IN_FLIGHT_LIMIT}"
+            ));
+            DEFAULT_MAX_IN_FLIGHT
+        }
     }
 }
 
@@ -1343,6 +1382,44 @@ mod tests {
         let mut errors = Vec::new();
         DaemonConfig::from_raw(&raw, &mut errors);
         errors
+    }
+
+    fn sinks(table: &str) -> Vec<SinkConfig> {
+        let raw: RawConfig = toml::from_str(&format!("[[sink]]\nname = \"s\"\n{table}")).unwrap();
+        let mut errors = Vec::new();
+        let c = DaemonConfig::from_raw(&raw, &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        c.sinks
+    }
+
+    #[test]
+    fn max_in_flight_defaults_per_kind_and_is_bounded() {
+        let http = "type = \"http\"\nendpoint = \"http://127.0.0.1:8088\"\n";
+        assert_eq!(sinks(http)[0].max_in_flight, DEFAULT_MAX_IN_FLIGHT);
+        assert_eq!(
+            sinks(&format!("{http}max_in_flight = 9\n"))[0].max_in_flight,
+            9
+        );
+        for bad in [0, MAX_IN_FLIGHT_LIMIT + 1] {
+            let e = sink_errors(&format!("{http}max_in_flight = {bad}\n"));
+            assert_eq!(
+                e,
+                [format!(
+                    "sink[0] (\"s\").max_in_flight: between 1 and {MAX_IN_FLIGHT_LIMIT}"
+                )]
+            );
+        }
+        let file = "type = \"file\"\npath = \"/tmp/x.jsonl\"\n";
+        assert_eq!(sinks(file)[0].max_in_flight, 1);
+        assert_eq!(
+            sinks(&format!("{file}max_in_flight = 1\n"))[0].max_in_flight,
+            1
+        );
+        let e = sink_errors(&format!("{file}max_in_flight = 2\n"));
+        assert!(e.len() == 1 && e[0].contains("one ordered stream"), "{e:?}");
+        let syslog =
+            "type = \"syslog\"\nendpoint = \"tls://logs.example.com:6514\"\nmax_in_flight = 4\n";
+        assert_eq!(sink_errors(syslog).len(), 1);
     }
 
     #[test]

@@ -230,6 +230,7 @@ fn daemon_sections(d: &DaemonConfig, v: &mut Value) {
                 "name": s.name,
                 "compression": match s.compression { Compression::None => "none", Compression::Gzip => "gzip" },
                 "batch": { "max_events": s.max_events, "max_bytes": s.max_bytes, "max_wait": dur(s.max_wait) },
+                "max_in_flight": s.max_in_flight,
                 "retry": { "initial": dur(s.retry_initial), "max_delay": dur(s.retry_max_delay) },
             });
             match &s.kind {

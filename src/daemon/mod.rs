@@ -16,7 +16,7 @@ pub mod telemetry;
 use crate::check::Encoder;
 use crate::config::Config;
 use crate::config::daemon::DaemonConfig;
-use crate::queue::Queue;
+use crate::queue::{Queue, Tip};
 use crate::ship::{self, SinkStats, sinks::Sink};
 use std::future::Future;
 use std::sync::Arc;
@@ -150,16 +150,19 @@ pub async fn run_pipeline(
         "auditship started"
     );
 
-    let (committed_tx, committed_rx) = tokio::sync::watch::channel(0u64);
-    // Two writers (the reader's commits, lifecycle records): the newest id wins.
+    let (committed_tx, committed_rx) = tokio::sync::watch::channel(Tip::default());
+    // Two writers (the reader's commits, lifecycle records): the newest id wins. Only
+    // the reader knows whether it is at the live edge; a lifecycle record leaves that
+    // as the reader last said.
     let committed_tx = Arc::new(committed_tx);
     let announce = {
         let tx = committed_tx.clone();
-        move |id: u64| {
+        move |id: u64, caught_up: Option<bool>| {
             tx.send_if_modified(|v| {
-                let newer = id > *v;
+                let newer = id > v.id;
                 if newer {
-                    *v = id;
+                    v.id = id;
+                    v.caught_up = caught_up.unwrap_or(v.caught_up);
                 }
                 newer
             });
@@ -182,7 +185,7 @@ pub async fn run_pipeline(
         limits,
         Box::new({
             let announce = announce.clone();
-            move |id| announce(id)
+            move |tip: Tip| announce(tip.id, Some(tip.caught_up))
         }),
         stop.clone(),
     )?;
@@ -288,7 +291,7 @@ pub async fn run_pipeline(
             let (beat, queue, announce) = (beat.clone(), queue.clone(), announce.clone());
             async move {
                 match tokio::task::spawn_blocking(move || beat.store(what, &queue)).await {
-                    Ok(Ok(id)) => announce(id),
+                    Ok(Ok(id)) => announce(id, None),
                     Ok(Err(e)) => {
                         tracing::error!(error = %e, what, "cannot store a lifecycle record")
                     }
