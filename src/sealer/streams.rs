@@ -523,3 +523,117 @@ fn with_checkpoint(
     }
     event
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(n: u64) -> Map<String, Value> {
+        let v = json!({
+            "v": 1, "id": format!("e{n}"), "timestamp": "2026-11-26T07:06:42.000Z",
+            "user_id": "u", "session_id": "s", "host": "h", "action": "agent_event",
+            "resource": "r", "outcome": "success", "metadata": {"n": n},
+        });
+        v.as_object().unwrap().clone()
+    }
+
+    fn keys() -> Keys {
+        let mut k = Keys::new();
+        k.insert("k", &[7u8; 32]);
+        k
+    }
+
+    /// The lines of a stream, checked as one chain with the key: their `seq`s.
+    fn checked_seqs(dir: &Path) -> Vec<u64> {
+        let mut verifier = audit::Verifier::new(keys());
+        let mut seqs = Vec::new();
+        for f in writer::stream_files(dir).unwrap() {
+            for line in std::fs::read(&f).unwrap().split(|&b| b == b'\n') {
+                let mut problems = Vec::new();
+                if let audit::Checked::Member { head, .. } =
+                    verifier.check_line(line, &mut problems)
+                {
+                    assert!(problems.is_empty(), "{problems:?}");
+                    seqs.push(head.seq);
+                }
+            }
+        }
+        seqs
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn groups_chain_per_user_and_heads_tell_what_moved_since_a_mark() {
+        let t = std::env::temp_dir().join(format!("auditship-streams-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&t);
+        super::super::setup::private_dir(&t).unwrap();
+        let streams = {
+            let t = t.clone();
+            tokio::task::spawn_blocking(move || Streams::open(&t, "k", &keys()))
+                .await
+                .unwrap()
+                .unwrap()
+        };
+        let streams = Arc::new(streams);
+        let mut calls = Vec::new();
+        for n in 0..200u64 {
+            let (s, user) = (streams.clone(), if n % 4 == 0 { "bob" } else { "alice" });
+            calls.push(tokio::spawn(async move {
+                s.append(user, event(n), "2026-11-26".into()).await
+            }));
+        }
+        for c in calls {
+            c.await.unwrap().unwrap();
+        }
+        assert_eq!(checked_seqs(&t.join("alice")), (0..150).collect::<Vec<_>>());
+        assert_eq!(checked_seqs(&t.join("bob")), (0..50).collect::<Vec<_>>());
+
+        let mark = streams.mark();
+        let own = streams.append_own("alice", event(999)).await.unwrap();
+        assert_eq!(own.seq, 150);
+        let heads = streams.heads();
+        let head = |name: &str| heads.iter().find(|h| h.name == name).unwrap().clone();
+        assert_eq!(head("alice").seq, Some(150));
+        assert_eq!(head("alice").hash, own.hash);
+        assert!(head("alice").gained_since(mark));
+        assert!(!head("bob").gained_since(mark));
+        assert_eq!(head("bob").seq, Some(49));
+        streams.close().await;
+        assert!(
+            streams
+                .append("alice", event(1), "2026-11-26".into())
+                .await
+                .is_err()
+        );
+
+        // Opened again, each stream goes on from its files.
+        let again = {
+            let t = t.clone();
+            tokio::task::spawn_blocking(move || Streams::open(&t, "k", &keys()))
+                .await
+                .unwrap()
+                .unwrap()
+        };
+        let heads = again.heads();
+        assert_eq!(heads.len(), 2);
+        let next = again
+            .append("alice", event(1000), "2099-01-02".into())
+            .await
+            .unwrap();
+        assert_eq!(next.seq, 151);
+        assert!(
+            next.file.ends_with("audit-2099-01-02.jsonl"),
+            "{:?}",
+            next.file
+        );
+        // A clock set back writes to the last file, never before it.
+        let back = again
+            .append("alice", event(1001), "2026-11-20".into())
+            .await
+            .unwrap();
+        assert!(back.file.ends_with("audit-2099-01-02.jsonl"));
+        assert_eq!(checked_seqs(&t.join("alice")), (0..153).collect::<Vec<_>>());
+        again.close().await;
+        std::fs::remove_dir_all(&t).unwrap();
+    }
+}
