@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 /// Most events one interruption may make the daemon send twice. The reader sizes its
 /// batches to fit one request of every sink (`Limits::for_sinks`: at most the sink's
 /// `max_events`, 500 in these tests), and a sink has at most `max_in_flight` requests
-/// out (4 by default) and one acknowledgement being stored, covering at most as many:
-/// a stop can catch 2 × 4 requests between the sink's 2xx and their durable cursor.
-const MAX_RESENT_PER_INTERRUPTION: u64 = 2 * 4 * 500;
+/// out (8 by default) and one acknowledgement being stored, covering at most as many:
+/// a stop can catch 2 × 8 requests between the sink's 2xx and their durable cursor.
+const MAX_RESENT_PER_INTERRUPTION: u64 = 2 * 8 * 500;
 
 /// The daemon's stderr as `Daemon` collects it, readable after the daemon is gone.
 struct Log {
@@ -656,11 +656,11 @@ fn thirty_seconds_of_503_with_retry_after_lose_nothing_and_duplicate_nothing() {
         .collect();
     assert_exactly_once(&tally.snapshot(), &hashes(&files).into_iter().collect());
     assert!(tally.with_problems.lock().unwrap().is_empty());
-    // The first answers refuse the requests out (4 by default, `max_in_flight`); then
+    // The first answers refuse the requests out (8 by default, `max_in_flight`); then
     // one request probes the receiver while the others wait, at least `Retry-After`
     // (1 s) between tries: at most ~30 tries in 30 s, and it never stopped trying.
     assert!(
-        n503 <= 32 + 3,
+        n503 <= 32 + 7,
         "{n503} requests in a 30 s outage: Retry-After: 1 was not honoured"
     );
     assert!(
@@ -950,7 +950,7 @@ fn sigterm_under_load_exits_in_time_and_the_rest_ships_after_restart() {
     }
     let expected: HashSet<String> = hashes(&files).into_iter().collect();
     assert_eq!(expected.len(), 100_000);
-    // Slow: 1 s per request of 500 records, four requests out at once, 2,000
+    // Slow: 2 s per request of 500 records, eight requests out at once, 2,000
     // records/s. The reader fills the 16 MiB queue (~21,000 records) within the first
     // second, which then needs ~10 s to drain: the 5 s shutdown_timeout has to cut
     // the drain off mid-request.
@@ -958,7 +958,7 @@ fn sigterm_under_load_exits_in_time_and_the_rest_ships_after_restart() {
     let slow = {
         let tally = slow_tally.clone();
         TestSink::with(move |_, records| {
-            std::thread::sleep(Duration::from_millis(1000));
+            std::thread::sleep(Duration::from_millis(2000));
             tally.add(records);
             Reply::Ok
         })
@@ -1103,7 +1103,7 @@ fn a_kill_between_requests_resends_at_most_the_unacknowledged_ones() {
     );
     // A crash repeats at most the unacknowledged requests: 2 × max_in_flight of 100.
     assert!(
-        dups <= 2 * 4 * 100,
+        dups <= 2 * 8 * 100,
         "{dups} events sent twice after one kill: the unacknowledged batch was bigger than a batch may be"
     );
 }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 const WAIT: Duration = Duration::from_secs(60);
 
 /// Requests out at once when a sink does not say (`max_in_flight`).
-const DEFAULT_MAX_IN_FLIGHT: u64 = 4;
+const DEFAULT_MAX_IN_FLIGHT: u64 = 8;
 /// Records per request on the defaults (`batch.max_events`).
 const DEFAULT_MAX_EVENTS: u64 = 1000;
 
@@ -131,7 +131,7 @@ fn stop(d: Daemon) {
 
 #[test]
 fn a_slow_receiver_sees_several_requests_out_but_never_more_than_max_in_flight() {
-    for (setting, limit) in [("max_in_flight = 1", 1), ("max_in_flight = 3", 3), ("", 4)] {
+    for (setting, limit) in [("max_in_flight = 1", 1), ("max_in_flight = 3", 3), ("", 8)] {
         let (t, file) = setup();
         write_chain(&file, 1, 0, 12_000, ZERO_HASH);
         let ids = sealed_ids(&file);

@@ -351,7 +351,7 @@ pub struct SinkConfig {
 }
 
 /// Requests an HTTP sink has out at once unless `max_in_flight` says otherwise.
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 4;
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 8;
 
 /// The most `max_in_flight` may be.
 pub const MAX_IN_FLIGHT_LIMIT: usize = 64;
