@@ -946,3 +946,81 @@ fn independent_checkpoints(pubkey: &Path, stream: &Path) {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn a_client_configuration_that_does_not_load_still_reaches_the_sealer() {
+    let s = Setup::new("", "");
+    std::fs::write(
+        &s.client_cfg,
+        format!(
+            "[record]\nsocket = \"{}\"\non_error = \"block\"\nhmac_kid = \"k\"\nhmac_key_file = \"/nonexistent/key\"\n",
+            s.socket.display()
+        ),
+    )
+    .unwrap();
+    let daemon = s.start();
+    let (out, _) = s.record_as_nobody(pre_tool_use("s", "ls").to_string().as_bytes(), &[], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(s.events("nobody").len(), 1);
+    daemon.stop(Duration::from_secs(20));
+    // Down, the same configuration fails closed.
+    let (out, _) = s.record_as_nobody(pre_tool_use("s", "ls").to_string().as_bytes(), &[], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
+#[test]
+fn check_config_shows_the_sealer_and_bounds_the_clients_wait() {
+    let s = Setup::new("max_connections = 64\n", "");
+    let check = |cfg: &Path| {
+        let out = cmd(s.root())
+            .arg("check-config")
+            .arg("--config")
+            .arg(cfg)
+            .output()
+            .unwrap();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    let (code, out, err) = check(&s.daemon_cfg);
+    assert_eq!(code, Some(0), "{err}");
+    for expected in [
+        "[sealer]".to_string(),
+        format!("listen = \"{}\"", s.socket.display()),
+        "hmac_key = \"(created when the sealer starts)\"".into(),
+        "max_connections = 64".into(),
+        "checkpoint_interval = \"300s\"".into(),
+        "name = \"sealed\"".into(),
+        format!("paths = [\"{}/*\"]", s.sealed.display()),
+    ] {
+        assert!(out.contains(&expected), "{expected} missing:\n{out}");
+    }
+    let daemon = s.start();
+    daemon.stop(Duration::from_secs(20));
+    let key = std::fs::read_to_string(&s.key).unwrap();
+    let (code, out, _) = check(&s.daemon_cfg);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("hmac_key = \"***\""), "{out}");
+    assert!(!out.contains(key.trim()), "the key is never shown");
+
+    // The client's wait for the sealer, then for its own lock under `allow`, must
+    // end before Claude Code kills the hook (5 s).
+    std::fs::write(
+        &s.client_cfg,
+        format!(
+            "[record]\nsocket = \"{}\"\nsocket_timeout_ms = 3000\non_error = \"allow\"\n",
+            s.socket.display()
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = check(&s.client_cfg);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("record.socket_timeout_ms: 3000 ms"), "{err}");
+    std::fs::write(
+        &s.client_cfg,
+        format!(
+            "[record]\nsocket = \"{}\"\nsocket_timeout_ms = 3000\non_error = \"block\"\n",
+            s.socket.display()
+        ),
+    )
+    .unwrap();
+    assert_eq!(check(&s.client_cfg).0, Some(0));
+}

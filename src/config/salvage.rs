@@ -163,6 +163,27 @@ mod tests {
     }
 
     #[test]
+    fn the_socket_is_found_in_broken_files_and_must_be_absolute() {
+        let socket = |text: &str| string_in(text, "record", "socket");
+        assert_eq!(
+            socket("[record]\nsocket = \"/run/a.sock\"\nhmac_kid = \n").as_deref(),
+            Some("/run/a.sock")
+        );
+        assert_eq!(socket("[sealer]\nsocket = \"/x\"\n"), None);
+        let dir = std::env::temp_dir().join(format!("auditship-salvage-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("a.toml");
+        std::fs::write(&file, "[record]\nsocket = \"relative.sock\"\n[broken\n").unwrap();
+        assert_eq!(super::socket(Some(&file)), None);
+        std::fs::write(&file, "[record]\nsocket = \"/run/x.sock\"\n[broken\n").unwrap();
+        assert_eq!(
+            super::socket(Some(&file)),
+            Some(std::path::PathBuf::from("/run/x.sock"))
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn state_dir_is_found_in_broken_files() {
         let cases: &[(&str, Option<&str>)] = &[
             (
