@@ -40,7 +40,11 @@ impl ReceiverView {
         let answers: serde_json::Map<String, Value> = s
             .answers
             .lock()
-            .map(|m| m.iter().map(|(k, v)| (k.to_string(), Value::from(*v))).collect())
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.to_string(), Value::from(*v)))
+                    .collect()
+            })
             .unwrap_or_default();
         let problems: Vec<Value> = s
             .hook_problems
@@ -93,7 +97,10 @@ impl ReceiverView {
         );
         if let Ok(m) = s.answers.lock() {
             for (code, n) in m.iter() {
-                let _ = writeln!(o, "auditship_telemetry_requests_total{{code=\"{code}\"}} {n}");
+                let _ = writeln!(
+                    o,
+                    "auditship_telemetry_requests_total{{code=\"{code}\"}} {n}"
+                );
             }
         }
         family(

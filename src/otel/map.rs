@@ -236,7 +236,10 @@ fn service_of(attributes: &[KeyValue]) -> Vec<(&'static str, Value)> {
         ("service.name", "service_name"),
         ("service.version", "service_version"),
     ] {
-        if let Some(AnyValue::String(s)) = attributes.iter().find(|kv| kv.key == key).map(|kv| &kv.value)
+        if let Some(AnyValue::String(s)) = attributes
+            .iter()
+            .find(|kv| kv.key == key)
+            .map(|kv| &kv.value)
         {
             out.push((name, Value::String(s.clone())));
         }
@@ -263,7 +266,10 @@ pub fn to_json(v: AnyValue) -> Value {
 
 /// Attributes as a JSON object (a repeated key: the last one wins).
 fn attributes_json(items: Vec<KeyValue>) -> Map<String, Value> {
-    items.into_iter().map(|kv| (kv.key, to_json(kv.value))).collect()
+    items
+        .into_iter()
+        .map(|kv| (kv.key, to_json(kv.value)))
+        .collect()
 }
 
 /// Text or a JSON number as a number.
@@ -293,8 +299,13 @@ fn count(meta: &Map<String, Value>, key: &str) -> u64 {
 }
 
 /// What a record says happened: `action`, `outcome`.
-fn classify(name: &str, attrs: &Map<String, Value>, meta: &Map<String, Value>) -> (&'static str, &'static str) {
-    let tool = || hook_map::tool_action(meta.get("tool_name").and_then(Value::as_str).unwrap_or(""));
+fn classify(
+    name: &str,
+    attrs: &Map<String, Value>,
+    meta: &Map<String, Value>,
+) -> (&'static str, &'static str) {
+    let tool =
+        || hook_map::tool_action(meta.get("tool_name").and_then(Value::as_str).unwrap_or(""));
     match name {
         "tool_decision" => (
             tool(),
@@ -334,7 +345,11 @@ fn resource_of(name: &str, attrs: &Map<String, Value>, meta: &Map<String, Value>
             .and_then(|s| serde_json::from_str::<Value>(s).ok());
         if let Some(Value::Object(input)) = parsed {
             for k in RESOURCE_KEYS {
-                if let Some(s) = input.get(*k).and_then(Value::as_str).filter(|s| !s.is_empty()) {
+                if let Some(s) = input
+                    .get(*k)
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                {
                     return s.to_owned();
                 }
             }
@@ -347,7 +362,11 @@ fn resource_of(name: &str, attrs: &Map<String, Value>, meta: &Map<String, Value>
     };
     named
         .iter()
-        .find_map(|k| meta.get(*k).and_then(Value::as_str).filter(|s| !s.is_empty()))
+        .find_map(|k| {
+            meta.get(*k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        })
         .map(str::to_owned)
         .unwrap_or_else(|| name.to_owned())
 }
@@ -389,10 +408,11 @@ fn map_record(
     let mut meta = Map::new();
     meta.insert("source_event".into(), Value::String(source_event));
     meta.insert("uid".into(), Value::from(sender.uid));
-    let keep_clear = |meta: &mut Map<String, Value>, key: &str, mut v: Value, redacted: &mut Vec<String>| {
-        redactor.redact_json(&mut v, &format!("metadata.{key}"), redacted);
-        meta.insert(key.to_owned(), v);
-    };
+    let keep_clear =
+        |meta: &mut Map<String, Value>, key: &str, mut v: Value, redacted: &mut Vec<String>| {
+            redactor.redact_json(&mut v, &format!("metadata.{key}"), redacted);
+            meta.insert(key.to_owned(), v);
+        };
     if let Some(v) = attrs.remove("prompt.id") {
         keep_clear(&mut meta, "prompt_id", v, &mut redacted);
     }
@@ -436,7 +456,9 @@ fn map_record(
     attrs.remove("success");
     let problems = hook_problems(name, &meta, &session);
     if !problems.is_empty() {
-        let runs = problems.iter().map(|p| (p.kind.to_owned(), Value::from(p.runs)));
+        let runs = problems
+            .iter()
+            .map(|p| (p.kind.to_owned(), Value::from(p.runs)));
         meta.insert(
             "auditship_hook_problem".into(),
             Value::Object(runs.collect()),
@@ -537,4 +559,312 @@ fn hook_problems(name: &str, meta: &Map<String, Value>, session: &str) -> Vec<Ho
         session_id: session.to_owned(),
     })
     .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::otel::{ResourceLogs, ScopeLogs, proto};
+    use serde_json::json;
+
+    fn fixture(name: &str) -> Export {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/otel")
+            .join(name);
+        proto::decode(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    fn keep(on: bool) -> Keep {
+        Keep {
+            prompts: on,
+            tool_input: on,
+            tool_response: on,
+            messages: on,
+            max_bytes: 4096,
+        }
+    }
+
+    /// Maps `export` for uid 1001 (`alice@example.com`) with every copy kept or none.
+    fn map_all(export: Export, kept: bool) -> Mapped {
+        let redactor = Redactor::builtin();
+        let compliance = ComplianceRules::default_rules();
+        let settings = Settings {
+            host: "devbox",
+            redactor: &redactor,
+            compliance: &compliance,
+            keep: keep(kept),
+        };
+        let sender = Sender {
+            uid: 1001,
+            user_id: "alice@example.com".into(),
+            identity: Map::new(),
+        };
+        let mut n = 0;
+        map_export(
+            export,
+            &settings,
+            &sender,
+            "2026-12-03T07:00:00.000Z",
+            || {
+                n += 1;
+                format!("id-{n}")
+            },
+        )
+    }
+
+    fn by_event<'a>(m: &'a Mapped, name: &str) -> Vec<&'a Map<String, Value>> {
+        m.events
+            .iter()
+            .filter(|e| e["metadata"]["source_event"] == format!("otel:{name}").as_str())
+            .collect()
+    }
+
+    /// One record with the given body and attributes.
+    fn record(body: &str, attrs: Value) -> Export {
+        let attributes = attrs
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| KeyValue {
+                key: k.clone(),
+                value: match v {
+                    Value::String(s) => AnyValue::String(s.clone()),
+                    Value::Bool(b) => AnyValue::Bool(*b),
+                    other => AnyValue::Int(other.as_i64().unwrap()),
+                },
+            })
+            .collect();
+        Export {
+            resources: vec![ResourceLogs {
+                attributes: vec![],
+                scopes: vec![ScopeLogs {
+                    records: vec![LogRecord {
+                        body: Some(AnyValue::String(body.into())),
+                        attributes,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+            }],
+        }
+    }
+
+    #[test]
+    fn refused_tool_calls_become_denied_events_with_the_hooks_keys() {
+        let export = fixture("denied.pb");
+        let total = export.records();
+        let m = map_all(export, false);
+        assert_eq!((m.events.len(), m.refused), (total, 0));
+        let denied: Vec<_> = m
+            .events
+            .iter()
+            .filter(|e| e["outcome"] == "denied")
+            .collect();
+        let want = [
+            ("toolu_write", "file_write", "Write"),
+            (
+                "toolu_rm",
+                "tool_execution",
+                "rm -rf /tmp/otelcap/project/build",
+            ),
+        ];
+        assert_eq!(denied.len(), want.len(), "{denied:?}");
+        for (e, (id, action, resource)) in denied.iter().zip(want) {
+            assert_eq!(e["metadata"]["tool_use_id"], id);
+            assert_eq!(e["action"], action);
+            assert_eq!(e["resource"], resource);
+            assert_eq!(e["metadata"]["decision"], "reject");
+            assert_eq!(e["metadata"]["source"], "config");
+            assert_eq!(
+                e["metadata"]["prompt_id"],
+                "7db4b7be-dabf-45e0-aa78-d51f67f01351"
+            );
+            assert_eq!(e["session_id"], "6c83aebe-3502-47bc-87e0-2faf897faff8");
+            assert_eq!(e["user_id"], "alice@example.com");
+            assert_eq!(e["metadata"]["uid"], 1001);
+        }
+        for e in &m.events {
+            assert_eq!(e["session_id"], "6c83aebe-3502-47bc-87e0-2faf897faff8");
+            assert!(crate::audit::schema::OUTCOMES.contains(&e["outcome"].as_str().unwrap()));
+        }
+        let accepted = by_event(&m, "tool_decision");
+        assert!(
+            accepted
+                .iter()
+                .any(|e| e["outcome"] == "success" && e["metadata"]["tool_use_id"] == "toolu_read")
+        );
+        let results = by_event(&m, "tool_result");
+        let read = results
+            .iter()
+            .find(|e| e["metadata"]["tool_use_id"] == "toolu_read")
+            .unwrap();
+        assert_eq!(read["action"], "file_read");
+        assert_eq!(read["resource"], "/tmp/otelcap/project/notes.txt");
+        assert_eq!(read["metadata"]["duration_ms"], 40);
+        assert_eq!(read["metadata"]["success"], true);
+        // The digest of the tool's input is the one the hook event of the same call has.
+        let mut hook = Map::new();
+        content::digest_into(
+            &mut hook,
+            "input",
+            &json!({"file_path": "/tmp/otelcap/project/notes.txt"}),
+        );
+        assert_eq!(read["metadata"]["input_sha256"], hook["input_sha256"]);
+        let api = by_event(&m, "api_request");
+        assert_eq!(api[0]["action"], "api_call");
+        assert_eq!(api[0]["resource"], "claude-opus-5-5");
+        assert_eq!(api[0]["metadata"]["cost_usd"], 0.00044);
+        assert_eq!(by_event(&m, "user_prompt")[0]["action"], "user_prompt");
+        assert!(m.hook_problems.is_empty());
+    }
+
+    #[test]
+    fn content_stays_out_unless_kept() {
+        let sentinels = ["prompt-sentinel", "All done here.", "Reading."];
+        for name in ["content-1.pb", "content-2.pb"] {
+            let m = map_all(fixture(name), false);
+            let text = serde_json::to_string(&m.events).unwrap();
+            for s in sentinels {
+                assert!(!text.contains(s), "{name}: {s} in clear");
+            }
+        }
+        let m = map_all(fixture("content-1.pb"), false);
+        let prompt = &by_event(&m, "user_prompt")[0]["metadata"];
+        let (sha, bytes) = (
+            prompt["input_sha256"].clone(),
+            prompt["input_bytes"].clone(),
+        );
+        assert_eq!(bytes, "Do the thing prompt-sentinel".len());
+        assert_eq!(
+            sha,
+            crate::audit::sha256_hex(b"Do the thing prompt-sentinel")
+        );
+        let kept = map_all(fixture("content-1.pb"), true);
+        let prompt = &by_event(&kept, "user_prompt")[0]["metadata"];
+        assert_eq!(prompt["prompt"], "Do the thing prompt-sentinel");
+        assert_eq!(prompt["input_sha256"], sha);
+    }
+
+    #[test]
+    fn failed_and_cancelled_runs_of_our_hook_points_are_problems() {
+        let mut problems = Vec::new();
+        for name in ["content-1.pb", "content-2.pb"] {
+            let m = map_all(fixture(name), false);
+            for e in by_event(&m, "hook_execution_complete") {
+                let bad = e["metadata"]["num_cancelled"].as_u64().unwrap()
+                    + e["metadata"]["num_non_blocking_error"].as_u64().unwrap();
+                assert_eq!(e["outcome"], if bad > 0 { "failure" } else { "success" });
+                assert_eq!(
+                    e["metadata"].get("auditship_hook_problem").is_some(),
+                    bad > 0
+                );
+            }
+            problems.extend(m.hook_problems);
+        }
+        let kinds: std::collections::BTreeSet<(&str, &str)> = problems
+            .iter()
+            .map(|p| (p.hook_event.as_str(), p.kind))
+            .collect();
+        assert!(kinds.contains(&("PreToolUse", "failed")), "{problems:?}");
+        assert!(
+            kinds.contains(&("PostToolUse", "cancelled")),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .all(|p| p.session_id == "c9f22cd3-acae-43d9-b5b5-f10215df4894")
+        );
+        // A hook point auditship does not install for is not ours to report.
+        let other = record(
+            "claude_code.hook_execution_complete",
+            json!({"hook_event": "WorktreeCreate", "num_cancelled": "1", "num_non_blocking_error": "0"}),
+        );
+        let m = map_all(other, false);
+        assert!(m.hook_problems.is_empty());
+        assert_eq!(m.events[0]["outcome"], "failure");
+    }
+
+    #[test]
+    fn records_that_are_not_claude_codes_are_refused() {
+        let mut export = record("claude_code.user_prompt", json!({"prompt.id": "p"}));
+        let scope = &mut export.resources[0].scopes[0];
+        for body in [
+            Some(AnyValue::String("hello".into())),
+            Some(AnyValue::Int(1)),
+            None,
+        ] {
+            scope.records.push(LogRecord {
+                body,
+                ..Default::default()
+            });
+        }
+        scope.records.push(LogRecord {
+            event_name: "claude_code.tool_result".into(),
+            ..Default::default()
+        });
+        scope.records.push(LogRecord {
+            body: Some(AnyValue::String("claude_code.".into())),
+            ..Default::default()
+        });
+        let m = map_all(export, false);
+        assert_eq!((m.events.len(), m.refused), (2, 4));
+        assert_eq!(m.events[1]["metadata"]["source_event"], "otel:tool_result");
+    }
+
+    #[test]
+    fn claims_of_identity_and_secrets() {
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
+        let params = json!({"full_command": format!("curl -H 'Authorization: Bearer {jwt}' https://x"), "bash_command": "curl"}).to_string();
+        let export = record(
+            "claude_code.tool_decision",
+            json!({
+                "session.id": "s-1", "prompt.id": "p-1", "tool_name": "Bash", "tool_use_id": "t-1",
+                "decision": "accept", "source": "user_temporary",
+                "user.email": "dev@example.com", "organization.id": "org-1",
+                "tool_parameters": params, "future.attribute": format!("token={jwt}"),
+            }),
+        );
+        for kept in [false, true] {
+            let m = map_all(export.clone(), kept);
+            let e = &m.events[0];
+            let text = Value::Object(e.clone()).to_string();
+            assert!(!text.contains("dozjgNry"), "{text}");
+            assert_eq!(e["identity"]["email"], "dev@example.com");
+            assert_eq!(e["identity"]["organization_id"], "org-1");
+            assert_eq!(
+                e["user_id"], "alice@example.com",
+                "the kernel's user, not the claim"
+            );
+            assert_eq!(e["metadata"]["source"], "user_temporary");
+            assert!(
+                e["resource"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("curl -H 'Authorization: Bearer [REDACTED")
+            );
+            assert!(
+                e["metadata"]["redacted"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&json!("resource"))
+            );
+        }
+    }
+
+    #[test]
+    fn values_as_json() {
+        assert_eq!(to_json(AnyValue::Bytes(vec![0, 255])), json!("00ff"));
+        assert_eq!(to_json(AnyValue::Double(f64::NAN)), json!("NaN"));
+        assert_eq!(
+            to_json(AnyValue::KvList(vec![KeyValue {
+                key: "a".into(),
+                value: AnyValue::Empty
+            }])),
+            json!({"a": null})
+        );
+        assert_eq!(number(json!("12")), json!(12));
+        assert_eq!(number(json!("1.5")), json!(1.5));
+        assert_eq!(number(json!("x")), json!("x"));
+    }
 }

@@ -113,7 +113,9 @@ impl User {
 
     /// The stream directory's name: the user name, else `uid-<uid>`.
     pub fn dir_name(&self) -> String {
-        self.name.clone().unwrap_or_else(|| format!("uid-{}", self.uid))
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("uid-{}", self.uid))
     }
 }
 
@@ -123,8 +125,7 @@ pub fn safe_name(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 64
         && !n.starts_with(['.', '-'])
-        && n
-            .bytes()
+        && n.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._-@$".contains(&b))
 }
 
@@ -152,7 +153,9 @@ pub fn user_name(uid: u32) -> Option<String> {
 pub fn is_loopback(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_loopback(),
-        IpAddr::V6(v6) => v6 == Ipv6Addr::LOCALHOST || v6.to_ipv4_mapped().is_some_and(|v| v.is_loopback()),
+        IpAddr::V6(v6) => {
+            v6 == Ipv6Addr::LOCALHOST || v6.to_ipv4_mapped().is_some_and(|v| v.is_loopback())
+        }
     }
 }
 

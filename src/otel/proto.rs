@@ -409,7 +409,10 @@ mod tests {
     }
 
     fn attr<'a>(r: &'a LogRecord, key: &str) -> Option<&'a AnyValue> {
-        r.attributes.iter().find(|kv| kv.key == key).map(|kv| &kv.value)
+        r.attributes
+            .iter()
+            .find(|kv| kv.key == key)
+            .map(|kv| &kv.value)
     }
 
     fn text(s: &str) -> AnyValue {
@@ -431,7 +434,10 @@ mod tests {
         let records = &r.scopes[0].records;
         assert_eq!(records.len(), export.records());
         let first = &records[0];
-        assert_eq!(first.body, Some(text("claude_code.managed_settings_resolved")));
+        assert_eq!(
+            first.body,
+            Some(text("claude_code.managed_settings_resolved"))
+        );
         assert_eq!(first.time_unix_nano, 1_796_279_954_045_000_000);
         assert_eq!(attr(first, "event.sequence"), Some(&AnyValue::Int(0)));
         assert_eq!(
@@ -448,10 +454,7 @@ mod tests {
             .collect();
         let ids: Vec<_> = rejected.iter().map(|r| attr(r, "tool_use_id")).collect();
         assert_eq!(ids, [Some(&text("toolu_write")), Some(&text("toolu_rm"))]);
-        let cost = records
-            .iter()
-            .find_map(|r| attr(r, "cost_usd"))
-            .unwrap();
+        let cost = records.iter().find_map(|r| attr(r, "cost_usd")).unwrap();
         assert_eq!(cost, &AnyValue::Double(0.00044));
     }
 
@@ -502,8 +505,16 @@ mod tests {
         assert!(decode(&[0x0b]).is_err(), "a group");
         assert!(decode(&[0x0f]).is_err(), "wire type 7");
         assert!(decode(&[0x08, 0x01]).is_err(), "field 1 as a varint");
-        assert!(decode(&[0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]).is_err(), "a huge length");
-        assert!(decode(&[0x0a, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01]).is_err());
+        assert!(
+            decode(&[0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]).is_err(),
+            "a huge length"
+        );
+        assert!(
+            decode(&[
+                0x0a, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01
+            ])
+            .is_err()
+        );
         assert_eq!(decode(&[]).unwrap(), Export::default());
     }
 

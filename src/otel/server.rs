@@ -319,7 +319,12 @@ impl Answer {
 
 /// Serves one connection: requests one after the other until the peer closes, asks
 /// to, a request cannot be read to its end, or the receiver stops.
-async fn connection(sock: TcpStream, peer: SocketAddr, shared: Arc<Shared>, cancel: CancellationToken) {
+async fn connection(
+    sock: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+) {
     let local = match sock.local_addr() {
         Ok(a) => a,
         Err(_) => return,
@@ -339,7 +344,9 @@ async fn connection(sock: TcpStream, peer: SocketAddr, shared: Arc<Shared>, canc
             Err(_) | Ok(Ok(None)) => return,
             Ok(Err(e)) => {
                 shared.stats.answered(400);
-                let _ = Answer::error(400, Encoding::Json, &e).write(&mut wr, true).await;
+                let _ = Answer::error(400, Encoding::Json, &e)
+                    .write(&mut wr, true)
+                    .await;
                 return;
             }
             Ok(Ok(Some(h))) => h,
@@ -385,7 +392,10 @@ async fn exchange(
         return refuse(405, "POST only");
     }
     let Some(encoding) = encoding else {
-        return refuse(415, "expected Content-Type application/x-protobuf or application/json");
+        return refuse(
+            415,
+            "expected Content-Type application/x-protobuf or application/json",
+        );
     };
     let gzip = match head.content_encoding.as_deref().map(str::trim) {
         None | Some("") | Some("identity") => false,
@@ -403,7 +413,12 @@ async fn exchange(
     let Some(reserved) = shared.reserve(head.content_length.unwrap_or(max)) else {
         return refuse(503, "the receiver is busy; send again later");
     };
-    if head.expect_continue && wr.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
+    if head.expect_continue
+        && wr
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .is_err()
+    {
         return refuse(400, "connection lost");
     }
     let body = match read_body(head, rd, max).await {
@@ -453,8 +468,16 @@ async fn accept(
     if !events.is_empty() {
         match shared.writer.submit(user, events).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Answer::error(503, encoding, &format!("not stored ({e}); send again later")),
-            Err(_) => return Answer::error(503, encoding, "the receiver is stopping; send again later"),
+            Ok(Err(e)) => {
+                return Answer::error(
+                    503,
+                    encoding,
+                    &format!("not stored ({e}); send again later"),
+                );
+            }
+            Err(_) => {
+                return Answer::error(503, encoding, "the receiver is stopping; send again later");
+            }
         }
     }
     drop(reserved);
@@ -519,7 +542,11 @@ fn gunzip(body: &[u8], max: usize) -> Result<Vec<u8>, (u16, String)> {
 
 /// `type/subtype` of a Content-Type, lowercase, without parameters.
 fn media_type(v: &str) -> String {
-    v.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+    v.split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
 }
 
 /// Reads a line ending in `\n` (without it and a `\r` before it), at most `max`
@@ -669,7 +696,10 @@ async fn read_body<R: AsyncBufRead + Unpin>(
         if size == 0 {
             // Trailers, up to the blank line.
             loop {
-                match read_line(rd, MAX_HEAD_BYTES).await.map_err(BodyError::Bad)? {
+                match read_line(rd, MAX_HEAD_BYTES)
+                    .await
+                    .map_err(BodyError::Bad)?
+                {
                     Some(l) if !l.is_empty() => continue,
                     _ => return Ok(body),
                 }
@@ -694,7 +724,9 @@ mod tests {
     use super::*;
 
     fn head(text: &str) -> Result<Option<Head>, String> {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let mut rd = BufReader::new(text.as_bytes());
             read_head(&mut rd).await
@@ -702,7 +734,9 @@ mod tests {
     }
 
     fn body(text: &str, max: usize) -> Result<Vec<u8>, String> {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let mut rd = BufReader::new(text.as_bytes());
             let h = read_head(&mut rd).await?.unwrap();
@@ -735,19 +769,37 @@ mod tests {
         ] {
             assert!(head(bad).is_err(), "{bad:?}");
         }
-        let huge = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(MAX_HEAD_BYTES));
+        let huge = format!(
+            "GET / HTTP/1.1\r\nX: {}\r\n\r\n",
+            "a".repeat(MAX_HEAD_BYTES)
+        );
         assert!(head(&huge).is_err());
     }
 
     #[test]
     fn bodies() {
-        assert_eq!(body("POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcdef", 10).unwrap(), b"abc");
+        assert_eq!(
+            body("POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcdef", 10).unwrap(),
+            b"abc"
+        );
         let chunked = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nTrailer: t\r\n\r\n";
         assert_eq!(body(chunked, 10).unwrap(), b"abcde");
         assert_eq!(body(chunked, 4).unwrap_err(), "too large");
         assert!(body("POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab", 10).is_err());
-        assert!(body("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 10).is_err());
-        assert!(body("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabXY0\r\n\r\n", 10).is_err());
+        assert!(
+            body(
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+                10
+            )
+            .is_err()
+        );
+        assert!(
+            body(
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabXY0\r\n\r\n",
+                10
+            )
+            .is_err()
+        );
     }
 
     #[test]

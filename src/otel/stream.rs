@@ -130,7 +130,10 @@ fn run(target: &Target, rx: &mpsc::Receiver<Job>, stats: &Stats) {
             by_user.entry(j.user.clone()).or_default().push(j);
         }
         let date = crate::record::utc_now().1;
-        let signer = target.signer.as_ref().map(|(kid, keys)| (kid.as_str(), keys));
+        let signer = target
+            .signer
+            .as_ref()
+            .map(|(kid, keys)| (kid.as_str(), keys));
         for (user, jobs) in by_user {
             let events: Vec<&str> = jobs
                 .iter()
@@ -166,9 +169,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let e = r#"{"v":1,"id":"x","timestamp":"2026-01-01T00:00:00.000Z","user_id":"u","session_id":"s","host":"h","action":"agent_event","resource":"r","outcome":"success"}"#;
         let mut keys = Keys::new();
-        keys.insert("k".into(), &[7u8; 32]);
-        let a = write_user_stream(dir.path(), "alice", &[e, e], Some(("k", &keys)), "2026-01-01").unwrap();
-        let b = write_user_stream(dir.path(), "alice", &[e], Some(("k", &keys)), "2026-01-02").unwrap();
+        keys.insert("k", &[7u8; 32]);
+        let a = write_user_stream(
+            dir.path(),
+            "alice",
+            &[e, e],
+            Some(("k", &keys)),
+            "2026-01-01",
+        )
+        .unwrap();
+        let b =
+            write_user_stream(dir.path(), "alice", &[e], Some(("k", &keys)), "2026-01-02").unwrap();
         let c = write_user_stream(dir.path(), "bob", &[e], None, "2026-01-01").unwrap();
         assert_eq!(a.iter().map(|x| x.seq).collect::<Vec<_>>(), [0, 1]);
         assert_eq!(b[0].seq, 2);
