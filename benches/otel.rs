@@ -109,7 +109,10 @@ fn main() {
     let pid = child.id();
     let ready = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(ready.elapsed() < Duration::from_secs(30), "the receiver never listened");
+        assert!(
+            ready.elapsed() < Duration::from_secs(30),
+            "the receiver never listened"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let cpu_before = cpu_seconds(pid);

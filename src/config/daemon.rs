@@ -1513,4 +1513,65 @@ mod tests {
         DaemonConfig::from_raw(&raw, &mut errors);
         assert_eq!(errors.len(), 7, "{errors:#?}");
     }
+
+    fn telemetry(table: &str) -> (DaemonConfig, Vec<String>) {
+        let raw: RawConfig = toml::from_str(table).unwrap();
+        let mut errors = Vec::new();
+        let c = DaemonConfig::from_raw(&raw, &mut errors);
+        (c, errors)
+    }
+
+    #[test]
+    fn the_telemetry_receiver_listens_on_loopback_only_and_its_streams_ship() {
+        let (c, e) = telemetry("");
+        assert!(e.is_empty() && c.telemetry.is_none(), "off by default");
+        assert!(c.sources.iter().all(|s| s.name != TELEMETRY_SOURCE));
+
+        let (c, e) = telemetry(
+            "[agent]\nstate_dir = \"/var/lib/a\"\n[telemetry]\nlisten = \"127.0.0.1:4318\"\n",
+        );
+        assert!(e.is_empty(), "{e:?}");
+        let t = c.telemetry.as_ref().unwrap();
+        assert_eq!(t.dir, PathBuf::from("/var/lib/a/telemetry"));
+        assert_eq!(t.max_body_bytes, TELEMETRY_MAX_BODY);
+        let source = c
+            .sources
+            .iter()
+            .find(|s| s.name == TELEMETRY_SOURCE)
+            .unwrap();
+        assert_eq!(source.paths, ["/var/lib/a/telemetry/*"]);
+        assert_eq!(source.format, SourceFormat::AuditshipV1);
+
+        for bad in ["0.0.0.0:4318", "10.1.2.3:4318", "[::]:4318", "localhost"] {
+            let (_, e) = telemetry(&format!("[telemetry]\nlisten = \"{bad}\"\n"));
+            assert_eq!(e.len(), 1, "{bad}: {e:?}");
+            assert!(e[0].starts_with("telemetry.listen: "), "{e:?}");
+        }
+        let (_, e) = telemetry("[telemetry]\nmax_body_bytes = 1048576\n");
+        assert!(e[0].contains("off without listen"), "{e:?}");
+        let (_, e) = telemetry(
+            "[telemetry]\nlisten = \"127.0.0.1:4318\"\nhmac_kid = \"k\"\nmax_body_bytes = 10\n",
+        );
+        assert_eq!(e.len(), 2, "{e:?}");
+        let (_, e) = telemetry(
+            "[metrics]\nlisten = \"127.0.0.1:4318\"\n[telemetry]\nlisten = \"127.0.0.1:4318\"\n",
+        );
+        assert!(e[0].contains("metrics.listen too"), "{e:?}");
+
+        // A source that reads the streams already: none added. One that takes the
+        // name without reading them: an error.
+        let covered = "[telemetry]\nlisten = \"127.0.0.1:4318\"\ndir = \"/srv/t\"\n[[source]]\nname = \"mine\"\npaths = [\"/srv/t/*\"]\n";
+        let (c, e) = telemetry(covered);
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(c.sources.len(), 1);
+        let (_, e) = telemetry(
+            &covered
+                .replace("\"mine\"", "\"telemetry\"")
+                .replace("/srv/t/*", "/elsewhere"),
+        );
+        assert!(
+            e[0].contains("names the telemetry streams' source"),
+            "{e:?}"
+        );
+    }
 }
