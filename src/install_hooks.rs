@@ -739,6 +739,22 @@ pub fn with_config(command: &str, config: &Path) -> String {
     }
 }
 
+/// The configuration a hook command passes to `record` (`--config PATH`,
+/// `--config=PATH` or `-c PATH`), if it names one.
+pub fn config_of_command(command: &str) -> Option<PathBuf> {
+    let words = shell_words(command);
+    let mut rest = words.iter();
+    while let Some(w) = rest.next() {
+        if let Some(p) = w.strip_prefix("--config=") {
+            return Some(PathBuf::from(p));
+        }
+        if w == "--config" || w == "-c" {
+            return rest.next().map(PathBuf::from);
+        }
+    }
+    None
+}
+
 /// The `timeout` (seconds) of every hook entry of `program` (a file name such as
 /// `auditship`) that runs `record`, in any event of `settings`. An entry without one
 /// gets Claude Code's default, [`CLAUDE_DEFAULT_TIMEOUT_SECS`].
@@ -2116,5 +2132,28 @@ mod tests {
         let mut none = json!({});
         merge_env(&mut none, &[], &mut MergeReport::default()).unwrap();
         assert_eq!(none, json!({}), "no env block without --telemetry");
+    }
+
+    #[test]
+    fn the_configuration_a_command_names() {
+        let cases = [
+            (
+                "/bin/auditship record --config /etc/a.toml",
+                Some("/etc/a.toml"),
+            ),
+            (
+                "auditship record --config='/my dir/a.toml'",
+                Some("/my dir/a.toml"),
+            ),
+            ("auditship record -c x.toml", Some("x.toml")),
+            ("auditship record", None),
+        ];
+        for (command, want) in cases {
+            assert_eq!(
+                config_of_command(command),
+                want.map(PathBuf::from),
+                "{command}"
+            );
+        }
     }
 }

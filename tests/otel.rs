@@ -436,8 +436,8 @@ fn a_post_from_another_user_is_attributed_to_that_user() {
 
 impl Lab {
     /// The daemon's configuration (the hooks' `record` reads the same file) and
-    /// `install-hooks --telemetry --config` on it, so the exporter's endpoint comes
-    /// from `[telemetry] listen`.
+    /// `install-hooks --telemetry`: the exporter's endpoint comes from the
+    /// `[telemetry] listen` of the configuration the hook command names.
     fn with_receiver(&self, port: u16) -> Daemon {
         let record = format!(
             "[record]\ndir = \"{}\"\nfallback_file = \"{}\"\nfsync = false\n\n",
@@ -447,7 +447,7 @@ impl Lab {
         let config = self.path("auditship.toml");
         let text = record + &daemon_sections(&self.path(""), &self.audit_dir(), port, "");
         std::fs::write(&config, text).unwrap();
-        self.install_hooks_with(&["--telemetry", "--config", config.to_str().unwrap()]);
+        self.install_hooks_with(&["--telemetry"]);
         let env = &self.settings()["env"];
         assert_eq!(
             env["OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"],

@@ -20,8 +20,9 @@ use std::process::ExitCode;
 ///
 /// With --telemetry, the settings' `env` block also turns on Claude Code's
 /// telemetry and points its OTLP log exporter (http/protobuf, with tool details) at
-/// the daemon's receiver: the endpoint given, else the configuration's
-/// `[telemetry] listen`, else http://127.0.0.1:4318/v1/logs. Other variables, metrics
+/// the daemon's receiver: the endpoint given, else the `[telemetry] listen` of the
+/// configuration the hooks use (--config, or the one the command names), else
+/// http://127.0.0.1:4318/v1/logs. Other variables, metrics
 /// and traces settings among them, are left as they are.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
@@ -55,6 +56,9 @@ pub struct Args {
     /// Also point Claude Code's OTLP log exporter at the telemetry receiver [default endpoint: from the configuration's [telemetry] listen, else http://127.0.0.1:4318/v1/logs]
     #[arg(long, value_name = "ENDPOINT", num_args = 0..=1, default_missing_value = "")]
     pub telemetry: Option<String>,
+    /// The same as --telemetry ENDPOINT
+    #[arg(long, value_name = "ENDPOINT", conflicts_with = "telemetry")]
+    pub telemetry_endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -120,10 +124,14 @@ fn install(args: Args) -> Result<(), String> {
     };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let env = match &args.telemetry {
+    let env = match args.telemetry.or(args.telemetry_endpoint) {
         None => Vec::new(),
         Some(endpoint) => {
-            let endpoint = telemetry_endpoint(endpoint, config.as_deref(), &mut out)?;
+            // The receiver's address is in the configuration the hooks use.
+            let named = config
+                .clone()
+                .or_else(|| hooks::config_of_command(&command));
+            let endpoint = telemetry_endpoint(&endpoint, named.as_deref(), &mut out)?;
             hooks::telemetry_env(&endpoint)
         }
     };
