@@ -2,7 +2,8 @@
 # Runs auditship's whole test suite on a fresh machine: installs what the tests need,
 # then `cargo test --locked`. Usage: bash tests/run.sh [extra cargo test args]
 #
-# Needed beyond Rust: python3 (the independent verifier), a real rsyslogd with its
+# Needed beyond Rust: python3 (the independent verifier), curl and setpriv (a post to
+# the telemetry receiver as another user), a real rsyslogd with its
 # GnuTLS driver (Debian rsyslog + rsyslog-gnutls) for the syslog-over-TLS tests, and
 # moto[server] from PyPI (S3 with Object Lock, for the S3 archive tests): used from
 # python3 when it has it, else installed into a venv at target/moto-venv (Debian's
@@ -61,6 +62,9 @@ elif ! has_moto python3 && ! [ -x "$moto_venv/bin/python3" ] \
   need_apt+=(python3-venv)
 fi
 [ -x /usr/sbin/rsyslogd ] || need_apt+=(rsyslog)
+# The telemetry tests post as another user: setpriv (util-linux) running curl.
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v setpriv >/dev/null 2>&1 || need_apt+=(util-linux)
 have_gtls_driver || need_apt+=(rsyslog-gnutls)
 if ! has_claude && ! command -v npm >/dev/null 2>&1; then
   need_apt+=(nodejs npm)

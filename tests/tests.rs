@@ -32,6 +32,7 @@ mod claude_code;
 mod install_hooks;
 mod operator_truth;
 mod ops;
+mod otel;
 mod packaging;
 mod record;
 mod record_content;

@@ -1,4 +1,5 @@
-//! The daemon's sections: `[agent]`, `[[source]]`, `[[sink]]`, `[queue]`.
+//! The daemon's sections: `[agent]`, `[[source]]`, `[[sink]]`, `[queue]`,
+//! `[archive]`, `[metrics]`, `[telemetry]`.
 //!
 //! Kept apart from the producer's settings on purpose: `record` runs as the developer
 //! and must neither read the daemon's secrets (sink tokens, readable only by the
@@ -107,6 +108,39 @@ pub struct RawMetrics {
     pub listen: Option<String>,
     pub unhealthy_after: Option<String>,
 }
+
+/// `[telemetry]`: the OTLP/HTTP logs receiver for Claude Code's own telemetry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    pub listen: Option<String>,
+    pub dir: Option<String>,
+    pub hmac_kid: Option<String>,
+    pub hmac_key_file: Option<String>,
+    pub max_body_bytes: Option<usize>,
+    /// Local user name → the enterprise identity its records carry as `user_id`.
+    #[serde(default)]
+    pub users: BTreeMap<String, String>,
+}
+
+/// The receiver, when `[telemetry] listen` is set.
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
+    /// A loopback address.
+    pub listen: std::net::SocketAddr,
+    /// Streams go to `<dir>/<user>/`.
+    pub dir: PathBuf,
+    /// `(kid, keys)` when the streams are signed.
+    pub signer: Option<(String, Keys)>,
+    pub max_body_bytes: usize,
+    pub users: BTreeMap<String, String>,
+}
+
+/// Default `[telemetry] max_body_bytes`.
+pub const TELEMETRY_MAX_BODY: usize = 8 << 20;
+
+/// The name of the source the daemon adds for the telemetry streams.
+pub const TELEMETRY_SOURCE: &str = "telemetry";
 
 /// `[metrics]`: the loopback listener for `/metrics`, `/health` and `/status`.
 #[derive(Debug, Clone)]
@@ -389,6 +423,9 @@ pub struct DaemonConfig {
     pub metrics: MetricsConfig,
     /// `[sealer]`, when the daemon runs one.
     pub sealer: Option<super::sealer::SealerConfig>,
+
+    /// The telemetry receiver; `None` when off.
+    pub telemetry: Option<TelemetryConfig>,
     /// Identifies the configuration a host runs (status, metrics, heartbeats).
     pub hash: String,
     /// Settings whose value came from the environment (`${VAR}`): `check-config`
@@ -925,21 +962,7 @@ impl DaemonConfig {
             None
         } else {
             let text = rm.listen.as_deref().unwrap_or("127.0.0.1:9877");
-            match text.parse::<std::net::SocketAddr>() {
-                Ok(a) if a.ip().is_loopback() => Some(a),
-                Ok(_) => {
-                    e.push(format!(
-                        "metrics.listen: {text:?} is not a loopback address (127.0.0.1 or ::1); the listener is for this machine only"
-                    ));
-                    None
-                }
-                Err(_) => {
-                    e.push(format!(
-                        "metrics.listen: expected an address like \"127.0.0.1:9877\", found {text:?}"
-                    ));
-                    None
-                }
-            }
+            loopback_addr("metrics.listen", text, "127.0.0.1:9877", &mut e)
         };
         let metrics = MetricsConfig {
             listen,
@@ -956,6 +979,19 @@ impl DaemonConfig {
         if let Some(s) = &sealer {
             add_sealed_source(s, &mut sources, &mut e);
         }
+        let telemetry = telemetry_config(&raw.telemetry, &state_dir, &mut e);
+        if let (Some(t), Some(m)) = (&telemetry, metrics.listen)
+            && t.listen == m
+            && t.listen.port() != 0
+        {
+            e.push(format!(
+                "telemetry.listen: {} is metrics.listen too; give each its own port",
+                t.listen
+            ));
+        }
+        if let Some(t) = &telemetry {
+            add_telemetry_source(t, &mut sources, &mut e);
+        }
         DaemonConfig {
             agent,
             sources,
@@ -964,10 +1000,133 @@ impl DaemonConfig {
             archive,
             metrics,
             sealer,
+
+            telemetry,
             hash: String::new(),
             from_env: Vec::new(),
         }
     }
+}
+
+/// A loopback listener address, or the error for `what`.
+fn loopback_addr(
+    what: &str,
+    text: &str,
+    example: &str,
+    e: &mut Errors<'_>,
+) -> Option<std::net::SocketAddr> {
+    match text.parse::<std::net::SocketAddr>() {
+        Ok(a) if a.ip().is_loopback() => Some(a),
+        Ok(_) => {
+            e.push(format!(
+                "{what}: {text:?} is not a loopback address (127.0.0.1 or ::1); the listener is for this machine only"
+            ));
+            None
+        }
+        Err(_) => {
+            e.push(format!(
+                "{what}: expected an address like \"{example}\", found {text:?}"
+            ));
+            None
+        }
+    }
+}
+
+/// `[telemetry]`: `None` unless `listen` is set.
+fn telemetry_config(
+    r: &RawTelemetry,
+    state_dir: &std::path::Path,
+    e: &mut Errors<'_>,
+) -> Option<TelemetryConfig> {
+    let Some(text) = &r.listen else {
+        let set = r.dir.is_some()
+            || r.hmac_kid.is_some()
+            || r.hmac_key_file.is_some()
+            || r.max_body_bytes.is_some()
+            || !r.users.is_empty();
+        if set {
+            e.push("telemetry: the receiver is off without listen; set listen = \"127.0.0.1:4318\" to turn it on".into());
+        }
+        return None;
+    };
+    let listen = loopback_addr("telemetry.listen", text, "127.0.0.1:4318", e);
+    let signer = match (&r.hmac_kid, &r.hmac_key_file) {
+        (None, None) => None,
+        (Some(kid), Some(file)) => match crate::verify::read_key_file(&expand_home(file)) {
+            Ok(key) => {
+                let mut keys = Keys::new();
+                keys.insert(kid.clone(), &key);
+                Some((kid.clone(), keys))
+            }
+            Err(err) => {
+                e.push(format!("telemetry.hmac_key_file: {err}"));
+                None
+            }
+        },
+        _ => {
+            e.push("telemetry: signing needs both hmac_kid and hmac_key_file".into());
+            None
+        }
+    };
+    let max_body_bytes = r.max_body_bytes.unwrap_or(TELEMETRY_MAX_BODY);
+    if !(64 << 10..=256 << 20).contains(&max_body_bytes) {
+        e.push("telemetry.max_body_bytes: must be between 65536 and 268435456".into());
+    }
+    for (user, id) in &r.users {
+        if id.trim().is_empty() {
+            e.push(format!("telemetry.users.{user}: an empty identity"));
+        }
+    }
+    Some(TelemetryConfig {
+        listen: listen?,
+        dir: r
+            .dir
+            .as_deref()
+            .map(expand_home)
+            .unwrap_or_else(|| state_dir.join("telemetry")),
+        signer,
+        max_body_bytes,
+        users: r.users.clone(),
+    })
+}
+
+/// Ships the telemetry streams: a chained source over `<dir>/*` (one stream per
+/// user, HMACs checked with the receiver's key), unless a configured source already
+/// reads them.
+fn add_telemetry_source(t: &TelemetryConfig, sources: &mut Vec<SourceConfig>, e: &mut Errors<'_>) {
+    let user_dir = t.dir.join("someone");
+    let covered = sources.iter().any(|s| {
+        s.paths
+            .iter()
+            .any(|p| super::coverage::covers(p, &user_dir))
+            && globset::Glob::new(&s.files)
+                .is_ok_and(|g| g.compile_matcher().is_match("audit-2000-01-01.jsonl"))
+    });
+    if covered {
+        return;
+    }
+    if sources.iter().any(|s| s.name == TELEMETRY_SOURCE) {
+        e.push(format!(
+            "source ({TELEMETRY_SOURCE:?}).name: the daemon names the telemetry streams' source so; rename this source, or make it read {}/*",
+            t.dir.display()
+        ));
+        return;
+    }
+    let mut keys = Keys::new();
+    if let Some((_, k)) = &t.signer {
+        keys = k.clone();
+    }
+    sources.push(SourceConfig {
+        name: TELEMETRY_SOURCE.into(),
+        paths: vec![format!(
+            "{}/*",
+            globset::escape(&t.dir.display().to_string())
+        )],
+        files: "*.jsonl".into(),
+        format: SourceFormat::AuditshipV1,
+        keys,
+        max_line_bytes: 4 << 20,
+    });
 }
 
 /// A sink's token from `token_file` or `token_env`. Messages name the key, so the
@@ -1486,5 +1645,66 @@ mod tests {
         let mut errors = Vec::new();
         DaemonConfig::from_raw(&raw, &mut errors);
         assert_eq!(errors.len(), 7, "{errors:#?}");
+    }
+
+    fn telemetry(table: &str) -> (DaemonConfig, Vec<String>) {
+        let raw: RawConfig = toml::from_str(table).unwrap();
+        let mut errors = Vec::new();
+        let c = DaemonConfig::from_raw(&raw, &mut errors);
+        (c, errors)
+    }
+
+    #[test]
+    fn the_telemetry_receiver_listens_on_loopback_only_and_its_streams_ship() {
+        let (c, e) = telemetry("");
+        assert!(e.is_empty() && c.telemetry.is_none(), "off by default");
+        assert!(c.sources.iter().all(|s| s.name != TELEMETRY_SOURCE));
+
+        let (c, e) = telemetry(
+            "[agent]\nstate_dir = \"/var/lib/a\"\n[telemetry]\nlisten = \"127.0.0.1:4318\"\n",
+        );
+        assert!(e.is_empty(), "{e:?}");
+        let t = c.telemetry.as_ref().unwrap();
+        assert_eq!(t.dir, PathBuf::from("/var/lib/a/telemetry"));
+        assert_eq!(t.max_body_bytes, TELEMETRY_MAX_BODY);
+        let source = c
+            .sources
+            .iter()
+            .find(|s| s.name == TELEMETRY_SOURCE)
+            .unwrap();
+        assert_eq!(source.paths, ["/var/lib/a/telemetry/*"]);
+        assert_eq!(source.format, SourceFormat::AuditshipV1);
+
+        for bad in ["0.0.0.0:4318", "10.1.2.3:4318", "[::]:4318", "localhost"] {
+            let (_, e) = telemetry(&format!("[telemetry]\nlisten = \"{bad}\"\n"));
+            assert_eq!(e.len(), 1, "{bad}: {e:?}");
+            assert!(e[0].starts_with("telemetry.listen: "), "{e:?}");
+        }
+        let (_, e) = telemetry("[telemetry]\nmax_body_bytes = 1048576\n");
+        assert!(e[0].contains("off without listen"), "{e:?}");
+        let (_, e) = telemetry(
+            "[telemetry]\nlisten = \"127.0.0.1:4318\"\nhmac_kid = \"k\"\nmax_body_bytes = 10\n",
+        );
+        assert_eq!(e.len(), 2, "{e:?}");
+        let (_, e) = telemetry(
+            "[metrics]\nlisten = \"127.0.0.1:4318\"\n[telemetry]\nlisten = \"127.0.0.1:4318\"\n",
+        );
+        assert!(e[0].contains("metrics.listen too"), "{e:?}");
+
+        // A source that reads the streams already: none added. One that takes the
+        // name without reading them: an error.
+        let covered = "[telemetry]\nlisten = \"127.0.0.1:4318\"\ndir = \"/srv/t\"\n[[source]]\nname = \"mine\"\npaths = [\"/srv/t/*\"]\n";
+        let (c, e) = telemetry(covered);
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(c.sources.len(), 1);
+        let (_, e) = telemetry(
+            &covered
+                .replace("\"mine\"", "\"telemetry\"")
+                .replace("/srv/t/*", "/elsewhere"),
+        );
+        assert!(
+            e[0].contains("names the telemetry streams' source"),
+            "{e:?}"
+        );
     }
 }
