@@ -14,6 +14,7 @@ pub mod keyfile;
 pub mod queue;
 pub mod record;
 pub mod redact;
+pub mod report;
 pub mod ship;
 pub mod tail;
 pub mod verify;

@@ -84,7 +84,8 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
-fn load_keys(specs: &[String]) -> io::Result<Keys> {
+/// The HMAC keys of `--key KID=KEYFILE` arguments.
+pub(crate) fn load_keys(specs: &[String]) -> io::Result<Keys> {
     let mut keys = Keys::new();
     for spec in specs {
         let Some((kid, file)) = spec
@@ -167,7 +168,10 @@ fn verify_all(
     if !inputs.exports.is_empty() {
         verify_export(report, &inputs.exports, keys, anchors)?;
     }
-    let found = inputs.manifests.iter().filter(|m| args.manifest.as_ref() != Some(*m));
+    let found = inputs
+        .manifests
+        .iter()
+        .filter(|m| args.manifest.as_ref() != Some(*m));
     for m in args.manifest.iter().chain(found) {
         let (found, checked) = crate::archive::verify_manifest(m)?;
         let label = m.display().to_string();

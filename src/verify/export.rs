@@ -269,12 +269,13 @@ fn daemon_record(record: &Record, shipped_host: &str) -> DaemonRecord {
     let text = |v: Option<&json::Value<'_>>| v.and_then(|v| v.as_str()).map(str::to_owned);
     let obj = event.as_object();
     let field = |k: &str| text(obj.and_then(|o| json::get(o, k)));
-    let metadata = obj.and_then(|o| json::get(o, "metadata")).and_then(|m| m.as_object());
+    let metadata = obj
+        .and_then(|o| json::get(o, "metadata"))
+        .and_then(|m| m.as_object());
     DaemonRecord {
         host: field("host").unwrap_or_else(|| shipped_host.to_owned()),
         timestamp: field("timestamp").unwrap_or_default(),
-        source_event: text(metadata.and_then(|m| json::get(m, "source_event")))
-            .unwrap_or_default(),
+        source_event: text(metadata.and_then(|m| json::get(m, "source_event"))).unwrap_or_default(),
     }
 }
 
