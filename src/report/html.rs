@@ -3,7 +3,7 @@
 //! breaks between sections). Every figure of the JSON report is on it, as plain
 //! digits; every text from the trail is escaped.
 
-use super::json::{TOP, stream_path};
+use super::json::TOP;
 use super::model::{Finished, Outcomes};
 use super::period::{format_ms, span_words};
 use super::svg::{self, Bar};
@@ -15,6 +15,15 @@ use std::io::{self, Write};
 
 /// Users drawn in the per-user chart (all are in its table).
 const CHART_USERS: usize = 40;
+
+/// A time for a table cell: RFC 3339, which may wrap when the cell is narrow.
+fn when(ms: Option<i64>) -> String {
+    ms.map(|ms| time_span(&format_ms(ms))).unwrap_or_default()
+}
+
+fn time_span(text: &str) -> String {
+    format!("<span class=\"time\">{}</span>", escape(text))
+}
 
 /// `&`, `<`, `>`, `"` and `'` as character references.
 pub fn escape(s: &str) -> String {
@@ -47,6 +56,7 @@ nav { margin: 10px 0 0; font-size: .95rem; }
 nav a { margin-right: 14px; color: #2c6fbb; }
 table { border-collapse: collapse; width: 100%; margin: 8px 0 14px; font-size: .88rem; }
 th, td { border: 1px solid #d5dae1; padding: 4px 7px; text-align: left; vertical-align: top; }
+.time { overflow-wrap: anywhere; }
 th { background: #eef1f5; font-weight: 600; }
 tbody tr:nth-child(even) td { background: #f8f9fb; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
@@ -361,8 +371,8 @@ fn completeness(h: &mut String, r: &Report) {
                 h,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
                 escape(f.host_name(*host)),
-                format_ms(s.from),
-                format_ms(s.to),
+                when(Some(s.from)),
+                when(Some(s.to)),
                 span_words(s.to - s.from),
                 (s.to - s.from) / 1000,
                 s.kind.as_str()
@@ -399,8 +409,8 @@ fn open_sessions(h: &mut String, f: &Finished) {
                 escape(f.user_name(s.user)),
                 escape(f.host_name(s.host)),
                 escape(&s.session),
-                s.first.map(format_ms).unwrap_or_default(),
-                s.last.map(format_ms).unwrap_or_default(),
+                when(s.first),
+                when(s.last),
                 s.events
             );
         }
@@ -438,7 +448,7 @@ fn unclosed(h: &mut String, r: &Report) {
         let _ = write!(
             h,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"mono\">{}</td><td class=\"mono\">{}:{}</td></tr>",
-            a.ms.map(format_ms).unwrap_or_default(),
+            when(a.ms),
             escape(f.user_name(a.user)),
             escape(f.host_name(a.host)),
             escape(&a.tool),
@@ -449,7 +459,6 @@ fn unclosed(h: &mut String, r: &Report) {
     }
     h.push_str("</tbody></table>");
     omitted(h, f.unclosed_count, f.unclosed.len());
-    let _ = stream_path;
 }
 
 fn outcome_cells(h: &mut String, o: &Outcomes) {
@@ -543,8 +552,8 @@ fn users(h: &mut String, f: &Finished) {
             u.tool_calls,
             u.decisions,
             escape(&hosts.join(", ")),
-            u.first.map(format_ms).unwrap_or_default(),
-            u.last.map(format_ms).unwrap_or_default()
+            when(u.first),
+            when(u.last)
         );
     }
     let _ = write!(
@@ -585,8 +594,8 @@ fn hosts(h: &mut String, f: &Finished) {
             x.daemon_records,
             x.heartbeats,
             escape(&users.join(", ")),
-            x.first.map(format_ms).unwrap_or_default(),
-            x.last.map(format_ms).unwrap_or_default()
+            when(x.first),
+            when(x.last)
         );
     }
     h.push_str("</tbody></table>");
@@ -632,7 +641,7 @@ fn refused(h: &mut String, r: &Report) {
             h,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"bad\">{}</td><td>{}</td><td>{}</td><td class=\"mono\">{}</td>\
              <td class=\"mono\">{}:{}</td></tr>",
-            escape(&l.timestamp),
+            time_span(&l.timestamp),
             escape(f.user_name(l.user)),
             escape(f.host_name(l.host)),
             escape(&l.outcome),
@@ -716,7 +725,7 @@ fn decisions(h: &mut String, f: &Finished) {
         let _ = write!(
             h,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"mono\">{}</td></tr>",
-            escape(&d.timestamp),
+            time_span(&d.timestamp),
             escape(f.user_name(d.user)),
             escape(&d.decision),
             d.confidence.map(|c| c.to_string()).unwrap_or_default(),

@@ -154,7 +154,7 @@ fn stream(s: &StreamReport) -> Value {
         "problem_count": sum.problems,
         "by_code": sum.by_code,
         "problems": s.problems.iter().map(|p| json!({
-            "file": p.file, "line": p.line, "code": p.code, "detail": p.detail,
+            "file": p.file, "path": p.path, "line": p.line, "code": p.code, "detail": p.detail,
         })).collect::<Vec<_>>(),
         "problems_omitted": s.problems_omitted,
         "users": s.users,

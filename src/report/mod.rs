@@ -63,7 +63,11 @@ pub struct Options {
 /// One problem, as the report lists it.
 #[derive(Debug, Clone)]
 pub struct Problem {
+    /// The file's name as `auditship verify` reports it: within its directory for a
+    /// directory stream, the path otherwise.
     pub file: String,
+    /// The file's path (for a directory stream, the directory joined with `file`).
+    pub path: String,
     pub line: u64,
     pub code: String,
     pub detail: String,
@@ -114,7 +118,13 @@ impl StreamReport {
 
     fn problem(&mut self, file: &str, line: u64, code: &str, detail: &str) {
         if self.problems.len() < MAX_PROBLEMS {
+            let path = if self.kind == "directory" && line > 0 {
+                Path::new(&self.path).join(file).display().to_string()
+            } else {
+                file.to_owned()
+            };
             self.problems.push(Problem {
+                path,
                 file: file.to_owned(),
                 line,
                 code: code.to_owned(),
@@ -387,12 +397,13 @@ impl Builder<'_> {
             listing.push_str(&format!("{}  {}\n", f.sha256, f.path));
         }
         let inputs_sha256 = crate::audit::sha256_hex(listing.as_bytes());
-        let mut commands: Vec<String> = Vec::new();
-        for s in &self.streams {
-            if !commands.contains(&s.command) {
-                commands.push(s.command.clone());
-            }
-        }
+        let mut seen = HashSet::new();
+        let commands: Vec<String> = self
+            .streams
+            .iter()
+            .filter(|s| seen.insert(s.command.as_str()))
+            .map(|s| s.command.clone())
+            .collect();
         Ok(Report {
             finished: self.tally.finish(),
             streams: self.streams,

@@ -178,7 +178,7 @@ pub fn columns(bars: &[Bar], label: &str) -> String {
     }
     let n = bars.len().max(1) as f64;
     let slot = plot_w / n;
-    let bar_w = (slot * 0.8).max(1.0);
+    let bar_w = (slot * 0.8).clamp(1.0, 48.0);
     let every = (bars.len() / 12).max(1);
     for (i, bar) in bars.iter().enumerate() {
         let x = left + slot * i as f64 + (slot - bar_w) / 2.0;
