@@ -36,6 +36,7 @@ mod record;
 mod record_content;
 mod record_edges;
 mod redact_catalogue;
+mod report;
 mod s3;
 mod vectors;
 mod verify;

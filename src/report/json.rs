@@ -161,6 +161,9 @@ fn stream(s: &StreamReport) -> Value {
         "hosts": s.hosts,
         "command": s.command,
     });
+    if !s.joined.is_empty() {
+        v["joined"] = json!(s.joined);
+    }
     if let Some((file, line, bytes)) = &sum.pending {
         v["pending"] = json!({"file": file, "line": line, "bytes": bytes});
     }

@@ -93,6 +93,11 @@ pub struct StreamReport {
     pub export: Option<(u64, u64, u64)>,
     /// The command that checks this stream again.
     pub command: String,
+    /// The files' names are relative to `path` (a directory stream).
+    dir: bool,
+    /// The directories joined into this stream (an archive's copy and the live
+    /// directory), when more than one.
+    pub joined: Vec<String>,
 }
 
 impl StreamReport {
@@ -109,6 +114,8 @@ impl StreamReport {
             archives_checked: None,
             export: None,
             command,
+            dir: kind == "directory",
+            joined: Vec::new(),
         }
     }
 
@@ -118,7 +125,7 @@ impl StreamReport {
 
     fn problem(&mut self, file: &str, line: u64, code: &str, detail: &str) {
         if self.problems.len() < MAX_PROBLEMS {
-            let path = if self.kind == "directory" && line > 0 {
+            let path = if self.dir && line > 0 {
                 Path::new(&self.path).join(file).display().to_string()
             } else {
                 file.to_owned()
@@ -308,7 +315,12 @@ impl Builder<'_> {
 
     fn stream(&mut self, planned: &Planned, opts: &Options) -> io::Result<()> {
         let stream = &planned.stream;
-        let kind = if stream.dir { "directory" } else { "files" };
+        let joined = planned.parts.len() > 1;
+        let kind = if stream.dir || joined {
+            "directory"
+        } else {
+            "files"
+        };
         let command = if planned.parts.len() > 1 {
             let mut args = vec!["--stream".to_string()];
             args.extend(planned.parts.iter().cloned());
@@ -324,6 +336,10 @@ impl Builder<'_> {
             verify_command(opts, &files)
         };
         let mut entry = StreamReport::new(&stream.label, kind, command);
+        entry.dir = stream.dir;
+        if joined {
+            entry.joined = planned.parts.clone();
+        }
         let tracker = opts.anchors.as_ref().map(|a| {
             let dir = stream.dir.then(|| Path::new(&stream.label));
             let first = stream.files.first().map(|f| f.path.as_path());
