@@ -5,9 +5,10 @@
 # Needed beyond Rust: python3 (the independent verifier), a real rsyslogd with its
 # GnuTLS driver (Debian rsyslog + rsyslog-gnutls) for the syslog-over-TLS tests,
 # Debian's chromium for the HTML report, and moto[server] from PyPI (S3 with Object
-# Lock, for the S3 archive tests): used from python3 when it has it, else installed into a venv at target/moto-venv (Debian's
-# Python is externally managed; its venv module comes with python3-venv). The tests
-# find that venv themselves (tests/moto.rs), or AUDITSHIP_TEST_PYTHON.
+# Lock, for the S3 archive tests): used from python3 when it has it, else installed
+# into a venv at target/moto-venv (Debian's Python is externally managed; its venv
+# module comes with python3-venv). The tests find that venv themselves
+# (tests/moto.rs), or AUDITSHIP_TEST_PYTHON.
 #
 # Debian's chromium renders the HTML report headless in tests/report.rs (a screenshot
 # and a PDF); the tests find it on PATH, or at AUDITSHIP_TEST_CHROMIUM.
