@@ -266,7 +266,11 @@ fn the_readme_examples_for_one_user_do_what_the_readme_says() {
 
     // report --out FILE ~/.claude/audit: the page, with the decision, intact.
     let mut report = readme_example(&["auditship", "report"]);
-    assert_eq!(report[2..], ["--out", "audit-report.html", "~/.claude/audit"], "{report:?}");
+    assert_eq!(
+        report[2..],
+        ["--out", "audit-report.html", "~/.claude/audit"],
+        "{report:?}"
+    );
     let page = home.join("audit-report.html");
     report[3] = page.display().to_string();
     report[4] = audit.display().to_string();

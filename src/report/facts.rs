@@ -96,6 +96,12 @@ impl<'e> Facts<'e> {
         self.action.is_some_and(|a| TOOL_ACTIONS.contains(&a))
     }
 
+    /// A signed checkpoint the sealer wrote into the chain (docs/FORMAT.md, "Signed
+    /// checkpoints"): the service's record, not a person's act.
+    pub fn is_checkpoint(&self) -> bool {
+        self.action == Some("agent_event") && self.source_event == Some("checkpoint")
+    }
+
     /// The compliance tags that are strings.
     pub fn tags(&self) -> impl Iterator<Item = &'e str> {
         self.tags

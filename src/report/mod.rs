@@ -492,6 +492,12 @@ impl Observer for Walk<'_> {
         if self.seen_before(facts.hash) {
             return;
         }
+        if facts.is_checkpoint() {
+            // The sealer's, in the chain: its host was up, nobody acted.
+            self.tally
+                .daemon_record(facts.host.unwrap_or_default(), facts.ms, "checkpoint");
+            return;
+        }
         for (set, name) in [
             (&mut self.entry.users, facts.user),
             (&mut self.entry.hosts, facts.host),

@@ -15,7 +15,7 @@ use super::completeness::{Attempt, Pairing, Place};
 use super::facts::{Facts, OTHER_ACTION, OTHER_OUTCOME};
 use super::period::{Period, day_of};
 use super::silence::{MAX_RUNS, Runs, Silence};
-use super::topk::TopK;
+use super::topk::{Fingerprints, Keyed, TopK};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Per outcome: FORMAT.md's four, then any other.
@@ -130,6 +130,7 @@ pub struct Tally {
     pub decisions: Vec<Decision>,
     pub decision_count: u64,
     pub pairing: Pairing,
+    fingerprints: Fingerprints,
     run_budget: usize,
     /// True when a host's runs ran out of room (some silence may be unlisted).
     pub silences_incomplete: bool,
@@ -163,6 +164,7 @@ impl Tally {
             decisions: Vec::new(),
             decision_count: 0,
             pairing: Pairing::default(),
+            fingerprints: Fingerprints::default(),
             run_budget: MAX_RUNS,
             silences_incomplete: false,
         }
@@ -282,14 +284,15 @@ impl Tally {
     /// Resources, tools, tags, the listing of denied and failed calls, decisions.
     fn activity(&mut self, f: &Facts<'_>, user: Option<u32>, host: u32, at: Place<'_>) {
         let resource = f.resource.unwrap_or_default();
+        let keyed = self.fingerprints.of(resource);
         if f.is_tool_call() {
-            self.resources.add(resource);
+            self.resources.add(keyed);
             if let Some(tool) = f.tool_name {
-                self.tools.add(tool);
+                self.tools.add(self.fingerprints.of(tool));
             }
         }
         for tag in f.tags() {
-            self.tag(tag, resource);
+            self.tag(tag, keyed);
         }
         let refused = match f.outcome {
             Some("denied") => {
@@ -337,7 +340,7 @@ impl Tally {
         }
     }
 
-    fn tag(&mut self, tag: &str, resource: &str) {
+    fn tag(&mut self, tag: &str, resource: Keyed<'_>) {
         let t = match self.tags.iter_mut().position(|t| t.tag == tag) {
             Some(i) => &mut self.tags[i],
             None if self.tags.len() >= MAX_TAGS => {

@@ -174,8 +174,8 @@ mod tests {
         assert_eq!(silences(&[&[0, 10, 20]], None, None), []);
         // A second stream of the host covers part of the gap.
         assert_eq!(
-            silences(&[&[0, 5, 15, 60], &[25, 30]], None, None),
-            [(15, 25), (30, 60)]
+            silences(&[&[0, 5, 15, 60], &[26, 30]], None, None),
+            [(15, 26), (30, 60)]
         );
         assert_eq!(
             silences(&[&[0, 60], &[8, 18, 28, 38, 48, 58]], None, None),

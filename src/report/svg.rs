@@ -280,7 +280,8 @@ mod tests {
     #[test]
     fn axes_are_round_and_days_without_events_still_have_a_bar() {
         assert_eq!(axis(0), (1, 1));
-        assert_eq!(axis(7), (10, 2));
+        assert_eq!(axis(7), (8, 2));
+        assert_eq!(axis(11), (15, 5));
         assert_eq!(axis(1234), (1500, 500));
         let mut by_day = BTreeMap::new();
         by_day.insert(10, [3, 1, 0, 0, 0]);
