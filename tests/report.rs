@@ -968,3 +968,76 @@ fn usage_and_missing_paths_exit_2_and_write_nothing() {
             .contains("Integrity: INTACT")
     );
 }
+
+#[test]
+fn the_daemons_own_records_in_a_real_export_keep_its_host_up_and_name_no_user() {
+    let t = tempdir();
+    let root = t.path();
+    let dir = root.join("audit");
+    std::fs::create_dir_all(&dir).unwrap();
+    let now = auditship::record::utc_now().0;
+    write_chain_at(&dir.join("audit-1.jsonl"), 1, 0, 20, ZERO_HASH, &|_| {
+        now.clone()
+    });
+    let shipped = root.join("out/shipped.jsonl");
+    let cfg = write_config(
+        root,
+        &format!(
+            "[agent]\nstate_dir = \"{state}\"\nhost = \"devbox\"\nrescan_interval = \"200ms\"\nshutdown_timeout = \"5s\"\nheartbeat_interval = \"1s\"\n\n\
+             [[source]]\nname = \"a\"\npaths = [\"{dir}\"]\n\n\
+             [[sink]]\nname = \"file\"\ntype = \"file\"\npath = \"{shipped}\"\nbatch = {{ max_events = 50, max_wait = \"50ms\" }}\n\n\
+             [metrics]\nlisten = \"127.0.0.1:0\"\n",
+            state = root.join("state").display(),
+            dir = dir.display(),
+            shipped = shipped.display(),
+        ),
+    );
+    let d = Daemon::start(root, &cfg);
+    let start = Instant::now();
+    let count = |what: &str| {
+        std::fs::read_to_string(&shipped)
+            .map(|s| s.lines().filter(|l| l.contains(what)).count())
+            .unwrap_or(0)
+    };
+    while count("\"source_event\":\"heartbeat\"") < 2 || count("\"seq\":") < 20 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "not shipped: {}",
+            d.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, stderr) = d.stop(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{stderr}");
+
+    // Heartbeats every second, judged against 5 s: the host is never silent.
+    let (code, stdout, stderr) = report_in(
+        root,
+        &[
+            "--format",
+            "json",
+            "--heartbeat-interval",
+            "5s",
+            "out/shipped.jsonl",
+        ],
+    );
+    let doc: Value = serde_json::from_slice(&stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(code, 0, "{doc:#}");
+    let users: Vec<&str> = doc["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["user_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(users, ["dev1@example.com"], "the daemon is not a user");
+    assert_eq!(doc["users"][0]["events"], 20);
+    let host = &doc["hosts"][0];
+    assert_eq!(host["host"], "devbox");
+    assert!(host["heartbeats"].as_u64().unwrap() >= 2, "{host}");
+    // agent_start and agent_stop besides the heartbeats.
+    assert!(
+        host["daemon_records"].as_u64().unwrap() >= host["heartbeats"].as_u64().unwrap() + 2,
+        "{host}"
+    );
+    assert_eq!(doc["silent_periods"], json!([]), "{doc:#}");
+}

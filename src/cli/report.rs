@@ -5,6 +5,7 @@
 
 use crate::report::{self, Options, csv::Csv, inputs, period::Period};
 use crate::verify::checkpoints::Anchors;
+use crate::words::count;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -197,11 +198,15 @@ fn write_report(
     let verdict = if report.ok() { "intact" } else { "NOT INTACT" };
     let _ = writeln!(
         io::stderr(),
-        "auditship report: {} events in the period, {} streams {verdict} ({} problems), {} silent periods",
-        report.finished.tally.events,
-        report.streams.len(),
-        report.problem_count(),
-        report.finished.silences.len(),
+        "auditship report: {} in the period; {} checked, {verdict} ({}); {}",
+        count(report.finished.tally.events, "event", "events"),
+        count(report.streams.len() as u64, "stream", "streams"),
+        count(report.problem_count(), "problem", "problems"),
+        count(
+            report.finished.silences.len() as u64,
+            "silent period",
+            "silent periods"
+        ),
     );
     Ok(report.ok())
 }

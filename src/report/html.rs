@@ -10,6 +10,7 @@ use super::svg::{self, Bar};
 use super::topk::TopK;
 use super::{Report, StreamReport};
 use crate::audit::schema::{ACTIONS, OUTCOMES};
+use crate::words::count as plural;
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
@@ -169,10 +170,6 @@ fn header(h: &mut String, r: &Report, from: &str, to: &str) {
          <a href=\"#completeness\">Completeness</a><a href=\"#activity\">Activity</a>\
          <a href=\"#reproduce\">Reproduce</a></nav></header>",
     );
-}
-
-fn plural(n: u64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 fn figure(h: &mut String, id: &str, n: impl std::fmt::Display, text: &str) {
