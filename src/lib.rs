@@ -15,6 +15,7 @@ pub mod otel;
 pub mod queue;
 pub mod record;
 pub mod redact;
+pub mod report;
 pub mod sealer;
 pub mod ship;
 pub mod tail;

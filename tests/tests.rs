@@ -38,6 +38,7 @@ mod record;
 mod record_content;
 mod record_edges;
 mod redact_catalogue;
+mod report;
 mod s3;
 mod sealer;
 mod vectors;

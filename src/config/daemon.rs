@@ -433,6 +433,10 @@ pub struct DaemonConfig {
     pub from_env: Vec<super::layers::FromEnv>,
 }
 
+/// `[agent] heartbeat_interval` when not configured; `auditship report` judges
+/// silence against it by default.
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(300);
+
 /// Parses `"250ms"`, `"10s"`, `"5m"`, `"2h"`, `"1d"`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -598,7 +602,7 @@ impl DaemonConfig {
             heartbeat_interval: e.duration(
                 "agent.heartbeat_interval",
                 a.heartbeat_interval.as_deref(),
-                Duration::from_secs(300),
+                DEFAULT_HEARTBEAT_INTERVAL,
             ),
             state_dir: state_dir.clone(),
         };
