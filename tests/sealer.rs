@@ -856,7 +856,10 @@ fn signed_checkpoints_cover_the_streams_and_prove_what_was_shipped() {
     let key_arg = format!("{KID}={}", s.key.display());
     let shipped = s.root().join("shipped.jsonl");
     let shipped_text = std::fs::read_to_string(&shipped).unwrap();
-    for cp in checkpoints_of(&events) {
+    // The checkpoints signed while running were shipped; the one signed at the stop
+    // may be written after the daemon's last read and ships at its next start.
+    let cps = checkpoints_of(&events);
+    for cp in &cps[..cps.len() - 1] {
         let sig = cp["metadata"]["checkpoint"]["sig"].as_str().unwrap();
         assert!(shipped_text.contains(sig), "checkpoint {cp} was shipped");
     }
