@@ -527,6 +527,22 @@ fn the_json_report_matches_its_golden_copy_and_an_independent_count() {
     assert_eq!(unclosed["count"], 1, "{unclosed:#}");
     assert_eq!(unclosed["listed"][0]["user_id"], "carol@example.com");
     assert_eq!(unclosed["listed"][0]["tool_name"], "WebFetch");
+
+    // One directory holding the export beside the stream directories: both are found.
+    std::fs::rename(
+        t.path().join("siem/export.jsonl"),
+        t.path().join("streams/export.jsonl"),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = report_in(
+        t.path(),
+        &["--format", "json", "--from", FROM, "--to", TO, "streams"],
+    );
+    let whole: Value = serde_json::from_slice(&stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(code, 1);
+    for member in ["events", "users", "hosts", "silent_periods", "outcomes"] {
+        assert_eq!(whole[member], doc[member], "{member}");
+    }
 }
 
 #[test]
