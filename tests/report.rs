@@ -527,6 +527,22 @@ fn the_json_report_matches_its_golden_copy_and_an_independent_count() {
     assert_eq!(unclosed["count"], 1, "{unclosed:#}");
     assert_eq!(unclosed["listed"][0]["user_id"], "carol@example.com");
     assert_eq!(unclosed["listed"][0]["tool_name"], "WebFetch");
+
+    // One directory holding the export beside the stream directories: both are found.
+    std::fs::rename(
+        t.path().join("siem/export.jsonl"),
+        t.path().join("streams/export.jsonl"),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = report_in(
+        t.path(),
+        &["--format", "json", "--from", FROM, "--to", TO, "streams"],
+    );
+    let whole: Value = serde_json::from_slice(&stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(code, 1);
+    for member in ["events", "users", "hosts", "silent_periods", "outcomes"] {
+        assert_eq!(whole[member], doc[member], "{member}");
+    }
 }
 
 #[test]
@@ -1040,4 +1056,80 @@ fn the_daemons_own_records_in_a_real_export_keep_its_host_up_and_name_no_user() 
         "{host}"
     );
     assert_eq!(doc["silent_periods"], json!([]), "{doc:#}");
+}
+
+#[test]
+fn signed_checkpoints_are_checked_with_the_public_key_and_are_nobody_s_activity() {
+    use auditship::audit::checkpoint::SigningKey;
+    let t = tempdir();
+    let dir = t.path().join("sealed/alice");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("audit-2026-11-26.jsonl");
+    let key = SigningKey::from_seed(&[7; 32]);
+    let head = write_chain(&file, 1, 0, 10, ZERO_HASH);
+    // The sealer's checkpoint at seq 10 over seq 9, then ten more events.
+    let c = key.sign("alice", 9, &head);
+    let event = json!({
+        "v": 1, "id": "cp-10", "seq": 10, "prev_hash": head,
+        "timestamp": "2026-11-26T07:06:42.000Z", "user_id": "alice", "session_id": "sealer",
+        "host": "devbox", "action": "agent_event", "resource": "checkpoint", "outcome": "success",
+        "metadata": {"source_event": "checkpoint", "checkpoint": c.to_json()},
+    });
+    let sealed = audit::seal(&event.to_string(), None).unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .unwrap()
+        .write_all(&sealed.line)
+        .unwrap();
+    write_chain(&file, 1, 11, 10, &sealed.hash);
+    let pem = |k: &SigningKey| auditship::keyfile::public_key_pem(k.public());
+    std::fs::write(t.path().join("sealer.pub"), pem(&key)).unwrap();
+    std::fs::write(
+        t.path().join("other.pub"),
+        pem(&SigningKey::from_seed(&[8; 32])),
+    )
+    .unwrap();
+
+    let (code, stdout, stderr) = report_in(
+        t.path(),
+        &["--format", "json", "--pubkey", "sealer.pub", "sealed"],
+    );
+    let doc: Value = serde_json::from_slice(&stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(code, 0, "{doc:#}");
+    let s = &doc["streams"][0];
+    assert_eq!(
+        (
+            s["checkpoints"]["held"].as_u64(),
+            s["checkpoints"]["covered_to_seq"].as_u64()
+        ),
+        (Some(1), Some(9))
+    );
+    assert_eq!(
+        s["command"],
+        "auditship verify --pubkey sealer.pub sealed/alice"
+    );
+    // 20 events of the person; the checkpoint is the host's, not hers.
+    assert_eq!(doc["users"][0]["events"], 20);
+    assert_eq!(doc["hosts"][0]["daemon_records"], 1);
+    assert!(
+        doc["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["path"] == "sealer.pub")
+    );
+
+    // Checked with another host's key, the checkpoint does not verify.
+    let (code, stdout, _) = report_in(
+        t.path(),
+        &["--format", "json", "--pubkey", "other.pub", "sealed"],
+    );
+    let doc: Value = serde_json::from_slice(&stdout).unwrap();
+    assert_eq!(code, 1);
+    assert_eq!(
+        doc["streams"][0]["problems"][0]["code"],
+        "checkpoint_bad_signature"
+    );
+    assert_eq!(doc["streams"][0]["problems"][0]["line"], 11);
 }

@@ -225,7 +225,7 @@ pub fn build(plan: &Plan, opts: &Options, rows: &mut dyn Rows) -> io::Result<Rep
         rows,
     };
     if let Some(anchors) = &opts.anchors {
-        b.checkpoint_files(anchors, opts)?;
+        b.checkpoint_files(anchors)?;
     }
     if !plan.exports.is_empty() {
         b.exports(&plan.exports, opts)?;
@@ -251,10 +251,11 @@ struct Builder<'r> {
 }
 
 impl Builder<'_> {
-    fn checkpoint_files(&mut self, anchors: &Anchors, opts: &Options) -> io::Result<()> {
+    fn checkpoint_files(&mut self, anchors: &Anchors) -> io::Result<()> {
         for (file, _read, _other) in &anchors.files {
             self.digest_file(Path::new(file))?;
-            let mut entry = StreamReport::new(file, "checkpoints", verify_command(opts, &[]));
+            // Its command is that of the streams it is checked with (set at the end).
+            let mut entry = StreamReport::new(file, "checkpoints", String::new());
             entry.summary.files = vec![file.clone()];
             for (_, line, detail) in anchors.bad.iter().filter(|(f, _, _)| f == file) {
                 entry.counted(file, *line, checkpoints::BAD_SIGNATURE, detail);
@@ -413,6 +414,15 @@ impl Builder<'_> {
             listing.push_str(&format!("{}  {}\n", f.sha256, f.path));
         }
         let inputs_sha256 = crate::audit::sha256_hex(listing.as_bytes());
+        let first_stream = self
+            .streams
+            .iter()
+            .find(|s| !s.command.is_empty())
+            .map(|s| s.command.clone())
+            .unwrap_or_default();
+        for s in self.streams.iter_mut().filter(|s| s.command.is_empty()) {
+            s.command = first_stream.clone();
+        }
         let mut seen = HashSet::new();
         let commands: Vec<String> = self
             .streams

@@ -131,8 +131,8 @@ pub fn inputs_from_args(paths: &[PathBuf]) -> io::Result<Inputs> {
 }
 
 /// Sorts one directory into `inputs`: an archive directory (its manifest, then its
-/// tree), a stream or an export (its files), or a tree to walk. Returns whether
-/// anything was found.
+/// tree), a stream (its files), an export (its files, then its tree), or a tree to
+/// walk. Returns whether anything was found.
 fn classify_dir(dir: &Path, depth: usize, inputs: &mut Inputs) -> io::Result<bool> {
     let manifest = dir.join(MANIFEST);
     if std::fs::symlink_metadata(&manifest).is_ok_and(|m| m.is_file()) {
@@ -148,6 +148,8 @@ fn classify_dir(dir: &Path, depth: usize, inputs: &mut Inputs) -> io::Result<boo
                 name: f.path.display().to_string(),
                 path: f.path,
             }));
+            // Exports are kept beside other things: look below too.
+            walk_subdirs(dir, depth, inputs)?;
             Ok(true)
         }
         Some(_) => {
