@@ -230,7 +230,7 @@ pub async fn run_pipeline(
     tracker.close();
     let archiver = spawn_archiver(&daemon, &queue)?;
     let receiver = match &daemon.telemetry {
-        Some(t) => receiver(&config, &daemon, t).await,
+        Some(t) => receiver(&config, &daemon, t, waker.clone()).await,
         None => None,
     };
     let telemetry = Arc::new(telemetry::Telemetry {
@@ -407,6 +407,7 @@ async fn receiver(
     config: &Config,
     daemon: &DaemonConfig,
     t: &crate::config::daemon::TelemetryConfig,
+    wake: crate::watch::Waker,
 ) -> Option<Running> {
     use crate::otel::server;
     let rc = &config.record;
@@ -434,6 +435,7 @@ async fn receiver(
             dir: t.dir.clone(),
             signer: t.signer.clone(),
         },
+        wake: Some(wake),
     };
     let stats = Arc::new(crate::otel::Stats::default());
     let r = match server::Receiver::bind(t.listen, settings, stats.clone()).await {
