@@ -417,12 +417,7 @@ fn map_record(
     };
     let session = hook_map::redacted_text(session, "session_id", redactor, &mut redacted);
     let mut meta = clear_metadata(name, record.time_unix_nano, &mut attrs, service, sender.uid);
-    // One pass over what is kept in clear (paths `metadata.<key>`).
-    let mut clear = Value::Object(std::mem::take(&mut meta));
-    redactor.redact_json(&mut clear, "metadata", &mut redacted);
-    if let Value::Object(m) = clear {
-        meta = m;
-    }
+    redact_clear(&mut meta, redactor, &mut redacted);
     let (action, outcome) = classify(name, &attrs, &meta);
     attrs.remove("success");
     let problems = hook_problems(name, &meta, &session);
@@ -533,6 +528,27 @@ fn clear_metadata(
         keep(key, v.clone());
     }
     meta
+}
+
+/// Redacts the metadata kept in clear. Its keys are ours and name no secret, so only
+/// the values are read: a string through the text detectors, anything else (an
+/// attribute sent as a list or map, the digest of a long value) through the
+/// structural walk. Paths go to `redacted` as `metadata.<key>`.
+fn redact_clear(meta: &mut Map<String, Value>, redactor: &Redactor, redacted: &mut Vec<String>) {
+    for (key, v) in meta.iter_mut() {
+        match v {
+            Value::String(s) => {
+                if let std::borrow::Cow::Owned(clean) = redactor.redact_str(s) {
+                    *s = clean;
+                    redacted.push(format!("metadata.{key}"));
+                }
+            }
+            Value::Array(_) | Value::Object(_) => {
+                redactor.redact_json(v, &format!("metadata.{key}"), redacted)
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Content attributes: digests (and kept copies) into `meta`, taken out of `attrs`.
