@@ -14,7 +14,6 @@
 //! repeated.
 
 #[path = "../tests/http1.rs"]
-#[allow(dead_code)]
 mod http1;
 
 use auditship::otel::{Export, LogRecord, proto};
