@@ -1113,3 +1113,80 @@ fn hold_lock_on_signal(
     let _ = release.recv();
     drop(file);
 }
+
+/// Sealed mode end to end: the hooks `install-hooks` wrote run `record`, which hands
+/// every call to the daemon's sealer. The sealed stream holds exactly the hook calls
+/// Claude Code made, each with the kernel's identity of the process that ran the hook,
+/// and verifies with the sealer's key; the local audit directory is never made.
+#[test]
+fn in_sealed_mode_every_hook_lands_in_the_sealed_stream() {
+    let lab = Lab::new();
+    let socket = lab.path("record.sock");
+    let sealed = lab.path("sealed");
+    let key = lab.path("sealer.key");
+    let daemon_cfg = lab.path("daemon.toml");
+    std::fs::write(
+        &daemon_cfg,
+        format!(
+            "[agent]\nstate_dir = \"{}\"\nheartbeat_interval = \"0s\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n[[sink]]\nname = \"local\"\ntype = \"file\"\npath = \"{}\"\n[sealer]\nlisten = \"{}\"\ndir = \"{}\"\nhmac_kid = \"lab\"\nhmac_key_file = \"{}\"\n",
+            lab.path("state").display(),
+            lab.path("shipped.jsonl").display(),
+            socket.display(),
+            sealed.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    lab.write_record_config(&format!(
+        "socket = \"{}\"\non_error = \"block\"\n",
+        socket.display()
+    ));
+    let daemon = Daemon::start(&lab.home(), &daemon_cfg);
+    let start = Instant::now();
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{}",
+            daemon.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let api = MessagesApi::start(vec![
+        vec![Block::tool(
+            "toolu_sealed",
+            "Bash",
+            json!({ "command": "echo sealed-$((6*7))", "description": "Print a value" }),
+        )],
+        vec![Block::text("done")],
+    ]);
+    let result = lab.run(&api, "Print a value", "Bash");
+    assert_eq!(result["is_error"], false, "{result}");
+    let witnessed = lab.witnessed();
+    assert_fired(
+        &witnessed,
+        &[
+            ("SessionStart", None),
+            ("PreToolUse", Some("toolu_sealed")),
+            ("PostToolUse", Some("toolu_sealed")),
+            ("SessionEnd", None),
+        ],
+    );
+
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let user = auditship::users::name_of(uid).unwrap();
+    let trail = read_stream(&sealed.join(&user));
+    assert_every_hook_recorded(&witnessed, &trail);
+    for e in &trail {
+        assert_eq!(e["metadata"]["sealed"], true, "{e}");
+        assert_eq!(e["metadata"]["uid"], uid, "{e}");
+        assert_eq!(e["kid"], "lab", "{e}");
+    }
+    assert!(!lab.audit_dir().exists(), "nothing recorded locally");
+    let hex = std::fs::read_to_string(&key).unwrap();
+    let doc = independent_verify(&sealed.join(&user), &[("lab", hex.trim())]);
+    assert_eq!(doc["events"], trail.len(), "{doc}");
+    let (code, log) = daemon.stop(Duration::from_secs(20));
+    assert_eq!(code, Some(0), "{log}");
+}

@@ -110,6 +110,13 @@ impl Keys {
         self.by_kid.contains_key(kid)
     }
 
+    /// Adds every key of `other` (its key replacing ours for a kid both hold).
+    pub fn merge(&mut self, other: &Keys) {
+        for (kid, mac) in &other.by_kid {
+            self.by_kid.insert(kid.clone(), mac.clone());
+        }
+    }
+
     /// Lowercase hex HMAC-SHA256 of `data` under key `kid`, if that key is known.
     pub fn mac(&self, kid: &str, data: &[u8]) -> Option<[u8; 64]> {
         let mut mac = self.by_kid.get(kid)?.clone();

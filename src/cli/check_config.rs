@@ -104,8 +104,9 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
-/// `record` must give up on the stream lock, and fail closed, before Claude Code
-/// kills it: its lock timeout must be below the hook timeout. That is the shortest
+/// `record` must give up on the stream lock (in sealed mode: on the sealer, and
+/// then on the lock), and fail closed, before Claude Code kills it: its timeouts
+/// must be below the hook timeout. That is the shortest
 /// `timeout` of our hooks in the managed and the user settings, or, with none
 /// installed yet, the one `install-hooks` writes.
 fn lock_timeout_problem(cfg: &Config) -> Option<String> {
@@ -132,12 +133,31 @@ fn lock_timeout_problem(cfg: &Config) -> Option<String> {
         ),
     };
     let lock = cfg.record.lock_timeout_ms;
-    ((lock as f64) >= secs * 1000.0).then(|| {
-        format!(
+    if (lock as f64) >= secs * 1000.0 {
+        return Some(format!(
             "record.lock_timeout_ms: {lock} ms is not below {from} ({secs} s): Claude Code would \
              kill `record` before it could report the failure or fail closed; set it lower \
              (default {})",
             config::DEFAULT_LOCK_TIMEOUT_MS
+        ));
+    }
+    cfg.record.socket.as_ref()?;
+    // Sealed mode: `record` waits for the sealer, then, under `allow`, for the lock
+    // of the user's own stream.
+    let socket = cfg.record.socket_timeout_ms;
+    let (worst, what) = match cfg.record.on_error {
+        config::OnError::Allow => (
+            socket + lock,
+            "with lock_timeout_ms after it (on_error = \"allow\")",
+        ),
+        config::OnError::Block => (socket, "alone"),
+    };
+    ((worst as f64) >= secs * 1000.0).then(|| {
+        format!(
+            "record.socket_timeout_ms: {socket} ms, {what}, is not below {from} ({secs} s): \
+             Claude Code would kill `record` before it could fail closed or record locally; set \
+             it lower (default {})",
+            config::DEFAULT_SOCKET_TIMEOUT_MS
         )
     })
 }

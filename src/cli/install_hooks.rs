@@ -15,7 +15,9 @@ use std::process::ExitCode;
 ///
 /// Managed hooks name their configuration file (`record --config PATH`, by default
 /// /etc/auditship/auditship.toml), so AUDITSHIP_CONFIG in a user's environment cannot
-/// point them elsewhere. Claude Code has no per-hook setting that makes a failed or
+/// point them elsewhere. With --sealed-socket, a drop-in next to that file
+/// (conf.d/50-auditship-sealed.toml, 0644) sets `[record] socket`: sealed mode, where
+/// the daemon's sealer writes every user's trail. Claude Code has no per-hook setting that makes a failed or
 /// timed-out hook block: failing closed is `record`'s own `on_error = "block"`.
 ///
 /// With --telemetry, the settings' `env` block also turns on Claude Code's
@@ -29,6 +31,8 @@ use std::process::ExitCode;
 Examples:
   auditship install-hooks                       # ~/.claude/settings.json
   sudo auditship install-hooks --scope managed  # /etc/claude-code/managed-settings.json, all users
+  sudo auditship install-hooks --scope managed --sealed-socket /run/auditship/record.sock
+
   sudo auditship install-hooks --scope managed --telemetry  # and Claude Code's OTLP logs to the receiver
   auditship install-hooks --dry-run --claude-version 2.1.90")]
 pub struct Args {
@@ -53,6 +57,12 @@ pub struct Args {
     /// The configuration hooks pass to `record --config` [default: none for user scope; /etc/auditship/auditship.toml for managed scope]
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
+    /// Sealed mode: also write conf.d/50-auditship-sealed.toml next to that
+    /// configuration, so `record` forwards every call to the sealer at this socket
+    /// (e.g. /run/auditship/record.sock)
+    #[arg(long, value_name = "SOCKET")]
+    pub sealed_socket: Option<PathBuf>,
+
     /// Also point Claude Code's OTLP log exporter at the telemetry receiver [default endpoint: from the configuration's [telemetry] listen, else http://127.0.0.1:4318/v1/logs]
     #[arg(long, value_name = "ENDPOINT", num_args = 0..=1, default_missing_value = "")]
     pub telemetry: Option<String>,
@@ -60,6 +70,10 @@ pub struct Args {
     #[arg(long, value_name = "ENDPOINT", conflicts_with = "telemetry")]
     pub telemetry_endpoint: Option<String>,
 }
+
+/// The drop-in `--sealed-socket` writes, in the `conf.d` next to the hooks'
+/// configuration.
+pub const SEALED_DROP_IN: &str = "50-auditship-sealed.toml";
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum ScopeArg {
@@ -115,6 +129,12 @@ fn install(args: Args) -> Result<(), String> {
         Some(p) => hooks::with_config(&command, p),
         None => command,
     };
+    if let Some(socket) = &args.sealed_socket {
+        let config = config.as_deref().ok_or(
+            "--sealed-socket needs the configuration the hooks name: --config, or --scope managed",
+        )?;
+        sealed_client(config, socket, args.dry_run)?;
+    }
     let version = match args.claude_version {
         Some(v) => Some(
             v.parse::<Version>()
@@ -157,6 +177,81 @@ fn install(args: Args) -> Result<(), String> {
             c.record.lock_timeout_ms, args.timeout
         );
     }
+    Ok(())
+}
+
+/// Writes the sealed client's drop-in next to `config`: `[record] socket`. Prints
+/// what it did (or would do); leaves an identical file alone.
+fn sealed_client(
+    config: &std::path::Path,
+    socket: &std::path::Path,
+    dry_run: bool,
+) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if !socket.is_absolute() {
+        return Err(format!(
+            "--sealed-socket {}: expected an absolute path",
+            socket.display()
+        ));
+    }
+    let socket_text = socket
+        .to_str()
+        .ok_or("--sealed-socket: the path is not UTF-8")?;
+    let dir = config
+        .parent()
+        .unwrap_or(std::path::Path::new("/"))
+        .join(crate::config::layers::CONF_DIR);
+    let file = dir.join(SEALED_DROP_IN);
+    let text = format!(
+        "# Written by `auditship install-hooks --sealed-socket`: sealed mode. `record`\n\
+         # forwards every hook call to the daemon's sealer at this socket; the sealer\n\
+         # writes the trail the user cannot change. Remove this file for local mode.\n\
+         [record]\nsocket = {}\n",
+        toml::Value::from(socket_text)
+    );
+    let mut out = std::io::stdout().lock();
+    if std::fs::read_to_string(&file).is_ok_and(|old| old == text) {
+        let _ = writeln!(
+            out,
+            "{}: unchanged (sealed mode, socket {})",
+            file.display(),
+            socket.display()
+        );
+        return Ok(());
+    }
+    if dry_run {
+        let _ = write!(out, "would write {}:\n{text}", file.display());
+        return Ok(());
+    }
+    let at = |e: std::io::Error| format!("{}: {e}", file.display());
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(&dir)
+        .map_err(at)?;
+    let temp = dir.join(format!(".{SEALED_DROP_IN}.tmp-{}", std::process::id()));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&temp)
+        .and_then(|mut f| {
+            f.write_all(text.as_bytes())?;
+            f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+            f.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&temp, &file))
+        .and_then(|()| std::fs::File::open(&dir)?.sync_all());
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&temp);
+        return Err(at(e));
+    }
+    let _ = writeln!(
+        out,
+        "{}: written (sealed mode, socket {})",
+        file.display(),
+        socket.display()
+    );
     Ok(())
 }
 

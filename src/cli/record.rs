@@ -2,7 +2,9 @@
 
 use crate::config::{self, OnError};
 use crate::record::fail_closed::{self, Mechanism};
-use crate::record::{self, Decision, Input};
+use crate::record::{self, Caller, Decision, Input};
+use crate::sealer::client;
+use crate::sealer::proto::{self, Header, Kind};
 use std::io::{Read, Write};
 use std::process::ExitCode;
 
@@ -121,13 +123,21 @@ fn attempt(args: Args, read: std::io::Result<()>, stdin: &[u8]) -> Outcome {
     let config = match config::load(flag) {
         Ok(c) => c,
         Err(e) => {
+            // A sealer named in the files needs nothing else from them.
+            if read.is_ok()
+                && let Some(socket) = config::salvage::socket(flag)
+                && forward(&socket, &input, config::DEFAULT_SOCKET_TIMEOUT_MS).is_ok()
+            {
+                return Outcome::Recorded;
+            }
             // The file's on_error still counts: read it without loading the rest.
             let on_error = config::salvage::on_error(flag).unwrap_or(OnError::Allow);
             let message = format!("configuration: {e}");
             match defaults(flag) {
                 // Keep the event as the defaults make it: minimised, redacted.
                 Some(d) => {
-                    let event = record::event(&d, input, record::utc_now().0).ok();
+                    let caller = Caller::local(&d);
+                    let event = record::event(&d, input, record::utc_now().0, &caller).ok();
                     record::report_failure(&d, &message, event.as_ref());
                 }
                 None => {
@@ -141,13 +151,82 @@ fn attempt(args: Args, read: std::io::Result<()>, stdin: &[u8]) -> Outcome {
         record::report_failure(&config, &format!("reading stdin: {e}"), None);
         return Outcome::Failed(config.record.on_error);
     }
-    match record::record(&config, input) {
+    match config.record.socket.clone() {
+        Some(socket) => sealed(&config, &socket, input),
+        None => local(&config, input, &Caller::local(&config)),
+    }
+}
+
+/// Appends to the user's own stream.
+fn local(config: &config::Config, input: Input<'_>, caller: &Caller) -> Outcome {
+    match record::record(config, input, caller) {
         Ok(_) => Outcome::Recorded,
         Err(failure) => {
-            record::report_failure(&config, &failure.to_string(), failure.event.as_ref());
+            record::report_failure(config, &failure.to_string(), failure.event.as_ref());
             Outcome::Failed(config.record.on_error)
         }
     }
+}
+
+/// Sealed mode: the sealer records the call. When it cannot, `on_error` decides:
+/// `block` fails closed, `allow` appends to the user's own stream, marked unsealed.
+fn sealed(config: &config::Config, socket: &std::path::Path, input: Input<'_>) -> Outcome {
+    let error = match forward(socket, &input, config.record.socket_timeout_ms) {
+        Ok(_) => return Outcome::Recorded,
+        Err(e) => format!("sealed mode: {e}"),
+    };
+    let mut caller = Caller::local(config);
+    caller
+        .metadata
+        .insert("sealed".into(), serde_json::Value::Bool(false));
+    match config.record.on_error {
+        OnError::Block => {
+            let event = record::event(config, input, record::utc_now().0, &caller).ok();
+            record::report_failure(config, &error, event.as_ref());
+            Outcome::Failed(OnError::Block)
+        }
+        OnError::Allow => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "auditship record: {error}; recorded in the local stream instead (not sealed)"
+            );
+            let redacted = config.redactor.redact_str(&error).into_owned();
+            caller
+                .metadata
+                .insert("sealer_error".into(), serde_json::Value::String(redacted));
+            local(config, input, &caller)
+        }
+    }
+}
+
+/// Sends the call to the sealer at `socket` and waits for its answer.
+fn forward(
+    socket: &std::path::Path,
+    input: &Input<'_>,
+    timeout_ms: u64,
+) -> Result<client::Sealed, client::ClientError> {
+    let project_dir = record::env_text("CLAUDE_PROJECT_DIR");
+    let (kind, payload) = match input {
+        Input::Hook(bytes) => (Kind::Hook, std::borrow::Cow::Borrowed(*bytes)),
+        Input::Decision(d) => {
+            let mut d = d.clone();
+            if d.session_id.is_none() {
+                d.session_id = record::env_text("CLAUDE_SESSION_ID");
+            }
+            (
+                Kind::Decision,
+                std::borrow::Cow::Owned(proto::decision_payload(&d)),
+            )
+        }
+        Input::Digest(_) => unreachable!("record reads whole payloads"),
+    };
+    let header = Header { kind, project_dir };
+    client::send(
+        socket,
+        &header,
+        &payload,
+        std::time::Duration::from_millis(timeout_ms),
+    )
 }
 
 /// The session Claude Code runs this in, from the environment it gives its Bash tool

@@ -74,7 +74,8 @@ pub fn run(args: Args) -> ExitCode {
         // cannot start (a listener address taken, a certificate unreadable) gives way
         // to it again, so a bad reload never stops the daemon.
         let mut last_good: Option<(config::Config, config::daemon::DaemonConfig)> = None;
-        loop {
+        let mut sealer = crate::daemon::sealing::SealerSlot::new();
+        let result = loop {
             let mut next = None;
             let shutdown = async {
                 next = events.recv().await;
@@ -85,10 +86,12 @@ pub fn run(args: Args) -> ExitCode {
             };
             let hash = daemon.hash.clone();
             let current = (cfg.clone(), daemon.clone());
-            if let Err(e) = crate::daemon::run_pipeline(cfg, daemon, begin, shutdown).await {
+            if let Err(e) =
+                crate::daemon::run_pipeline(cfg, daemon, begin, shutdown, &mut sealer).await
+            {
                 let Some(good) = last_good.take().filter(|_| e.before_start()) else {
                     tracing::error!(error = %e, "daemon failed");
-                    return Err(());
+                    break Err(());
                 };
                 tracing::error!(error = %e, config_hash = %hash, "the reloaded configuration cannot start; going back to the previous one");
                 crate::daemon::note_reload(Some(format!("the new configuration cannot start: {e}")));
@@ -107,9 +110,11 @@ pub fn run(args: Args) -> ExitCode {
                         previous_config_hash: hash,
                     };
                 }
-                Some(Event::Stop) | None => return Ok(()),
+                Some(Event::Stop) | None => break Ok(()),
             }
-        }
+        };
+        sealer.stop().await;
+        result
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

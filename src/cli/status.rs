@@ -194,6 +194,19 @@ fn print_summary(
             ""
         }
     )?;
+    let sealer = &d["sealer"];
+    if sealer.is_object() {
+        writeln!(
+            out,
+            "sealer: {} on {}: {}, {}, {}, {}",
+            sealer["listen"].as_str().unwrap_or("?"),
+            count(&sealer["streams"], "stream", "streams"),
+            count(&sealer["sealed"], "event sealed", "events sealed"),
+            count(&sealer["digests"], "digest", "digests"),
+            count(&sealer["refused"], "refused", "refused"),
+            count(&sealer["turned_away"], "turned away", "turned away"),
+        )?;
+    }
     let q = &d["queue"];
     writeln!(
         out,

@@ -13,7 +13,10 @@ use std::process::ExitCode;
 ///
 /// Files given together are one stream, checked in the order given. A directory is
 /// one stream: its *.jsonl and *.jsonl.gz files in name order (.gz is read
-/// transparently). With --stream, everything given is one stream in name order: a
+/// transparently); a directory without such files is walked for the stream
+/// directories below it (the sealer's directory of users, a tree of homes). An
+/// archive directory (one holding manifest.jsonl) gives the streams of its archives
+/// and its manifest, checked as with --manifest. With --stream, everything given is one stream in name order: a
 /// stream's archive directory and its live directory, checked as one chain across
 /// them. --manifest checks the archives an archive manifest records.
 ///
@@ -81,7 +84,8 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
-fn load_keys(specs: &[String]) -> io::Result<Keys> {
+/// The HMAC keys of `--key KID=KEYFILE` arguments.
+pub(crate) fn load_keys(specs: &[String]) -> io::Result<Keys> {
     let mut keys = Keys::new();
     for spec in specs {
         let Some((kid, file)) = spec
@@ -164,7 +168,11 @@ fn verify_all(
     if !inputs.exports.is_empty() {
         verify_export(report, &inputs.exports, keys, anchors)?;
     }
-    if let Some(m) = &args.manifest {
+    let found = inputs
+        .manifests
+        .iter()
+        .filter(|m| args.manifest.as_ref() != Some(*m));
+    for m in args.manifest.iter().chain(found) {
         let (found, checked) = crate::archive::verify_manifest(m)?;
         let label = m.display().to_string();
         let mut r = report.stream(Entry::new(&label, "manifest", false));

@@ -91,6 +91,8 @@ pub struct RawSink {
     pub proxy: Option<String>,
     /// Accept sending unencrypted off this machine (see [`crate::ship::tls::cleartext_exposure`]).
     pub allow_plaintext: Option<bool>,
+    /// Requests sent before the oldest is answered (HTTP sinks).
+    pub max_in_flight: Option<usize>,
     #[serde(default)]
     pub tls: RawTls,
     #[serde(default)]
@@ -375,9 +377,18 @@ pub struct SinkConfig {
     pub max_events: usize,
     pub max_bytes: usize,
     pub max_wait: Duration,
+    /// Requests out at once; 1 for the sinks that write one ordered stream (syslog,
+    /// file).
+    pub max_in_flight: usize,
     pub retry_initial: Duration,
     pub retry_max_delay: Duration,
 }
+
+/// Requests an HTTP sink has out at once unless `max_in_flight` says otherwise.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 8;
+
+/// The most `max_in_flight` may be.
+pub const MAX_IN_FLIGHT_LIMIT: usize = 64;
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -410,6 +421,9 @@ pub struct DaemonConfig {
     pub queue: QueueConfig,
     pub archive: crate::archive::ArchiveConfig,
     pub metrics: MetricsConfig,
+    /// `[sealer]`, when the daemon runs one.
+    pub sealer: Option<super::sealer::SealerConfig>,
+
     /// The telemetry receiver; `None` when off.
     pub telemetry: Option<TelemetryConfig>,
     /// Identifies the configuration a host runs (status, metrics, heartbeats).
@@ -418,6 +432,10 @@ pub struct DaemonConfig {
     /// shows them as written, since any of them may hold a secret.
     pub from_env: Vec<super::layers::FromEnv>,
 }
+
+/// `[agent] heartbeat_interval` when not configured; `auditship report` judges
+/// silence against it by default.
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(300);
 
 /// Parses `"250ms"`, `"10s"`, `"5m"`, `"2h"`, `"1d"`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -498,6 +516,50 @@ fn record_errors_source(raw: &RawConfig) -> SourceConfig {
     }
 }
 
+/// The sealed streams are shipped like any source, with no configuration of their
+/// own: a chained source over `<dir>/*`, checked with the sealer's key, unless a
+/// `[[source]]` already covers them (that one gets the key when it lacks it).
+fn add_sealed_source(
+    s: &super::sealer::SealerConfig,
+    sources: &mut Vec<SourceConfig>,
+    e: &mut Errors<'_>,
+) {
+    let probe = s.dir.join("user");
+    let mut covered = false;
+    for src in sources.iter_mut() {
+        if src.paths.iter().any(|p| super::coverage::covers(p, &probe)) {
+            covered = true;
+            if let Some(keys) = &s.hmac_key
+                && !src.keys.contains(&s.hmac_kid)
+            {
+                src.keys.merge(keys);
+            }
+        }
+    }
+    if covered {
+        return;
+    }
+    let name = super::sealer::SEALED_SOURCE;
+    if sources.iter().any(|src| src.name == name) {
+        e.push(format!(
+            "sealer.dir: the source {name:?} does not cover {}/*; cover it there or rename that source",
+            s.dir.display()
+        ));
+        return;
+    }
+    sources.push(SourceConfig {
+        name: name.into(),
+        paths: vec![format!(
+            "{}/*",
+            globset::escape(&s.dir.display().to_string())
+        )],
+        files: "*.jsonl".into(),
+        format: SourceFormat::AuditshipV1,
+        keys: s.hmac_key.clone().unwrap_or_default(),
+        max_line_bytes: 4 << 20,
+    });
+}
+
 impl DaemonConfig {
     /// Validates the daemon sections, loading key and token files. Every problem is
     /// pushed to `errors`.
@@ -540,7 +602,7 @@ impl DaemonConfig {
             heartbeat_interval: e.duration(
                 "agent.heartbeat_interval",
                 a.heartbeat_interval.as_deref(),
-                Duration::from_secs(300),
+                DEFAULT_HEARTBEAT_INTERVAL,
             ),
             state_dir: state_dir.clone(),
         };
@@ -634,6 +696,7 @@ impl DaemonConfig {
                 max_events: 1000,
                 max_bytes: 1 << 20,
                 max_wait: Duration::from_secs(1),
+                max_in_flight: 1,
                 retry_initial: Duration::from_millis(500),
                 retry_max_delay: Duration::from_secs(60),
             });
@@ -836,6 +899,7 @@ impl DaemonConfig {
                     "{at}.batch: max_events must be > 0 and max_bytes >= 1024"
                 ));
             }
+            let max_in_flight = max_in_flight(&at, &kind, s.max_in_flight, &mut e);
             sinks.push(SinkConfig {
                 name: s.name.clone(),
                 kind,
@@ -847,6 +911,7 @@ impl DaemonConfig {
                     s.batch.max_wait.as_deref(),
                     Duration::from_secs(1),
                 ),
+                max_in_flight,
                 retry_initial: e.duration(
                     &format!("{at}.retry.initial"),
                     s.retry.initial.as_deref(),
@@ -911,6 +976,13 @@ impl DaemonConfig {
                 Duration::from_secs(300),
             ),
         };
+        let sealer = raw
+            .sealer
+            .as_ref()
+            .map(|r| super::sealer::SealerConfig::from_raw(r, e.list));
+        if let Some(s) = &sealer {
+            add_sealed_source(s, &mut sources, &mut e);
+        }
         let telemetry = telemetry_config(&raw.telemetry, &state_dir, &mut e);
         if let (Some(t), Some(m)) = (&telemetry, metrics.listen)
             && t.listen == m
@@ -931,6 +1003,8 @@ impl DaemonConfig {
             queue,
             archive,
             metrics,
+            sealer,
+
             telemetry,
             hash: String::new(),
             from_env: Vec::new(),
@@ -1203,6 +1277,31 @@ fn s3_config(r: &RawS3, e: &mut Errors<'_>) -> crate::archive::s3::S3Config {
     }
 }
 
+/// Requests a sink may have out at once: 1 to [`MAX_IN_FLIGHT_LIMIT`] for HTTP sinks
+/// ([`DEFAULT_MAX_IN_FLIGHT`] when unset); always 1 for syslog and file, which write
+/// one ordered stream (syslog's delivery is confirmed by the position in it).
+fn max_in_flight(at: &str, kind: &SinkKind, v: Option<usize>, e: &mut Errors<'_>) -> usize {
+    if matches!(kind, SinkKind::Syslog { .. } | SinkKind::File { .. }) {
+        if v.is_some_and(|n| n != 1) {
+            e.push(format!(
+                "{at}.max_in_flight: a {} sink writes one ordered stream and sends one request at a time; leave it out or set 1",
+                kind.name()
+            ));
+        }
+        return 1;
+    }
+    match v {
+        None => DEFAULT_MAX_IN_FLIGHT,
+        Some(n) if (1..=MAX_IN_FLIGHT_LIMIT).contains(&n) => n,
+        Some(_) => {
+            e.push(format!(
+                "{at}.max_in_flight: between 1 and {MAX_IN_FLIGHT_LIMIT}"
+            ));
+            DEFAULT_MAX_IN_FLIGHT
+        }
+    }
+}
+
 /// The extra headers of a sink, each checked to be sendable. A value is never quoted
 /// in a message: it may be a credential (often from `${VAR}`).
 fn headers(at: &str, s: &RawSink, e: &mut Errors<'_>) -> Vec<(String, String)> {
@@ -1446,6 +1545,44 @@ mod tests {
         let mut errors = Vec::new();
         DaemonConfig::from_raw(&raw, &mut errors);
         errors
+    }
+
+    fn sinks(table: &str) -> Vec<SinkConfig> {
+        let raw: RawConfig = toml::from_str(&format!("[[sink]]\nname = \"s\"\n{table}")).unwrap();
+        let mut errors = Vec::new();
+        let c = DaemonConfig::from_raw(&raw, &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        c.sinks
+    }
+
+    #[test]
+    fn max_in_flight_defaults_per_kind_and_is_bounded() {
+        let http = "type = \"http\"\nendpoint = \"http://127.0.0.1:8088\"\n";
+        assert_eq!(sinks(http)[0].max_in_flight, DEFAULT_MAX_IN_FLIGHT);
+        assert_eq!(
+            sinks(&format!("{http}max_in_flight = 9\n"))[0].max_in_flight,
+            9
+        );
+        for bad in [0, MAX_IN_FLIGHT_LIMIT + 1] {
+            let e = sink_errors(&format!("{http}max_in_flight = {bad}\n"));
+            assert_eq!(
+                e,
+                [format!(
+                    "sink[0] (\"s\").max_in_flight: between 1 and {MAX_IN_FLIGHT_LIMIT}"
+                )]
+            );
+        }
+        let file = "type = \"file\"\npath = \"/tmp/x.jsonl\"\n";
+        assert_eq!(sinks(file)[0].max_in_flight, 1);
+        assert_eq!(
+            sinks(&format!("{file}max_in_flight = 1\n"))[0].max_in_flight,
+            1
+        );
+        let e = sink_errors(&format!("{file}max_in_flight = 2\n"));
+        assert!(e.len() == 1 && e[0].contains("one ordered stream"), "{e:?}");
+        let syslog =
+            "type = \"syslog\"\nendpoint = \"tls://logs.example.com:6514\"\nmax_in_flight = 4\n";
+        assert_eq!(sink_errors(syslog).len(), 1);
     }
 
     #[test]

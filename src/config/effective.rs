@@ -45,6 +45,10 @@ pub fn hash(cfg: &Config, daemon: Option<&DaemonConfig>, from_env: &[FromEnv]) -
     {
         v["agent"]["host"] = "(host name)".into();
     }
+    // Whether the sealer's key exists yet is not a setting.
+    if let Some(k) = v.pointer_mut("/sealer/hmac_key") {
+        *k = "***".into();
+    }
     if let Some(home) = std::env::var_os("HOME").filter(|h| h.len() > 1) {
         let home = home.to_string_lossy();
         collapse_home(&mut v, home.trim_end_matches('/'));
@@ -116,7 +120,29 @@ fn record_json(cfg: &Config) -> Value {
             "hmac": match &r.signer { Some((kid, _)) => format!("kid {kid}, key ***"), None => "off".into() },
             "fsync": r.fsync,
             "lock_timeout_ms": r.lock_timeout_ms,
+            "socket": r.socket.as_ref().map_or_else(|| "none: local mode".into(), |p| p.display().to_string()),
+            "socket_timeout_ms": r.socket_timeout_ms,
             "identity": r.identity,
+    })
+}
+
+/// `[sealer]`: where it listens and writes, its key (named, never shown), the
+/// signing key's file and the checkpoint interval, its limits and identities.
+fn sealer_json(s: &super::sealer::SealerConfig) -> Value {
+    let l = &s.limits;
+    json!({
+        "listen": s.listen.display().to_string(),
+        "dir": s.dir.display().to_string(),
+        "hmac_kid": s.hmac_kid,
+        "hmac_key_file": s.hmac_key_file.display().to_string(),
+        "hmac_key": if s.hmac_key.is_some() { "***" } else { "(created when the sealer starts)" },
+        "signing_key_file": s.signing_key_file.display().to_string(),
+        "checkpoint_interval": dur(s.checkpoint_interval),
+        "max_payload_bytes": l.max_payload_bytes,
+        "read_timeout": dur(l.read_timeout),
+        "max_connections": l.max_connections,
+        "max_buffered_bytes": l.max_buffered_bytes,
+        "identity": s.identity,
     })
 }
 
@@ -204,6 +230,7 @@ fn daemon_sections(d: &DaemonConfig, v: &mut Value) {
                 "name": s.name,
                 "compression": match s.compression { Compression::None => "none", Compression::Gzip => "gzip" },
                 "batch": { "max_events": s.max_events, "max_bytes": s.max_bytes, "max_wait": dur(s.max_wait) },
+                "max_in_flight": s.max_in_flight,
                 "retry": { "initial": dur(s.retry_initial), "max_delay": dur(s.retry_max_delay) },
             });
             match &s.kind {
@@ -295,6 +322,10 @@ fn daemon_sections(d: &DaemonConfig, v: &mut Value) {
         "source": sources,
         "sink": sinks,
     });
+    let mut daemon = daemon;
+    if let Some(sealer) = &d.sealer {
+        daemon["sealer"] = sealer_json(sealer);
+    }
     if let (Value::Object(into), Value::Object(from)) = (v, daemon) {
         into.extend(from);
     }

@@ -25,6 +25,7 @@ pub mod effective;
 pub mod interpolate;
 pub mod layers;
 pub mod salvage;
+pub mod sealer;
 
 use crate::audit::Keys;
 use crate::record::compliance::{ComplianceRules, RuleConfig};
@@ -41,6 +42,10 @@ pub const DEFAULT_FALLBACK_FILE: &str = "~/.claude/audit-errors/record-errors.js
 /// `install-hooks` gives a hook, so `record` can still fail closed before Claude Code
 /// kills it (`check-config` refuses a value that is not below the hook timeout).
 pub const DEFAULT_LOCK_TIMEOUT_MS: u64 = 3_000;
+
+/// How long `record` waits for the sealer by default (connect, send, answer): with
+/// the lock timeout of a local fallback after it, still below the 5 s hook timeout.
+pub const DEFAULT_SOCKET_TIMEOUT_MS: u64 = 1_500;
 
 /// The file as written.
 #[derive(Debug, Default, Deserialize)]
@@ -66,6 +71,8 @@ pub struct RawConfig {
     pub redact: RawRedact,
     #[serde(default)]
     pub compliance: RawCompliance,
+    /// `[sealer]`: present (even empty) means the daemon runs the sealer.
+    pub sealer: Option<sealer::RawSealer>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -85,6 +92,8 @@ pub struct RawRecord {
     pub hmac_key_env: Option<String>,
     pub fsync: Option<bool>,
     pub lock_timeout_ms: Option<u64>,
+    pub socket: Option<String>,
+    pub socket_timeout_ms: Option<u64>,
     #[serde(default)]
     pub identity: RawIdentity,
 }
@@ -221,6 +230,10 @@ pub struct RecordConfig {
     pub signer: Option<(String, Keys)>,
     pub fsync: bool,
     pub lock_timeout_ms: u64,
+    /// Sealed mode: the sealer's socket, to which `record` forwards every call.
+    pub socket: Option<PathBuf>,
+    /// How long `record` waits for the sealer (connect, send, answer).
+    pub socket_timeout_ms: u64,
     /// Identity fields added to every event (`identity` member), as JSON.
     pub identity: serde_json::Map<String, serde_json::Value>,
 }
@@ -399,6 +412,18 @@ impl Config {
             errors.push("record.max_kept_bytes: must be greater than 0".to_string());
         }
         let dir = expand_home(r.dir.as_deref().unwrap_or("~/.claude/audit"));
+        let socket = r.socket.as_deref().map(expand_home);
+        if let Some(p) = &socket
+            && !p.is_absolute()
+        {
+            errors.push(format!(
+                "record.socket: expected an absolute path, found {p:?}"
+            ));
+        }
+        let socket_timeout_ms = r.socket_timeout_ms.unwrap_or(DEFAULT_SOCKET_TIMEOUT_MS);
+        if socket_timeout_ms == 0 {
+            errors.push("record.socket_timeout_ms: must be greater than 0".to_string());
+        }
         let fallback_file = r
             .fallback_file
             .as_deref()
@@ -429,6 +454,8 @@ impl Config {
                 signer,
                 fsync: r.fsync.unwrap_or(true),
                 lock_timeout_ms: r.lock_timeout_ms.unwrap_or(DEFAULT_LOCK_TIMEOUT_MS),
+                socket,
+                socket_timeout_ms,
                 identity,
             },
             redactor,

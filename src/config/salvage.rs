@@ -36,6 +36,16 @@ pub fn fallback_file(flag: Option<&Path>) -> Option<std::path::PathBuf> {
     })
 }
 
+/// The `[record] socket` the configuration files name (`~` expanded), read without
+/// loading them: sealed mode needs nothing else from the files.
+pub fn socket(flag: Option<&Path>) -> Option<std::path::PathBuf> {
+    last_in_files(flag, |text| {
+        let socket = string_in(text, "record", "socket")?;
+        let path = super::expand_home(socket.trim());
+        path.is_absolute().then_some(path)
+    })
+}
+
 /// What `read` finds in the configuration files, the last file that says it winning.
 fn last_in_files<T>(flag: Option<&Path>, read: impl Fn(&str) -> Option<T>) -> Option<T> {
     let (main, dir) = layers::locate(flag);
@@ -150,6 +160,27 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(on_error_in(text), *want, "{text}");
         }
+    }
+
+    #[test]
+    fn the_socket_is_found_in_broken_files_and_must_be_absolute() {
+        let socket = |text: &str| string_in(text, "record", "socket");
+        assert_eq!(
+            socket("[record]\nsocket = \"/run/a.sock\"\nhmac_kid = \n").as_deref(),
+            Some("/run/a.sock")
+        );
+        assert_eq!(socket("[sealer]\nsocket = \"/x\"\n"), None);
+        let dir = std::env::temp_dir().join(format!("auditship-salvage-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("a.toml");
+        std::fs::write(&file, "[record]\nsocket = \"relative.sock\"\n[broken\n").unwrap();
+        assert_eq!(super::socket(Some(&file)), None);
+        std::fs::write(&file, "[record]\nsocket = \"/run/x.sock\"\n[broken\n").unwrap();
+        assert_eq!(
+            super::socket(Some(&file)),
+            Some(std::path::PathBuf::from("/run/x.sock"))
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

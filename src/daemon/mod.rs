@@ -10,12 +10,13 @@ pub mod heartbeat;
 pub mod notify;
 pub mod reader;
 pub mod refusals;
+pub mod sealing;
 pub mod telemetry;
 
 use crate::check::Encoder;
 use crate::config::Config;
 use crate::config::daemon::DaemonConfig;
-use crate::queue::Queue;
+use crate::queue::{Queue, Tip};
 use crate::ship::{self, SinkStats, sinks::Sink};
 use std::future::Future;
 use std::sync::Arc;
@@ -35,6 +36,8 @@ pub enum DaemonError {
     Thread(std::io::Error),
     #[error("the reader stopped (queue storage failure or a bug); see the log above")]
     ReaderFailed,
+    #[error("sealer: {0}")]
+    Sealer(#[from] crate::sealer::SealerError),
 }
 
 impl DaemonError {
@@ -75,20 +78,32 @@ pub async fn run(
     daemon: DaemonConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
-    run_pipeline(config, daemon, Begin::Start, async {
-        shutdown.await;
-        End::Stop
-    })
-    .await
+    let mut sealer = sealing::SealerSlot::new();
+    let result = run_pipeline(
+        config,
+        daemon,
+        Begin::Start,
+        async {
+            shutdown.await;
+            End::Stop
+        },
+        &mut sealer,
+    )
+    .await;
+    sealer.stop().await;
+    result
 }
 
 /// Runs one pipeline until `shutdown` resolves (saying whether the process stops or
-/// a reload follows), then drains and returns.
+/// a reload follows), then drains and returns. The sealer in `sealer` is brought in
+/// line with the configuration first; it runs on across a reload, and is stopped
+/// before the last pass when the process stops.
 pub async fn run_pipeline(
     config: Config,
-    daemon: DaemonConfig,
+    mut daemon: DaemonConfig,
     begin: Begin,
     shutdown: impl Future<Output = End>,
+    sealer: &mut sealing::SealerSlot,
 ) -> Result<(), DaemonError> {
     install_crypto_provider();
     raise_open_file_limit();
@@ -97,6 +112,7 @@ pub async fn run_pipeline(
     for cfg in &daemon.sinks {
         sinks.push(Sink::new(cfg).map_err(|e| DaemonError::Sink(cfg.name.clone(), e))?);
     }
+    sealer.apply(&config, &mut daemon).await?;
     let state = daemon.agent.state_dir.clone();
     {
         use std::os::unix::fs::DirBuilderExt;
@@ -134,16 +150,19 @@ pub async fn run_pipeline(
         "auditship started"
     );
 
-    let (committed_tx, committed_rx) = tokio::sync::watch::channel(0u64);
-    // Two writers (the reader's commits, lifecycle records): the newest id wins.
+    let (committed_tx, committed_rx) = tokio::sync::watch::channel(Tip::default());
+    // Two writers (the reader's commits, lifecycle records): the newest id wins. Only
+    // the reader knows whether it is at the live edge; a lifecycle record leaves that
+    // as the reader last said.
     let committed_tx = Arc::new(committed_tx);
     let announce = {
         let tx = committed_tx.clone();
-        move |id: u64| {
+        move |id: u64, caught_up: Option<bool>| {
             tx.send_if_modified(|v| {
-                let newer = id > *v;
+                let newer = id > v.id;
                 if newer {
-                    *v = id;
+                    v.id = id;
+                    v.caught_up = caught_up.unwrap_or(v.caught_up);
                 }
                 newer
             });
@@ -166,7 +185,7 @@ pub async fn run_pipeline(
         limits,
         Box::new({
             let announce = announce.clone();
-            move |id| announce(id)
+            move |tip: Tip| announce(tip.id, Some(tip.caught_up))
         }),
         stop.clone(),
     )?;
@@ -175,6 +194,11 @@ pub async fn run_pipeline(
     let reader_alive = Arc::new(AtomicBool::new(true));
     let mut hints = crate::watch::Hints::new();
     let waker = hints.waker();
+    if let Some(s) = sealer.sealer() {
+        // A user's first sealed event makes a stream directory no watch covers yet.
+        let waker = hints.waker();
+        s.streams().on_new_stream(move || waker.wake());
+    }
     // Tells the main task when the reader ends, however it ends (a panic included).
     struct Done(Option<tokio::sync::oneshot::Sender<bool>>);
     impl Drop for Done {
@@ -244,6 +268,11 @@ pub async fn run_pipeline(
         reader_alive,
         sinks: views,
         unhealthy_after: daemon.metrics.unhealthy_after,
+        sealer: sealer.sealer().map(|s| telemetry::SealerView {
+            listen: s.listen().display().to_string(),
+            stats: s.stats().clone(),
+            streams: s.streams().clone(),
+        }),
     });
     let beat = Arc::new(heartbeat::Heartbeat {
         encoder: Encoder::new(
@@ -267,7 +296,7 @@ pub async fn run_pipeline(
             let (beat, queue, announce) = (beat.clone(), queue.clone(), announce.clone());
             async move {
                 match tokio::task::spawn_blocking(move || beat.store(what, &queue)).await {
-                    Ok(Ok(id)) => announce(id),
+                    Ok(Ok(id)) => announce(id, None),
                     Ok(Err(e)) => {
                         tracing::error!(error = %e, what, "cannot store a lifecycle record")
                     }
@@ -352,6 +381,10 @@ pub async fn run_pipeline(
             failed = !matches!(ok, Ok(true));
             tracing::error!("the reader stopped unexpectedly; stopping the daemon");
         }
+    }
+    if end == End::Stop || failed {
+        // Requests already accepted are sealed before the last pass reads them.
+        sealer.stop().await;
     }
     tracing::info!("stopping: reading ends, sinks drain");
     if let Some(r) = receiver {

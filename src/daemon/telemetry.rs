@@ -147,6 +147,15 @@ pub struct Telemetry {
     pub reader_alive: Arc<AtomicBool>,
     pub sinks: Vec<SinkView>,
     pub unhealthy_after: Duration,
+    /// The sealer's counts, when one runs.
+    pub sealer: Option<SealerView>,
+}
+
+/// What `/status` and `/metrics` tell of the sealer.
+pub struct SealerView {
+    pub listen: String,
+    pub stats: Arc<crate::sealer::Stats>,
+    pub streams: Arc<crate::sealer::streams::Streams>,
 }
 
 /// A sink's position and failure state.
@@ -265,6 +274,15 @@ impl Telemetry {
                 "full": self.queue.is_full(),
             },
             "sinks": sinks,
+            "sealer": self.sealer.as_ref().map(|v| json!({
+                "listen": v.listen,
+                "streams": v.streams.heads().len(),
+                "sealed": v.stats.sealed.load(Ordering::Relaxed),
+                "digests": v.stats.digests.load(Ordering::Relaxed),
+                "refused": v.stats.refused.load(Ordering::Relaxed),
+                "turned_away": v.stats.turned_away.load(Ordering::Relaxed),
+            })),
+
             "telemetry": self.receiver.as_ref().map(ReceiverView::status),
         })
     }
@@ -379,6 +397,26 @@ impl Telemetry {
             "auditship_redacted_total {}",
             r.redacted.load(Ordering::Relaxed)
         );
+        if let Some(v) = &self.sealer {
+            family(
+                &mut o,
+                "sealer_requests_total",
+                "counter",
+                "Requests to the sealer, by outcome: sealed, digest (recorded as the payload's SHA-256 and length), refused (nothing recorded), turned_away (max_connections reached).",
+            );
+            for (outcome, n) in [
+                ("sealed", &v.stats.sealed),
+                ("digest", &v.stats.digests),
+                ("refused", &v.stats.refused),
+                ("turned_away", &v.stats.turned_away),
+            ] {
+                let _ = writeln!(
+                    o,
+                    "auditship_sealer_requests_total{{outcome=\"{outcome}\"}} {}",
+                    n.load(Ordering::Relaxed)
+                );
+            }
+        }
         family(
             &mut o,
             "files_tracked",

@@ -44,6 +44,60 @@ pub enum Input<'a> {
     /// A hook payload as read from stdin.
     Hook(&'a [u8]),
     Decision(Decision),
+    /// A payload that was not kept whole (larger than a bound, or not received to
+    /// its end): its first bytes, what it amounted to, and why.
+    Digest(Digest<'a>),
+}
+
+/// What is known of a payload kept only as its digest.
+#[derive(Debug, Clone)]
+pub struct Digest<'a> {
+    /// Its first bytes, for the top-level members they still tell (event name,
+    /// session, cwd).
+    pub prefix: &'a [u8],
+    /// SHA-256 (hex) of every byte received.
+    pub sha256: String,
+    /// How many bytes were received.
+    pub bytes: u64,
+    /// Whether the payload was received to its end.
+    pub complete: bool,
+    /// Why it was not kept whole.
+    pub error: String,
+}
+
+/// Who made the call, as the writer of the event vouches for it: `record` for its
+/// own process ([`Caller::local`]), the sealer for the peer the kernel names.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    /// The event's `user_id`.
+    pub user_id: String,
+    pub host: String,
+    /// `$CLAUDE_PROJECT_DIR` of the hook, when it has one.
+    pub project_dir: Option<String>,
+    /// The session of a decision that names none.
+    pub decision_session: Option<String>,
+    /// Members set in `metadata` whatever the payload holds (the sealer's `os_user`,
+    /// `uid`, `pid`, `sealed`).
+    pub metadata: Map<String, Value>,
+}
+
+impl Caller {
+    /// This process: the configured `user_id`, else the OS user; this host; the
+    /// hook's environment.
+    pub fn local(config: &Config) -> Caller {
+        Caller {
+            user_id: config.record.user_id.clone().unwrap_or_else(os_user),
+            host: host_name(),
+            project_dir: env_text("CLAUDE_PROJECT_DIR"),
+            decision_session: env_text("CLAUDE_SESSION_ID"),
+            metadata: Map::new(),
+        }
+    }
+}
+
+/// A variable of the environment, when it is set and not empty.
+pub fn env_text(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|s| !s.is_empty())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,27 +122,36 @@ impl std::fmt::Display for Failure {
     }
 }
 
-/// Records one event.
-pub fn record(config: &Config, input: Input<'_>) -> Result<Appended, Failure> {
+/// Records one event, made by `caller`.
+pub fn record(config: &Config, input: Input<'_>, caller: &Caller) -> Result<Appended, Failure> {
     let (timestamp, date) = utc_now();
-    let event = event(config, input, timestamp).map_err(|error| Failure { error, event: None })?;
+    let event =
+        event(config, input, timestamp, caller).map_err(|error| Failure { error, event: None })?;
     append(config, &date, &event).map_err(|e| Failure {
         error: e.into(),
         event: Some(event),
     })
 }
 
-/// The event for `input`, ready to seal: mapped, redacted, and bounded in depth.
+/// The event for `input` made by `caller`, ready to seal: mapped, redacted, and
+/// bounded in depth. The one mapping both `record` and the sealer use.
 pub fn event(
     config: &Config,
     input: Input<'_>,
     timestamp: String,
+    caller: &Caller,
 ) -> Result<Map<String, Value>, RecordError> {
-    let cx = context(config, timestamp);
+    let cx = context(config, timestamp, caller);
     let mut event = match input {
         Input::Hook(bytes) => hook_event(bytes, &cx),
-        Input::Decision(d) => decision_event(&d, &cx)?,
+        Input::Decision(d) => decision_event(&d, &cx, caller)?,
+        Input::Digest(d) => digest_event(&d, &cx),
     };
+    if let Some(Value::Object(meta)) = event.get_mut("metadata") {
+        for (k, v) in &caller.metadata {
+            meta.insert(k.clone(), v.clone());
+        }
+    }
     let cut = storable(&mut event);
     if cut > 0 {
         add_note(&mut event, "nesting_cut", cut);
@@ -96,16 +159,14 @@ pub fn event(
     Ok(event)
 }
 
-fn context(config: &Config, timestamp: String) -> map::Context<'_> {
+fn context<'a>(config: &'a Config, timestamp: String, caller: &Caller) -> map::Context<'a> {
     let rc = &config.record;
     map::Context {
         id: uuid::Uuid::new_v4().to_string(),
         timestamp,
-        user_id: rc.user_id.clone().unwrap_or_else(os_user),
-        host: host_name(),
-        project_dir: std::env::var("CLAUDE_PROJECT_DIR")
-            .ok()
-            .filter(|s| !s.is_empty()),
+        user_id: caller.user_id.clone(),
+        host: caller.host.clone(),
+        project_dir: caller.project_dir.clone(),
         identity: &rc.identity,
         redactor: &config.redactor,
         compliance: &config.compliance,
@@ -131,11 +192,15 @@ pub fn append(
         date,
     };
     let body = serde_json::to_string(event).unwrap_or_else(|_| "{}".into());
-    writer::append(&rc.dir, &opts, |seq, prev| {
-        let rest = body.strip_prefix('{').unwrap_or("}");
-        let sep = if rest == "}" { "" } else { "," };
-        format!("{{\"prev_hash\":\"{prev}\",\"seq\":{seq}{sep}{rest}")
-    })
+    writer::append(&rc.dir, &opts, |seq, prev| chained(&body, seq, prev))
+}
+
+/// The JSON text of an event (`body`, an object without chain members) as the
+/// chain member at `seq` after `prev`: `prev_hash` and `seq` put in front.
+pub fn chained(body: &str, seq: u64, prev: &str) -> String {
+    let rest = body.strip_prefix('{').unwrap_or("}");
+    let sep = if rest == "}" { "" } else { "," };
+    format!("{{\"prev_hash\":\"{prev}\",\"seq\":{seq}{sep}{rest}")
 }
 
 /// A hook payload as an event, whatever the bytes are.
@@ -168,19 +233,41 @@ fn not_json_event(
     len: usize,
     cx: &map::Context<'_>,
 ) -> Map<String, Value> {
+    let mut meta = Map::new();
+    meta.insert("payload_sha256".into(), Value::String(sha256));
+    meta.insert("payload_bytes".into(), Value::from(len));
+    meta.insert("parse_error".into(), Value::String(error));
+    unread_payload_event(bytes, meta, cx)
+}
+
+/// An `agent_event` for a payload kept only as its digest: its SHA-256 and length,
+/// whether it arrived whole, why it was not kept, and what its first bytes tell.
+fn digest_event(d: &Digest<'_>, cx: &map::Context<'_>) -> Map<String, Value> {
+    let mut meta = Map::new();
+    meta.insert("payload_sha256".into(), Value::String(d.sha256.clone()));
+    meta.insert("payload_bytes".into(), Value::from(d.bytes));
+    meta.insert("payload_complete".into(), Value::Bool(d.complete));
+    let error = cx.redactor.redact_str(&d.error).into_owned();
+    meta.insert("payload_error".into(), Value::String(error));
+    unread_payload_event(d.prefix, meta, cx)
+}
+
+/// The `agent_event` of a payload that could not be mapped: `meta` (its digest and
+/// why) plus what the top-level members of `bytes` still tell, redacted.
+fn unread_payload_event(
+    bytes: &[u8],
+    mut meta: Map<String, Value>,
+    cx: &map::Context<'_>,
+) -> Map<String, Value> {
     let found =
         |key: &str| payload::member(bytes, key).map(|v| cx.redactor.redact_str(&v).into_owned());
     let hook_event = found("hook_event_name");
     let session = found("session_id").unwrap_or_else(|| "unknown".into());
     let cwd = found("cwd");
-    let mut meta = Map::new();
     meta.insert(
         "source_event".into(),
         Value::String(hook_event.clone().unwrap_or_else(|| "unknown".into())),
     );
-    meta.insert("payload_sha256".into(), Value::String(sha256));
-    meta.insert("payload_bytes".into(), Value::from(len));
-    meta.insert("parse_error".into(), Value::String(error));
     if let Some(cwd) = &cwd {
         meta.insert("cwd".into(), Value::String(cwd.clone()));
     }
@@ -269,7 +356,11 @@ impl Decision {
     }
 }
 
-fn decision_event(d: &Decision, cx: &map::Context<'_>) -> Result<Map<String, Value>, RecordError> {
+fn decision_event(
+    d: &Decision,
+    cx: &map::Context<'_>,
+    caller: &Caller,
+) -> Result<Map<String, Value>, RecordError> {
     d.validate()?;
     let outcome = d.outcome.as_deref().unwrap_or("success");
     let mut redacted = Vec::new();
@@ -299,7 +390,7 @@ fn decision_event(d: &Decision, cx: &map::Context<'_>) -> Result<Map<String, Val
     let session = d
         .session_id
         .clone()
-        .or_else(|| std::env::var("CLAUDE_SESSION_ID").ok())
+        .or_else(|| caller.decision_session.clone())
         .unwrap_or_else(|| "unknown".into());
     let mut e = map::base_event(cx, &session, "ai_decision", &resource, outcome, meta);
     e.insert("decision".into(), decision);
@@ -373,23 +464,11 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 /// The OS user name of the effective uid, else `$USER`, else the uid.
 pub fn os_user() -> String {
-    // SAFETY: getpwuid_r writes into the buffers we pass and returns a pointer into
-    // them; nothing outlives this function.
-    unsafe {
-        let uid = libc::geteuid();
-        let mut pw: libc::passwd = std::mem::zeroed();
-        let mut buf = vec![0 as libc::c_char; 4096];
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        if libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut result) == 0
-            && !result.is_null()
-            && !pw.pw_name.is_null()
-        {
-            return std::ffi::CStr::from_ptr(pw.pw_name)
-                .to_string_lossy()
-                .into_owned();
-        }
-        std::env::var("USER").unwrap_or_else(|_| format!("uid:{uid}"))
-    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    crate::users::name_of(uid)
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| format!("uid:{uid}"))
 }
 
 /// The machine's host name.

@@ -217,7 +217,7 @@ pub fn stream_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
 }
 
 /// Appends `\n` when the file does not end with one (a writer died mid-line).
-fn terminate_partial_line(path: &Path) -> io::Result<()> {
+pub fn terminate_partial_line(path: &Path) -> io::Result<()> {
     let mut f = OpenOptions::new()
         .read(true)
         .append(true)

@@ -26,6 +26,9 @@ use serde::Deserialize;
 use std::io::Write;
 use std::time::Duration;
 
+/// Cloned for each request in flight: clones share the HTTP client (and its
+/// connections).
+#[derive(Clone)]
 pub struct OtlpSink {
     name: String,
     client: reqwest::Client,
