@@ -7,7 +7,9 @@
 //!
 //! `cargo bench --bench otel` (OTEL_RECORDS, default 200000; OTEL_BODY, records per
 //! body, default 100; OTEL_CONNECTIONS, default 4; OTEL_EXTRA, TOML appended to the
-//! daemon's config). The records are those of `tests/fixtures/otel/denied.pb` (a real
+//! daemon's config; OTEL_WRAP, a command the daemon runs under, e.g.
+//! `perf record -g -o /tmp/perf.data --`; the CPU and memory figures are then the
+//! wrapper's). The records are those of `tests/fixtures/otel/denied.pb` (a real
 //! Claude Code 2.1.328 session: tool decisions, tool results, API requests, hook runs),
 //! repeated.
 
@@ -96,7 +98,17 @@ fn main() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_auditship"))
+    let wrap = std::env::var("OTEL_WRAP").unwrap_or_default();
+    let mut words = wrap.split_whitespace();
+    let mut command = match words.next() {
+        Some(program) => {
+            let mut c = Command::new(program);
+            c.args(words).arg(env!("CARGO_BIN_EXE_auditship"));
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_auditship")),
+    };
+    let mut child = command
         .arg("run")
         .arg("--config")
         .arg(&cfg)

@@ -1,5 +1,6 @@
 //! The system's user database, as the C library reads it (`/etc/passwd`, or NSS):
-//! the name of a uid. Shared by `record` (its own user) and the sealer (its peers).
+//! the name of a uid, and the name of its stream directory. Shared by `record` (its
+//! own user), the sealer and the telemetry receiver (their peers).
 
 /// The login name of `uid`, `None` when the database has no entry for it (or the
 /// lookup fails).
@@ -28,6 +29,24 @@ pub fn name_of(uid: u32) -> Option<String> {
             );
         }
     }
+}
+
+/// The name of a uid's stream (and directory): its login name when that is a
+/// plain file name, else `uid-<n>`.
+pub fn stream_name(uid: u32, name: Option<String>) -> String {
+    match name {
+        Some(n) if is_plain_name(&n) => n,
+        _ => format!("uid-{uid}"),
+    }
+}
+
+/// A name that is one path component of its own: not empty, no `/`, no NUL, no
+/// control character, not starting with `.`, at most 255 bytes.
+fn is_plain_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 255
+        && !n.starts_with('.')
+        && !n.chars().any(|c| c == '/' || c.is_control())
 }
 
 #[cfg(test)]

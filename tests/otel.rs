@@ -657,3 +657,48 @@ fn a_failed_run_of_our_hook_point_is_counted_and_kept() {
     );
     stop(daemon);
 }
+
+/// With `listen = "127.0.0.1:0"` the daemon writes the port the system chose to
+/// `<state_dir>/telemetry.addr` (gone at stop), and `install-hooks --telemetry`
+/// points Claude Code's exporter there.
+#[test]
+fn a_port_the_system_chose_is_found_by_install_hooks() {
+    let root = tempdir();
+    let text = daemon_sections(root.path(), &root.path().join("audit"), 0, "");
+    let config = write_config(root.path(), &text);
+    let daemon = Daemon::start(root.path(), &config);
+    let addr_file = root.path().join("state/telemetry.addr");
+    wait_until(Duration::from_secs(15), "telemetry.addr", || {
+        addr_file.exists()
+    });
+    let addr = std::fs::read_to_string(&addr_file).unwrap();
+    let port: u16 = addr.trim().rsplit(':').next().unwrap().parse().unwrap();
+    assert_ne!(port, 0);
+    assert_eq!(post(port, &[PROTOBUF], &fixture("denied.pb")).status, 200);
+
+    let mut c = cmd(root.path());
+    c.args([
+        "install-hooks",
+        "--claude-version",
+        "2.1.328",
+        "--telemetry",
+        "--config",
+    ])
+    .arg(&config);
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let settings: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.path().join(".claude/settings.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        settings["env"]["OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"],
+        format!("http://{}/v1/logs", addr.trim())
+    );
+    stop(daemon);
+    assert!(!addr_file.exists(), "withdrawn at stop");
+}

@@ -275,10 +275,19 @@ fn telemetry_endpoint(
     let why = match crate::config::load_daemon(config) {
         Ok((_, d)) => match d.telemetry {
             Some(t) if t.listen.port() == 0 => {
-                return Err(format!(
-                    "[telemetry] listen = \"{}\" has no fixed port: give the endpoint (--telemetry http://127.0.0.1:PORT/v1/logs)",
-                    t.listen
-                ));
+                // The system chose the port: the running daemon wrote it down.
+                let file = d.agent.state_dir.join(crate::daemon::TELEMETRY_ADDR_FILE);
+                let bound = std::fs::read_to_string(&file)
+                    .ok()
+                    .and_then(|a| a.trim().parse::<std::net::SocketAddr>().ok());
+                return match bound {
+                    Some(a) => Ok(hooks::telemetry_endpoint(a)),
+                    None => Err(format!(
+                        "[telemetry] listen = \"{}\" has no fixed port and {} names none (is the daemon running?): give the endpoint (--telemetry http://127.0.0.1:PORT/v1/logs)",
+                        t.listen,
+                        file.display()
+                    )),
+                };
             }
             Some(t) => return Ok(hooks::telemetry_endpoint(t.listen)),
             None => "the configuration has no [telemetry] listen: the receiver is off".to_string(),

@@ -207,6 +207,22 @@ fn print_summary(
             count(&sealer["turned_away"], "turned away", "turned away"),
         )?;
     }
+    let t = &d["telemetry"];
+    if t.is_object() {
+        let last = &t["last_hook_problem"];
+        writeln!(
+            out,
+            "telemetry: receiver on {}: {}, {}, {}{}",
+            t["listen"].as_str().unwrap_or("?"),
+            count(&t["records_accepted"], "record sealed", "records sealed"),
+            count(&t["records_refused"], "refused", "refused"),
+            count(&t["hook_problems"], "hook problem", "hook problems"),
+            match (last["hook_event"].as_str(), last["kind"].as_str()) {
+                (Some(event), Some(kind)) => format!(" (last: {event} {kind})"),
+                _ => String::new(),
+            }
+        )?;
+    }
     let q = &d["queue"];
     writeln!(
         out,

@@ -254,7 +254,7 @@ pub async fn run_pipeline(
     tracker.close();
     let archiver = spawn_archiver(&daemon, &queue)?;
     let receiver = match &daemon.telemetry {
-        Some(t) => receiver(&config, &daemon, t).await,
+        Some(t) => receiver(&config, &daemon, t, waker.clone()).await,
         None => None,
     };
     let telemetry = Arc::new(telemetry::Telemetry {
@@ -391,6 +391,7 @@ pub async fn run_pipeline(
         // First, so what it acknowledged is in its streams before the last pass reads.
         r.stop.cancel();
         let _ = r.task.await;
+        let _ = std::fs::remove_file(state.join(TELEMETRY_ADDR_FILE));
     }
     // STOPPING=1 or RELOADING=1 was sent by whoever asked (`cli::run`): a reload
     // ends this pipeline too, and systemd must not take it for a stop.
@@ -427,6 +428,10 @@ pub async fn run_pipeline(
     Ok(())
 }
 
+/// Where the daemon writes the address its telemetry receiver listens on, in its
+/// state directory (removed at stop).
+pub const TELEMETRY_ADDR_FILE: &str = "telemetry.addr";
+
 /// The telemetry receiver while it runs.
 struct Running {
     view: telemetry::ReceiverView,
@@ -440,6 +445,7 @@ async fn receiver(
     config: &Config,
     daemon: &DaemonConfig,
     t: &crate::config::daemon::TelemetryConfig,
+    wake: crate::watch::Waker,
 ) -> Option<Running> {
     use crate::otel::server;
     let rc = &config.record;
@@ -467,6 +473,7 @@ async fn receiver(
             dir: t.dir.clone(),
             signer: t.signer.clone(),
         },
+        wake: Some(wake),
     };
     let stats = Arc::new(crate::otel::Stats::default());
     let r = match server::Receiver::bind(t.listen, settings, stats.clone()).await {
@@ -477,6 +484,11 @@ async fn receiver(
         }
     };
     let listen = r.local_addr().unwrap_or(t.listen);
+    // For `install-hooks --telemetry` when the port was the system's choice.
+    let _ = std::fs::write(
+        daemon.agent.state_dir.join(TELEMETRY_ADDR_FILE),
+        listen.to_string(),
+    );
     tracing::info!(listen = %listen, dir = %t.dir.display(), "telemetry receiver listening");
     let stop = CancellationToken::new();
     let task = tokio::spawn(r.serve(stop.clone()));

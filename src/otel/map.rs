@@ -148,6 +148,23 @@ const RESOURCE_KEYS: &[&str] = &[
     "command",
 ];
 
+/// Identifiers, codes and names are short: a longer string kept in clear (an
+/// attribute of `CLEAR`, a number that is not one, a claimed identity) is stored as
+/// `{"sha256", "bytes"}` instead, so no attribute makes an unbounded event.
+pub const MAX_CLEAR_BYTES: usize = 256;
+
+/// `v`, or the digest of a string longer than [`MAX_CLEAR_BYTES`].
+fn bounded(v: Value) -> Value {
+    match &v {
+        Value::String(s) if s.len() > MAX_CLEAR_BYTES => {
+            let mut m = Map::new();
+            content::digest_into(&mut m, "", &v);
+            Value::Object(m)
+        }
+        _ => v,
+    }
+}
+
 /// Who sent the records: the local user the kernel names.
 #[derive(Debug, Clone)]
 pub struct Sender {
@@ -399,59 +416,8 @@ fn map_record(
         _ => "unknown".into(),
     };
     let session = hook_map::redacted_text(session, "session_id", redactor, &mut redacted);
-    let source_event = hook_map::redacted_text(
-        format!("otel:{name}"),
-        "metadata.source_event",
-        redactor,
-        &mut redacted,
-    );
-    let mut meta = Map::new();
-    meta.insert("source_event".into(), Value::String(source_event));
-    meta.insert("uid".into(), Value::from(sender.uid));
-    let keep_clear =
-        |meta: &mut Map<String, Value>, key: &str, mut v: Value, redacted: &mut Vec<String>| {
-            redactor.redact_json(&mut v, &format!("metadata.{key}"), redacted);
-            meta.insert(key.to_owned(), v);
-        };
-    if let Some(v) = attrs.remove("prompt.id") {
-        keep_clear(&mut meta, "prompt_id", v, &mut redacted);
-    }
-    for key in CLEAR {
-        if let Some(v) = attrs.remove(*key) {
-            keep_clear(&mut meta, key, v, &mut redacted);
-        }
-    }
-    for key in NUMBERS {
-        if let Some(v) = attrs.remove(*key) {
-            keep_clear(&mut meta, key, number(v), &mut redacted);
-        }
-    }
-    if let Some(v) = attrs.remove("event.sequence") {
-        keep_clear(&mut meta, "event_sequence", number(v), &mut redacted);
-    }
-    match attrs.remove("event.timestamp") {
-        Some(v) => keep_clear(&mut meta, "event_timestamp", v, &mut redacted),
-        None if record.time_unix_nano > 0 => {
-            let nanos = record.time_unix_nano;
-            let (ts, _) = crate::record::format_utc(
-                (nanos / 1_000_000_000) as i64,
-                (nanos / 1_000_000 % 1000) as u32,
-            );
-            meta.insert("event_timestamp".into(), Value::String(ts));
-        }
-        None => {}
-    }
-    attrs.remove("event.name");
-    if let Some(v) = attrs.get("success").cloned() {
-        let flag = match &v {
-            Value::String(s) if s == "true" || s == "false" => Value::Bool(s == "true"),
-            other => other.clone(),
-        };
-        keep_clear(&mut meta, "success", flag, &mut redacted);
-    }
-    for (key, v) in service {
-        keep_clear(&mut meta, key, v.clone(), &mut redacted);
-    }
+    let mut meta = clear_metadata(name, record.time_unix_nano, &mut attrs, service, sender.uid);
+    redact_clear(&mut meta, redactor, &mut redacted);
     let (action, outcome) = classify(name, &attrs, &meta);
     attrs.remove("success");
     let problems = hook_problems(name, &meta, &session);
@@ -469,7 +435,8 @@ fn map_record(
 
     let mut identity = sender.identity.clone();
     for (key, to) in IDENTITY {
-        if let Some(mut v) = attrs.remove(*key) {
+        if let Some(v) = attrs.remove(*key) {
+            let mut v = bounded(v);
             redactor.redact_json(&mut v, &format!("identity.{to}"), &mut redacted);
             identity.entry(to.to_string()).or_insert(v);
         }
@@ -502,6 +469,86 @@ fn map_record(
     let mut event = hook_map::base_event(&cx, &session, action, &resource, outcome, meta);
     crate::record::storable(&mut event);
     (event, problems)
+}
+
+/// The metadata kept in clear, not yet redacted: `source_event`, `uid`, the joining
+/// keys, the identifiers and codes of `CLEAR`, the numbers, Claude Code's time and
+/// release. Taken out of `attrs`, each bounded to [`MAX_CLEAR_BYTES`].
+fn clear_metadata(
+    name: &str,
+    time_unix_nano: u64,
+    attrs: &mut Map<String, Value>,
+    service: &[(&'static str, Value)],
+    uid: u32,
+) -> Map<String, Value> {
+    let mut meta = Map::new();
+    meta.insert("source_event".into(), Value::String(format!("otel:{name}")));
+    meta.insert("uid".into(), Value::from(uid));
+    let mut keep = |key: &str, v: Value| {
+        meta.insert(key.to_owned(), bounded(v));
+    };
+    if let Some(v) = attrs.remove("prompt.id") {
+        keep("prompt_id", v);
+    }
+    for key in CLEAR {
+        if let Some(v) = attrs.remove(*key) {
+            keep(key, v);
+        }
+    }
+    for key in NUMBERS {
+        if let Some(v) = attrs.remove(*key) {
+            keep(key, number(v));
+        }
+    }
+    if let Some(v) = attrs.remove("event.sequence") {
+        keep("event_sequence", number(v));
+    }
+    match attrs.remove("event.timestamp") {
+        Some(v) => keep("event_timestamp", v),
+        None if time_unix_nano > 0 => {
+            let nanos = time_unix_nano;
+            let (ts, _) = crate::record::format_utc(
+                (nanos / 1_000_000_000) as i64,
+                (nanos / 1_000_000 % 1000) as u32,
+            );
+            keep("event_timestamp", Value::String(ts));
+        }
+        None => {}
+    }
+    attrs.remove("event.name");
+    // Left in `attrs` for the outcome; a copy in clear, a boolean when it is one.
+    if let Some(v) = attrs.get("success") {
+        let flag = match v {
+            Value::String(s) if s == "true" || s == "false" => Value::Bool(s == "true"),
+            other => other.clone(),
+        };
+        keep("success", flag);
+    }
+    for (key, v) in service {
+        keep(key, v.clone());
+    }
+    meta
+}
+
+/// Redacts the metadata kept in clear. Its keys are ours and name no secret, so only
+/// the values are read: a string through the text detectors, anything else (an
+/// attribute sent as a list or map, the digest of a long value) through the
+/// structural walk. Paths go to `redacted` as `metadata.<key>`.
+fn redact_clear(meta: &mut Map<String, Value>, redactor: &Redactor, redacted: &mut Vec<String>) {
+    for (key, v) in meta.iter_mut() {
+        match v {
+            Value::String(s) => {
+                if let std::borrow::Cow::Owned(clean) = redactor.redact_str(s) {
+                    *s = clean;
+                    redacted.push(format!("metadata.{key}"));
+                }
+            }
+            Value::Array(_) | Value::Object(_) => {
+                redactor.redact_json(v, &format!("metadata.{key}"), redacted)
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Content attributes: digests (and kept copies) into `meta`, taken out of `attrs`.
@@ -849,6 +896,28 @@ mod tests {
                     .unwrap()
                     .contains(&json!("resource"))
             );
+        }
+    }
+
+    #[test]
+    fn long_values_kept_in_clear_are_digested() {
+        let long = "m".repeat(MAX_CLEAR_BYTES + 1);
+        let export = record(
+            "claude_code.api_request",
+            json!({"model": long, "user.email": long, "prompt.id": long, "duration_ms": long}),
+        );
+        let m = map_all(export, false);
+        let e = Value::Object(m.events[0].clone());
+        assert!(!e.to_string().contains(&long));
+        let digest =
+            json!({"sha256": crate::audit::sha256_hex(long.as_bytes()), "bytes": long.len()});
+        for at in [
+            "/metadata/model",
+            "/metadata/prompt_id",
+            "/metadata/duration_ms",
+            "/identity/email",
+        ] {
+            assert_eq!(e.pointer(at), Some(&digest), "{at}");
         }
     }
 

@@ -94,58 +94,27 @@ pub fn uid_of(peer: SocketAddr, ours: SocketAddr) -> Option<u32> {
     None
 }
 
-/// A local user: uid and the name the stream directory takes.
+/// A local user: uid, name and the name of its stream directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     pub uid: u32,
-    /// The account's name, when it has one that is safe as a directory name.
+    /// The account's name in the user database, if it has one.
     pub name: Option<String>,
 }
 
 impl User {
-    /// The user of `uid`, named from the password database.
+    /// The user of `uid`, named from the user database. Blocking (NSS).
     pub fn of(uid: u32) -> User {
         User {
             uid,
-            name: user_name(uid).filter(|n| safe_name(n)),
+            name: crate::users::name_of(uid),
         }
     }
 
-    /// The stream directory's name: the user name, else `uid-<uid>`.
+    /// The stream directory's name, as the sealer names its streams: the user name
+    /// when it is a plain file name, else `uid-<uid>`.
     pub fn dir_name(&self) -> String {
-        self.name
-            .clone()
-            .unwrap_or_else(|| format!("uid-{}", self.uid))
-    }
-}
-
-/// A name usable as one path component: letters, digits, `.`, `_`, `-`, `@`, `$`,
-/// not starting with `.` or `-`, at most 64 bytes.
-pub fn safe_name(n: &str) -> bool {
-    !n.is_empty()
-        && n.len() <= 64
-        && !n.starts_with(['.', '-'])
-        && n.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-@$".contains(&b))
-}
-
-/// The account name of `uid` (`getpwuid_r`).
-pub fn user_name(uid: u32) -> Option<String> {
-    // SAFETY: getpwuid_r writes into the buffers we pass and returns a pointer into
-    // them; nothing outlives this function.
-    unsafe {
-        let mut pw: libc::passwd = std::mem::zeroed();
-        let mut buf = vec![0 as libc::c_char; 16 * 1024];
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        let rc = libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut result);
-        if rc != 0 || result.is_null() || pw.pw_name.is_null() {
-            return None;
-        }
-        Some(
-            std::ffi::CStr::from_ptr(pw.pw_name)
-                .to_string_lossy()
-                .into_owned(),
-        )
+        crate::users::stream_name(self.uid, self.name.clone())
     }
 }
 
@@ -213,10 +182,12 @@ mod tests {
 
     #[test]
     fn names() {
-        assert!(safe_name("alice") && safe_name("a.b-c_d") && safe_name("svc$"));
-        assert!(!safe_name("") && !safe_name("..") && !safe_name(".x") && !safe_name("a/b"));
-        assert!(!safe_name("-x") && !safe_name(&"a".repeat(65)));
         assert_eq!(User { uid: 7, name: None }.dir_name(), "uid-7");
+        let dotted = User {
+            uid: 8,
+            name: Some("..".into()),
+        };
+        assert_eq!(dotted.dir_name(), "uid-8");
         assert_eq!(User::of(0).name.as_deref(), Some("root"));
         assert!(is_loopback("127.0.0.2".parse().unwrap()) && is_loopback("::1".parse().unwrap()));
         assert!(!is_loopback("10.0.0.1".parse().unwrap()));

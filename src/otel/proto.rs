@@ -70,7 +70,11 @@ impl<'a> Wire<'a> {
     }
 
     fn text(self) -> Result<String, DecodeError> {
-        Ok(String::from_utf8_lossy(self.bytes()?).into_owned())
+        let b = self.bytes()?;
+        Ok(match std::str::from_utf8(b) {
+            Ok(s) => s.to_owned(),
+            Err(_) => String::from_utf8_lossy(b).into_owned(),
+        })
     }
 }
 

@@ -61,6 +61,9 @@ pub struct Settings {
     /// apply to telemetry sent by that same user.
     pub own: Option<Own>,
     pub target: Target,
+    /// Wakes the daemon's reader when a user's stream is new (its directory is not
+    /// watched yet), so it ships without waiting for the next rescan.
+    pub wake: Option<crate::watch::Waker>,
 }
 
 /// The daemon's own user and the identity `record` gives it.
@@ -150,7 +153,11 @@ impl Receiver {
         stats: Arc<Stats>,
     ) -> std::io::Result<Receiver> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
-        let writer = Writer::start(settings.target.clone(), stats.clone())?;
+        let writer = Writer::start(
+            settings.target.clone(),
+            stats.clone(),
+            settings.wake.clone(),
+        )?;
         Ok(Receiver {
             listener,
             shared: Arc::new(Shared {
@@ -329,10 +336,14 @@ async fn connection(
         Ok(a) => a,
         Err(_) => return,
     };
-    let uid = tokio::task::spawn_blocking(move || peer::uid_of(peer, local))
-        .await
-        .ok()
-        .flatten();
+    // Who sent it, once per connection (the kernel's table, the password database).
+    let sender = {
+        let shared = shared.clone();
+        tokio::task::spawn_blocking(move || peer::uid_of(peer, local).map(|uid| shared.sender(uid)))
+            .await
+            .ok()
+            .flatten()
+    };
     let (rd, mut wr) = sock.into_split();
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     loop {
@@ -351,7 +362,7 @@ async fn connection(
             }
             Ok(Ok(Some(h))) => h,
         };
-        let exchange = exchange(&head, &mut rd, &mut wr, uid, &shared);
+        let exchange = exchange(&head, &mut rd, &mut wr, sender.as_ref(), &shared);
         let (answer, close) = match tokio::time::timeout(REQUEST_TIME, exchange).await {
             Ok(r) => r,
             Err(_) => (
@@ -373,7 +384,7 @@ async fn exchange(
     head: &Head,
     rd: &mut BufReader<OwnedReadHalf>,
     wr: &mut OwnedWriteHalf,
-    uid: Option<u32>,
+    sender: Option<&(Sender, String)>,
     shared: &Arc<Shared>,
 ) -> (Answer, bool) {
     let encoding = match head.content_type.as_deref().map(media_type) {
@@ -406,7 +417,7 @@ async fn exchange(
     if head.content_length.is_some_and(|n| n > max) {
         return refuse(413, &format!("the body exceeds {max} bytes"));
     }
-    let Some(uid) = uid else {
+    let Some(sender) = sender else {
         tracing::warn!("telemetry receiver: no local user owns the connecting socket; refused");
         return refuse(403, "cannot tell which local user sent this connection");
     };
@@ -426,7 +437,7 @@ async fn exchange(
         Err(BodyError::TooLarge) => return refuse(413, &format!("the body exceeds {max} bytes")),
         Err(BodyError::Bad(e)) => return refuse(400, &e),
     };
-    let answer = accept(body, gzip, encoding, uid, shared, reserved).await;
+    let answer = accept(body, gzip, encoding, sender.clone(), shared, reserved).await;
     (answer, false)
 }
 
@@ -435,15 +446,15 @@ async fn accept(
     body: Vec<u8>,
     gzip: bool,
     encoding: Encoding,
-    uid: u32,
+    (sender, user): (Sender, String),
     shared: &Arc<Shared>,
     mut reserved: Reserved,
 ) -> Answer {
     let work = {
         let shared = shared.clone();
-        tokio::task::spawn_blocking(move || decode_and_map(body, gzip, encoding, uid, &shared))
+        tokio::task::spawn_blocking(move || decode_and_map(body, gzip, encoding, &sender, &shared))
     };
-    let (user, mapped) = match work.await {
+    let mapped = match work.await {
         Ok(Ok(done)) => done,
         Ok(Err((status, message))) => return Answer::error(status, encoding, &message),
         Err(e) => {
@@ -451,11 +462,7 @@ async fn accept(
             return Answer::error(503, encoding, "internal error; send again later");
         }
     };
-    let events: Vec<String> = mapped
-        .events
-        .iter()
-        .map(|e| serde_json::to_string(e).unwrap_or_else(|_| "{}".into()))
-        .collect();
+    let events = mapped.events;
     let text_bytes: usize = events.iter().map(String::len).sum();
     match shared.reserve(text_bytes) {
         Some(more) => reserved.absorb(more),
@@ -495,15 +502,22 @@ async fn accept(
     Answer::ok(encoding, 0, "")
 }
 
-/// The blocking part of a body: gunzip, decode, map. `Err` is the status and message
-/// to answer.
+/// A body's events as JSON text, and what else its mapping found.
+struct Decoded {
+    events: Vec<String>,
+    refused: u64,
+    hook_problems: Vec<map::HookProblem>,
+}
+
+/// The blocking part of a body: gunzip, decode, map, write the events' JSON. `Err`
+/// is the status and message to answer.
 fn decode_and_map(
     body: Vec<u8>,
     gzip: bool,
     encoding: Encoding,
-    uid: u32,
+    sender: &Sender,
     shared: &Shared,
-) -> Result<(String, map::Mapped), (u16, String)> {
+) -> Result<Decoded, (u16, String)> {
     let max = shared.settings.max_body_bytes;
     let body = if gzip { gunzip(&body, max)? } else { body };
     let export = match encoding {
@@ -512,7 +526,6 @@ fn decode_and_map(
     }
     .map_err(|DecodeError(e)| (400, e))?;
     drop(body);
-    let (sender, dir) = shared.sender(uid);
     let s = &shared.settings;
     let settings = MapSettings {
         host: &s.host,
@@ -521,10 +534,19 @@ fn decode_and_map(
         keep: s.keep,
     };
     let timestamp = crate::record::utc_now().0;
-    let mapped = map::map_export(export, &settings, &sender, &timestamp, || {
+    let mapped = map::map_export(export, &settings, sender, &timestamp, || {
         uuid::Uuid::new_v4().to_string()
     });
-    Ok((dir, mapped))
+    let events = mapped
+        .events
+        .iter()
+        .map(|e| serde_json::to_string(e).unwrap_or_else(|_| "{}".into()))
+        .collect();
+    Ok(Decoded {
+        events,
+        refused: mapped.refused,
+        hook_problems: mapped.hook_problems,
+    })
 }
 
 /// A gzip body, decompressed to at most `max` bytes.

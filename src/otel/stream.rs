@@ -75,11 +75,16 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn start(target: Target, stats: Arc<Stats>) -> std::io::Result<Writer> {
+    /// Starts the thread; `wake` is called after a group created a user's stream.
+    pub fn start(
+        target: Target,
+        stats: Arc<Stats>,
+        wake: Option<crate::watch::Waker>,
+    ) -> std::io::Result<Writer> {
         let (tx, rx) = mpsc::channel::<Job>();
         let thread = std::thread::Builder::new()
             .name("auditship-telemetry".into())
-            .spawn(move || run(&target, &rx, &stats))?;
+            .spawn(move || run(&target, &rx, &stats, wake.as_ref()))?;
         Ok(Writer {
             tx: Some(tx),
             thread: Some(thread),
@@ -116,7 +121,12 @@ impl Drop for Writer {
     }
 }
 
-fn run(target: &Target, rx: &mpsc::Receiver<Job>, stats: &Stats) {
+fn run(
+    target: &Target,
+    rx: &mpsc::Receiver<Job>,
+    stats: &Stats,
+    wake: Option<&crate::watch::Waker>,
+) {
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_GROUP_BODIES {
@@ -139,6 +149,7 @@ fn run(target: &Target, rx: &mpsc::Receiver<Job>, stats: &Stats) {
                 .iter()
                 .flat_map(|j| j.events.iter().map(String::as_str))
                 .collect();
+            let new_stream = !target.dir.join(&user).is_dir();
             let result = write_user_stream(&target.dir, &user, &events, signer, &date)
                 .map(|_| ())
                 .map_err(|e| e.to_string());
@@ -147,6 +158,9 @@ fn run(target: &Target, rx: &mpsc::Receiver<Job>, stats: &Stats) {
                     stats
                         .records_accepted
                         .fetch_add(events.len() as u64, Ordering::Relaxed);
+                    if new_stream && let Some(w) = wake {
+                        w.wake();
+                    }
                 }
                 Err(e) => {
                     stats.write_failures.fetch_add(1, Ordering::Relaxed);

@@ -304,8 +304,10 @@ pub fn extra_into(
     redacted: &mut Vec<String>,
 ) {
     let json_len = |m: &Map<String, Value>| serde_json::to_vec(m).map_or(usize::MAX, |v| v.len());
-    // Keep the original only when it could still be too large once minimised.
-    let original = (json_len(&fields) > MAX_EXTRA_BYTES).then(|| fields.clone());
+    // Keep the original only when it could still be too large once minimised (a
+    // cheap bound first: most payloads are far below it).
+    let could_be_large = json_bound(&fields) > MAX_EXTRA_BYTES;
+    let original = (could_be_large && json_len(&fields) > MAX_EXTRA_BYTES).then(|| fields.clone());
     content::minimise_members(&mut fields, &content::PATH_FIELDS);
     if let Some(original) = original
         && json_len(&fields) > MAX_EXTRA_BYTES
@@ -316,6 +318,24 @@ pub fn extra_into(
     let mut extra = Value::Object(fields);
     redactor.redact_json(&mut extra, "metadata.extra", redacted);
     meta.insert("extra".into(), extra);
+}
+
+/// At least the length of the JSON text of `m` (each string as if every byte took a
+/// six-byte escape), without writing it.
+fn json_bound(m: &Map<String, Value>) -> usize {
+    fn value(v: &Value) -> usize {
+        match v {
+            Value::String(s) => s.len() * 6 + 2,
+            Value::Array(items) => 2 + items.iter().map(|i| value(i) + 1).sum::<usize>(),
+            Value::Object(m) => json_bound(m),
+            // null, booleans and numbers: at most 24 characters.
+            _ => 24,
+        }
+    }
+    2 + m
+        .iter()
+        .map(|(k, v)| k.len() * 6 + 4 + value(v))
+        .sum::<usize>()
 }
 
 /// Replaces what RFC 8785 cannot represent (integers beyond ±2^53, which serde keeps

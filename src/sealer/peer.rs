@@ -66,23 +66,7 @@ pub fn credentials(socket: &impl AsRawFd) -> std::io::Result<Credentials> {
     })
 }
 
-/// The name of a uid's stream (and directory): its login name when that is a
-/// plain file name, else `uid-<n>`.
-pub fn stream_name(uid: u32, name: Option<String>) -> String {
-    match name {
-        Some(n) if is_plain_name(&n) => n,
-        _ => format!("uid-{uid}"),
-    }
-}
-
-/// A name that is one path component of its own: not empty, no `/`, no NUL, no
-/// control character, not starting with `.`, at most 255 bytes.
-fn is_plain_name(n: &str) -> bool {
-    !n.is_empty()
-        && n.len() <= 255
-        && !n.starts_with('.')
-        && !n.chars().any(|c| c == '/' || c.is_control())
-}
+pub use crate::users::stream_name;
 
 #[cfg(test)]
 mod tests {
