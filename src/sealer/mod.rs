@@ -139,44 +139,14 @@ impl Sealer {
     /// socket and starts serving. `config` is what the mapping runs on (`[record]`,
     /// `[redact]`, `[compliance]`).
     pub async fn start(cfg: &SealerConfig, config: Arc<Config>) -> Result<Sealer, SealerError> {
-        let (dir, kid, key_file, loaded) = (
-            cfg.dir.clone(),
-            cfg.hmac_kid.clone(),
-            cfg.hmac_key_file.clone(),
-            cfg.hmac_key.clone(),
-        );
-        let (keys, streams) = tokio::task::spawn_blocking(move || {
-            setup::private_dir(&dir).map_err(|e| SealerError::Dir(dir.clone(), e))?;
-            let keys = match loaded {
-                Some(k) => k,
-                None => setup::hmac_key(&kid, &key_file)
-                    .map_err(|e| SealerError::Key(key_file.clone(), e))?,
-            };
-            let streams = Streams::open(&dir, &kid, &keys)?;
-            Ok::<_, SealerError>((keys, streams))
-        })
-        .await
-        .map_err(|e| SealerError::Start(e.to_string()))??;
+        let (keys, streams) = prepare(cfg).await?;
         let streams = Arc::new(streams);
-        let listen = cfg.listen.clone();
-        let bound = setup::bind(&listen)
-            .and_then(|l| {
-                l.set_nonblocking(true)?;
-                Ok(l)
-            })
-            .and_then(tokio::net::UnixListener::from_std);
-        let listener = match bound {
-            Ok(l) => l,
+        let (listener, socket_id) = match bind(&cfg.listen) {
+            Ok(bound) => bound,
             Err(e) => {
                 streams.close().await;
-                return Err(SealerError::Socket(listen, e));
+                return Err(SealerError::Socket(cfg.listen.clone(), e));
             }
-        };
-        let socket_id = {
-            use std::os::unix::fs::MetadataExt;
-            std::fs::symlink_metadata(&listen)
-                .map(|m| (m.dev(), m.ino()))
-                .unwrap_or_default()
         };
         let shared = Arc::new(Shared {
             settings: RwLock::new(Arc::new(Settings::of(cfg, config))),
@@ -276,6 +246,38 @@ impl Sealer {
             "sealer stopped"
         );
     }
+}
+
+/// The sealed directory made private, the key read or created, the streams opened.
+async fn prepare(cfg: &SealerConfig) -> Result<(Keys, Streams), SealerError> {
+    let (dir, kid, key_file, loaded) = (
+        cfg.dir.clone(),
+        cfg.hmac_kid.clone(),
+        cfg.hmac_key_file.clone(),
+        cfg.hmac_key.clone(),
+    );
+    tokio::task::spawn_blocking(move || {
+        setup::private_dir(&dir).map_err(|e| SealerError::Dir(dir.clone(), e))?;
+        let keys = match loaded {
+            Some(k) => k,
+            None => setup::hmac_key(&kid, &key_file)
+                .map_err(|e| SealerError::Key(key_file.clone(), e))?,
+        };
+        let streams = Streams::open(&dir, &kid, &keys)?;
+        Ok((keys, streams))
+    })
+    .await
+    .map_err(|e| SealerError::Start(e.to_string()))?
+}
+
+/// The listening socket, and the device and inode of its file.
+fn bind(path: &std::path::Path) -> std::io::Result<(tokio::net::UnixListener, (u64, u64))> {
+    use std::os::unix::fs::MetadataExt;
+    let listener = setup::bind(path)?;
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::UnixListener::from_std(listener)?;
+    let meta = std::fs::symlink_metadata(path)?;
+    Ok((listener, (meta.dev(), meta.ino())))
 }
 
 impl Settings {
@@ -649,32 +651,7 @@ async fn seal(
     let (timestamp, date) = record::utc_now();
     let config = settings.config.clone();
     let mapped = tokio::task::spawn_blocking(move || {
-        let event = match &body {
-            Body::Whole { bytes, .. } => match header.kind {
-                Kind::Hook => record::event(&config, Input::Hook(bytes), timestamp, &caller),
-                Kind::Decision => match proto::parse_decision(bytes) {
-                    Ok(d) => record::event(&config, Input::Decision(d), timestamp, &caller),
-                    Err(e) => return Err(e.to_string()),
-                },
-            },
-            Body::Digest {
-                prefix,
-                sha256,
-                bytes,
-                complete,
-                error,
-            } => {
-                let d = record::Digest {
-                    prefix,
-                    sha256: sha256.clone(),
-                    bytes: *bytes,
-                    complete: *complete,
-                    error: error.clone(),
-                };
-                record::event(&config, Input::Digest(d), timestamp, &caller)
-            }
-        };
-        event.map_err(|e| e.to_string())
+        map_request(&config, header.kind, &body, timestamp, &caller)
     })
     .await;
     let event = match mapped {
@@ -698,6 +675,38 @@ async fn seal(
             Answer::Refused { error }
         }
     }
+}
+
+/// The event for a request, mapped as `record` maps it, made by `caller`.
+fn map_request(
+    config: &Config,
+    kind: Kind,
+    body: &Body,
+    timestamp: String,
+    caller: &Caller,
+) -> Result<Map<String, Value>, String> {
+    let input = match body {
+        Body::Whole { bytes, .. } => match kind {
+            Kind::Hook => Input::Hook(bytes),
+            Kind::Decision => {
+                Input::Decision(proto::parse_decision(bytes).map_err(|e| e.to_string())?)
+            }
+        },
+        Body::Digest {
+            prefix,
+            sha256,
+            bytes,
+            complete,
+            error,
+        } => Input::Digest(record::Digest {
+            prefix,
+            sha256: sha256.clone(),
+            bytes: *bytes,
+            complete: *complete,
+            error: error.clone(),
+        }),
+    };
+    record::event(config, input, timestamp, caller).map_err(|e| e.to_string())
 }
 
 /// The caller as the kernel names it: `user_id` from `[sealer.identity]`, else the
