@@ -52,6 +52,8 @@ const DIGEST_PREFIX: usize = 64 * 1024;
 const CHUNK: usize = 64 * 1024;
 /// Room made for a held payload before each read, at least.
 const MIN_SPARE: usize = 4 * 1024;
+/// Payloads up to this size are mapped on the async worker that read them.
+const INLINE_MAPPING: usize = 16 * 1024;
 /// How long writing an answer may take.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -84,6 +86,40 @@ struct Shared {
     /// Payload bytes held in memory by all requests.
     buffered: Arc<AtomicU64>,
     stats: Arc<Stats>,
+    /// Login names by uid, looked up at most once a minute each.
+    names: std::sync::Mutex<std::collections::HashMap<u32, (String, Instant)>>,
+}
+
+/// How long a uid's name is taken from [`Shared::names`].
+const NAME_TTL: Duration = Duration::from_secs(60);
+
+impl Shared {
+    /// The peer with these credentials, named from the user database (off the
+    /// async workers, and only once a minute per uid: a flood of connections from
+    /// one user costs one lookup).
+    async fn peer(&self, c: peer::Credentials) -> Result<peer::Peer, String> {
+        let cached = {
+            let names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+            names
+                .get(&c.uid)
+                .filter(|(_, at)| at.elapsed() < NAME_TTL)
+                .map(|(name, _)| name.clone())
+        };
+        if let Some(user) = cached {
+            return Ok(peer::Peer {
+                uid: c.uid,
+                gid: c.gid,
+                pid: c.pid,
+                user,
+            });
+        }
+        let p = tokio::task::spawn_blocking(move || c.named())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        names.insert(p.uid, (p.user.clone(), Instant::now()));
+        Ok(p)
+    }
 }
 
 /// Counts since the sealer started; each request counts once.
@@ -153,6 +189,7 @@ impl Sealer {
             streams,
             buffered: Arc::new(AtomicU64::new(0)),
             stats: Arc::new(Stats::default()),
+            names: Default::default(),
         });
         let stop = CancellationToken::new();
         let connections = TaskTracker::new();
@@ -340,9 +377,7 @@ async fn serve(conn: UnixStream, shared: &Shared) {
         .unwrap_or_else(|e| e.into_inner())
         .clone();
     let peer = match peer::credentials(&conn) {
-        Ok(c) => tokio::task::spawn_blocking(move || c.named())
-            .await
-            .map_err(|e| e.to_string()),
+        Ok(c) => shared.peer(c).await,
         Err(e) => Err(e.to_string()),
     };
     let (conn, answer) = match peer {
@@ -650,10 +685,17 @@ async fn seal(
     let caller = caller_of(peer, &header, settings);
     let (timestamp, date) = record::utc_now();
     let config = settings.config.clone();
-    let mapped = tokio::task::spawn_blocking(move || {
-        map_request(&config, header.kind, &body, timestamp, &caller)
-    })
-    .await;
+    // A payload of the usual size maps in well under a millisecond: on this worker,
+    // without a hop to another thread. A larger one maps off the async workers.
+    let small = matches!(&body, Body::Whole { bytes, .. } if bytes.len() <= INLINE_MAPPING);
+    let mapped = if small {
+        Ok(map_request(&config, header.kind, &body, timestamp, &caller))
+    } else {
+        tokio::task::spawn_blocking(move || {
+            map_request(&config, header.kind, &body, timestamp, &caller)
+        })
+        .await
+    };
     let event = match mapped {
         Ok(Ok(e)) => e,
         Ok(Err(error)) => return Answer::Refused { error },
