@@ -4,7 +4,9 @@
 //! What it owns: the `hooks` entries whose command is our recorder (the program named
 //! like ours, followed by the word `record`), in one settings file: the user's
 //! (`~/.claude/settings.json`) or the machine's managed policy
-//! (`/etc/claude-code/managed-settings.json`). Nothing else in that file is ours.
+//! (`/etc/claude-code/managed-settings.json`). With `--telemetry`, also the five
+//! variables of its `env` block that turn on Claude Code's OTLP log export to the
+//! receiver ([`telemetry_env`]). Nothing else in that file is ours.
 //!
 //! Invariants:
 //! - **Every other byte of meaning is kept.** Other settings, unknown keys, other
@@ -363,12 +365,19 @@ pub struct MergeReport {
     pub removed: Vec<String>,
     /// Things that will stop our hooks from running, which we do not fix ourselves.
     pub warnings: Vec<String>,
+    /// Variables of the `env` block that were missing or held another value.
+    pub env_set: Vec<String>,
+    /// Variables of the `env` block that already held our value.
+    pub env_unchanged: Vec<String>,
 }
 
 impl MergeReport {
     /// Whether the settings differ from what was read.
     pub fn changed(&self) -> bool {
-        !(self.added.is_empty() && self.updated.is_empty() && self.removed.is_empty())
+        !(self.added.is_empty()
+            && self.updated.is_empty()
+            && self.removed.is_empty()
+            && self.env_set.is_empty())
     }
 
     /// One line: `added 3 (A, B, C); updated 1 (D); removed 0; unchanged 26`.
@@ -380,14 +389,75 @@ impl MergeReport {
                 format!("{label} {} ({})", names.len(), names.join(", "))
             }
         }
-        format!(
+        let mut line = format!(
             "{}; {}; {}; unchanged {}",
             part("added", &self.added),
             part("updated", &self.updated),
             part("removed", &self.removed),
             self.unchanged.len()
-        )
+        );
+        if !self.env_set.is_empty() || !self.env_unchanged.is_empty() {
+            line.push_str(&format!(
+                "; {}; env unchanged {}",
+                part("env set", &self.env_set),
+                self.env_unchanged.len()
+            ));
+        }
+        line
     }
+}
+
+/// Where Claude Code's log exporter sends by default with `--telemetry`: the
+/// receiver's default `[telemetry] listen`.
+pub const DEFAULT_TELEMETRY_ENDPOINT: &str = "http://127.0.0.1:4318/v1/logs";
+
+/// The `env` variables `install-hooks --telemetry` writes: Claude Code's telemetry
+/// on, its events exported as OTLP/HTTP protobuf logs to `endpoint`, with tool
+/// details. Metrics and traces are not named: their settings stay as they are.
+pub fn telemetry_env(endpoint: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("CLAUDE_CODE_ENABLE_TELEMETRY", "1".into()),
+        ("OTEL_LOGS_EXPORTER", "otlp".into()),
+        ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "http/protobuf".into()),
+        ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", endpoint.into()),
+        ("OTEL_LOG_TOOL_DETAILS", "1".into()),
+    ]
+}
+
+/// The endpoint for a receiver listening on `listen` (`127.0.0.1:4318`).
+pub fn telemetry_endpoint(listen: std::net::SocketAddr) -> String {
+    format!("http://{listen}/v1/logs")
+}
+
+/// Sets each of `vars` in the settings' `env` object (created when absent), leaving
+/// every other variable as it is. Pure; on `Err` (an `env` that is not an object of
+/// strings where we write) the value is untouched.
+pub fn merge_env(
+    settings: &mut Value,
+    vars: &[(&str, String)],
+    report: &mut MergeReport,
+) -> Result<(), String> {
+    if vars.is_empty() {
+        return Ok(());
+    }
+    let root = settings
+        .as_object_mut()
+        .ok_or("the settings are not a JSON object")?;
+    let env = root
+        .entry("env")
+        .or_insert_with(|| Value::Object(Map::new()));
+    let Value::Object(env) = env else {
+        return Err("`env` is not a JSON object; nothing written".into());
+    };
+    for (name, value) in vars {
+        if env.get(*name).and_then(Value::as_str) == Some(value.as_str()) {
+            report.env_unchanged.push((*name).into());
+        } else {
+            env.insert((*name).into(), Value::String(value.clone()));
+            report.env_set.push((*name).into());
+        }
+    }
+    Ok(())
 }
 
 /// Merges our entries for every event in [`EVENTS`] into `settings`. Pure: no IO.
@@ -669,6 +739,22 @@ pub fn with_config(command: &str, config: &Path) -> String {
     }
 }
 
+/// The configuration a hook command passes to `record` (`--config PATH`,
+/// `--config=PATH` or `-c PATH`), if it names one.
+pub fn config_of_command(command: &str) -> Option<PathBuf> {
+    let words = shell_words(command);
+    let mut rest = words.iter();
+    while let Some(w) = rest.next() {
+        if let Some(p) = w.strip_prefix("--config=") {
+            return Some(PathBuf::from(p));
+        }
+        if w == "--config" || w == "-c" {
+            return rest.next().map(PathBuf::from);
+        }
+    }
+    None
+}
+
 /// The `timeout` (seconds) of every hook entry of `program` (a file name such as
 /// `auditship`) that runs `record`, in any event of `settings`. An entry without one
 /// gets Claude Code's default, [`CLAUDE_DEFAULT_TIMEOUT_SECS`].
@@ -815,17 +901,20 @@ pub fn install(
         command,
         timeout_secs,
         &events_for(None),
+        &[],
         dry_run,
         new_file_mode,
     )
 }
 
-/// [`install`] for a chosen set of events (see [`events_for`]).
+/// [`install`] for a chosen set of events (see [`events_for`]), also setting the
+/// `env` variables `env` ([`telemetry_env`]; none: `env` is left alone).
 pub fn install_events(
     path: &Path,
     command: &str,
     timeout_secs: u64,
     events: &[&HookEvent],
+    env: &[(&str, String)],
     dry_run: bool,
     new_file_mode: u32,
 ) -> Result<Outcome, String> {
@@ -836,6 +925,7 @@ pub fn install_events(
         None => Value::Object(Map::new()),
     };
     let mut report = merge_events(&mut settings, command, timeout_secs, events)?;
+    merge_env(&mut settings, env, &mut report).map_err(|e| format!("{}: {e}", target.display()))?;
     if let Some((_, meta)) = &original {
         let mode = meta.mode() & 0o777;
         if new_file_mode & 0o444 & !mode != 0 {
@@ -871,12 +961,14 @@ pub fn install_events(
 /// events ([`events_for`]); pass [`detect_claude_version`]'s answer when the user
 /// named none. An `Err` from writing to `out` comes after the install itself, which
 /// stands.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     scope: Scope,
     path: &Path,
     command: &str,
     timeout_secs: u64,
     claude_version: Option<Version>,
+    env: &[(&str, String)],
     dry_run: bool,
     out: &mut dyn Write,
 ) -> Result<Outcome, String> {
@@ -886,6 +978,7 @@ pub fn run(
         command,
         timeout_secs,
         &events,
+        env,
         dry_run,
         scope.new_file_mode(),
     )?;
@@ -1890,7 +1983,7 @@ mod tests {
         let path = tmp.path().join("settings.json");
         let mut out = Vec::new();
         let version = Some(Version::new(2, 1, 90));
-        run(Scope::User, &path, CMD, 5, version, true, &mut out).unwrap();
+        run(Scope::User, &path, CMD, 5, version, &[], true, &mut out).unwrap();
         let out = String::from_utf8(out).unwrap();
         let (json_text, last) = out.trim_end().rsplit_once('\n').unwrap();
         assert_eq!(
@@ -1903,7 +1996,7 @@ mod tests {
         assert!(!path.exists());
 
         let mut out = Vec::new();
-        let outcome = run(Scope::User, &path, CMD, 5, None, false, &mut out).unwrap();
+        let outcome = run(Scope::User, &path, CMD, 5, None, &[], false, &mut out).unwrap();
         let out = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 2, "{out}");
@@ -2007,5 +2100,60 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(3));
         assert_eq!(detect_version_of(&failing, limit), None);
         assert_eq!(detect_version_of(&tmp.path().join("absent"), limit), None);
+    }
+
+    #[test]
+    fn telemetry_env_is_merged_beside_other_variables() {
+        let vars = telemetry_env("http://127.0.0.1:4318/v1/logs");
+        let mut settings = json!({"env": {"OTEL_METRICS_EXPORTER": "prometheus", "OTEL_LOGS_EXPORTER": "console", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}});
+        let mut report = MergeReport::default();
+        merge_env(&mut settings, &vars, &mut report).unwrap();
+        assert_eq!(report.env_set.len(), 5, "{report:?}");
+        assert!(report.changed());
+        let env = &settings["env"];
+        assert_eq!(env["OTEL_METRICS_EXPORTER"], "prometheus");
+        assert_eq!(env["OTEL_EXPORTER_OTLP_ENDPOINT"], "http://collector:4318");
+        assert_eq!(env["OTEL_LOGS_EXPORTER"], "otlp");
+        assert_eq!(env["OTEL_EXPORTER_OTLP_LOGS_PROTOCOL"], "http/protobuf");
+        assert_eq!(env["OTEL_LOG_TOOL_DETAILS"], "1");
+        assert_eq!(env["CLAUDE_CODE_ENABLE_TELEMETRY"], "1");
+        let mut again = MergeReport::default();
+        merge_env(&mut settings, &vars, &mut again).unwrap();
+        assert!(again.env_set.is_empty() && !again.changed(), "{again:?}");
+        assert!(
+            again.summary().ends_with("env set 0; env unchanged 5"),
+            "{}",
+            again.summary()
+        );
+
+        let mut bad = json!({"env": ["x"]});
+        assert!(merge_env(&mut bad, &vars, &mut MergeReport::default()).is_err());
+        assert_eq!(bad, json!({"env": ["x"]}));
+        let mut none = json!({});
+        merge_env(&mut none, &[], &mut MergeReport::default()).unwrap();
+        assert_eq!(none, json!({}), "no env block without --telemetry");
+    }
+
+    #[test]
+    fn the_configuration_a_command_names() {
+        let cases = [
+            (
+                "/bin/auditship record --config /etc/a.toml",
+                Some("/etc/a.toml"),
+            ),
+            (
+                "auditship record --config='/my dir/a.toml'",
+                Some("/my dir/a.toml"),
+            ),
+            ("auditship record -c x.toml", Some("x.toml")),
+            ("auditship record", None),
+        ];
+        for (command, want) in cases {
+            assert_eq!(
+                config_of_command(command),
+                want.map(PathBuf::from),
+                "{command}"
+            );
+        }
     }
 }

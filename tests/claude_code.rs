@@ -78,14 +78,14 @@ fn nonce() -> String {
 /// One user's machine in a temp dir: a home with hooks installed by `install-hooks`,
 /// a project directory the CLI runs in, auditship's config and audit directory, and
 /// the witness.
-struct Lab {
+pub(crate) struct Lab {
     root: tempfile::TempDir,
     claude: PathBuf,
     version: String,
 }
 
 impl Lab {
-    fn new() -> Lab {
+    pub(crate) fn new() -> Lab {
         let claude = claude();
         let version = claude_version(&claude);
         let lab = Lab {
@@ -104,7 +104,7 @@ impl Lab {
 
     /// Writes auditship's configuration: the lab's audit directory and fallback file,
     /// and `extra` (TOML lines) in the `[record]` table.
-    fn write_record_config(&self, extra: &str) {
+    pub(crate) fn write_record_config(&self, extra: &str) {
         write_config(
             self.root.path(),
             &format!(
@@ -115,34 +115,34 @@ impl Lab {
         );
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.root.path().join(name)
     }
 
-    fn home(&self) -> PathBuf {
+    pub(crate) fn home(&self) -> PathBuf {
         self.path("home")
     }
 
-    fn project(&self) -> PathBuf {
+    pub(crate) fn project(&self) -> PathBuf {
         self.path("project")
     }
 
-    fn audit_dir(&self) -> PathBuf {
+    pub(crate) fn audit_dir(&self) -> PathBuf {
         self.path("audit")
     }
 
-    fn fallback_file(&self) -> PathBuf {
+    pub(crate) fn fallback_file(&self) -> PathBuf {
         self.path("record-errors.log")
     }
 
-    fn settings(&self) -> Value {
+    pub(crate) fn settings(&self) -> Value {
         let text = std::fs::read_to_string(self.home().join(".claude/settings.json")).unwrap();
         serde_json::from_str(&text).unwrap()
     }
 
     /// The hook command: the binary under test, told where its config is with
     /// `--config` (the test's HOME has no `~/.config/auditship`).
-    fn record_command(&self) -> String {
+    pub(crate) fn record_command(&self) -> String {
         let command = format!(
             "{} record --config {}",
             bin().display(),
@@ -158,6 +158,11 @@ impl Lab {
     /// `auditship install-hooks --scope user`, with the CLI first on PATH so the
     /// installer asks it for its version, as on a developer's machine.
     fn install_hooks(&self) {
+        self.install_hooks_with(&[]);
+    }
+
+    /// [`Lab::install_hooks`] with more arguments (`--telemetry`, `--config …`).
+    pub(crate) fn install_hooks_with(&self, extra: &[&str]) {
         let path = std::env::join_paths(
             std::iter::once(self.claude.parent().unwrap().to_path_buf())
                 .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
@@ -171,6 +176,7 @@ impl Lab {
             "--command",
             &self.record_command(),
         ]);
+        c.args(extra);
         let out = c.output().unwrap();
         assert!(
             out.status.success(),
@@ -212,7 +218,7 @@ impl Lab {
     /// Runs `claude -p PROMPT --allowedTools ALLOWED --output-format json` in the
     /// project against `api`, and returns its JSON result. Killed (and the test
     /// failed) after [`RUN_LIMIT`].
-    fn run(&self, api: &MessagesApi, prompt: &str, allowed: &str) -> Value {
+    pub(crate) fn run(&self, api: &MessagesApi, prompt: &str, allowed: &str) -> Value {
         let (status, out) = self.launch(api, prompt, allowed);
         assert!(
             status.success(),
@@ -225,7 +231,7 @@ impl Lab {
 
     /// Runs the CLI as [`Lab::run`] does, and returns its exit status and stdout,
     /// whatever they are.
-    fn launch(
+    pub(crate) fn launch(
         &self,
         api: &MessagesApi,
         prompt: &str,
@@ -275,7 +281,7 @@ impl Lab {
     }
 
     /// The CLI's output and debug log, and what the stand-in was asked.
-    fn diagnostics(&self, api: &MessagesApi) -> String {
+    pub(crate) fn diagnostics(&self, api: &MessagesApi) -> String {
         let read = |name: &str| std::fs::read_to_string(self.path(name)).unwrap_or_default();
         let debug = read("claude-debug.log");
         let hooks: Vec<&str> = debug.lines().filter(|l| l.contains("Hook")).collect();
@@ -290,7 +296,7 @@ impl Lab {
     }
 
     /// Every payload the witness kept, as sent.
-    fn witnessed_text(&self) -> Vec<String> {
+    pub(crate) fn witnessed_text(&self) -> Vec<String> {
         std::fs::read_dir(self.path("witness"))
             .unwrap()
             .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
@@ -298,7 +304,7 @@ impl Lab {
     }
 
     /// Every payload the witness kept, parsed (a lone surrogate read as U+FFFD).
-    fn witnessed(&self) -> Vec<Value> {
+    pub(crate) fn witnessed(&self) -> Vec<Value> {
         self.witnessed_text()
             .iter()
             .map(|text| {
@@ -308,7 +314,7 @@ impl Lab {
             .collect()
     }
 
-    fn trail(&self) -> Vec<Value> {
+    pub(crate) fn trail(&self) -> Vec<Value> {
         assert!(
             self.audit_dir().is_dir(),
             "no audit directory: record wrote nothing; fallback file: {}",
@@ -746,7 +752,7 @@ impl Lab {
 
     /// Adds a hook group running `command` under `event` to the settings the CLI is
     /// given with `--settings`.
-    fn add_cli_hook(&self, event: &str, command: &str) {
+    pub(crate) fn add_cli_hook(&self, event: &str, command: &str) {
         let path = self.path("witness.json");
         let mut settings: Value =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();

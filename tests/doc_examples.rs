@@ -11,9 +11,10 @@ use clap::{CommandFactory, Parser};
 use std::path::Path;
 
 /// The doc files whose shell examples are checked.
-const DOCS: [&str; 8] = [
+const DOCS: [&str; 9] = [
     "README.md",
     "docs/FORMAT.md",
+    "docs/REPORT.md",
     "docs/SINKS.md",
     "docs/ARCHIVE.md",
     "docs/SHAPES.md",
@@ -262,5 +263,28 @@ fn the_readme_examples_for_one_user_do_what_the_readme_says() {
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+
+    // report --out FILE ~/.claude/audit: the page, with the decision, intact.
+    let mut report = readme_example(&["auditship", "report"]);
+    assert_eq!(
+        report[2..],
+        ["--out", "audit-report.html", "~/.claude/audit"],
+        "{report:?}"
+    );
+    let page = home.join("audit-report.html");
+    report[3] = page.display().to_string();
+    report[4] = audit.display().to_string();
+    let out = run(&report);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        html.contains("Integrity: INTACT") && html.contains("use PostgreSQL"),
+        "{html}"
     );
 }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// GET `path` from the daemon whose state dir is `state`: (status, body).
-fn get(state: &Path, path: &str) -> (u16, String) {
+pub(crate) fn get(state: &Path, path: &str) -> (u16, String) {
     let addr = std::fs::read_to_string(state.join("metrics.addr")).unwrap();
     let mut s = std::net::TcpStream::connect(addr.trim()).unwrap();
     write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
@@ -22,7 +22,7 @@ fn get(state: &Path, path: &str) -> (u16, String) {
     (status, body.to_string())
 }
 
-fn wait_until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+pub(crate) fn wait_until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
         assert!(start.elapsed() < limit, "timed out: {what}");
@@ -32,7 +32,7 @@ fn wait_until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
 
 /// Parses Prometheus text exposition: every sample line is `name{labels} value`,
 /// every family has HELP and TYPE before its samples. Returns samples by series.
-fn parse_prometheus(text: &str) -> std::collections::HashMap<String, f64> {
+pub(crate) fn parse_prometheus(text: &str) -> std::collections::HashMap<String, f64> {
     let mut samples = std::collections::HashMap::new();
     let mut typed = std::collections::HashSet::new();
     for line in text.lines() {

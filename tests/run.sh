@@ -2,12 +2,17 @@
 # Runs auditship's whole test suite on a fresh machine: installs what the tests need,
 # then `cargo test --locked`. Usage: bash tests/run.sh [extra cargo test args]
 #
-# Needed beyond Rust: python3 (the independent verifier), a real rsyslogd with its
-# GnuTLS driver (Debian rsyslog + rsyslog-gnutls) for the syslog-over-TLS tests, and
-# moto[server] from PyPI (S3 with Object Lock, for the S3 archive tests): used from
-# python3 when it has it, else installed into a venv at target/moto-venv (Debian's
-# Python is externally managed; its venv module comes with python3-venv). The tests
-# find that venv themselves (tests/moto.rs), or AUDITSHIP_TEST_PYTHON.
+# Needed beyond Rust: python3 (the independent verifier), curl and setpriv (a post to
+# the telemetry receiver as another user), a real rsyslogd with its GnuTLS driver
+# (Debian rsyslog + rsyslog-gnutls) for the syslog-over-TLS tests, Debian's chromium for
+# the HTML report, and moto[server] from PyPI (S3 with Object Lock, for the S3 archive
+# tests): used from python3 when it has it, else installed into a venv at
+# target/moto-venv (Debian's Python is externally managed; its venv module comes with
+# python3-venv). The tests find that venv themselves (tests/moto.rs), or
+# AUDITSHIP_TEST_PYTHON.
+#
+# Debian's chromium renders the HTML report headless in tests/report.rs (a screenshot
+# and a PDF); the tests find it on PATH, or at AUDITSHIP_TEST_CHROMIUM.
 #
 # The Claude Code CLI (npm @anthropic-ai/claude-code, at the version pinned below and in
 # tests/claude_code.rs) is installed with npm into target/claude-code when missing; its
@@ -61,7 +66,11 @@ elif ! has_moto python3 && ! [ -x "$moto_venv/bin/python3" ] \
   need_apt+=(python3-venv)
 fi
 [ -x /usr/sbin/rsyslogd ] || need_apt+=(rsyslog)
+# The telemetry tests post as another user: setpriv (util-linux) running curl.
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v setpriv >/dev/null 2>&1 || need_apt+=(util-linux)
 have_gtls_driver || need_apt+=(rsyslog-gnutls)
+command -v chromium >/dev/null 2>&1 || [ -n "${AUDITSHIP_TEST_CHROMIUM:-}" ] || need_apt+=(chromium)
 if ! has_claude && ! command -v npm >/dev/null 2>&1; then
   need_apt+=(nodejs npm)
 fi

@@ -63,7 +63,8 @@ impl Setup {
         std::fs::write(
             &daemon_cfg,
             format!(
-                "[agent]\nstate_dir = \"{state}\"\nhost = \"test-host\"\nrescan_interval = \"200ms\"\nshutdown_timeout = \"5s\"\nheartbeat_interval = \"0s\"\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n\n[[sink]]\nname = \"local\"\ntype = \"file\"\npath = \"{shipped}\"\n\n[sealer]\nlisten = \"{socket}\"\ndir = \"{sealed}\"\nhmac_kid = \"{KID}\"\nhmac_key_file = \"{key}\"\n{sealer}\n",
+                "[agent]\nstate_dir = \"{state}\"\nhost = \"test-host\"\nrescan_interval = \"200ms\"\nshutdown_timeout = \"5s\"\nheartbeat_interval = \"0s\"\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n\n[[sink]]\nname = \"local\"\ntype = \"file\"\npath = \"{shipped}\"\n\n[sealer]\nlisten = \"{socket}\"\ndir = \"{sealed}\"\nhmac_kid = \"{KID}\"\nhmac_key_file = \"{key}\"\nsigning_key_file = \"{signing}\"\n{sealer}\n",
+                signing = root.join("sealer.ed25519").display(),
                 state = root.join("state").display(),
                 shipped = root.join("shipped.jsonl").display(),
                 socket = socket.display(),
@@ -589,7 +590,10 @@ fn with_the_daemon_down_block_fails_closed_and_allow_records_unsealed() {
         decision["hookSpecificOutput"]["decision"]["behavior"],
         "deny"
     );
-    assert_eq!(s.events("nobody").len(), 1, "nothing more was sealed");
+    // The one record and the checkpoint the stop signed; nothing more.
+    let events = s.events("nobody");
+    assert_eq!(events.len(), 2, "nothing more was sealed");
+    assert_eq!(checkpoints_of(&events).len(), 1);
 
     // allow: the user's own stream, marked unsealed, with why.
     std::fs::write(
@@ -781,6 +785,166 @@ fn install_hooks_writes_the_sealed_client_drop_in_next_to_the_hooks_configuratio
         text(&out.stdout)
     );
     daemon.stop(Duration::from_secs(20));
+}
+
+/// The checkpoint events of a stream's events.
+fn checkpoints_of(events: &[Value]) -> Vec<&Value> {
+    events
+        .iter()
+        .filter(|e| e["metadata"]["source_event"] == "checkpoint")
+        .collect()
+}
+
+#[test]
+fn signed_checkpoints_cover_the_streams_and_prove_what_was_shipped() {
+    let s = Setup::new("checkpoint_interval = \"1s\"\n", "");
+    let daemon = s.start();
+    let record = |i: usize| {
+        let p = pre_tool_use("sess-cp", &format!("step {i}"));
+        let (out, _) = s.record_as_nobody(p.to_string().as_bytes(), &[], &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    };
+    for i in 0..5 {
+        record(i);
+    }
+    // A round within the interval signs the head: the event just before it. Under
+    // load a round may come between two records; the last one signs the last record.
+    wait_until(
+        Duration::from_secs(10),
+        "a checkpoint after the records",
+        || {
+            s.events("nobody")
+                .last()
+                .is_some_and(|e| e["metadata"]["source_event"] == "checkpoint")
+        },
+    );
+    let events = s.events("nobody");
+    for cp in checkpoints_of(&events) {
+        let c = &cp["metadata"]["checkpoint"];
+        let seq = cp["seq"].as_u64().unwrap();
+        assert_eq!(c["stream"], "nobody", "{cp}");
+        assert_eq!(c["seq"], seq - 1, "{cp}");
+        assert_eq!(c["hash"], events[seq as usize - 1]["hash"], "{cp}");
+        assert_eq!(cp["action"], "agent_event");
+        assert_eq!(cp["resource"], "checkpoint");
+    }
+    assert_eq!(events.len() - checkpoints_of(&events).len(), 5);
+    // An idle sealer signs nothing more.
+    let signed = checkpoints_of(&events).len();
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(checkpoints_of(&s.events("nobody")).len(), signed);
+    for i in 5..8 {
+        record(i);
+    }
+    let (code, stderr) = daemon.stop(Duration::from_secs(20));
+    assert_eq!(code, Some(0), "{stderr}");
+
+    // A clean stop signs the last head; the key and its public half are in place.
+    let events = s.events("nobody");
+    let last = events.last().unwrap();
+    assert_eq!(last["metadata"]["source_event"], "checkpoint", "{last}");
+    assert_eq!(
+        last["metadata"]["checkpoint"]["hash"],
+        events[events.len() - 2]["hash"]
+    );
+    let signing = s.root().join("sealer.ed25519");
+    let pubkey = s.root().join("sealer.ed25519.pub");
+    assert_eq!(
+        std::fs::metadata(&signing).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let key_arg = format!("{KID}={}", s.key.display());
+    let shipped = s.root().join("shipped.jsonl");
+    let shipped_text = std::fs::read_to_string(&shipped).unwrap();
+    for cp in checkpoints_of(&events) {
+        let sig = cp["metadata"]["checkpoint"]["sig"].as_str().unwrap();
+        assert!(shipped_text.contains(sig), "checkpoint {cp} was shipped");
+    }
+    let verify = |args: &[&std::ffi::OsStr]| {
+        let mut full: Vec<&std::ffi::OsStr> = vec![
+            "--key".as_ref(),
+            key_arg.as_ref(),
+            "--pubkey".as_ref(),
+            pubkey.as_os_str(),
+        ];
+        full.extend_from_slice(args);
+        verify_json(&full)
+    };
+    let stream = s.sealed.join("nobody");
+    let (code, doc) = verify(&[
+        "--checkpoints".as_ref(),
+        shipped.as_os_str(),
+        stream.as_os_str(),
+    ]);
+    assert_eq!(code, 0, "{doc}");
+    let entry = doc["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "directory")
+        .unwrap();
+    assert_eq!(entry["checkpoints"]["stream"], "nobody", "{doc}");
+    assert_eq!(
+        entry["checkpoints"]["covered_to_seq"],
+        events.len() as u64 - 2,
+        "{doc}"
+    );
+    // The shipped copy proves itself too.
+    let (code, doc) = verify(&[shipped.as_os_str()]);
+    assert_eq!(code, 0, "{doc}");
+    independent_checkpoints(&pubkey, &stream);
+
+    // The stream cut short on the host no longer holds what the SIEM's checkpoints
+    // signed.
+    let file = std::fs::read_dir(&stream)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .unwrap();
+    let lines: Vec<String> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    std::fs::write(&file, lines[..lines.len() - 2].join("\n") + "\n").unwrap();
+    let (code, doc) = verify(&[
+        "--checkpoints".as_ref(),
+        shipped.as_os_str(),
+        stream.as_os_str(),
+    ]);
+    assert_eq!(code, 1, "{doc}");
+    assert!(
+        doc["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["code"] == "checkpoint_unmatched"),
+        "{doc}"
+    );
+}
+
+/// The independent checkpoint check (tests/support) on every checkpoint of `stream`.
+fn independent_checkpoints(pubkey: &Path, stream: &Path) {
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/independent_checkpoint.py");
+    let files: Vec<PathBuf> = std::fs::read_dir(stream)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    let out = Command::new(crate::moto::python())
+        .arg(script)
+        .arg(pubkey)
+        .args(&files)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
 }
 
 #[test]

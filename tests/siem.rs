@@ -181,6 +181,8 @@ struct HecState {
     /// Events whose ackId was confirmed `true`.
     confirmed: Vec<Value>,
     channels: HashMap<String, HecChannel>,
+    /// The most ackIds assigned and not yet confirmed at one time.
+    max_pending: usize,
 }
 
 struct HecConfig {
@@ -373,6 +375,12 @@ impl HecServer {
         count_ids(&records)
     }
 
+    /// Ack mode: the most ackIds that were assigned and not yet confirmed at one
+    /// time, over all channels.
+    pub fn max_pending_acks(&self) -> usize {
+        self.state.lock().unwrap().max_pending
+    }
+
     /// Ack mode: ackIds assigned and not yet confirmed, over all channels.
     pub fn pending_acks(&self) -> usize {
         let s = self.state.lock().unwrap();
@@ -562,6 +570,8 @@ fn hec_handle(req: &Request, state: &Mutex<HecState>, config: &HecConfig) -> Ans
     let ack = ch.next_ack;
     ch.next_ack += 1;
     ch.pending.insert(ack, PendingAck { polls_left, events });
+    let pending = s.channels.values().map(|c| c.pending.len()).sum();
+    s.max_pending = s.max_pending.max(pending);
     hec_answer(200, json!({"text": "Success", "code": 0, "ackId": ack}))
 }
 

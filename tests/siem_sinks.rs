@@ -437,14 +437,26 @@ fn hec_indexer_ack_resends_a_batch_never_confirmed_after_ack_timeout() {
     let (t, file) = setup();
     write_chain_at(&file, 1, 0, 30, ZERO_HASH, &stamp);
     let ids = sealed_ids(&file);
-    let hec = HecServer::builder(TOKEN)
-        .indexer_ack(true)
-        .script(|n, _| match n {
-            0 => HecReply::NeverAck,
-            1 => HecReply::AckAfterPolls(1),
-            _ => HecReply::Normal,
-        })
-        .start();
+    // The records of the request never confirmed (requests are answered in any
+    // order: it is known by its records, not by its place in the log).
+    let unconfirmed: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let hec = {
+        let unconfirmed = unconfirmed.clone();
+        HecServer::builder(TOKEN)
+            .indexer_ack(true)
+            .script(move |n, events| match n {
+                0 => {
+                    *unconfirmed.lock().unwrap() = events
+                        .iter()
+                        .map(|e| e["event"]["_auditship"]["id"].as_str().unwrap().to_string())
+                        .collect();
+                    HecReply::NeverAck
+                }
+                1 => HecReply::AckAfterPolls(1),
+                _ => HecReply::Normal,
+            })
+            .start()
+    };
     let token = secret(t.path(), "hec.token", TOKEN);
     let sink = sink_table(
         "hec",
@@ -502,18 +514,18 @@ fn hec_indexer_ack_resends_a_batch_never_confirmed_after_ack_timeout() {
     assert!(hec.ack_polls() > 0, "the daemon polled for its acks");
     // The first request's ackId was never confirmed: its events went again, and only
     // after ack_timeout.
-    let first: Vec<String> = String::from_utf8_lossy(&events[0].body)
-        .split("\"hash\":\"")
-        .skip(1)
-        .map(|s| s[..64].to_string())
-        .collect();
+    let first = unconfirmed.lock().unwrap().clone();
     assert!(!first.is_empty());
     for id in &first {
-        let again = events[1..]
+        let sends: Vec<&&Seen> = events
             .iter()
-            .find(|s| String::from_utf8_lossy(&s.body).contains(id.as_str()))
-            .unwrap_or_else(|| panic!("{id} of the unconfirmed request was never resent"));
-        let after = again.at.duration_since(events[0].at);
+            .filter(|s| String::from_utf8_lossy(&s.body).contains(&format!("\"id\":\"{id}\"")))
+            .collect();
+        assert!(
+            sends.len() >= 2,
+            "{id} of the unconfirmed request was never resent"
+        );
+        let after = sends[1].at.duration_since(sends[0].at);
         assert!(
             after >= Duration::from_millis(1800),
             "resent {after:?} after the first send, before ack_timeout = 2s"

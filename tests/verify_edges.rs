@@ -469,3 +469,91 @@ fn an_export_reports_redacted_records_and_lines_that_are_no_records() {
     );
     assert!(!codes(&doc).contains(&"hash_mismatch".to_string()));
 }
+
+#[test]
+fn a_tree_is_walked_for_its_streams_and_an_archive_directory_checks_its_manifest() {
+    use auditship::archive::manifest::{Link, Manifest, Op};
+    let t = tempdir();
+    let root = t.path().join("hosts");
+    for (i, host) in ["h1", "h2"].iter().enumerate() {
+        let dir = root.join(host).join("home/dev/.claude/audit");
+        std::fs::create_dir_all(&dir).unwrap();
+        write_chain(
+            &dir.join("audit-1.jsonl"),
+            i as u32,
+            0,
+            5,
+            auditship::audit::ZERO_HASH,
+        );
+    }
+    // A symbolic link back up the tree is not followed.
+    std::os::unix::fs::symlink(&root, root.join("h1/loop")).unwrap();
+    let (code, doc) = verify_json(&[root.as_os_str()]);
+    assert_eq!(code, 0, "{doc}");
+    let paths: Vec<&str> = doc["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["path"].as_str().unwrap())
+        .collect();
+    let want: Vec<String> = ["h1", "h2"]
+        .iter()
+        .map(|h| {
+            root.join(h)
+                .join("home/dev/.claude/audit")
+                .display()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(paths, want);
+    assert_eq!(doc["events"], 10);
+
+    // An archive directory: its archives' streams, and its manifest checked.
+    let archive = t.path().join("archive");
+    let dir = archive.join("home/dev/.claude/audit");
+    std::fs::create_dir_all(&dir).unwrap();
+    let plain = t.path().join("audit-0.jsonl");
+    let last = write_chain(&plain, 7, 0, 4, auditship::audit::ZERO_HASH);
+    let data = std::fs::read(&plain).unwrap();
+    let gz = gzip_bytes(&data);
+    std::fs::write(dir.join("audit-0.jsonl.gz"), &gz).unwrap();
+    let first = sealed_ids(&plain)[0].clone();
+    let mut m = Manifest::open(&archive.join("manifest.jsonl")).unwrap();
+    m.append(Op::Archived {
+        original: "/home/dev/.claude/audit/audit-0.jsonl".into(),
+        size: data.len() as u64,
+        sha256: auditship::audit::sha256_hex(&data),
+        mtime: 0,
+        archive: "home/dev/.claude/audit/audit-0.jsonl.gz".into(),
+        archive_size: gz.len() as u64,
+        archive_sha256: auditship::audit::sha256_hex(&gz),
+        events: 4,
+        first: Some(Link {
+            seq: Some(0),
+            hash: Some(first),
+        }),
+        last: Some(Link {
+            seq: Some(3),
+            hash: Some(last),
+        }),
+    })
+    .unwrap();
+    let (code, doc) = verify_json(&[archive.as_os_str()]);
+    assert_eq!(code, 0, "{doc}");
+    let kinds: Vec<&str> = doc["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["directory", "manifest"], "{doc}");
+    assert_eq!(doc["streams"][1]["archives_checked"], 1);
+    // An archive the manifest does not record is found.
+    std::fs::write(dir.join("audit-9.jsonl.gz"), &gz).unwrap();
+    let (code, doc) = verify_json(&[archive.as_os_str()]);
+    assert_eq!(code, 1, "{doc}");
+    assert!(
+        codes(&doc).contains(&"archive_unlisted".to_string()),
+        "{doc}"
+    );
+}

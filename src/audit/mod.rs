@@ -12,6 +12,7 @@
 
 pub mod canon;
 pub mod chain;
+pub mod checkpoint;
 pub mod json;
 pub mod long_line;
 pub mod problem;

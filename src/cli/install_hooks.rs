@@ -19,12 +19,21 @@ use std::process::ExitCode;
 /// (conf.d/50-auditship-sealed.toml, 0644) sets `[record] socket`: sealed mode, where
 /// the daemon's sealer writes every user's trail. Claude Code has no per-hook setting that makes a failed or
 /// timed-out hook block: failing closed is `record`'s own `on_error = "block"`.
+///
+/// With --telemetry, the settings' `env` block also turns on Claude Code's
+/// telemetry and points its OTLP log exporter (http/protobuf, with tool details) at
+/// the daemon's receiver: the endpoint given, else the `[telemetry] listen` of the
+/// configuration the hooks use (--config, or the one the command names), else
+/// http://127.0.0.1:4318/v1/logs. Other variables, metrics
+/// and traces settings among them, are left as they are.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
   auditship install-hooks                       # ~/.claude/settings.json
   sudo auditship install-hooks --scope managed  # /etc/claude-code/managed-settings.json, all users
   sudo auditship install-hooks --scope managed --sealed-socket /run/auditship/record.sock
+
+  sudo auditship install-hooks --scope managed --telemetry  # and Claude Code's OTLP logs to the receiver
   auditship install-hooks --dry-run --claude-version 2.1.90")]
 pub struct Args {
     /// user: ~/.claude/settings.json ($CLAUDE_CONFIG_DIR honoured); managed: /etc/claude-code/managed-settings.json
@@ -53,6 +62,13 @@ pub struct Args {
     /// (e.g. /run/auditship/record.sock)
     #[arg(long, value_name = "SOCKET")]
     pub sealed_socket: Option<PathBuf>,
+
+    /// Also point Claude Code's OTLP log exporter at the telemetry receiver [default endpoint: from the configuration's [telemetry] listen, else http://127.0.0.1:4318/v1/logs]
+    #[arg(long, value_name = "ENDPOINT", num_args = 0..=1, default_missing_value = "")]
+    pub telemetry: Option<String>,
+    /// The same as --telemetry ENDPOINT
+    #[arg(long, value_name = "ENDPOINT", conflicts_with = "telemetry")]
+    pub telemetry_endpoint: Option<String>,
 }
 
 /// The drop-in `--sealed-socket` writes, in the `conf.d` next to the hooks'
@@ -128,12 +144,24 @@ fn install(args: Args) -> Result<(), String> {
     };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
+    let env = match args.telemetry.or(args.telemetry_endpoint) {
+        None => Vec::new(),
+        Some(endpoint) => {
+            // The receiver's address is in the configuration the hooks use.
+            let named = config
+                .clone()
+                .or_else(|| hooks::config_of_command(&command));
+            let endpoint = telemetry_endpoint(&endpoint, named.as_deref(), &mut out)?;
+            hooks::telemetry_env(&endpoint)
+        }
+    };
     hooks::run(
         scope,
         &path,
         &command,
         args.timeout,
         version,
+        &env,
         args.dry_run,
         &mut out,
     )?;
@@ -225,4 +253,42 @@ fn sealed_client(
         socket.display()
     );
     Ok(())
+}
+
+/// The receiver's endpoint: the one given, else the configuration's
+/// `[telemetry] listen`, else the default (with a warning saying why).
+fn telemetry_endpoint(
+    given: &str,
+    config: Option<&std::path::Path>,
+    out: &mut dyn Write,
+) -> Result<String, String> {
+    if !given.is_empty() {
+        let ok = given.starts_with("http://") || given.starts_with("https://");
+        if !ok {
+            return Err(format!(
+                "--telemetry {given:?}: expected an http:// URL such as {}",
+                hooks::DEFAULT_TELEMETRY_ENDPOINT
+            ));
+        }
+        return Ok(given.to_string());
+    }
+    let why = match crate::config::load_daemon(config) {
+        Ok((_, d)) => match d.telemetry {
+            Some(t) if t.listen.port() == 0 => {
+                return Err(format!(
+                    "[telemetry] listen = \"{}\" has no fixed port: give the endpoint (--telemetry http://127.0.0.1:PORT/v1/logs)",
+                    t.listen
+                ));
+            }
+            Some(t) => return Ok(hooks::telemetry_endpoint(t.listen)),
+            None => "the configuration has no [telemetry] listen: the receiver is off".to_string(),
+        },
+        Err(e) => format!("the configuration does not load ({})", e.0.join("; ")),
+    };
+    let _ = writeln!(
+        out,
+        "warning: {why}; Claude Code's logs go to {}",
+        hooks::DEFAULT_TELEMETRY_ENDPOINT
+    );
+    Ok(hooks::DEFAULT_TELEMETRY_ENDPOINT.to_string())
 }

@@ -8,6 +8,7 @@ pub mod dead_letter;
 pub mod install_hooks;
 pub mod man;
 pub mod record;
+pub mod report;
 pub mod run;
 pub mod state;
 pub mod status;
@@ -25,6 +26,7 @@ Typical use:
   auditship run                           ship ~/.claude/audit (embedded default, no config needed)
   auditship install-hooks                 wire Claude Code's hooks to `auditship record`
   auditship verify ~/.claude/audit        prove a stream intact (exit 1 on any problem)
+  auditship report --out r.html /home/*/.claude/audit   the auditor's report of a period
   auditship dead-letter list              what sinks rejected for good, and why
   auditship dead-letter replay            send them again, once the sink is fixed
   auditship archive --now                 gzip and verify files older than [archive] after_days
@@ -45,6 +47,7 @@ pub enum Command {
     CheckConfig(check_config::Args),
     Record(record::Args),
     Verify(verify::Args),
+    Report(report::Args),
     InstallHooks(install_hooks::Args),
     DeadLetter(dead_letter::Args),
     Archive(archive::Args),
@@ -72,6 +75,7 @@ pub fn main() -> ExitCode {
         Command::CheckConfig(args) => check_config::run(args),
         Command::Record(args) => record::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Report(args) => report::run(args),
         Command::InstallHooks(args) => install_hooks::run(args),
         Command::DeadLetter(args) => dead_letter::run(args),
         Command::Archive(args) => archive::run(args),

@@ -3,6 +3,7 @@
 //! [`crate::verify`]'s and [`crate::archive::verify_manifest`]'s.
 
 use crate::audit::Keys;
+use crate::verify::checkpoints::{self, Anchors, Tracker};
 use crate::verify::{self, Located, Summary, export};
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -12,7 +13,10 @@ use std::process::ExitCode;
 ///
 /// Files given together are one stream, checked in the order given. A directory is
 /// one stream: its *.jsonl and *.jsonl.gz files in name order (.gz is read
-/// transparently). With --stream, everything given is one stream in name order: a
+/// transparently); a directory without such files is walked for the stream
+/// directories below it (the sealer's directory of users, a tree of homes). An
+/// archive directory (one holding manifest.jsonl) gives the streams of its archives
+/// and its manifest, checked as with --manifest. With --stream, everything given is one stream in name order: a
 /// stream's archive directory and its live directory, checked as one chain across
 /// them. --manifest checks the archives an archive manifest records.
 ///
@@ -22,6 +26,12 @@ use std::process::ExitCode;
 ///
 /// Nothing unread passes: a stream in which nothing was checked (a directory without
 /// *.jsonl files, empty files) is the problem no_events, a damaged .gz gzip_damaged.
+///
+/// With --pubkey, every signed checkpoint a stream carries is checked, and with
+/// --checkpoints every checkpoint found in those files too (matched to a stream by
+/// name: the user name of a sealed stream, i.e. its directory's name):
+/// checkpoint_bad_signature, checkpoint_mismatch (rewritten history),
+/// checkpoint_unmatched (cut history, or no checkpoint for the stream at all).
 ///
 /// Exit status: 0 intact, 1 problems found, 2 usage or I/O error (a path, manifest or
 /// key file that does not exist or cannot be read).
@@ -33,7 +43,9 @@ Examples:
   auditship verify --key fleet-2026=/etc/auditship/hmac.key --json /srv/audit/alice
   auditship verify --stream /var/lib/auditship/archive/home/alice/.claude/audit /home/alice/.claude/audit
   auditship verify --manifest /var/lib/auditship/archive/manifest.jsonl
-  auditship verify siem-export.jsonl        (records exported from the SIEM, any order)")]
+  auditship verify siem-export.jsonl        (records exported from the SIEM, any order)
+  auditship verify --key host-2026=sealer-hmac.key --pubkey sealer.ed25519.pub \
+      --checkpoints siem-export.jsonl /var/lib/auditship/sealed/alice")]
 pub struct Args {
     /// Files or directories to verify
     #[arg(required_unless_present = "manifest", value_name = "PATH")]
@@ -47,6 +59,14 @@ pub struct Args {
     /// HMAC key: key id and a file holding the key as hex (64+ digits); repeatable
     #[arg(long = "key", value_name = "KID=KEYFILE")]
     pub keys: Vec<String>,
+    /// Public key (PEM, the sealer's `<signing_key_file>.pub`): check every signed
+    /// checkpoint against the chains; repeatable (one per host or key)
+    #[arg(long = "pubkey", value_name = "FILE")]
+    pub pubkeys: Vec<PathBuf>,
+    /// JSON lines holding checkpoint events, e.g. the records exported from the SIEM:
+    /// the streams must still hold every event these checkpoints signed; repeatable
+    #[arg(long = "checkpoints", value_name = "FILE", requires = "pubkeys")]
+    pub checkpoints: Vec<PathBuf>,
     /// Print one JSON object: {"ok", "events", "problems", "streams": [per stream:
     /// path, files, events, first/last seq and hash, ok, problems], "error"}
     #[arg(long)]
@@ -64,7 +84,8 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
-fn load_keys(specs: &[String]) -> io::Result<Keys> {
+/// The HMAC keys of `--key KID=KEYFILE` arguments.
+pub(crate) fn load_keys(specs: &[String]) -> io::Result<Keys> {
     let mut keys = Keys::new();
     for spec in specs {
         let Some((kid, file)) = spec
@@ -86,6 +107,7 @@ fn load_keys(specs: &[String]) -> io::Result<Keys> {
 /// error found later still ends the JSON object (with `error`) before it is returned.
 pub fn verify_paths(args: &Args, out: &mut dyn Write) -> io::Result<bool> {
     let keys = load_keys(&args.keys)?;
+    let anchors = load_anchors(args)?;
     let mut inputs = verify::inputs_from_args(&args.paths)?;
     if args.stream && !inputs.exports.is_empty() {
         return Err(io::Error::new(
@@ -101,10 +123,24 @@ pub fn verify_paths(args: &Args, out: &mut dyn Write) -> io::Result<bool> {
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", m.display())))?;
     }
     let mut report = Report::begin(out, args.json)?;
-    let result = verify_all(&mut report, args, &inputs, &keys);
+    let result = verify_all(&mut report, args, &inputs, &keys, anchors.as_ref());
     let error = result.as_ref().err().map(|e| e.to_string());
     let ok = report.finish(error.as_deref())?;
     result.map(|()| ok)
+}
+
+/// The public keys and the checkpoints of the files given, when `--pubkey` is.
+fn load_anchors(args: &Args) -> io::Result<Option<Anchors>> {
+    if args.pubkeys.is_empty() {
+        return Ok(None);
+    }
+    let keys = args
+        .pubkeys
+        .iter()
+        .map(|p| crate::keyfile::read_public_key(p))
+        .collect::<io::Result<Vec<_>>>()?;
+    let files: Vec<&std::path::Path> = args.checkpoints.iter().map(PathBuf::as_path).collect();
+    Anchors::read(keys, &files).map(Some)
 }
 
 fn verify_all(
@@ -112,18 +148,31 @@ fn verify_all(
     args: &Args,
     inputs: &verify::Inputs,
     keys: &Keys,
+    anchors: Option<&Anchors>,
 ) -> io::Result<()> {
+    if let Some(a) = anchors {
+        report_checkpoint_files(report, a)?;
+    }
     for stream in &inputs.streams {
         let kind = if stream.dir { "directory" } else { "files" };
         let entry = Entry::new(&stream.label, kind, stream.dir);
+        let tracker = anchors.map(|a| {
+            let dir = stream.dir.then(|| std::path::Path::new(&stream.label));
+            let first = stream.files.first().map(|f| f.path.as_path());
+            Tracker::new(a, checkpoints::fallback_name(dir, first))
+        });
         let mut r = report.stream(entry);
-        let summary = verify::verify_stream(stream, keys, |p| r.problem(&p));
+        let summary = verify::verify_stream_with(stream, keys, tracker, |p| r.problem(&p));
         r.done(&summary?)?;
     }
     if !inputs.exports.is_empty() {
-        verify_export(report, &inputs.exports, keys)?;
+        verify_export(report, &inputs.exports, keys, anchors)?;
     }
-    if let Some(m) = &args.manifest {
+    let found = inputs
+        .manifests
+        .iter()
+        .filter(|m| args.manifest.as_ref() != Some(*m));
+    for m in args.manifest.iter().chain(found) {
         let (found, checked) = crate::archive::verify_manifest(m)?;
         let label = m.display().to_string();
         let mut r = report.stream(Entry::new(&label, "manifest", false));
@@ -150,10 +199,41 @@ fn verify_all(
     Ok(())
 }
 
+/// One entry per checkpoint file: how many checkpoints it held, how many belong to
+/// keys not given, and the ones whose signature does not verify (problems).
+fn report_checkpoint_files(report: &mut Report<'_>, anchors: &Anchors) -> io::Result<()> {
+    for (file, read, other) in &anchors.files {
+        let mut entry = Entry::new(file, "checkpoints", false);
+        entry.checkpoint_file = Some((*read, *other));
+        let mut r = report.stream(entry);
+        let mut summary = Summary {
+            files: vec![file.clone()],
+            ..Summary::default()
+        };
+        for (_, line, detail) in anchors.bad.iter().filter(|(f, _, _)| f == file) {
+            summary.problems += 1;
+            *summary
+                .by_code
+                .entry(checkpoints::BAD_SIGNATURE.to_owned())
+                .or_default() += 1;
+            r.problem(&Located {
+                file,
+                line: *line,
+                code: checkpoints::BAD_SIGNATURE,
+                detail,
+                shipped_at: None,
+            });
+        }
+        r.done(&summary)?;
+    }
+    Ok(())
+}
+
 fn verify_export(
     report: &mut Report<'_>,
     files: &[verify::StreamFile],
     keys: &Keys,
+    anchors: Option<&Anchors>,
 ) -> io::Result<()> {
     let export = export::read(files)?;
     let label = export.files.join(" ");
@@ -166,7 +246,14 @@ fn verify_export(
         let mut entry = Entry::new(&group.stream, "shipped", true);
         entry.origin = Some((group.host.clone(), group.source.clone()));
         let mut r = report.stream(entry);
-        let summary = export.verify_group(group, keys, |p| r.problem(&p));
+        let tracker = anchors.map(|a| {
+            let name = std::path::Path::new(&group.stream)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            Tracker::new(a, name)
+        });
+        let summary = export.verify_group_with(group, keys, tracker, |p| r.problem(&p));
         r.done(&summary)?;
     }
     Ok(())
@@ -188,6 +275,8 @@ struct Entry {
     export: Option<(u64, u64, u64)>,
     /// For a manifest: archives checked.
     archives: Option<u64>,
+    /// For a checkpoint file: (checkpoints read, signed by keys not given).
+    checkpoint_file: Option<(u64, u64)>,
 }
 
 impl Entry {
@@ -199,6 +288,7 @@ impl Entry {
             origin: None,
             export: None,
             archives: None,
+            checkpoint_file: None,
         }
     }
 }
@@ -392,6 +482,18 @@ fn stream_json(
     if let Some(n) = entry.archives {
         v["archives_checked"] = n.into();
     }
+    if let Some((read, other)) = entry.checkpoint_file {
+        v["checkpoints_read"] = read.into();
+        v["checkpoints_other_keys"] = other.into();
+    }
+    if let Some(c) = &s.checkpoints {
+        v["checkpoints"] = serde_json::json!({
+            "stream": c.stream,
+            "held": c.held,
+            "covered_to_seq": c.covered_to,
+            "before_files": c.before_files,
+        });
+    }
     v
 }
 
@@ -402,6 +504,15 @@ fn count(n: u64, one: &str, many: &str) -> String {
 
 fn print_summary(out: &mut dyn Write, entry: &Entry, s: &Summary) -> io::Result<()> {
     let label = &entry.path;
+    if let Some((read, other)) = entry.checkpoint_file {
+        writeln!(
+            out,
+            "{label}: {} read, {} signed by other keys (not checked)",
+            count(read, "checkpoint", "checkpoints"),
+            other
+        )?;
+        return print_verdict(out, s);
+    }
     match (entry.kind, entry.export, entry.archives, &entry.origin) {
         ("export", Some((lines, resent, daemon)), _, _) => writeln!(
             out,
@@ -433,6 +544,26 @@ fn print_summary(out: &mut dyn Write, entry: &Entry, s: &Summary) -> io::Result<
         writeln!(out, "  first: seq {} hash {}", first.seq, first.hash_str())?;
         writeln!(out, "  last:  seq {} hash {}", last.seq, last.hash_str())?;
     }
+    if let Some(c) = &s.checkpoints {
+        let covered = match c.covered_to {
+            Some(seq) => format!(", covering up to seq {seq}"),
+            None => String::new(),
+        };
+        let before = match c.before_files {
+            0 => String::new(),
+            n => format!("; {n} for seqs before these files, not checked"),
+        };
+        writeln!(
+            out,
+            "  checkpoints (stream {:?}): {} held{covered}{before}",
+            c.stream, c.held
+        )?;
+    }
+    print_verdict(out, s)
+}
+
+/// The intact / NOT INTACT line and the pending note.
+fn print_verdict(out: &mut dyn Write, s: &Summary) -> io::Result<()> {
     if s.problems == 0 {
         writeln!(out, "  intact: no problems")?;
     } else {

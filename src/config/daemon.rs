@@ -1,4 +1,5 @@
-//! The daemon's sections: `[agent]`, `[[source]]`, `[[sink]]`, `[queue]`.
+//! The daemon's sections: `[agent]`, `[[source]]`, `[[sink]]`, `[queue]`,
+//! `[archive]`, `[metrics]`, `[telemetry]`.
 //!
 //! Kept apart from the producer's settings on purpose: `record` runs as the developer
 //! and must neither read the daemon's secrets (sink tokens, readable only by the
@@ -90,6 +91,8 @@ pub struct RawSink {
     pub proxy: Option<String>,
     /// Accept sending unencrypted off this machine (see [`crate::ship::tls::cleartext_exposure`]).
     pub allow_plaintext: Option<bool>,
+    /// Requests sent before the oldest is answered (HTTP sinks).
+    pub max_in_flight: Option<usize>,
     #[serde(default)]
     pub tls: RawTls,
     #[serde(default)]
@@ -105,6 +108,39 @@ pub struct RawMetrics {
     pub listen: Option<String>,
     pub unhealthy_after: Option<String>,
 }
+
+/// `[telemetry]`: the OTLP/HTTP logs receiver for Claude Code's own telemetry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    pub listen: Option<String>,
+    pub dir: Option<String>,
+    pub hmac_kid: Option<String>,
+    pub hmac_key_file: Option<String>,
+    pub max_body_bytes: Option<usize>,
+    /// Local user name → the enterprise identity its records carry as `user_id`.
+    #[serde(default)]
+    pub users: BTreeMap<String, String>,
+}
+
+/// The receiver, when `[telemetry] listen` is set.
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
+    /// A loopback address.
+    pub listen: std::net::SocketAddr,
+    /// Streams go to `<dir>/<user>/`.
+    pub dir: PathBuf,
+    /// `(kid, keys)` when the streams are signed.
+    pub signer: Option<(String, Keys)>,
+    pub max_body_bytes: usize,
+    pub users: BTreeMap<String, String>,
+}
+
+/// Default `[telemetry] max_body_bytes`.
+pub const TELEMETRY_MAX_BODY: usize = 8 << 20;
+
+/// The name of the source the daemon adds for the telemetry streams.
+pub const TELEMETRY_SOURCE: &str = "telemetry";
 
 /// `[metrics]`: the loopback listener for `/metrics`, `/health` and `/status`.
 #[derive(Debug, Clone)]
@@ -341,9 +377,18 @@ pub struct SinkConfig {
     pub max_events: usize,
     pub max_bytes: usize,
     pub max_wait: Duration,
+    /// Requests out at once; 1 for the sinks that write one ordered stream (syslog,
+    /// file).
+    pub max_in_flight: usize,
     pub retry_initial: Duration,
     pub retry_max_delay: Duration,
 }
+
+/// Requests an HTTP sink has out at once unless `max_in_flight` says otherwise.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 8;
+
+/// The most `max_in_flight` may be.
+pub const MAX_IN_FLIGHT_LIMIT: usize = 64;
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -378,12 +423,19 @@ pub struct DaemonConfig {
     pub metrics: MetricsConfig,
     /// `[sealer]`, when the daemon runs one.
     pub sealer: Option<super::sealer::SealerConfig>,
+
+    /// The telemetry receiver; `None` when off.
+    pub telemetry: Option<TelemetryConfig>,
     /// Identifies the configuration a host runs (status, metrics, heartbeats).
     pub hash: String,
     /// Settings whose value came from the environment (`${VAR}`): `check-config`
     /// shows them as written, since any of them may hold a secret.
     pub from_env: Vec<super::layers::FromEnv>,
 }
+
+/// `[agent] heartbeat_interval` when not configured; `auditship report` judges
+/// silence against it by default.
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(300);
 
 /// Parses `"250ms"`, `"10s"`, `"5m"`, `"2h"`, `"1d"`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -550,7 +602,7 @@ impl DaemonConfig {
             heartbeat_interval: e.duration(
                 "agent.heartbeat_interval",
                 a.heartbeat_interval.as_deref(),
-                Duration::from_secs(300),
+                DEFAULT_HEARTBEAT_INTERVAL,
             ),
             state_dir: state_dir.clone(),
         };
@@ -644,6 +696,7 @@ impl DaemonConfig {
                 max_events: 1000,
                 max_bytes: 1 << 20,
                 max_wait: Duration::from_secs(1),
+                max_in_flight: 1,
                 retry_initial: Duration::from_millis(500),
                 retry_max_delay: Duration::from_secs(60),
             });
@@ -846,6 +899,7 @@ impl DaemonConfig {
                     "{at}.batch: max_events must be > 0 and max_bytes >= 1024"
                 ));
             }
+            let max_in_flight = max_in_flight(&at, &kind, s.max_in_flight, &mut e);
             sinks.push(SinkConfig {
                 name: s.name.clone(),
                 kind,
@@ -857,6 +911,7 @@ impl DaemonConfig {
                     s.batch.max_wait.as_deref(),
                     Duration::from_secs(1),
                 ),
+                max_in_flight,
                 retry_initial: e.duration(
                     &format!("{at}.retry.initial"),
                     s.retry.initial.as_deref(),
@@ -911,21 +966,7 @@ impl DaemonConfig {
             None
         } else {
             let text = rm.listen.as_deref().unwrap_or("127.0.0.1:9877");
-            match text.parse::<std::net::SocketAddr>() {
-                Ok(a) if a.ip().is_loopback() => Some(a),
-                Ok(_) => {
-                    e.push(format!(
-                        "metrics.listen: {text:?} is not a loopback address (127.0.0.1 or ::1); the listener is for this machine only"
-                    ));
-                    None
-                }
-                Err(_) => {
-                    e.push(format!(
-                        "metrics.listen: expected an address like \"127.0.0.1:9877\", found {text:?}"
-                    ));
-                    None
-                }
-            }
+            loopback_addr("metrics.listen", text, "127.0.0.1:9877", &mut e)
         };
         let metrics = MetricsConfig {
             listen,
@@ -942,6 +983,19 @@ impl DaemonConfig {
         if let Some(s) = &sealer {
             add_sealed_source(s, &mut sources, &mut e);
         }
+        let telemetry = telemetry_config(&raw.telemetry, &state_dir, &mut e);
+        if let (Some(t), Some(m)) = (&telemetry, metrics.listen)
+            && t.listen == m
+            && t.listen.port() != 0
+        {
+            e.push(format!(
+                "telemetry.listen: {} is metrics.listen too; give each its own port",
+                t.listen
+            ));
+        }
+        if let Some(t) = &telemetry {
+            add_telemetry_source(t, &mut sources, &mut e);
+        }
         DaemonConfig {
             agent,
             sources,
@@ -950,10 +1004,133 @@ impl DaemonConfig {
             archive,
             metrics,
             sealer,
+
+            telemetry,
             hash: String::new(),
             from_env: Vec::new(),
         }
     }
+}
+
+/// A loopback listener address, or the error for `what`.
+fn loopback_addr(
+    what: &str,
+    text: &str,
+    example: &str,
+    e: &mut Errors<'_>,
+) -> Option<std::net::SocketAddr> {
+    match text.parse::<std::net::SocketAddr>() {
+        Ok(a) if a.ip().is_loopback() => Some(a),
+        Ok(_) => {
+            e.push(format!(
+                "{what}: {text:?} is not a loopback address (127.0.0.1 or ::1); the listener is for this machine only"
+            ));
+            None
+        }
+        Err(_) => {
+            e.push(format!(
+                "{what}: expected an address like \"{example}\", found {text:?}"
+            ));
+            None
+        }
+    }
+}
+
+/// `[telemetry]`: `None` unless `listen` is set.
+fn telemetry_config(
+    r: &RawTelemetry,
+    state_dir: &std::path::Path,
+    e: &mut Errors<'_>,
+) -> Option<TelemetryConfig> {
+    let Some(text) = &r.listen else {
+        let set = r.dir.is_some()
+            || r.hmac_kid.is_some()
+            || r.hmac_key_file.is_some()
+            || r.max_body_bytes.is_some()
+            || !r.users.is_empty();
+        if set {
+            e.push("telemetry: the receiver is off without listen; set listen = \"127.0.0.1:4318\" to turn it on".into());
+        }
+        return None;
+    };
+    let listen = loopback_addr("telemetry.listen", text, "127.0.0.1:4318", e);
+    let signer = match (&r.hmac_kid, &r.hmac_key_file) {
+        (None, None) => None,
+        (Some(kid), Some(file)) => match crate::verify::read_key_file(&expand_home(file)) {
+            Ok(key) => {
+                let mut keys = Keys::new();
+                keys.insert(kid.clone(), &key);
+                Some((kid.clone(), keys))
+            }
+            Err(err) => {
+                e.push(format!("telemetry.hmac_key_file: {err}"));
+                None
+            }
+        },
+        _ => {
+            e.push("telemetry: signing needs both hmac_kid and hmac_key_file".into());
+            None
+        }
+    };
+    let max_body_bytes = r.max_body_bytes.unwrap_or(TELEMETRY_MAX_BODY);
+    if !(64 << 10..=256 << 20).contains(&max_body_bytes) {
+        e.push("telemetry.max_body_bytes: must be between 65536 and 268435456".into());
+    }
+    for (user, id) in &r.users {
+        if id.trim().is_empty() {
+            e.push(format!("telemetry.users.{user}: an empty identity"));
+        }
+    }
+    Some(TelemetryConfig {
+        listen: listen?,
+        dir: r
+            .dir
+            .as_deref()
+            .map(expand_home)
+            .unwrap_or_else(|| state_dir.join("telemetry")),
+        signer,
+        max_body_bytes,
+        users: r.users.clone(),
+    })
+}
+
+/// Ships the telemetry streams: a chained source over `<dir>/*` (one stream per
+/// user, HMACs checked with the receiver's key), unless a configured source already
+/// reads them.
+fn add_telemetry_source(t: &TelemetryConfig, sources: &mut Vec<SourceConfig>, e: &mut Errors<'_>) {
+    let user_dir = t.dir.join("someone");
+    let covered = sources.iter().any(|s| {
+        s.paths
+            .iter()
+            .any(|p| super::coverage::covers(p, &user_dir))
+            && globset::Glob::new(&s.files)
+                .is_ok_and(|g| g.compile_matcher().is_match("audit-2000-01-01.jsonl"))
+    });
+    if covered {
+        return;
+    }
+    if sources.iter().any(|s| s.name == TELEMETRY_SOURCE) {
+        e.push(format!(
+            "source ({TELEMETRY_SOURCE:?}).name: the daemon names the telemetry streams' source so; rename this source, or make it read {}/*",
+            t.dir.display()
+        ));
+        return;
+    }
+    let mut keys = Keys::new();
+    if let Some((_, k)) = &t.signer {
+        keys = k.clone();
+    }
+    sources.push(SourceConfig {
+        name: TELEMETRY_SOURCE.into(),
+        paths: vec![format!(
+            "{}/*",
+            globset::escape(&t.dir.display().to_string())
+        )],
+        files: "*.jsonl".into(),
+        format: SourceFormat::AuditshipV1,
+        keys,
+        max_line_bytes: 4 << 20,
+    });
 }
 
 /// A sink's token from `token_file` or `token_env`. Messages name the key, so the
@@ -1097,6 +1274,31 @@ fn s3_config(r: &RawS3, e: &mut Errors<'_>) -> crate::archive::s3::S3Config {
         object_lock_mode,
         retain_days,
         net,
+    }
+}
+
+/// Requests a sink may have out at once: 1 to [`MAX_IN_FLIGHT_LIMIT`] for HTTP sinks
+/// ([`DEFAULT_MAX_IN_FLIGHT`] when unset); always 1 for syslog and file, which write
+/// one ordered stream (syslog's delivery is confirmed by the position in it).
+fn max_in_flight(at: &str, kind: &SinkKind, v: Option<usize>, e: &mut Errors<'_>) -> usize {
+    if matches!(kind, SinkKind::Syslog { .. } | SinkKind::File { .. }) {
+        if v.is_some_and(|n| n != 1) {
+            e.push(format!(
+                "{at}.max_in_flight: a {} sink writes one ordered stream and sends one request at a time; leave it out or set 1",
+                kind.name()
+            ));
+        }
+        return 1;
+    }
+    match v {
+        None => DEFAULT_MAX_IN_FLIGHT,
+        Some(n) if (1..=MAX_IN_FLIGHT_LIMIT).contains(&n) => n,
+        Some(_) => {
+            e.push(format!(
+                "{at}.max_in_flight: between 1 and {MAX_IN_FLIGHT_LIMIT}"
+            ));
+            DEFAULT_MAX_IN_FLIGHT
+        }
     }
 }
 
@@ -1345,6 +1547,44 @@ mod tests {
         errors
     }
 
+    fn sinks(table: &str) -> Vec<SinkConfig> {
+        let raw: RawConfig = toml::from_str(&format!("[[sink]]\nname = \"s\"\n{table}")).unwrap();
+        let mut errors = Vec::new();
+        let c = DaemonConfig::from_raw(&raw, &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        c.sinks
+    }
+
+    #[test]
+    fn max_in_flight_defaults_per_kind_and_is_bounded() {
+        let http = "type = \"http\"\nendpoint = \"http://127.0.0.1:8088\"\n";
+        assert_eq!(sinks(http)[0].max_in_flight, DEFAULT_MAX_IN_FLIGHT);
+        assert_eq!(
+            sinks(&format!("{http}max_in_flight = 9\n"))[0].max_in_flight,
+            9
+        );
+        for bad in [0, MAX_IN_FLIGHT_LIMIT + 1] {
+            let e = sink_errors(&format!("{http}max_in_flight = {bad}\n"));
+            assert_eq!(
+                e,
+                [format!(
+                    "sink[0] (\"s\").max_in_flight: between 1 and {MAX_IN_FLIGHT_LIMIT}"
+                )]
+            );
+        }
+        let file = "type = \"file\"\npath = \"/tmp/x.jsonl\"\n";
+        assert_eq!(sinks(file)[0].max_in_flight, 1);
+        assert_eq!(
+            sinks(&format!("{file}max_in_flight = 1\n"))[0].max_in_flight,
+            1
+        );
+        let e = sink_errors(&format!("{file}max_in_flight = 2\n"));
+        assert!(e.len() == 1 && e[0].contains("one ordered stream"), "{e:?}");
+        let syslog =
+            "type = \"syslog\"\nendpoint = \"tls://logs.example.com:6514\"\nmax_in_flight = 4\n";
+        assert_eq!(sink_errors(syslog).len(), 1);
+    }
+
     #[test]
     fn plaintext_needs_a_loopback_host_or_allow_plaintext() {
         for kind in ["http", "otlp", "elasticsearch"] {
@@ -1409,5 +1649,66 @@ mod tests {
         let mut errors = Vec::new();
         DaemonConfig::from_raw(&raw, &mut errors);
         assert_eq!(errors.len(), 7, "{errors:#?}");
+    }
+
+    fn telemetry(table: &str) -> (DaemonConfig, Vec<String>) {
+        let raw: RawConfig = toml::from_str(table).unwrap();
+        let mut errors = Vec::new();
+        let c = DaemonConfig::from_raw(&raw, &mut errors);
+        (c, errors)
+    }
+
+    #[test]
+    fn the_telemetry_receiver_listens_on_loopback_only_and_its_streams_ship() {
+        let (c, e) = telemetry("");
+        assert!(e.is_empty() && c.telemetry.is_none(), "off by default");
+        assert!(c.sources.iter().all(|s| s.name != TELEMETRY_SOURCE));
+
+        let (c, e) = telemetry(
+            "[agent]\nstate_dir = \"/var/lib/a\"\n[telemetry]\nlisten = \"127.0.0.1:4318\"\n",
+        );
+        assert!(e.is_empty(), "{e:?}");
+        let t = c.telemetry.as_ref().unwrap();
+        assert_eq!(t.dir, PathBuf::from("/var/lib/a/telemetry"));
+        assert_eq!(t.max_body_bytes, TELEMETRY_MAX_BODY);
+        let source = c
+            .sources
+            .iter()
+            .find(|s| s.name == TELEMETRY_SOURCE)
+            .unwrap();
+        assert_eq!(source.paths, ["/var/lib/a/telemetry/*"]);
+        assert_eq!(source.format, SourceFormat::AuditshipV1);
+
+        for bad in ["0.0.0.0:4318", "10.1.2.3:4318", "[::]:4318", "localhost"] {
+            let (_, e) = telemetry(&format!("[telemetry]\nlisten = \"{bad}\"\n"));
+            assert_eq!(e.len(), 1, "{bad}: {e:?}");
+            assert!(e[0].starts_with("telemetry.listen: "), "{e:?}");
+        }
+        let (_, e) = telemetry("[telemetry]\nmax_body_bytes = 1048576\n");
+        assert!(e[0].contains("off without listen"), "{e:?}");
+        let (_, e) = telemetry(
+            "[telemetry]\nlisten = \"127.0.0.1:4318\"\nhmac_kid = \"k\"\nmax_body_bytes = 10\n",
+        );
+        assert_eq!(e.len(), 2, "{e:?}");
+        let (_, e) = telemetry(
+            "[metrics]\nlisten = \"127.0.0.1:4318\"\n[telemetry]\nlisten = \"127.0.0.1:4318\"\n",
+        );
+        assert!(e[0].contains("metrics.listen too"), "{e:?}");
+
+        // A source that reads the streams already: none added. One that takes the
+        // name without reading them: an error.
+        let covered = "[telemetry]\nlisten = \"127.0.0.1:4318\"\ndir = \"/srv/t\"\n[[source]]\nname = \"mine\"\npaths = [\"/srv/t/*\"]\n";
+        let (c, e) = telemetry(covered);
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(c.sources.len(), 1);
+        let (_, e) = telemetry(
+            &covered
+                .replace("\"mine\"", "\"telemetry\"")
+                .replace("/srv/t/*", "/elsewhere"),
+        );
+        assert!(
+            e[0].contains("names the telemetry streams' source"),
+            "{e:?}"
+        );
     }
 }

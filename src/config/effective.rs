@@ -230,6 +230,7 @@ fn daemon_sections(d: &DaemonConfig, v: &mut Value) {
                 "name": s.name,
                 "compression": match s.compression { Compression::None => "none", Compression::Gzip => "gzip" },
                 "batch": { "max_events": s.max_events, "max_bytes": s.max_bytes, "max_wait": dur(s.max_wait) },
+                "max_in_flight": s.max_in_flight,
                 "retry": { "initial": dur(s.retry_initial), "max_delay": dur(s.retry_max_delay) },
             });
             match &s.kind {
@@ -308,6 +309,16 @@ fn daemon_sections(d: &DaemonConfig, v: &mut Value) {
             Some(a) => json!({ "enabled": true, "listen": a.to_string(), "unhealthy_after": dur(d.metrics.unhealthy_after) }),
             None => json!({ "enabled": false }),
         },
+        "telemetry": match &d.telemetry {
+            Some(t) => json!({
+                "listen": t.listen.to_string(),
+                "dir": t.dir.display().to_string(),
+                "hmac": match &t.signer { Some((kid, _)) => format!("kid {kid}, key ***"), None => "off".into() },
+                "max_body_bytes": t.max_body_bytes,
+                "users": t.users,
+            }),
+            None => json!({ "enabled": false }),
+        },
         "source": sources,
         "sink": sinks,
     });
@@ -351,6 +362,7 @@ fn combined_into(path: &[String]) -> Option<(usize, &'static str)> {
         ["sink", _, "token_file" | "token_env", ..] => Some((2, "token")),
         ["sink", _, "api_key_file" | "username" | "password_file", ..] => Some((2, "auth")),
         ["record", "hmac_kid" | "hmac_key_file" | "hmac_key_env", ..] => Some((1, "hmac")),
+        ["telemetry", "hmac_kid" | "hmac_key_file", ..] => Some((1, "hmac")),
         _ => None,
     }
 }

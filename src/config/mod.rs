@@ -64,6 +64,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub metrics: daemon::RawMetrics,
     #[serde(default)]
+    pub telemetry: daemon::RawTelemetry,
+    #[serde(default)]
     pub record: RawRecord,
     #[serde(default)]
     pub redact: RawRedact,

@@ -16,7 +16,7 @@ pub mod telemetry;
 use crate::check::Encoder;
 use crate::config::Config;
 use crate::config::daemon::DaemonConfig;
-use crate::queue::Queue;
+use crate::queue::{Queue, Tip};
 use crate::ship::{self, SinkStats, sinks::Sink};
 use std::future::Future;
 use std::sync::Arc;
@@ -150,16 +150,19 @@ pub async fn run_pipeline(
         "auditship started"
     );
 
-    let (committed_tx, committed_rx) = tokio::sync::watch::channel(0u64);
-    // Two writers (the reader's commits, lifecycle records): the newest id wins.
+    let (committed_tx, committed_rx) = tokio::sync::watch::channel(Tip::default());
+    // Two writers (the reader's commits, lifecycle records): the newest id wins. Only
+    // the reader knows whether it is at the live edge; a lifecycle record leaves that
+    // as the reader last said.
     let committed_tx = Arc::new(committed_tx);
     let announce = {
         let tx = committed_tx.clone();
-        move |id: u64| {
+        move |id: u64, caught_up: Option<bool>| {
             tx.send_if_modified(|v| {
-                let newer = id > *v;
+                let newer = id > v.id;
                 if newer {
-                    *v = id;
+                    v.id = id;
+                    v.caught_up = caught_up.unwrap_or(v.caught_up);
                 }
                 newer
             });
@@ -182,7 +185,7 @@ pub async fn run_pipeline(
         limits,
         Box::new({
             let announce = announce.clone();
-            move |id| announce(id)
+            move |tip: Tip| announce(tip.id, Some(tip.caught_up))
         }),
         stop.clone(),
     )?;
@@ -250,7 +253,12 @@ pub async fn run_pipeline(
     }
     tracker.close();
     let archiver = spawn_archiver(&daemon, &queue)?;
+    let receiver = match &daemon.telemetry {
+        Some(t) => receiver(&config, &daemon, t).await,
+        None => None,
+    };
     let telemetry = Arc::new(telemetry::Telemetry {
+        receiver: receiver.as_ref().map(|r| r.view.clone()),
         started_ms: crate::queue::now_ms(),
         config_hash: daemon.hash.clone(),
         host: daemon.agent.host.clone(),
@@ -288,7 +296,7 @@ pub async fn run_pipeline(
             let (beat, queue, announce) = (beat.clone(), queue.clone(), announce.clone());
             async move {
                 match tokio::task::spawn_blocking(move || beat.store(what, &queue)).await {
-                    Ok(Ok(id)) => announce(id),
+                    Ok(Ok(id)) => announce(id, None),
                     Ok(Err(e)) => {
                         tracing::error!(error = %e, what, "cannot store a lifecycle record")
                     }
@@ -379,6 +387,11 @@ pub async fn run_pipeline(
         sealer.stop().await;
     }
     tracing::info!("stopping: reading ends, sinks drain");
+    if let Some(r) = receiver {
+        // First, so what it acknowledged is in its streams before the last pass reads.
+        r.stop.cancel();
+        let _ = r.task.await;
+    }
     // STOPPING=1 or RELOADING=1 was sent by whoever asked (`cli::run`): a reload
     // ends this pipeline too, and systemd must not take it for a stop.
     notify::status("pipeline stopping: sinks drain");
@@ -412,6 +425,69 @@ pub async fn run_pipeline(
         return Err(DaemonError::ReaderFailed);
     }
     Ok(())
+}
+
+/// The telemetry receiver while it runs.
+struct Running {
+    view: telemetry::ReceiverView,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts the telemetry receiver; `None` (logged) when it cannot listen: shipping
+/// goes on without it.
+async fn receiver(
+    config: &Config,
+    daemon: &DaemonConfig,
+    t: &crate::config::daemon::TelemetryConfig,
+) -> Option<Running> {
+    use crate::otel::server;
+    let rc = &config.record;
+    let settings = server::Settings {
+        max_body_bytes: t.max_body_bytes,
+        max_pending_bytes: t.max_body_bytes.saturating_mul(8).max(64 << 20),
+        host: daemon.agent.host.clone(),
+        redactor: config.redactor.clone(),
+        compliance: config.compliance.clone(),
+        keep: crate::record::content::Keep {
+            prompts: rc.keep_prompts,
+            tool_input: rc.keep_tool_input,
+            tool_response: rc.keep_tool_response,
+            messages: rc.keep_messages,
+            max_bytes: rc.max_kept_bytes,
+        },
+        users: t.users.clone(),
+        own: Some(server::Own {
+            // SAFETY: geteuid has no preconditions.
+            uid: unsafe { libc::geteuid() },
+            user_id: rc.user_id.clone(),
+            identity: rc.identity.clone(),
+        }),
+        target: crate::otel::stream::Target {
+            dir: t.dir.clone(),
+            signer: t.signer.clone(),
+        },
+    };
+    let stats = Arc::new(crate::otel::Stats::default());
+    let r = match server::Receiver::bind(t.listen, settings, stats.clone()).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(listen = %t.listen, error = %e, "cannot listen for Claude Code's telemetry; shipping goes on without it");
+            return None;
+        }
+    };
+    let listen = r.local_addr().unwrap_or(t.listen);
+    tracing::info!(listen = %listen, dir = %t.dir.display(), "telemetry receiver listening");
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(r.serve(stop.clone()));
+    Some(Running {
+        view: telemetry::ReceiverView {
+            listen: listen.to_string(),
+            stats,
+        },
+        stop,
+        task,
+    })
 }
 
 /// Marks a sink's task as ended when dropped: `/health` reports a sink task that

@@ -11,7 +11,7 @@ use super::refusals::{Refusals, RefusedCounts};
 use crate::audit::{Head, Verifier};
 use crate::check::{Encoder, Origin, Truncated};
 use crate::config::daemon::{SourceConfig, SourceFormat};
-use crate::queue::{NewBatch, Queue, QueueError};
+use crate::queue::{NewBatch, Queue, QueueError, Tip};
 use crate::tail::{Checkpoint, Resume, Tail};
 use crate::watch::{self, Hints, Listed, StreamListing};
 use serde::{Deserialize, Serialize};
@@ -119,6 +119,10 @@ pub struct Reader {
     buf: Vec<u8>,
     /// When a pause was last logged, and the pause count then.
     pause_logged: Option<(Instant, u64)>,
+    /// This pass stored a batch before its end (a full one, or before pausing for a
+    /// full queue): it is working through a backlog, and its last batch is the rest
+    /// of it, not records that trickled in at the live edge.
+    backlog: bool,
     /// Symlinks refused, reported once per path.
     pub refusals: Refusals,
 }
@@ -169,7 +173,7 @@ impl Reader {
         queue: Arc<Queue>,
         encoder: Encoder,
         limits: Limits,
-        committed: Box<dyn Fn(u64) + Send>,
+        committed: Box<dyn Fn(Tip) + Send>,
         stop: Arc<AtomicBool>,
     ) -> Result<Reader, crate::queue::QueueError> {
         let sources = sources
@@ -203,6 +207,7 @@ impl Reader {
             stats: Arc::default(),
             buf: Vec::new(),
             pause_logged: None,
+            backlog: false,
             refusals: Refusals::default(),
         })
     }
@@ -295,6 +300,7 @@ impl Reader {
 
     /// One rescan: every stream, every file, every new complete line.
     pub fn pass(&mut self, hints: &mut Hints) -> Result<(), PassError> {
+        self.backlog = false;
         let mut listings = Vec::new();
         let mut present: HashSet<Vec<u8>> = HashSet::new();
         let mut refused = Vec::new();
@@ -349,7 +355,10 @@ impl Reader {
                 }
             }
         }
-        self.commit()?;
+        // Every file was read to its end. If that took no more than this batch, the
+        // reader is at the live edge and says so with it (a sink may wait for more to
+        // fill a request); the rest of a backlog goes out at once.
+        self.commit(!self.backlog)?;
         // Caught up: what was read is durable before the reader idles.
         self.settle()?;
         let files: usize = self.streams.values().map(|s| s.tails.len()).sum();
@@ -553,7 +562,7 @@ impl Reader {
                 .saturating_sub(self.pending.records.len()) as u64;
             let room_events = self.limits.batch_events.saturating_sub(self.pending.events);
             if room_bytes == 0 || room_events == 0 {
-                self.commit()?;
+                self.commit(false)?;
                 continue;
             }
             let received_at = crate::record::utc_now().0;
@@ -635,7 +644,7 @@ impl Reader {
             let full = pending.events >= self.limits.batch_events
                 || pending.records.len() >= self.limits.batch_bytes;
             if full {
-                self.commit()?;
+                self.commit(false)?;
             }
             if at_end {
                 return Ok(());
@@ -648,7 +657,8 @@ impl Reader {
         if !self.queue.is_full() {
             return Ok(());
         }
-        self.commit()?;
+        // Paused with more to read: not the live edge, sinks should not wait.
+        self.commit(false)?;
         self.stats.paused.store(true, Ordering::SeqCst);
         let pauses = self.stats.pauses.fetch_add(1, Ordering::Relaxed) + 1;
         let due = self
@@ -676,7 +686,13 @@ impl Reader {
     }
 
     /// Commits the pending records with the checkpoints of every changed stream.
-    fn commit(&mut self) -> Result<(), PassError> {
+    /// `caught_up`: the batch holds all the reader found since it was last caught
+    /// up, every file read to its end, rather than being full or stored before a
+    /// pause with more to read; sinks learn it with the batch id ([`Tip`]).
+    fn commit(&mut self, caught_up: bool) -> Result<(), PassError> {
+        if !caught_up && self.pending.events > 0 {
+            self.backlog = true;
+        }
         // The batch buffer is reused from commit to commit: allocated once at full
         // size, it never regrows or churns the allocator on the hot path.
         let batch = &mut self.pending;
@@ -727,7 +743,7 @@ impl Reader {
         }
         let next = self.committer.spare();
         let batch = std::mem::replace(&mut self.pending, next);
-        self.committer.send(batch);
+        self.committer.send(batch, caught_up);
         self.in_flight = Some(departed);
         Ok(())
     }
@@ -769,10 +785,11 @@ impl Reader {
 }
 
 /// The thread that stores batches ([`Queue::commit`]: a transaction and an fsync) while
-/// the reader reads on. It tells the sinks about each stored batch, and hands the
-/// buffer back for reuse, so two batch buffers serve the whole run.
+/// the reader reads on. It tells the sinks about each stored batch (its id, and
+/// whether the reader was caught up), and hands the buffer back for reuse, so two
+/// batch buffers serve the whole run.
 struct Committer {
-    to: Option<std::sync::mpsc::SyncSender<NewBatch>>,
+    to: Option<std::sync::mpsc::SyncSender<(NewBatch, bool)>>,
     from: std::sync::mpsc::Receiver<(Result<u64, QueueError>, NewBatch)>,
     spare: Option<NewBatch>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -781,18 +798,18 @@ struct Committer {
 impl Committer {
     fn start(
         queue: Arc<Queue>,
-        committed: Box<dyn Fn(u64) + Send>,
+        committed: Box<dyn Fn(Tip) + Send>,
         batch_bytes: usize,
     ) -> Result<Committer, QueueError> {
-        let (to, rx) = std::sync::mpsc::sync_channel::<NewBatch>(1);
+        let (to, rx) = std::sync::mpsc::sync_channel::<(NewBatch, bool)>(1);
         let (tx, from) = std::sync::mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
             .name("auditship-commit".into())
             .spawn(move || {
-                for batch in rx {
+                for (batch, caught_up) in rx {
                     let r = queue.commit(&batch);
                     if let Ok(id @ 1..) = r {
-                        committed(id);
+                        committed(Tip { id, caught_up });
                     }
                     if tx.send((r, batch)).is_err() {
                         return;
@@ -816,10 +833,10 @@ impl Committer {
         self.spare.take().unwrap_or_default()
     }
 
-    fn send(&mut self, batch: NewBatch) {
+    fn send(&mut self, batch: NewBatch, caught_up: bool) {
         if let Some(to) = &self.to {
             // The thread only ends when this side closes the channel.
-            let _ = to.send(batch);
+            let _ = to.send((batch, caught_up));
         }
     }
 
@@ -1021,7 +1038,7 @@ mod tests {
         std::fs::remove_file(dir.join("a.jsonl")).unwrap();
         std::os::unix::fs::symlink(&secret, dir.join("a.jsonl")).unwrap();
         r.read_stream(listed).unwrap();
-        r.commit().unwrap();
+        r.commit(true).unwrap();
         r.settle().unwrap();
         let shipped = shipped(&queue);
         assert!(shipped.is_empty(), "{shipped:?}");
@@ -1042,7 +1059,7 @@ mod tests {
         std::fs::rename(&dir, t.path().join("moved")).unwrap();
         std::os::unix::fs::symlink(&elsewhere, &dir).unwrap();
         r.read_stream(listed).unwrap();
-        r.commit().unwrap();
+        r.commit(true).unwrap();
         r.settle().unwrap();
         let recs = shipped(&queue);
         assert_eq!(recs.len(), 1);

@@ -26,8 +26,116 @@ pub struct SinkView {
     pub stats: Arc<SinkStats>,
 }
 
+/// The telemetry receiver as the endpoints report it.
+#[derive(Clone)]
+pub struct ReceiverView {
+    /// The address it listens on.
+    pub listen: String,
+    pub stats: Arc<crate::otel::Stats>,
+}
+
+impl ReceiverView {
+    fn status(&self) -> Value {
+        let s = &self.stats;
+        let answers: serde_json::Map<String, Value> = s
+            .answers
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.to_string(), Value::from(*v)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let problems: Vec<Value> = s
+            .hook_problems
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .map(|((event, kind), n)| json!({ "hook_event": event, "kind": kind, "runs": n }))
+                    .collect()
+            })
+            .unwrap_or_default();
+        json!({
+            "listen": self.listen,
+            "records_accepted": s.accepted(),
+            "records_refused": s.records_refused.load(Ordering::Relaxed),
+            "write_failures": s.write_failures.load(Ordering::Relaxed),
+            "answers": answers,
+            "hook_problems": s.hook_problem_total(),
+            "hook_problems_by_event": problems,
+            "last_hook_problem": s.last_hook_problem.lock().ok().and_then(|l| l.clone()),
+        })
+    }
+
+    fn prometheus(&self, o: &mut String) {
+        let s = &self.stats;
+        let family = |o: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(o, "# HELP auditship_{name} {help}");
+            let _ = writeln!(o, "# TYPE auditship_{name} {kind}");
+        };
+        family(
+            o,
+            "telemetry_records_total",
+            "counter",
+            "Claude Code log records the telemetry receiver sealed (accepted) or refused (not claude_code.*).",
+        );
+        let _ = writeln!(
+            o,
+            "auditship_telemetry_records_total{{result=\"accepted\"}} {}",
+            s.accepted()
+        );
+        let _ = writeln!(
+            o,
+            "auditship_telemetry_records_total{{result=\"refused\"}} {}",
+            s.records_refused.load(Ordering::Relaxed)
+        );
+        family(
+            o,
+            "telemetry_requests_total",
+            "counter",
+            "Requests the telemetry receiver answered, by status code.",
+        );
+        if let Ok(m) = s.answers.lock() {
+            for (code, n) in m.iter() {
+                let _ = writeln!(
+                    o,
+                    "auditship_telemetry_requests_total{{code=\"{code}\"}} {n}"
+                );
+            }
+        }
+        family(
+            o,
+            "telemetry_write_failures_total",
+            "counter",
+            "Groups of telemetry records that could not be written to their stream (answered 503).",
+        );
+        let _ = writeln!(
+            o,
+            "auditship_telemetry_write_failures_total {}",
+            s.write_failures.load(Ordering::Relaxed)
+        );
+        family(
+            o,
+            "hook_problems_total",
+            "counter",
+            "Runs of a hook point where auditship is installed that Claude Code reported cancelled or failed, by hook event and kind.",
+        );
+        if let Ok(m) = s.hook_problems.lock() {
+            for ((event, kind), n) in m.iter() {
+                let _ = writeln!(
+                    o,
+                    "auditship_hook_problems_total{{hook_event=\"{}\",kind=\"{kind}\"}} {n}",
+                    escape_label(event)
+                );
+            }
+        }
+    }
+}
+
 /// Everything the endpoints report, shared with the pipeline.
 pub struct Telemetry {
+    /// The telemetry receiver, when it listens.
+    pub receiver: Option<ReceiverView>,
     pub started_ms: u64,
     pub config_hash: String,
     pub host: String,
@@ -174,6 +282,8 @@ impl Telemetry {
                 "refused": v.stats.refused.load(Ordering::Relaxed),
                 "turned_away": v.stats.turned_away.load(Ordering::Relaxed),
             })),
+
+            "telemetry": self.receiver.as_ref().map(ReceiverView::status),
         })
     }
 
@@ -411,6 +521,9 @@ impl Telemetry {
                     value(s, st)
                 );
             }
+        }
+        if let Some(r) = &self.receiver {
+            r.prometheus(&mut o);
         }
         o
     }

@@ -81,6 +81,18 @@ pub struct NewBatch {
     pub remove: Vec<Vec<u8>>,
 }
 
+/// The newest stored batch, as sinks are told of it: its id, and whether the reader
+/// was at the live edge when it stored it (it had read every file to its end, and
+/// found no more than this batch since it last was). Only then may a sink wait for a
+/// fuller request. A batch stored because it was full, before a pause for a full
+/// queue, or as the rest of a backlog means more follows, or nothing soon: it goes
+/// out at once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tip {
+    pub id: u64,
+    pub caught_up: bool,
+}
+
 /// A stored batch as a sink reads it.
 #[derive(Debug, Clone)]
 pub struct Batch {
@@ -105,9 +117,13 @@ pub struct Queue {
     /// The size at which the reader pauses ([`Queue::set_limit`]).
     limit: AtomicU64,
     batches: AtomicU64,
-    /// Serialises commits (ids must be stored in order) and garbage collection, and
-    /// owns the segment being appended to.
+    /// Serialises commits (ids must be stored in order) and the removal of segment
+    /// files, and owns the segment being appended to.
     write: Mutex<Writer>,
+    /// Serialises garbage collection (the deletion of batch headers and the count
+    /// of bytes and batches they free). Apart from `write`, so a sink's
+    /// acknowledgement never waits for a commit's fsync.
+    collect: Mutex<()>,
     /// Signalled whenever batches are deleted (room for a paused reader).
     room: (Mutex<()>, std::sync::Condvar),
 }
@@ -298,6 +314,7 @@ impl Queue {
             limit: AtomicU64::new(u64::MAX),
             batches: AtomicU64::new(0),
             write: Mutex::new(writer),
+            collect: Mutex::new(()),
             room: (Mutex::new(()), std::sync::Condvar::new()),
         };
         let mut bytes = 0u64;
@@ -524,16 +541,19 @@ impl Queue {
         Ok(())
     }
 
-    /// Deletes batches that every configured sink has passed.
+    /// Deletes batches that every configured sink has passed, then the segment
+    /// files that hold none of the rest, unless a commit is appending (it holds the
+    /// writer through its fsync): those go at a later collection.
     fn gc(&self) -> Result<(), QueueError> {
+        if self.sinks.is_empty() {
+            return Ok(());
+        }
+        let _collecting = self.collect.lock().unwrap_or_else(|e| e.into_inner());
         let mut min = u64::MAX;
         for s in &self.sinks {
             min = min.min(self.cursor(s)?);
         }
-        if self.sinks.is_empty() {
-            return Ok(());
-        }
-        let mut writer = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        // Commits only add headers above every cursor: deleting below needs no writer.
         let mut metas = sled::Batch::default();
         let (mut freed, mut count) = (0u64, 0u64);
         for item in self.meta.range(..=u64_key(min)) {
@@ -549,6 +569,11 @@ impl Queue {
             let _g = self.room.0.lock().unwrap_or_else(|e| e.into_inner());
             self.room.1.notify_all();
         }
+        let mut writer = match self.write.try_lock() {
+            Ok(w) => w,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(()),
+        };
         // Segments before the oldest stored batch's (and before the one being
         // appended to) hold nothing stored any more.
         let oldest_used = match self.meta.iter().next() {
@@ -558,9 +583,7 @@ impl Queue {
         if oldest_used > writer.live_from {
             // The deletions must be durable before the files go: a crash in
             // between must not leave a header pointing at a deleted segment.
-            if count > 0 {
-                self.db.flush()?;
-            }
+            self.db.flush()?;
             let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
             for n in writer.live_from..oldest_used {
                 readers.remove(&n);

@@ -265,7 +265,7 @@ fn take_string(m: &mut Map<String, Value>, key: &str) -> Option<String> {
 
 /// `resource` redacted and cut to [`MAX_RESOURCE_BYTES`]; when cut, the full
 /// value's digest goes to `metadata.resource_sha256` and `resource_bytes`.
-fn bounded_resource(
+pub fn bounded_resource(
     resource: String,
     redactor: &Redactor,
     meta: &mut Map<String, Value>,
@@ -279,7 +279,7 @@ fn bounded_resource(
 }
 
 /// `text` redacted; its `path` noted in `redacted` when that changed it.
-fn redacted_text(
+pub fn redacted_text(
     text: String,
     path: &str,
     redactor: &Redactor,
@@ -297,7 +297,7 @@ fn redacted_text(
 /// The payload's remaining (unknown) fields as `metadata.extra`: free text digested
 /// (paths and URLs kept), then redacted; only digested whole past
 /// [`MAX_EXTRA_BYTES`].
-fn extra_into(
+pub fn extra_into(
     meta: &mut Map<String, Value>,
     mut fields: Map<String, Value>,
     redactor: &Redactor,

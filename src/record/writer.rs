@@ -7,7 +7,8 @@
 //!    until the last chain member (only the tail is read, never the whole file);
 //! 3. the event goes to `audit-YYYY-MM-DD.jsonl` (UTC), or to the last file if its
 //!    name sorts later (a clock set back must not put events before their chain);
-//! 4. one `write` of the whole line with `O_APPEND`, then `fdatasync` when configured;
+//! 4. one `write` of the whole line (or of every line of a group, [`append_all`]) with
+//!    `O_APPEND`, then `fdatasync` when configured;
 //!    a write that fails or comes back short (disk full, file size limit), or a sync
 //!    that fails, is undone with `ftruncate` to the length before it, so `record`
 //!    never leaves a torn line of its own.
@@ -64,6 +65,22 @@ pub fn append(
     opts: &AppendOptions<'_>,
     build: impl FnOnce(u64, &str) -> String,
 ) -> Result<Appended, AppendError> {
+    let mut build = Some(build);
+    let mut all = append_all(dir, opts, 1, |_, seq, prev| {
+        build.take().map(|b| b(seq, prev)).unwrap_or_default()
+    })?;
+    Ok(all.pop().expect("one event appended"))
+}
+
+/// Appends `n` events to the stream in `dir` under one lock, as one `write` and one
+/// sync: event `i` is built by `build(i, seq, prev_hash)` and chained to the one
+/// before it. All or nothing: when the write or sync fails, none of them stays.
+pub fn append_all(
+    dir: &Path,
+    opts: &AppendOptions<'_>,
+    n: usize,
+    mut build: impl FnMut(usize, u64, &str) -> String,
+) -> Result<Vec<Appended>, AppendError> {
     DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -90,7 +107,7 @@ pub fn append(
             break;
         }
     }
-    let (seq, prev) = match head {
+    let (mut seq, mut prev) = match head {
         Some(h) => (h.seq + 1, h.hash_str().to_owned()),
         None => (0, audit::ZERO_HASH.to_owned()),
     };
@@ -99,21 +116,29 @@ pub fn append(
         Some(last) if last.file_name() > today.file_name() => last.clone(),
         _ => today,
     };
-    let sealed = audit::seal(&build(seq, &prev), opts.signer)?;
+    let mut lines = Vec::new();
+    let mut appended = Vec::with_capacity(n);
+    for i in 0..n {
+        let sealed = audit::seal(&build(i, seq, &prev), opts.signer)?;
+        lines.extend_from_slice(&sealed.line);
+        appended.push(Appended {
+            file: target.clone(),
+            seq,
+            hash: sealed.hash.clone(),
+        });
+        seq += 1;
+        prev = sealed.hash;
+    }
     let is_new = !target.exists();
     let mut file = open_private(&target, true).map_err(io_at(&target))?;
-    append_whole(&mut file, &sealed.line, opts.fsync).map_err(io_at(&target))?;
+    append_whole(&mut file, &lines, opts.fsync).map_err(io_at(&target))?;
     if opts.fsync && is_new {
         File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(io_at(dir))?;
     }
     drop(lock);
-    Ok(Appended {
-        file: target,
-        seq,
-        hash: sealed.hash,
-    })
+    Ok(appended)
 }
 
 /// Appends `line` to `file` (opened for appending, under the lock) in one `write`,

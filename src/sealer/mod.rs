@@ -20,6 +20,7 @@
 //! to, and it does not ship; the daemon's reader ships the sealed directory like
 //! any source.
 
+pub mod checkpoints;
 pub mod client;
 pub mod peer;
 pub mod proto;
@@ -27,9 +28,11 @@ pub mod setup;
 pub mod streams;
 
 use crate::audit::Keys;
+use crate::audit::checkpoint::SigningKey;
 use crate::config::Config;
 use crate::config::sealer::{Limits, SealerConfig};
 use crate::record::{self, Caller, Input};
+use checkpoints::Checkpointer;
 use proto::{Answer, Header, Kind};
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
@@ -63,6 +66,8 @@ pub enum SealerError {
     Dir(PathBuf, std::io::Error),
     #[error("HMAC key {0}: {1}")]
     Key(PathBuf, std::io::Error),
+    #[error("signing key: {0}")]
+    SigningKey(std::io::Error),
     #[error("socket {0}: {1}")]
     Socket(PathBuf, std::io::Error),
     #[error(transparent)]
@@ -146,6 +151,9 @@ pub struct Sealer {
     stop: CancellationToken,
     accept: tokio::task::JoinHandle<()>,
     connections: TaskTracker,
+    checkpointer: Arc<tokio::sync::Mutex<Checkpointer>>,
+    /// The round every `checkpoint_interval`, stopped before the last round.
+    ticker: (CancellationToken, tokio::task::JoinHandle<()>),
 }
 
 /// What cannot change without starting the sealer again.
@@ -156,6 +164,8 @@ struct Place {
     hmac_kid: String,
     hmac_key_file: PathBuf,
     max_connections: usize,
+    signing_key_file: PathBuf,
+    checkpoint_interval: Duration,
 }
 
 impl Place {
@@ -166,6 +176,8 @@ impl Place {
             hmac_kid: cfg.hmac_kid.clone(),
             hmac_key_file: cfg.hmac_key_file.clone(),
             max_connections: cfg.limits.max_connections,
+            signing_key_file: cfg.signing_key_file.clone(),
+            checkpoint_interval: cfg.checkpoint_interval,
         }
     }
 }
@@ -175,7 +187,7 @@ impl Sealer {
     /// socket and starts serving. `config` is what the mapping runs on (`[record]`,
     /// `[redact]`, `[compliance]`).
     pub async fn start(cfg: &SealerConfig, config: Arc<Config>) -> Result<Sealer, SealerError> {
-        let (keys, streams) = prepare(cfg).await?;
+        let (keys, streams, signing_key) = prepare(cfg).await?;
         let streams = Arc::new(streams);
         let (listener, socket_id) = match bind(&cfg.listen) {
             Ok(bound) => bound,
@@ -191,6 +203,16 @@ impl Sealer {
             stats: Arc::new(Stats::default()),
             names: Default::default(),
         });
+        let checkpointer = Arc::new(tokio::sync::Mutex::new(Checkpointer::new(signing_key)));
+        let ticker_stop = CancellationToken::new();
+        let ticker = tokio::spawn(checkpoints::every(
+            checkpointer.clone(),
+            shared.streams.clone(),
+            cfg.checkpoint_interval,
+            record::host_name(),
+            stream_user_id(shared.clone()),
+            ticker_stop.clone(),
+        ));
         let stop = CancellationToken::new();
         let connections = TaskTracker::new();
         let accept = tokio::spawn(accept_loop(
@@ -215,6 +237,8 @@ impl Sealer {
             stop,
             accept,
             connections,
+            checkpointer,
+            ticker: (ticker_stop, ticker),
         })
     }
 
@@ -260,13 +284,27 @@ impl Sealer {
             .unwrap_or_else(|e| e.into_inner()) = settings;
     }
 
-    /// Stops accepting, serves the connections already accepted to their end,
-    /// lets every stream commit what it holds, and removes the socket.
+    /// Stops accepting, serves the connections already accepted to their end, signs
+    /// every stream's head that is not yet signed, lets every stream commit what it
+    /// holds, and removes the socket.
     pub async fn stop(self) {
         self.stop.cancel();
         let _ = self.accept.await;
         self.connections.close();
         self.connections.wait().await;
+        self.ticker.0.cancel();
+        let _ = self.ticker.1.await;
+        let signed = self
+            .checkpointer
+            .lock()
+            .await
+            .round(
+                &self.shared.streams,
+                &record::host_name(),
+                stream_user_id(self.shared.clone()),
+            )
+            .await;
+        tracing::info!(streams = signed, "sealer: stream heads signed at stop");
         self.shared.streams.close().await;
         use std::os::unix::fs::MetadataExt;
         if std::fs::symlink_metadata(&self.listen)
@@ -285,13 +323,15 @@ impl Sealer {
     }
 }
 
-/// The sealed directory made private, the key read or created, the streams opened.
-async fn prepare(cfg: &SealerConfig) -> Result<(Keys, Streams), SealerError> {
-    let (dir, kid, key_file, loaded) = (
+/// The sealed directory made private, the HMAC and signing keys read or created,
+/// the streams opened.
+async fn prepare(cfg: &SealerConfig) -> Result<(Keys, Streams, SigningKey), SealerError> {
+    let (dir, kid, key_file, loaded, signing_key_file) = (
         cfg.dir.clone(),
         cfg.hmac_kid.clone(),
         cfg.hmac_key_file.clone(),
         cfg.hmac_key.clone(),
+        cfg.signing_key_file.clone(),
     );
     tokio::task::spawn_blocking(move || {
         setup::private_dir(&dir).map_err(|e| SealerError::Dir(dir.clone(), e))?;
@@ -300,8 +340,9 @@ async fn prepare(cfg: &SealerConfig) -> Result<(Keys, Streams), SealerError> {
             None => setup::hmac_key(&kid, &key_file)
                 .map_err(|e| SealerError::Key(key_file.clone(), e))?,
         };
+        let signing_key = setup::signing_key(&signing_key_file).map_err(SealerError::SigningKey)?;
         let streams = Streams::open(&dir, &kid, &keys)?;
-        Ok((keys, streams))
+        Ok((keys, streams, signing_key))
     })
     .await
     .map_err(|e| SealerError::Start(e.to_string()))?
@@ -315,6 +356,23 @@ fn bind(path: &std::path::Path) -> std::io::Result<(tokio::net::UnixListener, (u
     let listener = tokio::net::UnixListener::from_std(listener)?;
     let meta = std::fs::symlink_metadata(path)?;
     Ok((listener, (meta.dev(), meta.ino())))
+}
+
+/// The `user_id` of a stream's own events: its user's identity as the settings in
+/// force map it.
+fn stream_user_id(shared: Arc<Shared>) -> impl Fn(&str) -> String + Send + Sync + 'static {
+    move |name: &str| {
+        let settings = shared
+            .settings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        settings
+            .identity
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| name.to_string())
+    }
 }
 
 impl Settings {

@@ -147,6 +147,25 @@ pub fn hmac_key(kid: &str, file: &Path) -> io::Result<Keys> {
     Ok(keys)
 }
 
+/// The sealer's Ed25519 signing key for checkpoints: read from `file`, or created
+/// there (0600; its directory 0700 when missing) with its public key beside it
+/// (`<file>.pub`), and logged with its key id.
+pub fn signing_key(file: &Path) -> io::Result<crate::audit::checkpoint::SigningKey> {
+    if let Some(dir) = file.parent().filter(|p| !p.as_os_str().is_empty())
+        && !dir.exists()
+    {
+        DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    }
+    let (key, created) = crate::keyfile::load_or_create_signing_key(file)?;
+    let public = crate::keyfile::public_key_path(file);
+    if created {
+        tracing::info!(file = %file.display(), public_key = %public.display(), kid = %key.public().kid(), "created the sealer's signing key");
+    } else {
+        tracing::info!(public_key = %public.display(), kid = %key.public().kid(), "sealer signs checkpoints");
+    }
+    Ok(key)
+}
+
 fn create_key(file: &Path) -> io::Result<Vec<u8>> {
     if let Some(dir) = file.parent().filter(|p| !p.as_os_str().is_empty())
         && !dir.exists()

@@ -19,6 +19,7 @@
 //! whether it gained events since a [`Mark`], and [`Streams::append_own`] appends
 //! the daemon's own events through the same commit path.
 
+use crate::audit::checkpoint::SigningKey;
 use crate::audit::{self, Keys};
 use crate::record::writer::{self, Appended};
 use serde_json::{Map, Value};
@@ -105,8 +106,13 @@ struct Stream {
 struct Job {
     event: Map<String, Value>,
     date: String,
+    /// For a checkpoint event: the key that signs the head it follows, at commit.
+    sign: Option<Arc<SigningKey>>,
     reply: oneshot::Sender<Result<Appended, String>>,
 }
+
+/// An event to commit, its file's date, and the key of a checkpoint it carries.
+type Pending = (Map<String, Value>, String, Option<Arc<SigningKey>>);
 
 impl Streams {
     /// The streams under `dir` (an existing private directory), sealed with the key
@@ -161,6 +167,16 @@ impl Streams {
         event: Map<String, Value>,
         date: String,
     ) -> Result<Appended, String> {
+        self.submit(user, event, date, None).await
+    }
+
+    async fn submit(
+        &self,
+        user: &str,
+        event: Map<String, Value>,
+        date: String,
+        sign: Option<Arc<SigningKey>>,
+    ) -> Result<Appended, String> {
         let cell = {
             let mut map = self.lock_map();
             if self.closed.load(Ordering::SeqCst) {
@@ -187,7 +203,12 @@ impl Streams {
         let (reply, answer) = oneshot::channel();
         stream
             .tx
-            .send(Job { event, date, reply })
+            .send(Job {
+                event,
+                date,
+                sign,
+                reply,
+            })
             .await
             .map_err(|_| StreamError::Stopped.to_string())?;
         answer
@@ -197,7 +218,7 @@ impl Streams {
 
     /// Appends an event of the daemon's own (an `agent_event` it made, without chain
     /// members) to `user`'s stream, through the same commit path as the callers'
-    /// events (chain, HMAC, fsync). Exists for signed checkpoints.
+    /// events (chain, HMAC, fsync).
     pub async fn append_own(
         &self,
         user: &str,
@@ -205,6 +226,19 @@ impl Streams {
     ) -> Result<Appended, String> {
         let (_, date) = crate::record::utc_now();
         self.append(user, event, date).await
+    }
+
+    /// Appends a checkpoint event to `user`'s stream: `event` gets its
+    /// `metadata.checkpoint` at commit, signed by `key` over the event just before it,
+    /// so it always covers its own predecessor.
+    pub async fn append_checkpoint(
+        &self,
+        user: &str,
+        event: Map<String, Value>,
+        key: Arc<SigningKey>,
+    ) -> Result<Appended, String> {
+        let (_, date) = crate::record::utc_now();
+        self.submit(user, event, date, Some(key)).await
     }
 
     /// Calls `tell` each time a new stream is opened (its directory made), in place
@@ -317,7 +351,7 @@ fn run(
         }
         let (events, replies): (Vec<_>, Vec<_>) = jobs
             .into_iter()
-            .map(|j| ((j.event, j.date), j.reply))
+            .map(|j| ((j.event, j.date, j.sign), j.reply))
             .unzip();
         let n = events.len();
         let committed =
@@ -393,17 +427,26 @@ impl Writer {
 
     /// Chains, seals, writes and syncs `events` as one group. One result per event:
     /// where it was appended, or why not.
-    fn commit(
-        &mut self,
-        events: Vec<(Map<String, Value>, String)>,
-    ) -> Vec<Result<Appended, String>> {
-        let date = events.iter().map(|(_, d)| d.as_str()).max().unwrap_or("");
+    fn commit(&mut self, events: Vec<Pending>) -> Vec<Result<Appended, String>> {
+        let date = events
+            .iter()
+            .map(|(_, d, _)| d.as_str())
+            .max()
+            .unwrap_or("");
         let target = self.target(date);
         let (kid, keys) = (&self.signer.0, &self.signer.1);
         let mut bytes = Vec::new();
         let mut sealed = Vec::with_capacity(events.len());
         let (mut seq, mut prev) = (self.next_seq, self.prev.clone());
-        for (event, _) in &events {
+        for (event, _, sign) in &events {
+            let signed;
+            let event = match (sign, seq.checked_sub(1)) {
+                (Some(key), Some(covered)) => {
+                    signed = with_checkpoint(event, &self.name(), covered, &prev, key);
+                    &signed
+                }
+                _ => event,
+            };
             let body = serde_json::to_string(event).unwrap_or_else(|_| "{}".into());
             match audit::seal(
                 &crate::record::chained(&body, seq, &prev),
@@ -440,6 +483,14 @@ impl Writer {
             .collect()
     }
 
+    /// The stream's name: its directory's, the user's name.
+    fn name(&self) -> String {
+        self.dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
     /// The file for events of `date`: that day's, or the last file when its name
     /// sorts later (name order is chain order).
     fn target(&self, date: &str) -> PathBuf {
@@ -463,6 +514,23 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// `event` with `metadata.checkpoint`: `key`'s signature over `stream`'s head
+/// `seq`/`hash`.
+fn with_checkpoint(
+    event: &Map<String, Value>,
+    stream: &str,
+    seq: u64,
+    hash: &str,
+    key: &SigningKey,
+) -> Map<String, Value> {
+    let mut event = event.clone();
+    let checkpoint = key.sign(stream, seq, hash).to_json();
+    if let Some(Value::Object(meta)) = event.get_mut("metadata") {
+        meta.insert("checkpoint".into(), checkpoint);
+    }
+    event
 }
 
 #[cfg(test)]

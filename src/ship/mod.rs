@@ -1,25 +1,29 @@
 //! Shipping: one task per sink, each with its own cursor in the queue, so a dead sink
 //! never stalls another. Sinks (in `sinks/`) only encode and classify; this module
-//! owns batching, retries with exponential backoff and full jitter (`backoff`), the
-//! dead-letter decision and cursor movement. `replay` sends a dead letter again for
-//! an operator.
+//! owns batching and requests in flight (`run`, `window`), retries with exponential
+//! backoff and full jitter (`backoff`), the dead-letter decision and cursor
+//! movement. `replay` sends a dead letter again for an operator.
 //!
 //! Invariants: a cursor moves only after the sink acknowledged everything up to it
-//! (or the rejected part was stored as a dead letter); retryable failures are retried
-//! forever; nothing is dropped.
+//! (or the rejected part was stored as a dead letter), whatever order requests were
+//! answered in; retryable failures are retried forever, each request on its own;
+//! nothing is dropped.
 
 pub mod record;
 pub mod replay;
+mod run;
 pub mod shape;
 pub mod sinks;
 pub mod tls;
+mod window;
+
+pub use run::run_sink;
 
 use crate::config::daemon::SinkConfig;
 use crate::queue::{Batch, Queue};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// What a sink said about one request.
@@ -73,253 +77,80 @@ struct Unit {
     records: bytes::Bytes,
 }
 
-/// Runs one sink until `cancel` fires. `committed` carries the newest batch id.
-pub async fn run_sink(
+/// What a sink's requests share: its settings, the queue, its counters, shutdown and
+/// the receiver's trouble.
+struct Shared {
     cfg: SinkConfig,
-    mut sink: sinks::Sink,
     queue: Arc<Queue>,
-    mut committed: watch::Receiver<u64>,
-    draining: CancellationToken,
-    cancel: CancellationToken,
     stats: Arc<SinkStats>,
-) {
-    let name = cfg.name.clone();
-    // Everything up to `cursor` was shipped; up to `acks.durable` (≤ cursor) that is
-    // also recorded in the queue. An ack is stored while the next request is sent,
-    // and the next batches are read while this one is sent, so a request cycle costs
-    // the slowest of the three steps rather than their sum.
-    let Some(durable) = blocking(&queue, {
-        let name = name.clone();
-        move |q| q.cursor(&name)
-    })
-    .await
-    else {
-        return;
-    };
-    let mut acks = Acks {
-        queue: queue.clone(),
-        sink: name.clone(),
-        durable,
-        storing: None,
-    };
-    let mut cursor = durable;
-    let mut read_ahead: Option<(u64, tokio::task::JoinHandle<Option<Vec<Batch>>>)> = None;
-    // Sends not confirmed yet, for sinks without acknowledgements (syslog): the
-    // last batch id of each and where the stream stood after it.
-    let mut unconfirmed: std::collections::VecDeque<(u64, sinks::syslog::Mark)> =
-        Default::default();
-    let limits = (cfg.max_events, cfg.max_bytes);
-    let pool = Pool::default();
-    loop {
-        if cancel.is_cancelled() {
-            return;
-        }
-        if !unconfirmed.is_empty() {
-            match confirm(&mut sink, &mut unconfirmed) {
-                Confirmed::Upto(id) => {
-                    if !acks.ack(id).await {
-                        cursor = acks.durable;
-                        unconfirmed.clear();
-                        read_ahead = None;
-                        if sleep_or_cancel(Duration::from_secs(1), &cancel).await {
-                            return;
-                        }
-                        continue;
-                    }
-                }
-                Confirmed::Nothing => {}
-                Confirmed::Lost => {
-                    // The connection broke before these were confirmed: send again
-                    // from the last stored ack.
-                    let _ = acks.settle().await;
-                    tracing::warn!(sink = %name, from = acks.durable, to = cursor, "connection lost before delivery was confirmed; sending those batches again");
-                    cursor = acks.durable;
-                    unconfirmed.clear();
-                    read_ahead = None;
-                }
+    cancel: CancellationToken,
+    outage: Outage,
+}
+
+/// A receiver's trouble, shared by a sink's requests. While one request retries after
+/// a failure (the probe), the others hold their retries and no new request starts;
+/// once the probe is answered, they all go again. During an outage a sink so sends
+/// one request at a time, backing off as one, and goes back to `max_in_flight` as
+/// soon as the receiver answers.
+#[derive(Clone)]
+struct Outage(Arc<tokio::sync::watch::Sender<Option<u64>>>);
+
+impl Outage {
+    fn new() -> Outage {
+        Outage(Arc::new(tokio::sync::watch::channel(None).0))
+    }
+
+    /// True while a request probes.
+    fn on(&self) -> bool {
+        self.0.borrow().is_some()
+    }
+
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<Option<u64>> {
+        self.0.subscribe()
+    }
+
+    /// Request `seq` failed: true when it is the probe (it was, or none was).
+    fn failed(&self, seq: u64) -> bool {
+        let mut probe = false;
+        self.0.send_if_modified(|p| match p {
+            None => {
+                *p = Some(seq);
+                probe = true;
+                true
             }
-        }
-        let batches = match read_ahead.take() {
-            Some((after, task)) if after == cursor => task.await.ok().flatten(),
-            _ => collect(&queue, cursor, limits, &pool).await,
-        };
-        let Some(batches) = batches else {
-            // Storage failed: wait and retry.
-            if sleep_or_cancel(Duration::from_secs(1), &cancel).await {
-                return;
+            Some(s) => {
+                probe = *s == seq;
+                false
             }
-            continue;
-        };
-        if batches.is_empty() {
-            // Before idling (or returning), the last ack must be stored.
-            if !acks.settle().await {
-                cursor = acks.durable;
-                unconfirmed.clear();
-                if sleep_or_cancel(Duration::from_secs(1), &cancel).await {
-                    return;
-                }
-                continue;
+        });
+        probe
+    }
+
+    /// Request `seq` was answered: if it was the probe, the outage is over.
+    fn answered(&self, seq: u64) {
+        self.0.send_if_modified(|p| {
+            let over = *p == Some(seq);
+            if over {
+                *p = None;
             }
-            if !unconfirmed.is_empty() {
-                // Ask again shortly; nothing else to do meanwhile.
-                if sleep_or_cancel(Duration::from_millis(100), &cancel).await {
-                    return;
-                }
-                continue;
-            }
-            if draining.is_cancelled() && *committed.borrow() <= cursor {
-                return; // drained
-            }
-            // Idle: nothing runs until the reader commits or shutdown begins.
-            tokio::select! {
-                r = committed.changed() => {
-                    if r.is_err() && !draining.is_cancelled() {
-                        // The reader is gone; wait for shutdown.
-                        draining.cancelled().await;
-                    }
-                }
-                _ = cancel.cancelled() => return,
-                _ = draining.cancelled(), if !draining.is_cancelled() => {}
-            }
-            continue;
-        }
-        // Linger for a fuller request unless draining.
-        let events: u32 = batches.iter().map(|b| b.events).sum();
-        let age = crate::queue::now_ms().saturating_sub(batches[0].created_ms);
-        let wait = cfg.max_wait.as_millis() as u64;
-        let bytes: usize = batches.iter().map(|b| b.records.len()).sum();
-        let last = batches.last().map_or(cursor, |b| b.id);
-        // Waiting helps only when every stored batch was taken and there is room for
-        // more; when the next batch did not fit, the request is as full as it gets.
-        let fuller_possible = (events as usize) < cfg.max_events
-            && bytes < cfg.max_bytes
-            && *committed.borrow() <= last
-            && !queue.is_full();
-        if fuller_possible && age < wait && !draining.is_cancelled() {
-            let rest = Duration::from_millis(wait - age);
-            tokio::select! {
-                _ = tokio::time::sleep(rest) => {}
-                _ = cancel.cancelled() => return,
-                _ = draining.cancelled() => {}
-            }
-            continue;
-        }
-        if *committed.borrow() > last {
-            let (q, p) = (queue.clone(), pool.clone());
-            read_ahead = Some((
-                last,
-                tokio::spawn(async move { collect(&q, last, limits, &p).await }),
-            ));
-        }
-        for unit in units(batches, &cfg) {
-            if !ship_unit(&cfg, &mut sink, &queue, &unit, &cancel, &stats).await {
-                return; // cancelled
-            }
-            let unit = pool.reclaim(unit);
-            if !unit.complete {
-                // Part of a batch too big for one request. Without acknowledgements,
-                // the part's connection must also be confirmed: its mark goes in
-                // under the previous batch's id, so a connection lost in between
-                // sends the whole batch again.
-                if let Some(mark) = sink.mark() {
-                    unconfirmed.push_back((unit.last_id.saturating_sub(1).max(acks.durable), mark));
-                }
-                continue;
-            }
-            cursor = unit.last_id;
-            if let Some(mark) = sink.mark() {
-                // Confirmed later, before the cursor is stored.
-                unconfirmed.push_back((unit.last_id, mark));
-            } else if !acks.ack(unit.last_id).await {
-                // Could not persist the cursor: what was shipped since the last
-                // stored ack is sent again, after a pause (storage trouble does not
-                // clear up in microseconds).
-                read_ahead = None;
-                cursor = acks.durable;
-                unconfirmed.clear();
-                if sleep_or_cancel(Duration::from_secs(1), &cancel).await {
-                    return;
-                }
-                break;
-            }
+            over
+        });
+    }
+
+    /// Waits while another request probes. False if cancelled first.
+    async fn my_turn(&self, seq: u64, cancel: &CancellationToken) -> bool {
+        let mut rx = self.0.subscribe();
+        tokio::select! {
+            _ = rx.wait_for(|p| p.is_none_or(|s| s == seq)) => true,
+            _ = cancel.cancelled() => false,
         }
     }
 }
 
-/// The sink's stored cursor and the ack being stored.
-struct Acks {
-    queue: Arc<Queue>,
-    sink: String,
-    /// The newest ack known stored.
-    durable: u64,
-    storing: Option<(u64, tokio::task::JoinHandle<Option<()>>)>,
-}
-
-impl Acks {
-    /// Starts storing `id` as the cursor once the previous ack is stored (acks are
-    /// stored in order). False if the previous one failed (logged).
-    async fn ack(&mut self, id: u64) -> bool {
-        if !self.settle().await {
-            return false;
-        }
-        let (q, n) = (self.queue.clone(), self.sink.clone());
-        self.storing = Some((
-            id,
-            tokio::spawn(async move { blocking(&q, move |q| q.ack(&n, id)).await }),
-        ));
-        true
-    }
-
-    /// Waits for the ack being stored, if any. False if storing it failed.
-    async fn settle(&mut self) -> bool {
-        match self.storing.take() {
-            None => true,
-            Some((id, task)) => match task.await.ok().flatten() {
-                Some(()) => {
-                    self.durable = self.durable.max(id);
-                    true
-                }
-                None => false,
-            },
-        }
-    }
-}
-
-enum Confirmed {
-    Nothing,
-    Upto(u64),
-    Lost,
-}
-
-/// Confirms what can be of the unconfirmed sends, oldest first.
-fn confirm(
-    sink: &mut sinks::Sink,
-    unconfirmed: &mut std::collections::VecDeque<(u64, sinks::syslog::Mark)>,
-) -> Confirmed {
-    let mut upto = None;
-    while let Some((id, mark)) = unconfirmed.front() {
-        match sink.confirm(mark) {
-            sinks::syslog::Confirm::Yes => {
-                upto = Some(*id);
-                unconfirmed.pop_front();
-            }
-            sinks::syslog::Confirm::NotYet => break,
-            sinks::syslog::Confirm::Lost => return Confirmed::Lost,
-        }
-    }
-    upto.map_or(Confirmed::Nothing, Confirmed::Upto)
-}
-
-/// Sends one unit until every record of it is acknowledged or stored as a dead
-/// letter. Returns false if cancelled first.
-async fn ship_unit(
-    cfg: &SinkConfig,
-    sink: &mut sinks::Sink,
-    queue: &Arc<Queue>,
-    unit: &Unit,
-    cancel: &CancellationToken,
-    stats: &SinkStats,
-) -> bool {
+/// Sends one unit (request `seq` of its sink) until every record of it is
+/// acknowledged or stored as a dead letter. Returns false if cancelled first.
+async fn ship_unit(sh: &Shared, sink: &mut sinks::Sink, unit: &Unit, seq: u64) -> bool {
+    let (cfg, stats) = (&sh.cfg, &sh.stats);
     let mut policy = RetryPolicy::new(cfg.retry_initial, cfg.retry_max_delay);
     // What is left to send, in order: the unit, or pieces of it after a split or a
     // partial answer.
@@ -329,13 +160,17 @@ async fn ship_unit(
     // number of its own, above the unit's.
     let mut dead = 0u32;
     while let Some((records, events)) = work.pop_front() {
+        if !sh.outage.my_turn(seq, &sh.cancel).await {
+            return false;
+        }
         let verdict = tokio::select! {
             v = sink.send(&records, events) => v,
-            _ = cancel.cancelled() => return false,
+            _ = sh.cancel.cancelled() => return false,
         };
         if !matches!(verdict, Verdict::Retry { .. }) {
             // The receiver answered: whatever it said, the sink is not failing.
             stats.failing_since_ms.store(0, Ordering::Relaxed);
+            sh.outage.answered(seq);
         }
         let mut reject = |reason: String, records: bytes::Bytes, events: u32| {
             let part = unit.part * DEAD_PARTS + dead;
@@ -348,20 +183,17 @@ async fn ship_unit(
                 continue;
             }
             Verdict::Retry { reason, after } => {
-                stats.retries.fetch_add(1, Ordering::Relaxed);
                 let _ = stats.failing_since_ms.compare_exchange(
                     0,
                     crate::queue::now_ms(),
                     Ordering::Relaxed,
                     Ordering::Relaxed,
                 );
-                let delay = policy.next(after);
-                tracing::warn!(sink = %cfg.name, batch = unit.first_id, delay_ms = delay.as_millis() as u64, reason = %reason, "retrying batch");
                 if let Ok(mut e) = stats.last_error.lock() {
-                    *e = Some(reason);
+                    *e = Some(reason.clone());
                 }
                 work.push_front((records, events));
-                if sleep_or_cancel(delay, cancel).await {
+                if !retry_later(sh, &mut policy, unit, seq, after, &reason).await {
                     return false;
                 }
             }
@@ -373,7 +205,7 @@ async fn ship_unit(
             }
             Verdict::TooLarge(reason) | Verdict::Permanent(reason) => {
                 let r = reject(reason, records, events);
-                if !store_dead(cfg, queue, unit, r, stats, cancel).await {
+                if !store_dead(sh, unit, r).await {
                     return false;
                 }
             }
@@ -386,19 +218,9 @@ async fn ship_unit(
                 let accepted = lines.len().saturating_sub(retry.len() + rejected.len());
                 stats.events.fetch_add(accepted as u64, Ordering::Relaxed);
                 if !rejected.is_empty() {
-                    let mut recs = Vec::new();
-                    let mut reason =
-                        format!("{} of {} records rejected:", rejected.len(), lines.len());
-                    for (i, why) in &rejected {
-                        let Some(line) = lines.get(*i) else { continue };
-                        recs.extend_from_slice(line);
-                        recs.push(b'\n');
-                        let id = record::id(line).unwrap_or("?");
-                        reason.push_str(&format!("\n{id}: {why}"));
-                    }
-                    let n = rejected.len() as u32;
-                    let r = reject(reason, recs.into(), n);
-                    if !store_dead(cfg, queue, unit, r, stats, cancel).await {
+                    let (recs, reason) = rejected_records(&lines, &rejected);
+                    let r = reject(reason, recs, rejected.len() as u32);
+                    if !store_dead(sh, unit, r).await {
                         return false;
                     }
                 }
@@ -410,11 +232,9 @@ async fn ship_unit(
                             recs.push(b'\n');
                         }
                     }
-                    stats.retries.fetch_add(1, Ordering::Relaxed);
-                    let delay = policy.next(after);
-                    tracing::warn!(sink = %cfg.name, batch = unit.first_id, records = retry.len(), delay_ms = delay.as_millis() as u64, "retrying the records the receiver could not take");
                     work.push_front((recs.into(), retry.len() as u32));
-                    if sleep_or_cancel(delay, cancel).await {
+                    let why = format!("the receiver could not take {} records", retry.len());
+                    if !retry_later(sh, &mut policy, unit, seq, after, &why).await {
                         return false;
                     }
                 }
@@ -428,6 +248,41 @@ async fn ship_unit(
     true
 }
 
+/// After a retryable failure of request `seq`: the probe of an outage backs off
+/// (at least `after`, a `Retry-After`); any other request waits for the probe
+/// instead, at the top of its next try. False if cancelled first.
+async fn retry_later(
+    sh: &Shared,
+    policy: &mut RetryPolicy,
+    unit: &Unit,
+    seq: u64,
+    after: Option<Duration>,
+    reason: &str,
+) -> bool {
+    sh.stats.retries.fetch_add(1, Ordering::Relaxed);
+    if !sh.outage.failed(seq) {
+        tracing::debug!(sink = %sh.cfg.name, batch = unit.first_id, reason = %reason, "request failed while another retries; it waits for that one");
+        return true;
+    }
+    let delay = policy.next(after);
+    tracing::warn!(sink = %sh.cfg.name, batch = unit.first_id, delay_ms = delay.as_millis() as u64, reason = %reason, "retrying batch");
+    !sleep_or_cancel(delay, &sh.cancel).await
+}
+
+/// The records a receiver rejected (by line index), and the reason naming each.
+fn rejected_records(lines: &[&[u8]], rejected: &[(usize, String)]) -> (bytes::Bytes, String) {
+    let mut recs = Vec::new();
+    let mut reason = format!("{} of {} records rejected:", rejected.len(), lines.len());
+    for (i, why) in rejected {
+        let Some(line) = lines.get(*i) else { continue };
+        recs.extend_from_slice(line);
+        recs.push(b'\n');
+        let id = record::id(line).unwrap_or("?");
+        reason.push_str(&format!("\n{id}: {why}"));
+    }
+    (recs.into(), reason)
+}
+
 /// Dead-letter part numbers a unit may use: a unit's rejections are at most its
 /// records (≤ 10,000 by the batch limits), so `unit.part * DEAD_PARTS + n` never
 /// collides.
@@ -436,32 +291,29 @@ const DEAD_PARTS: u32 = 1 << 14;
 /// Stores rejected records as a dead letter, retrying storage until it works.
 /// Returns false if cancelled first.
 async fn store_dead(
-    cfg: &SinkConfig,
-    queue: &Arc<Queue>,
+    sh: &Shared,
     unit: &Unit,
     (reason, records, events, part): (String, bytes::Bytes, u32, u32),
-    stats: &SinkStats,
-    cancel: &CancellationToken,
 ) -> bool {
-    tracing::error!(sink = %cfg.name, batch = unit.first_id, part, events, reason = %reason, "sink rejected records for good; stored as a dead letter");
+    tracing::error!(sink = %sh.cfg.name, batch = unit.first_id, part, events, reason = %reason, "sink rejected records for good; stored as a dead letter");
     loop {
         let (n, id, reason, recs) = (
-            cfg.name.clone(),
+            sh.cfg.name.clone(),
             unit.first_id,
             reason.clone(),
             records.clone(),
         );
-        let stored = blocking(queue, move |q| {
+        let stored = blocking(&sh.queue, move |q| {
             q.store_dead_letter(&n, id, part, &reason, events, &recs)
         })
         .await;
         if stored.is_some() {
-            stats
+            sh.stats
                 .dead_lettered
                 .fetch_add(u64::from(events), Ordering::Relaxed);
             return true;
         }
-        if sleep_or_cancel(Duration::from_secs(1), cancel).await {
+        if sleep_or_cancel(Duration::from_secs(1), &sh.cancel).await {
             return false;
         }
     }
@@ -539,21 +391,23 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-/// Consecutive batches after `cursor`, up to the sink's request size
-/// (`(max_events, max_bytes)`).
+/// Consecutive batches after `cursor`, as many as fit one request
+/// (`(max_events, max_bytes)`) beside `held` (events, bytes) already in it. A first
+/// batch over the limits alone is taken (it goes out in parts).
 async fn collect(
     queue: &Arc<Queue>,
     cursor: u64,
     (max_events, max_bytes): (usize, usize),
+    held: (usize, usize),
     pool: &Pool,
 ) -> Option<Vec<Batch>> {
     let pool = pool.clone();
     blocking(queue, move |q| {
         let mut out: Vec<Batch> = Vec::new();
-        let (mut events, mut bytes) = (0usize, 0usize);
+        let (mut events, mut bytes) = held;
         let mut after = cursor;
         while let Some(b) = q.next_after_into(after, pool.take())? {
-            if !out.is_empty()
+            if (events, bytes) != (0, 0)
                 && (events + b.events as usize > max_events || bytes + b.records.len() > max_bytes)
             {
                 pool.put(b.records);
@@ -575,14 +429,23 @@ async fn collect(
 /// Request buffers kept for reuse: a sink reads every batch into one of a few
 /// buffers instead of a fresh allocation of its size, so the allocator neither
 /// fragments nor pages them in and out.
-#[derive(Clone, Default)]
-struct Pool(Arc<Mutex<Vec<Vec<u8>>>>);
+#[derive(Clone)]
+struct Pool {
+    free: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// Buffers kept at most.
+    keep: usize,
+}
 
 impl Pool {
-    const KEEP: usize = 3;
+    fn new(keep: usize) -> Pool {
+        Pool {
+            free: Arc::default(),
+            keep,
+        }
+    }
 
     fn take(&self) -> Vec<u8> {
-        self.0
+        self.free
             .lock()
             .ok()
             .and_then(|mut v| v.pop())
@@ -591,8 +454,8 @@ impl Pool {
 
     fn put(&self, mut buf: Vec<u8>) {
         buf.clear();
-        if let Ok(mut v) = self.0.lock()
-            && v.len() < Self::KEEP
+        if let Ok(mut v) = self.free.lock()
+            && v.len() < self.keep
         {
             v.push(buf);
         }
@@ -713,6 +576,7 @@ mod tests {
             max_events,
             max_bytes,
             max_wait: Duration::ZERO,
+            max_in_flight: 1,
             retry_initial: Duration::from_millis(100),
             retry_max_delay: Duration::from_secs(2),
         }
@@ -744,6 +608,31 @@ mod tests {
         assert_eq!(shape, [(0, 2, false), (1, 2, false), (2, 1, true)]);
         let joined: Vec<u8> = u.iter().flat_map(|x| x.records.clone()).collect();
         assert_eq!(joined, batch(7, 5).records, "parts cover the batch exactly");
+    }
+
+    #[test]
+    fn one_request_probes_an_outage_and_only_its_answer_ends_it() {
+        let o = Outage::new();
+        assert!(!o.on());
+        assert!(o.failed(3), "the first request to fail probes");
+        assert!(!o.failed(5), "another that fails waits for it");
+        assert!(o.failed(3), "the probe stays the probe");
+        o.answered(5);
+        assert!(o.on(), "an answer to another request does not end it");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let cancel = CancellationToken::new();
+        rt.block_on(async {
+            assert!(o.my_turn(3, &cancel).await, "the probe goes on");
+            let waiting = o.my_turn(5, &cancel);
+            let held = tokio::time::timeout(Duration::from_millis(50), waiting).await;
+            assert!(held.is_err(), "the others wait while the probe retries");
+            let (turn, ()) = tokio::join!(o.my_turn(5, &cancel), async { o.answered(3) });
+            assert!(turn, "the probe's answer lets them go");
+        });
+        assert!(!o.on());
     }
 
     #[test]

@@ -69,6 +69,11 @@ pub struct Head<'a> {
     pub session_id: Option<Cow<'a, str>>,
     pub resource: Option<Cow<'a, str>>,
     pub seq: Option<u64>,
+    /// `metadata.prompt_id`: the prompt the event belongs to (hook and telemetry
+    /// events alike).
+    pub prompt_id: Option<Cow<'a, str>>,
+    /// `metadata.tool_use_id`: the tool call the event belongs to.
+    pub tool_use_id: Option<Cow<'a, str>>,
     pub meta: MetaHead<'a>,
 }
 
@@ -103,6 +108,10 @@ impl<'a> Head<'a> {
             Some(Value::Object(m)) => Some(m),
             _ => None,
         };
+        let metadata = match json::get(&obj, "metadata") {
+            Some(Value::Object(m)) => Some(m),
+            _ => None,
+        };
         Head {
             timestamp: s(&obj, "timestamp"),
             host: s(&obj, "host"),
@@ -115,6 +124,8 @@ impl<'a> Head<'a> {
                 Some(Value::Number(Number::Int(n))) => u64::try_from(*n).ok(),
                 _ => None,
             },
+            prompt_id: metadata.and_then(|m| s(m, "prompt_id")),
+            tool_use_id: metadata.and_then(|m| s(m, "tool_use_id")),
             meta: MetaHead {
                 id: meta.and_then(|m| s(m, "id")),
                 host: meta.and_then(|m| s(m, "host")),

@@ -16,8 +16,12 @@
 //! Unlike a stream on disk, an export is held in memory: putting records in `seq`
 //! order needs all of them. Memory grows with the export (about its size on disk).
 
-use super::{Located, StreamFile, Summary, open, read_line, with_path};
-use crate::audit::{self, Code, Keys, Verifier, canon, json};
+use super::checkpoints::Tracker;
+use super::{
+    FileDigest, Located, Observer, OnProblem, Seen, StreamFile, Summary, open, open_digested,
+    read_line, with_path,
+};
+use crate::audit::{self, Checked, Code, Keys, Verifier, canon, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::path::Path;
@@ -116,13 +120,37 @@ pub struct Export {
     /// The daemon's own records (`_auditship.source` "auditship", stream "agent"),
     /// each id once: counted, not chained.
     pub daemon_records: u64,
+    /// What those records say of their host: one per record counted.
+    pub daemon: Vec<DaemonRecord>,
     pub groups: Vec<Group>,
+    /// Each file's digest, when read with [`read_digested`].
+    pub digests: Vec<(std::path::PathBuf, FileDigest)>,
     /// Lines that are not records: (file index, line, code, detail).
     stray: Vec<(usize, u64, &'static str, String)>,
 }
 
+/// One of the daemon's own records (lifecycle: start, heartbeat, reload, stop; a
+/// refused directory): that its host was up and shipping at `timestamp`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonRecord {
+    /// The event's `host`, else `_auditship.host`.
+    pub host: String,
+    pub timestamp: String,
+    /// `metadata.source_event`: `agent_start`, `heartbeat`, `agent_reload`, …
+    pub source_event: String,
+}
+
 /// Reads the files of an export, groups its records and puts each group in order.
 pub fn read(files: &[StreamFile]) -> io::Result<Export> {
+    read_files(files, false)
+}
+
+/// [`read`], digesting each file's bytes on disk on the way ([`Export::digests`]).
+pub fn read_digested(files: &[StreamFile]) -> io::Result<Export> {
+    read_files(files, true)
+}
+
+fn read_files(files: &[StreamFile], digests: bool) -> io::Result<Export> {
     let mut export = Export {
         files: files.iter().map(|f| f.name.clone()).collect(),
         ..Export::default()
@@ -132,7 +160,12 @@ pub fn read(files: &[StreamFile]) -> io::Result<Export> {
     let mut daemon_ids = HashSet::new();
     let mut buf = Vec::with_capacity(64 * 1024);
     for (index, file) in files.iter().enumerate() {
-        let mut reader = open(&file.path)?;
+        let (mut reader, digesting) = if digests {
+            let (r, d) = open_digested(&file.path)?;
+            (r, Some(d))
+        } else {
+            (open(&file.path)?, None)
+        };
         let mut long = None;
         let mut line_no = 0u64;
         loop {
@@ -174,8 +207,9 @@ pub fn read(files: &[StreamFile]) -> io::Result<Export> {
                 }
             };
             if key.1 == DAEMON_SOURCE && key.2 == DAEMON_STREAM {
-                if daemon_ids.insert(record.id) {
+                if daemon_ids.insert(record.id.clone()) {
                     export.daemon_records += 1;
+                    export.daemon.push(daemon_record(&record, &key.0));
                 } else {
                     export.resent += 1;
                 }
@@ -193,6 +227,11 @@ pub fn read(files: &[StreamFile]) -> io::Result<Export> {
             }
             same.push(list.len());
             list.push(record);
+        }
+        drop(reader);
+        if let Some(d) = digesting {
+            let digest = d.finish().map_err(|e| with_path(e, &file.path))?;
+            export.digests.push((file.path.clone(), digest));
         }
     }
     export.groups = groups
@@ -219,6 +258,26 @@ pub fn read(files: &[StreamFile]) -> io::Result<Export> {
 }
 
 type GroupKey = (String, String, String);
+
+/// The host and time of one of the daemon's own records.
+fn daemon_record(record: &Record, shipped_host: &str) -> DaemonRecord {
+    let event = record
+        .event
+        .as_deref()
+        .and_then(|e| json::parse(e).ok())
+        .unwrap_or(json::Value::Null);
+    let text = |v: Option<&json::Value<'_>>| v.and_then(|v| v.as_str()).map(str::to_owned);
+    let obj = event.as_object();
+    let field = |k: &str| text(obj.and_then(|o| json::get(o, k)));
+    let metadata = obj
+        .and_then(|o| json::get(o, "metadata"))
+        .and_then(|m| m.as_object());
+    DaemonRecord {
+        host: field("host").unwrap_or_else(|| shipped_host.to_owned()),
+        timestamp: field("timestamp").unwrap_or_default(),
+        source_event: text(metadata.and_then(|m| json::get(m, "source_event"))).unwrap_or_default(),
+    }
+}
 
 /// One line of an export as a record, or the problem that makes it none.
 fn parse_record(
@@ -372,12 +431,37 @@ impl Export {
         &self,
         group: &Group,
         keys: &Keys,
-        mut on_problem: impl FnMut(Located<'_>),
+        on_problem: impl FnMut(Located<'_>),
+    ) -> Summary {
+        self.verify_group_with(group, keys, None, on_problem)
+    }
+
+    /// [`Export::verify_group`], checking signed checkpoints too when `tracker` is
+    /// given.
+    pub fn verify_group_with(
+        &self,
+        group: &Group,
+        keys: &Keys,
+        tracker: Option<Tracker<'_>>,
+        on_problem: impl FnMut(Located<'_>),
+    ) -> Summary {
+        self.verify_group_observed(group, keys, tracker, &mut OnProblem(on_problem))
+    }
+
+    /// [`Export::verify_group_with`], telling `observer` what it reads: each
+    /// record's event is seen at its original file and line.
+    pub fn verify_group_observed(
+        &self,
+        group: &Group,
+        keys: &Keys,
+        mut tracker: Option<Tracker<'_>>,
+        observer: &mut impl Observer,
     ) -> Summary {
         let mut verifier = Verifier::new(keys.clone());
         let mut summary = Summary::default();
         let mut seen_files = HashSet::new();
         let mut problems = Vec::new();
+        let mut codes: Vec<&str> = Vec::new();
         for r in &group.records {
             summary.events += 1;
             if seen_files.insert(r.file.as_str()) {
@@ -385,18 +469,31 @@ impl Export {
             }
             let place = |code, detail| r.located(&self.files, code, detail);
             problems.clear();
-            if let Some(event) = &r.event {
-                verifier.check_line(event.as_bytes(), &mut problems);
+            codes.clear();
+            let mut extra: Vec<(&'static str, String)> = Vec::new();
+            let checked = r
+                .event
+                .as_ref()
+                .map(|event| verifier.check_line(event.as_bytes(), &mut problems));
+            if let (Some(Checked::Member { value, head, .. }), Some(t)) =
+                (&checked, tracker.as_mut())
+            {
+                t.member(value, *head, |code, detail| {
+                    extra.push((code, detail.to_owned()));
+                });
             }
+            let mut report = |p: Located<'_>| summary.report(p, &mut |p| observer.problem(p));
             for p in &problems {
                 if !r.redacted.is_empty() && p.code == Code::HashMismatch {
                     let detail = format!(
                         "shipped with secrets replaced ({}): the content is not what was hashed and cannot be checked",
                         r.redacted.join(", ")
                     );
-                    summary.report(r.located(&self.files, REDACTED, &detail), &mut on_problem);
+                    report(r.located(&self.files, REDACTED, &detail));
+                    codes.push(REDACTED);
                 } else {
-                    summary.report(place(p.code.as_str(), &p.detail), &mut on_problem);
+                    report(place(p.code.as_str(), &p.detail));
+                    codes.push(p.code.as_str());
                 }
             }
             for (code, detail) in &r.shipped {
@@ -404,16 +501,41 @@ impl Export {
                     continue;
                 }
                 let detail = format!("shipped with this problem: {detail}");
-                summary.report(r.located(&self.files, code, &detail), &mut on_problem);
+                report(r.located(&self.files, code, &detail));
+                codes.push(code);
             }
             if r.event.is_none() && r.shipped.is_empty() {
                 let detail = "a record with neither an event nor a problem";
-                summary.report(place(NOT_A_RECORD, detail), &mut on_problem);
+                report(place(NOT_A_RECORD, detail));
+                codes.push(NOT_A_RECORD);
+            }
+            for (code, detail) in &extra {
+                report(place(code, detail));
+                codes.push(code);
+            }
+            let (value, member) = match &checked {
+                Some(Checked::Member { value, .. }) => (Some(value), true),
+                Some(Checked::Rejected { value }) => (value.as_ref(), false),
+                _ => (None, false),
+            };
+            if let Some(json::Value::Object(event)) = value {
+                observer.event(&Seen {
+                    file: &r.file,
+                    line: r.line,
+                    event,
+                    member,
+                    codes: &codes,
+                });
             }
         }
         summary.members = verifier.members();
         summary.first = verifier.first();
         summary.last = verifier.head();
+        if let Some(t) = tracker {
+            t.finish(summary.first, summary.last, &mut summary, &mut |p| {
+                observer.problem(p)
+            });
+        }
         summary
     }
 }

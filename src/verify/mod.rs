@@ -12,14 +12,18 @@
 //!
 //! [`audit::Verifier`]: crate::audit::Verifier
 
+pub mod checkpoints;
 pub mod export;
 
-use crate::audit::{Checked, Head, Keys, LongLine, Problem, Verifier};
+use crate::audit::{Checked, Head, Keys, LongLine, Problem, Verifier, json};
 use flate2::read::MultiGzDecoder;
+use sha2::{Digest as _, Sha256};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 /// Lines longer than this are not held whole: they are checked while they stream
 /// past ([`crate::audit::LongLine`]), so memory stays bounded.
@@ -56,37 +60,45 @@ pub struct Inputs {
     /// Files whose first line is a shipped record (it has `_auditship`): verified
     /// together as one export ([`export`]).
     pub exports: Vec<StreamFile>,
+    /// Archive manifests found: a directory holding [`MANIFEST`] is an archive
+    /// directory, whose manifest is listed here and whose tree holds the streams of
+    /// its archives.
+    pub manifests: Vec<PathBuf>,
 }
+
+/// The file that makes a directory an archive directory (docs/ARCHIVE.md).
+pub const MANIFEST: &str = crate::archive::manifest::FILE_NAME;
+
+/// How deep below a path given the walk looks for stream directories (the archive
+/// directory's `home/<user>/.claude/audit` is four levels down).
+const MAX_WALK_DEPTH: usize = 6;
 
 /// True for the file names a stream directory contributes: `*.jsonl` and `*.jsonl.gz`.
 pub fn is_stream_file(name: &str) -> bool {
     name.ends_with(".jsonl") || name.ends_with(".jsonl.gz")
 }
 
-/// Groups command-line paths into streams: each directory is a stream of its own
-/// `*.jsonl` and `*.jsonl.gz` files in name order; all plain files given form one
-/// stream in the order given. A file (or a directory whose first file) holding
-/// shipped records goes to the export instead. A path that does not exist is an
-/// error.
+/// Groups command-line paths into streams: each directory with `*.jsonl` or
+/// `*.jsonl.gz` files is a stream of its own files in name order; a directory
+/// without such files is a tree, walked (without following symbolic links, at most
+/// [`MAX_WALK_DEPTH`] levels down) for the stream directories below it, as the
+/// sealer's directory of users or an archive directory holds them; all plain files
+/// given form one stream in the order given. A file (or a directory whose first file)
+/// holding shipped records goes to the export instead, and a directory holding an
+/// archive manifest gives its manifest. A path that does not exist is an error; a
+/// directory in which nothing is found is a stream without files (`no_events`).
 pub fn inputs_from_args(paths: &[PathBuf]) -> io::Result<Inputs> {
     let mut inputs = Inputs::default();
     let mut loose = Vec::new();
     for p in paths {
         let meta = std::fs::metadata(p).map_err(|e| with_path(e, p))?;
         if meta.is_dir() {
-            let files = dir_files(p)?;
-            match files.first() {
-                Some(first) if export::is_export(&first.path)? => {
-                    inputs.exports.extend(files.into_iter().map(|f| StreamFile {
-                        name: f.path.display().to_string(),
-                        path: f.path,
-                    }));
-                }
-                _ => inputs.streams.push(Stream {
+            if !classify_dir(p, 0, &mut inputs)? {
+                inputs.streams.push(Stream {
                     label: p.display().to_string(),
                     dir: true,
-                    files,
-                }),
+                    files: Vec::new(),
+                });
             }
         } else {
             let file = StreamFile {
@@ -116,6 +128,57 @@ pub fn inputs_from_args(paths: &[PathBuf]) -> io::Result<Inputs> {
         );
     }
     Ok(inputs)
+}
+
+/// Sorts one directory into `inputs`: an archive directory (its manifest, then its
+/// tree), a stream or an export (its files), or a tree to walk. Returns whether
+/// anything was found.
+fn classify_dir(dir: &Path, depth: usize, inputs: &mut Inputs) -> io::Result<bool> {
+    let manifest = dir.join(MANIFEST);
+    if std::fs::symlink_metadata(&manifest).is_ok_and(|m| m.is_file()) {
+        inputs.manifests.push(manifest);
+        walk_subdirs(dir, depth, inputs)?;
+        return Ok(true);
+    }
+    let files = dir_files(dir)?;
+    match files.first() {
+        None => walk_subdirs(dir, depth, inputs),
+        Some(first) if export::is_export(&first.path)? => {
+            inputs.exports.extend(files.into_iter().map(|f| StreamFile {
+                name: f.path.display().to_string(),
+                path: f.path,
+            }));
+            Ok(true)
+        }
+        Some(_) => {
+            inputs.streams.push(Stream {
+                label: dir.display().to_string(),
+                dir: true,
+                files,
+            });
+            Ok(true)
+        }
+    }
+}
+
+/// Classifies the subdirectories of `dir` in name order, symbolic links left alone.
+fn walk_subdirs(dir: &Path, depth: usize, inputs: &mut Inputs) -> io::Result<bool> {
+    if depth >= MAX_WALK_DEPTH {
+        return Ok(false);
+    }
+    let mut subdirs = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| with_path(e, dir))? {
+        let entry = entry.map_err(|e| with_path(e, dir))?;
+        if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            subdirs.push(entry.path());
+        }
+    }
+    subdirs.sort();
+    let mut found = false;
+    for sub in subdirs {
+        found |= classify_dir(&sub, depth + 1, inputs)?;
+    }
+    Ok(found)
 }
 
 /// Joins streams into one: every file in name order (a `.gz` sorts as its plain
@@ -156,7 +219,10 @@ pub fn dir_files(dir: &Path) -> io::Result<Vec<StreamFile>> {
         let Ok(name) = entry.file_name().into_string() else {
             continue;
         };
-        if is_stream_file(&name) && entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
+        if is_stream_file(&name)
+            && name != MANIFEST
+            && entry.file_type().map(|t| t.is_file()).unwrap_or(false)
+        {
             files.push(StreamFile {
                 path: entry.path(),
                 name,
@@ -220,6 +286,8 @@ pub struct Summary {
     /// An unterminated last line of the stream's last file: not yet complete, so not
     /// verified (a producer may still be writing it). `(file, line, bytes)`.
     pub pending: Option<(String, u64, u64)>,
+    /// What its signed checkpoints showed, when public keys were given.
+    pub checkpoints: Option<checkpoints::CheckpointSummary>,
 }
 
 impl Summary {
@@ -231,7 +299,7 @@ impl Summary {
     }
 
     /// Reports [`NO_EVENTS`] when nothing was checked.
-    fn require_events(&mut self, label: &str, on_problem: &mut impl FnMut(Located<'_>)) {
+    pub(crate) fn require_events(&mut self, label: &str, on_problem: &mut impl FnMut(Located<'_>)) {
         if self.events > 0 {
             return;
         }
@@ -268,17 +336,94 @@ fn is_gzip_damage(file: &Path, e: &io::Error) -> bool {
 pub fn verify_stream(
     stream: &Stream,
     keys: &Keys,
-    mut on_problem: impl FnMut(Located<'_>),
+    on_problem: impl FnMut(Located<'_>),
+) -> io::Result<Summary> {
+    verify_stream_with(stream, keys, None, on_problem)
+}
+
+/// [`verify_stream`], checking signed checkpoints too when `tracker` is given.
+pub fn verify_stream_with(
+    stream: &Stream,
+    keys: &Keys,
+    tracker: Option<checkpoints::Tracker<'_>>,
+    on_problem: impl FnMut(Located<'_>),
+) -> io::Result<Summary> {
+    verify_stream_observed(stream, keys, tracker, &mut OnProblem(on_problem))
+}
+
+/// What a walk over a stream tells as it goes, besides its [`Summary`]: every
+/// problem in order, and, for readers that want them, every event read and every
+/// file's digest. One walk serves both the integrity check and whatever else is
+/// computed from the events (`auditship report`), so no file is read twice.
+pub trait Observer {
+    /// A problem, in the order found.
+    fn problem(&mut self, p: Located<'_>);
+    /// A line that is a JSON object: a chain member, or a line the schema (or
+    /// canonical form) rejected. Called after the line's problems.
+    fn event(&mut self, _seen: &Seen<'_, '_>) {}
+    /// True to have each file's bytes on disk digested as they are read.
+    fn digests(&self) -> bool {
+        false
+    }
+    /// A file read to its end, with the digest of its bytes on disk (only when
+    /// [`Observer::digests`] is true).
+    fn file_read(&mut self, _path: &Path, _digest: &FileDigest) {}
+}
+
+/// An [`Observer`] of problems only.
+pub struct OnProblem<F>(pub F);
+
+impl<F: FnMut(Located<'_>)> Observer for OnProblem<F> {
+    fn problem(&mut self, p: Located<'_>) {
+        (self.0)(p)
+    }
+}
+
+/// One event as the walk read it.
+#[derive(Debug, Clone, Copy)]
+pub struct Seen<'a, 'v> {
+    /// The file's name as problems are reported (in an export: the original file).
+    pub file: &'a str,
+    pub line: u64,
+    pub event: &'a json::Object<'v>,
+    /// True when the line joined the chain.
+    pub member: bool,
+    /// The codes of the problems found on this line, in report order.
+    pub codes: &'a [&'a str],
+}
+
+/// The SHA-256 and length of a file's bytes as they are on disk (a `.gz` file's
+/// compressed bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileDigest {
+    pub bytes: u64,
+    pub sha256: [u8; 32],
+}
+
+/// [`verify_stream_with`], telling `observer` what it reads.
+pub fn verify_stream_observed(
+    stream: &Stream,
+    keys: &Keys,
+    mut tracker: Option<checkpoints::Tracker<'_>>,
+    observer: &mut impl Observer,
 ) -> io::Result<Summary> {
     let mut verifier = Verifier::new(keys.clone());
     let mut summary = Summary::default();
     let mut buf = Vec::with_capacity(64 * 1024);
     let mut problems = Vec::new();
+    // Problems of the checkpoint a line carries: (code, detail).
+    let mut extra: Vec<(&'static str, String)> = Vec::new();
+    let mut codes: Vec<&'static str> = Vec::new();
     let last_index = stream.files.len().saturating_sub(1);
     let mut long = None;
     for (index, file) in stream.files.iter().enumerate() {
         summary.files.push(file.name.clone());
-        let mut reader = open(&file.path)?;
+        let (mut reader, digesting) = if observer.digests() {
+            let (r, d) = open_digested(&file.path)?;
+            (r, Some(d))
+        } else {
+            (open(&file.path)?, None)
+        };
         let mut line_no = 0u64;
         loop {
             buf.clear();
@@ -296,7 +441,7 @@ pub fn verify_stream(
                             detail: &detail,
                             shipped_at: None,
                         },
-                        &mut on_problem,
+                        &mut |p| observer.problem(p),
                     );
                     break;
                 }
@@ -311,38 +456,152 @@ pub fn verify_stream(
                 break;
             }
             problems.clear();
-            let checked = match long.take().map(LongLine::finish) {
-                Some(scanned) => !matches!(
-                    verifier.check_scanned(&scanned, &mut problems),
-                    Checked::Blank
-                ),
-                None => !matches!(verifier.check_line(&buf, &mut problems), Checked::Blank),
+            extra.clear();
+            let scanned = long.take().map(LongLine::finish);
+            let checked = match &scanned {
+                Some(scanned) => verifier.check_scanned(scanned, &mut problems),
+                None => verifier.check_line(&buf, &mut problems),
             };
-            if checked {
+            if let (Checked::Member { value, head, .. }, Some(t)) = (&checked, tracker.as_mut()) {
+                // A line too long to hold is never a checkpoint event.
+                let value = if scanned.is_some() {
+                    &json::Value::Null
+                } else {
+                    value
+                };
+                t.member(value, *head, |code, detail| {
+                    extra.push((code, detail.to_owned()));
+                });
+            }
+            if !matches!(checked, Checked::Blank) {
                 summary.events += 1;
             }
             for p in &problems {
-                summary.report(Located::of(&file.name, line_no, p), &mut on_problem);
+                summary.report(Located::of(&file.name, line_no, p), &mut |p| {
+                    observer.problem(p)
+                });
             }
+            for (code, detail) in &extra {
+                let at = Located {
+                    file: &file.name,
+                    line: line_no,
+                    code,
+                    detail,
+                    shipped_at: None,
+                };
+                summary.report(at, &mut |p| observer.problem(p));
+            }
+            let (value, member) = match &checked {
+                Checked::Member { value, .. } => (Some(value), true),
+                Checked::Rejected { value } => (value.as_ref(), false),
+                Checked::Blank => (None, false),
+            };
+            if let Some(json::Value::Object(event)) = value {
+                codes.clear();
+                codes.extend(problems.iter().map(|p| p.code.as_str()));
+                codes.extend(extra.iter().map(|(c, _)| *c));
+                observer.event(&Seen {
+                    file: &file.name,
+                    line: line_no,
+                    event,
+                    member,
+                    codes: &codes,
+                });
+            }
+        }
+        drop(reader);
+        if let Some(d) = digesting {
+            let digest = d.finish().map_err(|e| with_path(e, &file.path))?;
+            observer.file_read(&file.path, &digest);
         }
     }
     summary.members = verifier.members();
     summary.first = verifier.first();
     summary.last = verifier.head();
-    summary.require_events(&stream.label, &mut on_problem);
+    if let Some(t) = tracker {
+        t.finish(summary.first, summary.last, &mut summary, &mut |p| {
+            observer.problem(p)
+        });
+    }
+    summary.require_events(&stream.label, &mut |p| observer.problem(p));
     Ok(summary)
 }
 
 /// Opens a stream file, decompressing `.gz` transparently.
 pub fn open(path: &Path) -> io::Result<Box<dyn BufRead>> {
     let file = File::open(path).map_err(|e| with_path(e, path))?;
+    Ok(reader(path, file))
+}
+
+/// [`open`], digesting the file's bytes on disk as they are read: [`Digesting::finish`]
+/// reads what is left unread and gives the digest of the whole file.
+pub fn open_digested(path: &Path) -> io::Result<(Box<dyn BufRead>, Digesting)> {
+    let file = File::open(path).map_err(|e| with_path(e, path))?;
+    let state = Rc::new(RefCell::new(TeeState {
+        file,
+        hasher: Sha256::new(),
+        bytes: 0,
+    }));
+    Ok((reader(path, Tee(Rc::clone(&state))), Digesting(state)))
+}
+
+fn reader(path: &Path, raw: impl Read + 'static) -> Box<dyn BufRead> {
     if path.extension().is_some_and(|e| e == "gz") {
-        Ok(Box::new(BufReader::with_capacity(
+        Box::new(BufReader::with_capacity(
             256 * 1024,
-            MultiGzDecoder::new(BufReader::with_capacity(64 * 1024, file)),
-        )))
+            MultiGzDecoder::new(BufReader::with_capacity(64 * 1024, raw)),
+        ))
     } else {
-        Ok(Box::new(BufReader::with_capacity(256 * 1024, file)))
+        Box::new(BufReader::with_capacity(256 * 1024, raw))
+    }
+}
+
+struct TeeState {
+    file: File,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl TeeState {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// A file's bytes on their way to the reader, digested.
+struct Tee(Rc<RefCell<TeeState>>);
+
+impl Read for Tee {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.borrow_mut().read(buf)
+    }
+}
+
+/// The digest of a file opened with [`open_digested`].
+pub struct Digesting(Rc<RefCell<TeeState>>);
+
+impl Digesting {
+    /// Reads the rest of the file (a reader may stop early: a damaged `.gz`, an
+    /// unfinished last line) and returns the digest of all its bytes.
+    pub fn finish(self) -> io::Result<FileDigest> {
+        let mut state = self.0.borrow_mut();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match state.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let hasher = std::mem::take(&mut state.hasher);
+        Ok(FileDigest {
+            bytes: state.bytes,
+            sha256: hasher.finalize().into(),
+        })
     }
 }
 

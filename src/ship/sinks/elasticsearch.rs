@@ -15,6 +15,9 @@ use crate::config::daemon::{Compression, EsAuth, SinkConfig, SinkKind};
 use serde::Deserialize;
 use std::time::Duration;
 
+/// Cloned for each request in flight: clones share the HTTP client (and its
+/// connections).
+#[derive(Clone)]
 pub struct EsSink {
     name: String,
     client: reqwest::Client,

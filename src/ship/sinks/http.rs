@@ -7,6 +7,9 @@ use super::super::shape::{self, Shape};
 use crate::config::daemon::{Compression, HttpFormat, Secret, SinkConfig, SinkKind};
 use std::time::Duration;
 
+/// Cloned for each request in flight: clones share the HTTP client (and its
+/// connections).
+#[derive(Clone)]
 pub struct HttpSink {
     name: String,
     client: reqwest::Client,

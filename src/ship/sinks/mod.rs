@@ -58,6 +58,20 @@ impl Sink {
         }
     }
 
+    /// Another handle on this sink for a request sent while others are out: for the
+    /// HTTP protocols, whose requests are independent (clones share the client and
+    /// its connections; a Splunk clone its channel). `None` for syslog and file,
+    /// which write one ordered stream and so send one request at a time.
+    pub fn another(&self) -> Option<Sink> {
+        match self {
+            Sink::Http(s) => Some(Sink::Http(s.clone())),
+            Sink::SplunkHec(s) => Some(Sink::SplunkHec(s.clone())),
+            Sink::Elasticsearch(s) => Some(Sink::Elasticsearch(s.clone())),
+            Sink::Otlp(s) => Some(Sink::Otlp(s.clone())),
+            Sink::Syslog(_) | Sink::File(_) => None,
+        }
+    }
+
     /// For a sink whose protocol has no acknowledgement (syslog): where the stream
     /// stands after the last successful send. `ship` confirms it later with
     /// [`Sink::confirm`] before moving the cursor. `None` for every other sink: a

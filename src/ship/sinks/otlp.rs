@@ -5,7 +5,10 @@
 //! from the event's timestamp, `observedTimeUnixNano` from when it was read, a
 //! severity (INFO; WARN for `failure` and `denied`; ERROR when the integrity check
 //! found a problem), the shipped record as the string body, and the event's key
-//! fields as attributes, `auditship.id` among them.
+//! fields as attributes, `auditship.id` among them. The keys that join an event to
+//! Claude Code's own telemetry carry Claude Code's attribute names: `session.id`,
+//! `prompt.id`, `tool_use_id`. The enterprise identity is `enduser.id` (OpenTelemetry's
+//! name for it), never `user.id`, which Claude Code uses for its anonymous install id.
 //!
 //! Answers, as the OTLP specification has them: 2xx is delivered; 429, 502, 503 and
 //! 504 are retried, honouring `Retry-After`; every other status is not retryable and
@@ -23,6 +26,9 @@ use serde::Deserialize;
 use std::io::Write;
 use std::time::Duration;
 
+/// Cloned for each request in flight: clones share the HTTP client (and its
+/// connections).
+#[derive(Clone)]
 pub struct OtlpSink {
     name: String,
     client: reqwest::Client,
@@ -215,8 +221,10 @@ fn log_record(head: &Head<'_>, line: &[u8], out: &mut Vec<u8>) {
         ("auditship.action", head.action.as_deref()),
         ("auditship.outcome", head.outcome.as_deref()),
         ("auditship.resource", head.resource.as_deref()),
-        ("user.id", head.user_id.as_deref()),
+        ("enduser.id", head.user_id.as_deref()),
         ("session.id", head.session_id.as_deref()),
+        ("prompt.id", head.prompt_id.as_deref()),
+        ("tool_use_id", head.tool_use_id.as_deref()),
         ("host.name", head.host.as_deref()),
         ("auditship.source", head.meta.source.as_deref()),
     ];
@@ -263,7 +271,7 @@ mod tests {
             compression: Compression::None,
             timeout: Duration::from_secs(1),
         };
-        let rec = r#"{"action":"file_read","host":"devbox","outcome":"denied","seq":3,"session_id":"s1","timestamp":"1970-01-01T00:00:01.5Z","user_id":"dev@example.com","_auditship":{"v":1,"id":"abc","source":"claude","host":"agent","received_at":"1970-01-01T00:00:02Z","integrity":{"ok":true,"problems":[]}}}"#;
+        let rec = r#"{"action":"file_read","host":"devbox","metadata":{"prompt_id":"p1","tool_use_id":"toolu_1"},"outcome":"denied","seq":3,"session_id":"s1","timestamp":"1970-01-01T00:00:01.5Z","user_id":"dev@example.com","_auditship":{"v":1,"id":"abc","source":"claude","host":"agent","received_at":"1970-01-01T00:00:02Z","integrity":{"ok":true,"problems":[]}}}"#;
         let got: serde_json::Value =
             serde_json::from_slice(&s.encode(format!("{rec}\n").as_bytes())).unwrap();
         let want = serde_json::json!({"resourceLogs":[{
@@ -279,8 +287,10 @@ mod tests {
                     {"key":"auditship.id","value":{"stringValue":"abc"}},
                     {"key":"auditship.action","value":{"stringValue":"file_read"}},
                     {"key":"auditship.outcome","value":{"stringValue":"denied"}},
-                    {"key":"user.id","value":{"stringValue":"dev@example.com"}},
+                    {"key":"enduser.id","value":{"stringValue":"dev@example.com"}},
                     {"key":"session.id","value":{"stringValue":"s1"}},
+                    {"key":"prompt.id","value":{"stringValue":"p1"}},
+                    {"key":"tool_use_id","value":{"stringValue":"toolu_1"}},
                     {"key":"host.name","value":{"stringValue":"devbox"}},
                     {"key":"auditship.source","value":{"stringValue":"claude"}},
                     {"key":"auditship.seq","value":{"intValue":"3"}},

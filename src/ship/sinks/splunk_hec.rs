@@ -23,6 +23,9 @@ use serde::Deserialize;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+/// Cloned for each request in flight: clones share the HTTP client (and its
+/// connections).
+#[derive(Clone)]
 pub struct HecSink {
     name: String,
     client: reqwest::Client,
@@ -39,7 +42,8 @@ pub struct HecSink {
     /// This run's channel: a fresh GUID per start, so ack ids never collide with an
     /// earlier run's.
     channel: String,
-    warned_no_ack: bool,
+    /// Shared by the clones: the warning is logged once.
+    warned_no_ack: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -84,7 +88,7 @@ impl HecSink {
             compression: cfg.compression,
             timeout: net.request_timeout,
             channel: uuid::Uuid::new_v4().to_string(),
-            warned_no_ack: false,
+            warned_no_ack: Default::default(),
         }
     }
 
@@ -160,8 +164,10 @@ impl HecSink {
         match reply.ack_id {
             Some(id) => self.await_ack(id).await,
             None => {
-                if !self.warned_no_ack {
-                    self.warned_no_ack = true;
+                if !self
+                    .warned_no_ack
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
                     tracing::warn!(sink = %self.name, "HEC answered without an ackId: indexer acknowledgement is off for this token; delivery counts at HTTP 200");
                 }
                 Verdict::Success
@@ -280,6 +286,7 @@ mod tests {
             max_events: 10,
             max_bytes: 1 << 20,
             max_wait: Duration::ZERO,
+            max_in_flight: 1,
             retry_initial: Duration::from_millis(1),
             retry_max_delay: Duration::from_millis(1),
         };

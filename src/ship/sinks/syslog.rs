@@ -388,6 +388,7 @@ mod tests {
             max_events: 10,
             max_bytes: 1 << 20,
             max_wait: Duration::ZERO,
+            max_in_flight: 1,
             retry_initial: Duration::from_millis(1),
             retry_max_delay: Duration::from_millis(1),
         };
