@@ -2,7 +2,8 @@
 # CI: runs the installed auditship.service under a real systemd with all of its
 # hardening (user auditship, CAP_DAC_READ_SEARCH only, read-only /home, syscall
 # filter, ...) and proves that it reads another user's private audit file, ships its
-# events, survives a reload and stops cleanly, with the sandbox actually in force.
+# events, survives a reload, seals another user's call in sealed mode and stops
+# cleanly, with the sandbox actually in force.
 #
 # Where systemd is PID 1, the host's systemd runs it. Elsewhere (a container), the
 # host's file system is booted as a throwaway systemd-nspawn container: an overlay
@@ -46,7 +47,7 @@ cleanup() {
   fi
   if [ "$mode" = host ]; then
     systemctl stop auditship.service 2>/dev/null
-    rm -rf "$dropin_dir" "$home"
+    rm -rf "$dropin_dir" "$home" /etc/auditship/conf.d/ci-sealer.toml /etc/auditship/ci-client.toml
     systemctl daemon-reload
   else
     umount "$work/root" 2>/dev/null
@@ -158,6 +159,37 @@ fi
 sctl reload auditship.service
 sleep 1
 [ "$(sctl show -p ActiveState --value auditship.service)" = active ] || fail "not active after reload"
+
+# Sealed mode, turned on by a reload: the unit's runtime directory holds the socket,
+# the service makes its key and a private stream for uid $owner, whose `record`
+# (through setpriv) is recorded with the kernel's identity.
+mkdir -p "$root/etc/auditship/conf.d"
+printf '[sealer]\n' >"$root/etc/auditship/conf.d/ci-sealer.toml"
+printf '[record]\nsocket = "/run/auditship/record.sock"\non_error = "block"\n' \
+  >"$root/etc/auditship/ci-client.toml"
+chmod 0644 "$root/etc/auditship/conf.d/ci-sealer.toml" "$root/etc/auditship/ci-client.toml"
+sctl reload auditship.service
+for _ in $(seq 30); do
+  inside test -S /run/auditship/record.sock && break
+  sleep 0.5
+done
+inside test -S /run/auditship/record.sock || fail "no sealer socket after the reload"
+printf '{"hook_event_name":"PreToolUse","session_id":"%s","tool_name":"Bash","tool_input":{"command":"ls"},"user_id":"root"}' "$marker" |
+  inside setpriv --reuid="$owner" --regid="$owner" --clear-groups env HOME=/nonexistent \
+    /usr/bin/auditship record --config /etc/auditship/ci-client.toml ||
+  fail "record as uid $owner was not sealed: $(inside journalctl -u auditship.service --no-pager -o cat | tail -5)"
+stream=/var/lib/auditship/sealed/uid-$owner
+sealed=$(inside sh -c "cat $stream/*.jsonl")
+grep -q "\"uid\":$owner" <<<"$sealed" || fail "the sealed event does not name uid $owner: $sealed"
+for f in "$stream" /var/lib/auditship/sealer-hmac.key; do
+  [ "$(inside stat -c %U "$f")" = auditship ] || fail "$f is not the service's"
+done
+[ "$(inside stat -c %a "$stream")" = 700 ] || fail "$stream is not 0700"
+inside sh -c "stat -c %a $stream/*.jsonl" | grep -qx 600 || fail "the sealed file is not 0600"
+inside /usr/bin/auditship verify --key sealer=/var/lib/auditship/sealer-hmac.key "$stream" >/dev/null ||
+  fail "the sealed stream does not verify"
+echo "ci-unit.sh: sealed mode: socket in the runtime directory, uid $owner's call sealed by the service"
+
 sctl stop auditship.service
 result=$(sctl show -p Result --value auditship.service)
 code=$(sctl show -p ExecMainStatus --value auditship.service)
@@ -166,3 +198,9 @@ if [ "$result" != success ] || [ "$code" != 0 ]; then
   fail "stop: result $result, exit status $code"
 fi
 echo "ci-unit.sh: reload and stop clean (result $result, exit status $code)"
+if printf '{"hook_event_name":"PreToolUse","session_id":"x"}' |
+  inside setpriv --reuid="$owner" --regid="$owner" --clear-groups env HOME=/nonexistent \
+    /usr/bin/auditship record --config /etc/auditship/ci-client.toml 2>/dev/null; then
+  fail "record went through with the service stopped and on_error = block"
+fi
+echo "ci-unit.sh: with the service stopped, a sealed PreToolUse fails closed"

@@ -21,6 +21,11 @@ use std::process::ExitCode;
 /// errors included, by what the hook event honours: exit 2 (PreToolUse,
 /// UserPromptSubmit and the other events whose exit 2 blocks something), a deny
 /// decision on stdout for PermissionRequest, exit 1 where nothing can be blocked.
+///
+/// Sealed mode ([record] socket): the call goes to the daemon's sealer, which records
+/// it as the caller the kernel names, and `record` exits once it is durable. When the
+/// sealer cannot be reached, on_error decides: "block" fails closed as above, "allow"
+/// appends to the user's own stream, marked metadata.sealed = false.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:

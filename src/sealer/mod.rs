@@ -28,6 +28,7 @@ pub mod setup;
 pub mod streams;
 
 use crate::audit::Keys;
+use crate::audit::checkpoint::SigningKey;
 use crate::config::Config;
 use crate::config::sealer::{Limits, SealerConfig};
 use crate::record::{self, Caller, Input};
@@ -54,6 +55,8 @@ const DIGEST_PREFIX: usize = 64 * 1024;
 const CHUNK: usize = 64 * 1024;
 /// Room made for a held payload before each read, at least.
 const MIN_SPARE: usize = 4 * 1024;
+/// Payloads up to this size are mapped on the async worker that read them.
+const INLINE_MAPPING: usize = 16 * 1024;
 /// How long writing an answer may take.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -88,6 +91,40 @@ struct Shared {
     /// Payload bytes held in memory by all requests.
     buffered: Arc<AtomicU64>,
     stats: Arc<Stats>,
+    /// Login names by uid, looked up at most once a minute each.
+    names: std::sync::Mutex<std::collections::HashMap<u32, (String, Instant)>>,
+}
+
+/// How long a uid's name is taken from [`Shared::names`].
+const NAME_TTL: Duration = Duration::from_secs(60);
+
+impl Shared {
+    /// The peer with these credentials, named from the user database (off the
+    /// async workers, and only once a minute per uid: a flood of connections from
+    /// one user costs one lookup).
+    async fn peer(&self, c: peer::Credentials) -> Result<peer::Peer, String> {
+        let cached = {
+            let names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+            names
+                .get(&c.uid)
+                .filter(|(_, at)| at.elapsed() < NAME_TTL)
+                .map(|(name, _)| name.clone())
+        };
+        if let Some(user) = cached {
+            return Ok(peer::Peer {
+                uid: c.uid,
+                gid: c.gid,
+                pid: c.pid,
+                user,
+            });
+        }
+        let p = tokio::task::spawn_blocking(move || c.named())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        names.insert(p.uid, (p.user.clone(), Instant::now()));
+        Ok(p)
+    }
 }
 
 /// Counts since the sealer started; each request counts once.
@@ -150,53 +187,21 @@ impl Sealer {
     /// socket and starts serving. `config` is what the mapping runs on (`[record]`,
     /// `[redact]`, `[compliance]`).
     pub async fn start(cfg: &SealerConfig, config: Arc<Config>) -> Result<Sealer, SealerError> {
-        let (dir, kid, key_file, loaded, signing_key_file) = (
-            cfg.dir.clone(),
-            cfg.hmac_kid.clone(),
-            cfg.hmac_key_file.clone(),
-            cfg.hmac_key.clone(),
-            cfg.signing_key_file.clone(),
-        );
-        let (keys, streams, signing_key) = tokio::task::spawn_blocking(move || {
-            setup::private_dir(&dir).map_err(|e| SealerError::Dir(dir.clone(), e))?;
-            let keys = match loaded {
-                Some(k) => k,
-                None => setup::hmac_key(&kid, &key_file)
-                    .map_err(|e| SealerError::Key(key_file.clone(), e))?,
-            };
-            let signing_key =
-                setup::signing_key(&signing_key_file).map_err(SealerError::SigningKey)?;
-            let streams = Streams::open(&dir, &kid, &keys)?;
-            Ok::<_, SealerError>((keys, streams, signing_key))
-        })
-        .await
-        .map_err(|e| SealerError::Start(e.to_string()))??;
+        let (keys, streams, signing_key) = prepare(cfg).await?;
         let streams = Arc::new(streams);
-        let listen = cfg.listen.clone();
-        let bound = setup::bind(&listen)
-            .and_then(|l| {
-                l.set_nonblocking(true)?;
-                Ok(l)
-            })
-            .and_then(tokio::net::UnixListener::from_std);
-        let listener = match bound {
-            Ok(l) => l,
+        let (listener, socket_id) = match bind(&cfg.listen) {
+            Ok(bound) => bound,
             Err(e) => {
                 streams.close().await;
-                return Err(SealerError::Socket(listen, e));
+                return Err(SealerError::Socket(cfg.listen.clone(), e));
             }
-        };
-        let socket_id = {
-            use std::os::unix::fs::MetadataExt;
-            std::fs::symlink_metadata(&listen)
-                .map(|m| (m.dev(), m.ino()))
-                .unwrap_or_default()
         };
         let shared = Arc::new(Shared {
             settings: RwLock::new(Arc::new(Settings::of(cfg, config))),
             streams,
             buffered: Arc::new(AtomicU64::new(0)),
             stats: Arc::new(Stats::default()),
+            names: Default::default(),
         });
         let checkpointer = Arc::new(tokio::sync::Mutex::new(Checkpointer::new(signing_key)));
         let ticker_stop = CancellationToken::new();
@@ -318,6 +323,41 @@ impl Sealer {
     }
 }
 
+/// The sealed directory made private, the HMAC and signing keys read or created,
+/// the streams opened.
+async fn prepare(cfg: &SealerConfig) -> Result<(Keys, Streams, SigningKey), SealerError> {
+    let (dir, kid, key_file, loaded, signing_key_file) = (
+        cfg.dir.clone(),
+        cfg.hmac_kid.clone(),
+        cfg.hmac_key_file.clone(),
+        cfg.hmac_key.clone(),
+        cfg.signing_key_file.clone(),
+    );
+    tokio::task::spawn_blocking(move || {
+        setup::private_dir(&dir).map_err(|e| SealerError::Dir(dir.clone(), e))?;
+        let keys = match loaded {
+            Some(k) => k,
+            None => setup::hmac_key(&kid, &key_file)
+                .map_err(|e| SealerError::Key(key_file.clone(), e))?,
+        };
+        let signing_key = setup::signing_key(&signing_key_file).map_err(SealerError::SigningKey)?;
+        let streams = Streams::open(&dir, &kid, &keys)?;
+        Ok((keys, streams, signing_key))
+    })
+    .await
+    .map_err(|e| SealerError::Start(e.to_string()))?
+}
+
+/// The listening socket, and the device and inode of its file.
+fn bind(path: &std::path::Path) -> std::io::Result<(tokio::net::UnixListener, (u64, u64))> {
+    use std::os::unix::fs::MetadataExt;
+    let listener = setup::bind(path)?;
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::UnixListener::from_std(listener)?;
+    let meta = std::fs::symlink_metadata(path)?;
+    Ok((listener, (meta.dev(), meta.ino())))
+}
+
 /// The `user_id` of a stream's own events: its user's identity as the settings in
 /// force map it.
 fn stream_user_id(shared: Arc<Shared>) -> impl Fn(&str) -> String + Send + Sync + 'static {
@@ -395,9 +435,7 @@ async fn serve(conn: UnixStream, shared: &Shared) {
         .unwrap_or_else(|e| e.into_inner())
         .clone();
     let peer = match peer::credentials(&conn) {
-        Ok(c) => tokio::task::spawn_blocking(move || c.named())
-            .await
-            .map_err(|e| e.to_string()),
+        Ok(c) => shared.peer(c).await,
         Err(e) => Err(e.to_string()),
     };
     let (conn, answer) = match peer {
@@ -705,35 +743,17 @@ async fn seal(
     let caller = caller_of(peer, &header, settings);
     let (timestamp, date) = record::utc_now();
     let config = settings.config.clone();
-    let mapped = tokio::task::spawn_blocking(move || {
-        let event = match &body {
-            Body::Whole { bytes, .. } => match header.kind {
-                Kind::Hook => record::event(&config, Input::Hook(bytes), timestamp, &caller),
-                Kind::Decision => match proto::parse_decision(bytes) {
-                    Ok(d) => record::event(&config, Input::Decision(d), timestamp, &caller),
-                    Err(e) => return Err(e.to_string()),
-                },
-            },
-            Body::Digest {
-                prefix,
-                sha256,
-                bytes,
-                complete,
-                error,
-            } => {
-                let d = record::Digest {
-                    prefix,
-                    sha256: sha256.clone(),
-                    bytes: *bytes,
-                    complete: *complete,
-                    error: error.clone(),
-                };
-                record::event(&config, Input::Digest(d), timestamp, &caller)
-            }
-        };
-        event.map_err(|e| e.to_string())
-    })
-    .await;
+    // A payload of the usual size maps in well under a millisecond: on this worker,
+    // without a hop to another thread. A larger one maps off the async workers.
+    let small = matches!(&body, Body::Whole { bytes, .. } if bytes.len() <= INLINE_MAPPING);
+    let mapped = if small {
+        Ok(map_request(&config, header.kind, &body, timestamp, &caller))
+    } else {
+        tokio::task::spawn_blocking(move || {
+            map_request(&config, header.kind, &body, timestamp, &caller)
+        })
+        .await
+    };
     let event = match mapped {
         Ok(Ok(e)) => e,
         Ok(Err(error)) => return Answer::Refused { error },
@@ -755,6 +775,38 @@ async fn seal(
             Answer::Refused { error }
         }
     }
+}
+
+/// The event for a request, mapped as `record` maps it, made by `caller`.
+fn map_request(
+    config: &Config,
+    kind: Kind,
+    body: &Body,
+    timestamp: String,
+    caller: &Caller,
+) -> Result<Map<String, Value>, String> {
+    let input = match body {
+        Body::Whole { bytes, .. } => match kind {
+            Kind::Hook => Input::Hook(bytes),
+            Kind::Decision => {
+                Input::Decision(proto::parse_decision(bytes).map_err(|e| e.to_string())?)
+            }
+        },
+        Body::Digest {
+            prefix,
+            sha256,
+            bytes,
+            complete,
+            error,
+        } => Input::Digest(record::Digest {
+            prefix,
+            sha256: sha256.clone(),
+            bytes: *bytes,
+            complete: *complete,
+            error: error.clone(),
+        }),
+    };
+    record::event(config, input, timestamp, caller).map_err(|e| e.to_string())
 }
 
 /// The caller as the kernel names it: `user_id` from `[sealer.identity]`, else the

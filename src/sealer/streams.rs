@@ -1,7 +1,7 @@
 //! The sealed streams: one directory, one chain per user (`<dir>/<user>/`), each
-//! written by one task that commits in groups.
+//! written by one thread that commits in groups.
 //!
-//! A stream's task takes every event waiting for it, chains and seals them (HMAC
+//! A stream's writer thread takes every event waiting for it, chains and seals them (HMAC
 //! with the sealer's key), writes them with one `write` and one `fdatasync`, and
 //! only then answers each caller. A write or sync that fails is cut back
 //! (`ftruncate`, [`writer::append_whole`]) and every event of the group is refused:
@@ -31,7 +31,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OnceCell, mpsc, oneshot};
-use tokio_util::task::TaskTracker;
 
 /// Events chained, written and synced together at most.
 const MAX_GROUP: usize = 512;
@@ -90,7 +89,7 @@ pub struct Streams {
     open: Mutex<BTreeMap<String, Arc<OnceCell<Stream>>>>,
     /// Commits so far, over all streams: the clock of [`Mark`]s.
     commits: Arc<AtomicU64>,
-    tasks: TaskTracker,
+    threads: Threads,
     closed: std::sync::atomic::AtomicBool,
     /// Told when a stream directory is made, so the reader looks at once.
     new_stream: Mutex<Option<NewStream>>,
@@ -98,7 +97,7 @@ pub struct Streams {
 
 type NewStream = Box<dyn Fn() + Send + Sync>;
 
-/// An open stream: its writer task's queue and its head.
+/// An open stream: its writer thread's queue and its head.
 struct Stream {
     tx: mpsc::Sender<Job>,
     head: Arc<Mutex<StreamHead>>,
@@ -119,15 +118,14 @@ impl Streams {
     /// The streams under `dir` (an existing private directory), sealed with the key
     /// `kid` of `keys`. Every stream already there is opened (its head read, its lock
     /// taken), so [`Streams::heads`] names them all from the start; one that cannot be
-    /// opened is logged and tried again at its next event. Call from a blocking
-    /// context inside the runtime.
+    /// opened is logged and tried again at its next event. Blocking: file work.
     pub fn open(dir: &Path, kid: &str, keys: &Keys) -> Result<Streams, StreamError> {
         let streams = Streams {
             dir: dir.to_path_buf(),
             signer: Arc::new((kid.to_string(), keys.clone())),
             open: Mutex::new(BTreeMap::new()),
             commits: Arc::new(AtomicU64::new(0)),
-            tasks: TaskTracker::new(),
+            threads: Threads::default(),
             closed: std::sync::atomic::AtomicBool::new(false),
             new_stream: Mutex::new(None),
         };
@@ -264,7 +262,7 @@ impl Streams {
         Mark(self.commits.load(Ordering::SeqCst))
     }
 
-    /// Lets every stream's task commit what it was given, then waits for them.
+    /// Lets every stream's thread commit what it was given, then waits for them.
     /// Appends after this are refused.
     pub async fn close(&self) {
         {
@@ -272,8 +270,13 @@ impl Streams {
             self.closed.store(true, Ordering::SeqCst);
             map.clear();
         }
-        self.tasks.close();
-        self.tasks.wait().await;
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
     }
 
     /// What opening a stream needs, without borrowing `self` into a blocking task.
@@ -282,7 +285,7 @@ impl Streams {
             dir: self.dir.clone(),
             signer: self.signer.clone(),
             commits: self.commits.clone(),
-            tasks: self.tasks.clone(),
+            threads: self.threads.clone(),
         }
     }
 
@@ -291,13 +294,16 @@ impl Streams {
     }
 }
 
-/// Opens a stream and starts its task.
+/// Opens a stream and starts its writer thread.
 struct Opening {
     dir: PathBuf,
     signer: Arc<(String, Keys)>,
     commits: Arc<AtomicU64>,
-    tasks: TaskTracker,
+    threads: Threads,
 }
+
+/// The streams' writer threads, joined at close.
+type Threads = Arc<Mutex<Vec<std::thread::JoinHandle<()>>>>;
 
 impl Opening {
     fn start(&self, user: &str) -> Result<Stream, StreamError> {
@@ -309,21 +315,33 @@ impl Opening {
             changed: Mark(0),
         }));
         let (tx, rx) = mpsc::channel(QUEUE);
-        self.tasks
-            .spawn(run(writer, rx, head.clone(), self.commits.clone()));
+        let (h, commits) = (head.clone(), self.commits.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!(
+                "auditship-seal-{}",
+                user.chars().take(8).collect::<String>()
+            ))
+            .spawn(move || run(writer, rx, h, commits))
+            .map_err(|e| StreamError::Io {
+                path: self.dir.join(user),
+                source: e,
+            })?;
+        self.threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(thread);
         Ok(Stream { tx, head })
     }
 }
 
-/// A stream's task: takes what waits, commits it as one group, answers.
-async fn run(
-    writer: Writer,
+/// A stream's writer thread: takes what waits, commits it as one group, answers.
+fn run(
+    mut writer: Writer,
     mut rx: mpsc::Receiver<Job>,
     head: Arc<Mutex<StreamHead>>,
     commits: Arc<AtomicU64>,
 ) {
-    let writer = Arc::new(Mutex::new(writer));
-    while let Some(first) = rx.recv().await {
+    while let Some(first) = rx.blocking_recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_GROUP {
             match rx.try_recv() {
@@ -335,30 +353,21 @@ async fn run(
             .into_iter()
             .map(|j| ((j.event, j.date, j.sign), j.reply))
             .unzip();
-        let w = writer.clone();
-        let results = tokio::task::spawn_blocking(move || {
-            w.lock().unwrap_or_else(|e| e.into_inner()).commit(events)
-        })
-        .await;
-        let results = match results {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "a sealed stream's commit failed unexpectedly");
-                let n = replies.len();
-                (0..n)
-                    .map(|_| Err(format!("internal error: {e}")))
-                    .collect()
-            }
-        };
-        let (seq, hash) = {
-            let w = writer.lock().unwrap_or_else(|e| e.into_inner());
-            (w.next_seq.checked_sub(1), w.prev.clone())
-        };
+        let n = events.len();
+        let committed =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| writer.commit(events)));
+        let results = committed.unwrap_or_else(|_| {
+            // The head moves only after a durable write: the stream goes on.
+            tracing::error!(stream = %writer.dir.display(), "a sealed stream's commit panicked");
+            (0..n)
+                .map(|_| Err("internal error (panic)".to_string()))
+                .collect()
+        });
         if results.iter().any(Result::is_ok) {
             let mark = commits.fetch_add(1, Ordering::SeqCst) + 1;
             let mut h = head.lock().unwrap_or_else(|e| e.into_inner());
-            h.seq = seq;
-            h.hash = hash;
+            h.seq = writer.next_seq.checked_sub(1);
+            h.hash = writer.prev.clone();
             h.changed = Mark(mark);
         }
         for (reply, result) in replies.into_iter().zip(results) {
