@@ -11,6 +11,9 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// A request up to this size (header and payload) is sent with one write.
+const ONE_WRITE: usize = 64 * 1024;
+
 /// Where the event went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sealed {
@@ -46,9 +49,16 @@ pub fn send(
     let deadline = Instant::now() + timeout;
     let mut conn = connect(socket, timeout)
         .map_err(|e| ClientError::Unreachable(socket.display().to_string(), e))?;
-    let sent = write_within(&mut conn, &header.encode(), deadline)
-        .and_then(|()| write_within(&mut conn, payload, deadline))
-        .and_then(|()| conn.shutdown(std::net::Shutdown::Write));
+    // One write for the whole request when it is small: the sealer wakes once.
+    let mut request = header.encode();
+    let sent = if payload.len() <= ONE_WRITE {
+        request.extend_from_slice(payload);
+        write_within(&mut conn, &request, deadline)
+    } else {
+        write_within(&mut conn, &request, deadline)
+            .and_then(|()| write_within(&mut conn, payload, deadline))
+    }
+    .and_then(|()| conn.shutdown(std::net::Shutdown::Write));
     // A sealer that refused early closes its end: its answer still says why.
     let answer = read_answer(&mut conn, deadline);
     let line = match (answer, sent) {
