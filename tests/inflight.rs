@@ -12,7 +12,7 @@ use auditship::audit::ZERO_HASH;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -192,13 +192,20 @@ fn answers_out_of_order_move_the_cursor_only_over_the_answered_prefix() {
     let watch = Arc::new(Watch::default());
     let gate = Arc::new(Gate::default());
     let answered_later = Arc::new(AtomicU64::new(0));
-    // The first request waits at the gate (then fails: the daemon that sent it is
-    // gone); every later one is answered at once.
+    // The request holding the first event waits at the gate (then fails: the daemon
+    // that sent it is gone); every other one is answered at once. It is known by its
+    // records, not by the order of arrival: requests sent at once may arrive in any
+    // order.
+    let first_id = ids[0].clone();
+    let held = Arc::new(AtomicBool::new(false));
     let sink = {
         let (w, gate, later) = (watch.clone(), gate.clone(), answered_later.clone());
-        TestSink::with(move |n, records| {
+        TestSink::with(move |_, records| {
             let _out = w.arrive();
-            if n == 0 {
+            let oldest = records
+                .iter()
+                .any(|r| r["_auditship"]["id"].as_str() == Some(first_id.as_str()));
+            if oldest && !held.swap(true, Ordering::SeqCst) {
                 gate.wait();
                 return Reply::Status(503, None);
             }
