@@ -486,7 +486,9 @@ fn hostile_clients_stall_no_one_and_exhaust_nothing() {
 
 #[test]
 fn connections_beyond_the_limit_are_answered_at_once() {
-    let s = Setup::new("max_connections = 2\n", "");
+    // Blocking: a call turned away while the held connections are still being let go
+    // fails, instead of landing unsealed in the caller's own stream.
+    let s = Setup::new("max_connections = 2\n", "on_error = \"block\"\n");
     let daemon = s.start();
     // The start-up probe's connection is let go first.
     std::thread::sleep(Duration::from_millis(300));
