@@ -11,6 +11,7 @@ pub mod config;
 pub mod daemon;
 pub mod install_hooks;
 pub mod keyfile;
+pub mod mcp;
 pub mod otel;
 pub mod queue;
 pub mod record;

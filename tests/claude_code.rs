@@ -67,7 +67,7 @@ fn version_parts(v: &str) -> Vec<u32> {
 }
 
 /// Text no test run shares with another: the clock's nanoseconds and our pid.
-fn nonce() -> String {
+pub(crate) fn nonce() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -395,7 +395,7 @@ fn counts(keys: impl Iterator<Item = HookKey>) -> BTreeMap<HookKey, usize> {
 
 /// Each hook call the witness saw left exactly one event in the trail with the same
 /// event name, session and tool call, and the trail holds nothing else.
-fn assert_every_hook_recorded(witnessed: &[Value], trail: &[Value]) {
+pub(crate) fn assert_every_hook_recorded(witnessed: &[Value], trail: &[Value]) {
     let seen = counts(witnessed.iter().map(payload_key));
     let recorded = counts(trail.iter().map(event_key));
     let missing: Vec<_> = seen
@@ -410,7 +410,7 @@ fn assert_every_hook_recorded(witnessed: &[Value], trail: &[Value]) {
 }
 
 /// Asserts the witness saw each of `required` (event, tool call) at least once.
-fn assert_fired(witnessed: &[Value], required: &[(&str, Option<&str>)]) {
+pub(crate) fn assert_fired(witnessed: &[Value], required: &[(&str, Option<&str>)]) {
     let seen: Vec<(String, Option<String>)> = witnessed
         .iter()
         .map(|p| {
@@ -428,7 +428,7 @@ fn assert_fired(witnessed: &[Value], required: &[(&str, Option<&str>)]) {
 }
 
 /// `auditship verify` and the independent verifier both find the stream intact.
-fn assert_trail_verifies(dir: &Path, events: usize) {
+pub(crate) fn assert_trail_verifies(dir: &Path, events: usize) {
     let (code, doc) = verify_json(&[dir.as_os_str()]);
     assert_eq!(code, 0, "auditship verify: {doc}");
     assert!(triples(&doc).is_empty(), "{doc}");

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const NOBODY: u32 = 65534;
-const KID: &str = "host-2026";
+pub(crate) const NOBODY: u32 = 65534;
+pub(crate) const KID: &str = "host-2026";
 
 fn chmod(p: &Path, mode: u32) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
@@ -35,21 +35,21 @@ fn wait_until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
 }
 
 /// A sealed set-up under one temporary directory every user can enter.
-struct Setup {
+pub(crate) struct Setup {
     t: tempfile::TempDir,
     socket: PathBuf,
-    sealed: PathBuf,
+    pub(crate) sealed: PathBuf,
     key: PathBuf,
     daemon_cfg: PathBuf,
     /// The client's configuration: the socket, and a `user_id` it has no right to.
-    client_cfg: PathBuf,
+    pub(crate) client_cfg: PathBuf,
     /// `nobody`'s home for these tests: theirs, 0700, empty.
-    home: PathBuf,
+    pub(crate) home: PathBuf,
 }
 
 impl Setup {
     /// `sealer` is added to the `[sealer]` table; `record` to the client's `[record]`.
-    fn new(sealer: &str, record: &str) -> Setup {
+    pub(crate) fn new(sealer: &str, record: &str) -> Setup {
         let t = tempdir();
         chmod(t.path(), 0o755);
         let root = t.path();
@@ -103,7 +103,7 @@ impl Setup {
     }
 
     /// Starts the daemon and waits until the sealer answers connections.
-    fn start(&self) -> Daemon {
+    pub(crate) fn start(&self) -> Daemon {
         let d = Daemon::start(self.root(), &self.daemon_cfg);
         wait_until(Duration::from_secs(20), "the sealer's socket", || {
             UnixStream::connect(&self.socket).is_ok()
@@ -144,7 +144,7 @@ impl Setup {
     }
 
     /// `auditship verify --key` on one sealed stream: exit status and stdout.
-    fn verify(&self, user: &str) -> (Option<i32>, String) {
+    pub(crate) fn verify(&self, user: &str) -> (Option<i32>, String) {
         let out = Command::new(bin())
             .arg("verify")
             .arg("--key")
@@ -155,7 +155,7 @@ impl Setup {
         (out.status.code(), text(&out.stdout) + &text(&out.stderr))
     }
 
-    fn events(&self, user: &str) -> Vec<Value> {
+    pub(crate) fn events(&self, user: &str) -> Vec<Value> {
         read_stream(&self.sealed.join(user))
     }
 }

@@ -30,6 +30,7 @@ mod transport_ops;
 
 mod claude_code;
 mod install_hooks;
+mod mcp;
 mod operator_truth;
 mod ops;
 mod otel;

@@ -1,6 +1,6 @@
 //! `auditship install-hooks`: wire Claude Code's hooks to `auditship record`.
 
-use crate::install_hooks::{self as hooks, Scope, Version};
+use crate::install_hooks::{self as hooks, Scope, Version, mcp};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,6 +26,12 @@ use std::process::ExitCode;
 /// configuration the hooks use (--config, or the one the command names), else
 /// http://127.0.0.1:4318/v1/logs. Other variables, metrics
 /// and traces settings among them, are left as they are.
+///
+/// With --mcp, also registers `auditship mcp` (with the same --config as the hooks)
+/// as the MCP server `auditship` where Claude Code reads MCP servers for the scope,
+/// keeping every other server: the model then has the tool
+/// mcp__auditship__record_decision, which writes ai_decision events. A managed-mcp.json
+/// gives the servers it names exclusive control: users' own servers stop loading.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
@@ -34,6 +40,7 @@ Examples:
   sudo auditship install-hooks --scope managed --sealed-socket /run/auditship/record.sock
 
   sudo auditship install-hooks --scope managed --telemetry  # and Claude Code's OTLP logs to the receiver
+  auditship install-hooks --mcp                 # and the model's record_decision tool
   auditship install-hooks --dry-run --claude-version 2.1.90")]
 pub struct Args {
     /// user: ~/.claude/settings.json ($CLAUDE_CONFIG_DIR honoured); managed: /etc/claude-code/managed-settings.json
@@ -69,6 +76,13 @@ pub struct Args {
     /// The same as --telemetry ENDPOINT
     #[arg(long, value_name = "ENDPOINT", conflicts_with = "telemetry")]
     pub telemetry_endpoint: Option<String>,
+
+    /// Also register `auditship mcp` as Claude Code's MCP server `auditship`, so the model can record its decisions (user: ~/.claude.json, $CLAUDE_CONFIG_DIR honoured; managed: /etc/claude-code/managed-mcp.json)
+    #[arg(long)]
+    pub mcp: bool,
+    /// Register the MCP server in this file instead (e.g. a project's .mcp.json)
+    #[arg(long, value_name = "FILE", requires = "mcp")]
+    pub mcp_path: Option<PathBuf>,
 }
 
 /// The drop-in `--sealed-socket` writes, in the `conf.d` next to the hooks'
@@ -96,15 +110,28 @@ fn install(args: Args) -> Result<(), String> {
         ScopeArg::User => Scope::User,
         ScopeArg::Managed => Scope::Managed,
     };
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let config_dir = std::env::var_os("CLAUDE_CONFIG_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
     let path = match (args.path, scope) {
         (Some(p), _) => p,
         (None, Scope::Managed) => PathBuf::from(hooks::MANAGED_SETTINGS_PATH),
         (None, Scope::User) => {
-            let home = std::env::var_os("HOME").ok_or("HOME is not set")?;
-            let config_dir = std::env::var_os("CLAUDE_CONFIG_DIR").filter(|v| !v.is_empty());
-            hooks::user_settings_path(home.as_ref(), config_dir.as_deref().map(AsRef::as_ref))
+            let home = home.as_deref().ok_or("HOME is not set")?;
+            hooks::user_settings_path(home, config_dir.as_deref())
         }
     };
+    let mcp_path = match (args.mcp, args.mcp_path, scope) {
+        (false, _, _) => None,
+        (true, Some(p), _) => Some(p),
+        (true, None, Scope::Managed) => Some(PathBuf::from(mcp::MANAGED_MCP_PATH)),
+        (true, None, Scope::User) => {
+            let home = home.as_deref().ok_or("HOME is not set")?;
+            Some(mcp::user_mcp_path(home, config_dir.as_deref()))
+        }
+    };
+    let given_command = args.command.clone();
     let command = match args.command {
         Some(c) => c,
         None => {
@@ -177,7 +204,24 @@ fn install(args: Args) -> Result<(), String> {
             c.record.lock_timeout_ms, args.timeout
         );
     }
+    if let Some(mcp_path) = mcp_path {
+        let config = config.or_else(|| hooks::config_of_command(&command));
+        let entry = mcp::server_entry(&mcp_program(given_command.as_deref())?, config.as_deref());
+        mcp::run(scope, &mcp_path, &entry, args.dry_run, &mut out)?;
+    }
     Ok(())
+}
+
+/// The program the MCP server entry runs: the one the hook command runs (`--command
+/// "/opt/auditship record"`), else this binary.
+fn mcp_program(command: Option<&str>) -> Result<String, String> {
+    if let Some(program) = command.and_then(hooks::recorder_path) {
+        return Ok(program);
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("locating this binary: {e}"))?;
+    exe.to_str()
+        .map(str::to_owned)
+        .ok_or_else(|| "the path of this binary is not UTF-8".to_string())
 }
 
 /// Writes the sealed client's drop-in next to `config`: `[record] socket`. Prints

@@ -7,6 +7,7 @@ pub mod completions;
 pub mod dead_letter;
 pub mod install_hooks;
 pub mod man;
+pub mod mcp;
 pub mod record;
 pub mod report;
 pub mod run;
@@ -25,6 +26,7 @@ use std::process::ExitCode;
 Typical use:
   auditship run                           ship ~/.claude/audit (embedded default, no config needed)
   auditship install-hooks                 wire Claude Code's hooks to `auditship record`
+  auditship install-hooks --mcp           and let the model record its decisions (`auditship mcp`)
   auditship verify ~/.claude/audit        prove a stream intact (exit 1 on any problem)
   auditship report --out r.html /home/*/.claude/audit   the auditor's report of a period
   auditship dead-letter list              what sinks rejected for good, and why
@@ -49,6 +51,7 @@ pub enum Command {
     Verify(verify::Args),
     Report(report::Args),
     InstallHooks(install_hooks::Args),
+    Mcp(mcp::Args),
     DeadLetter(dead_letter::Args),
     Archive(archive::Args),
     Status(status::Args),
@@ -77,6 +80,7 @@ pub fn main() -> ExitCode {
         Command::Verify(args) => verify::run(args),
         Command::Report(args) => report::run(args),
         Command::InstallHooks(args) => install_hooks::run(args),
+        Command::Mcp(args) => mcp::run(args),
         Command::DeadLetter(args) => dead_letter::run(args),
         Command::Archive(args) => archive::run(args),
         Command::Status(args) => status::run(args),

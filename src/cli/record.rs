@@ -47,9 +47,10 @@ pub struct Args {
     /// An alternative option that was not chosen (repeatable; with --decision)
     #[arg(long = "alternative", value_name = "TEXT", requires = "decision")]
     pub alternatives: Vec<String>,
-    /// What the decision is about: a path, URL or name (with --decision)
-    #[arg(long, requires = "decision")]
-    pub resource: Option<String>,
+    /// What the decision is about: a path, URL or name (repeatable; the first is the
+    /// event's resource; with --decision)
+    #[arg(long = "resource", value_name = "TEXT", requires = "decision")]
+    pub resources: Vec<String>,
     /// Session id [default: $CLAUDE_SESSION_ID] (with --decision)
     #[arg(long, requires = "decision")]
     pub session_id: Option<String>,
@@ -59,7 +60,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> ExitCode {
-    if let Some(d) = decision(&args)
+    let decision = decision(&args);
+    if let Some(d) = &decision
         && let Err(e) = d.validate()
     {
         // A script's mistake, not a hook call to keep: nothing is recorded, and the
@@ -68,42 +70,75 @@ pub fn run(args: Args) -> ExitCode {
         return ExitCode::from(2);
     }
     let mut stdin = Vec::new();
-    let read = match args.decision {
+    let read = match decision {
         Some(_) => Ok(()),
         None => std::io::stdin().lock().read_to_end(&mut stdin).map(|_| ()),
     };
-    let flag = args.config.config.clone();
-    let is_hook = args.decision.is_none();
-    let outcome =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| attempt(args, read, &stdin)))
-            .unwrap_or_else(|_| {
-                // A bug must not let the call through unrecorded when the configuration
-                // asks to block: report what can be reported and fail closed.
-                let defaults = defaults(flag.as_deref());
-                if let Some(d) = &defaults {
-                    record::report_failure(
-                        d,
-                        "internal error (panic); the event was not written",
-                        None,
-                    );
-                }
-                Outcome::Failed(
-                    config::salvage::on_error(flag.as_deref()).unwrap_or(OnError::Allow),
-                )
-            });
-    match outcome {
-        Outcome::Recorded => ExitCode::SUCCESS,
+    let flag = args.config.config.as_deref();
+    let is_hook = decision.is_none();
+    let input = match decision {
+        Some(d) => Input::Decision(d),
+        None => Input::Hook(&stdin),
+    };
+    match guarded(flag, || attempt(flag, input, read)) {
+        Outcome::Recorded(_) => ExitCode::SUCCESS,
         // A script's call: it must learn that its decision was not recorded.
-        Outcome::Failed(_) if !is_hook => ExitCode::from(1),
-        Outcome::Failed(OnError::Allow) => ExitCode::SUCCESS,
-        Outcome::Failed(OnError::Block) => fail_closed(&stdin),
+        Outcome::Failed(..) if !is_hook => ExitCode::from(1),
+        Outcome::Failed(OnError::Allow, _) => ExitCode::SUCCESS,
+        Outcome::Failed(OnError::Block, _) => fail_closed(&stdin),
     }
 }
 
+/// Records `decision` exactly as `record --decision` does (the configuration of
+/// `flag` loaded for this call; local or sealed mode; `on_error` when the sealer
+/// cannot be reached; failures to stderr and the fallback file), for callers that
+/// record decisions one after another (`auditship mcp`). `Err` says why nothing was
+/// recorded.
+pub fn record_decision(
+    flag: Option<&std::path::Path>,
+    decision: Decision,
+) -> Result<Recorded, String> {
+    match guarded(flag, || attempt(flag, Input::Decision(decision), Ok(()))) {
+        Outcome::Recorded(r) => Ok(r),
+        Outcome::Failed(_, why) => Err(why),
+    }
+}
+
+/// Where an event was recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub seq: u64,
+    pub hash: String,
+    pub place: Place,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    /// The sealer's stream of this name.
+    Sealed(String),
+    /// The user's own stream, in this file.
+    Local(std::path::PathBuf),
+}
+
 enum Outcome {
-    Recorded,
-    /// Not recorded; the failure was reported. What `on_error` asks for.
-    Failed(OnError),
+    Recorded(Recorded),
+    /// Not recorded; the failure was reported. What `on_error` asks for, and why.
+    Failed(OnError, String),
+}
+
+/// `attempt`, with a panic reported and taken for a failure: a bug must not let
+/// the call through unrecorded when the configuration asks to block.
+fn guarded(flag: Option<&std::path::Path>, attempt: impl FnOnce() -> Outcome) -> Outcome {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(attempt)).unwrap_or_else(|_| {
+        let why = "internal error (panic); the event was not written";
+        if let Some(d) = defaults(flag) {
+            record::report_failure(&d, why, None);
+        }
+        Outcome::Failed(
+            config::salvage::on_error(flag).unwrap_or(OnError::Allow),
+            why.into(),
+        )
+    })
 }
 
 /// The decision the arguments give, if they give one.
@@ -113,27 +148,23 @@ fn decision(args: &Args) -> Option<Decision> {
         factors_considered: args.factors.clone(),
         confidence: args.confidence,
         alternative_options: args.alternatives.clone(),
-        resource: args.resource.clone(),
+        resources: args.resources.clone(),
         session_id: args.session_id.clone().or_else(session_from_env),
         outcome: args.outcome.clone(),
+        tool_use_id: None,
     })
 }
 
-fn attempt(args: Args, read: std::io::Result<()>, stdin: &[u8]) -> Outcome {
-    let flag = args.config.config.as_deref();
-    let input = match decision(&args) {
-        Some(d) => Input::Decision(d),
-        None => Input::Hook(stdin),
-    };
+fn attempt(flag: Option<&std::path::Path>, input: Input<'_>, read: std::io::Result<()>) -> Outcome {
     let config = match config::load(flag) {
         Ok(c) => c,
         Err(e) => {
             // A sealer named in the files needs nothing else from them.
             if read.is_ok()
                 && let Some(socket) = config::salvage::socket(flag)
-                && forward(&socket, &input, config::DEFAULT_SOCKET_TIMEOUT_MS).is_ok()
+                && let Ok(sealed) = forward(&socket, &input, config::DEFAULT_SOCKET_TIMEOUT_MS)
             {
-                return Outcome::Recorded;
+                return Outcome::Recorded(sealed.into());
             }
             // The file's on_error still counts: read it without loading the rest.
             let on_error = config::salvage::on_error(flag).unwrap_or(OnError::Allow);
@@ -149,12 +180,13 @@ fn attempt(args: Args, read: std::io::Result<()>, stdin: &[u8]) -> Outcome {
                     let _ = writeln!(std::io::stderr(), "auditship record: {message}");
                 }
             }
-            return Outcome::Failed(on_error);
+            return Outcome::Failed(on_error, message);
         }
     };
     if let Err(e) = read {
-        record::report_failure(&config, &format!("reading stdin: {e}"), None);
-        return Outcome::Failed(config.record.on_error);
+        let message = format!("reading stdin: {e}");
+        record::report_failure(&config, &message, None);
+        return Outcome::Failed(config.record.on_error, message);
     }
     match config.record.socket.clone() {
         Some(socket) => sealed(&config, &socket, input),
@@ -162,13 +194,28 @@ fn attempt(args: Args, read: std::io::Result<()>, stdin: &[u8]) -> Outcome {
     }
 }
 
+impl From<client::Sealed> for Recorded {
+    fn from(s: client::Sealed) -> Recorded {
+        Recorded {
+            seq: s.seq,
+            hash: s.hash,
+            place: Place::Sealed(s.stream),
+        }
+    }
+}
+
 /// Appends to the user's own stream.
 fn local(config: &config::Config, input: Input<'_>, caller: &Caller) -> Outcome {
     match record::record(config, input, caller) {
-        Ok(_) => Outcome::Recorded,
+        Ok(a) => Outcome::Recorded(Recorded {
+            seq: a.seq,
+            hash: a.hash,
+            place: Place::Local(a.file),
+        }),
         Err(failure) => {
-            record::report_failure(config, &failure.to_string(), failure.event.as_ref());
-            Outcome::Failed(config.record.on_error)
+            let message = failure.to_string();
+            record::report_failure(config, &message, failure.event.as_ref());
+            Outcome::Failed(config.record.on_error, message)
         }
     }
 }
@@ -177,7 +224,7 @@ fn local(config: &config::Config, input: Input<'_>, caller: &Caller) -> Outcome 
 /// `block` fails closed, `allow` appends to the user's own stream, marked unsealed.
 fn sealed(config: &config::Config, socket: &std::path::Path, input: Input<'_>) -> Outcome {
     let error = match forward(socket, &input, config.record.socket_timeout_ms) {
-        Ok(_) => return Outcome::Recorded,
+        Ok(sealed) => return Outcome::Recorded(sealed.into()),
         Err(e) => format!("sealed mode: {e}"),
     };
     let mut caller = Caller::local(config);
@@ -188,7 +235,7 @@ fn sealed(config: &config::Config, socket: &std::path::Path, input: Input<'_>) -
         OnError::Block => {
             let event = record::event(config, input, record::utc_now().0, &caller).ok();
             record::report_failure(config, &error, event.as_ref());
-            Outcome::Failed(OnError::Block)
+            Outcome::Failed(OnError::Block, error)
         }
         OnError::Allow => {
             let _ = writeln!(
@@ -237,13 +284,12 @@ fn forward(
 /// The session Claude Code runs this in, from the environment it gives its Bash tool
 /// and hooks. (Not a clap `env` default: hooks run with it set and without
 /// --decision, which the flag requires.)
-fn session_from_env() -> Option<String> {
+pub fn session_from_env() -> Option<String> {
     std::env::var("CLAUDE_CODE_SESSION_ID")
         .ok()
         .filter(|s| !s.trim().is_empty())
 }
 
-/// The built-in configuration, for reporting when the configured one fails.
 /// The built-in configuration, reporting to the fallback file the configuration
 /// files name (if they name one) when they do not load.
 fn defaults(flag: Option<&std::path::Path>) -> Option<config::Config> {

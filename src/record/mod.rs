@@ -34,9 +34,15 @@ pub struct Decision {
     pub factors_considered: Vec<String>,
     pub confidence: Option<f64>,
     pub alternative_options: Vec<String>,
-    pub resource: Option<String>,
+    /// What the decision is about (paths, URLs, names): the first is the event's
+    /// `resource`; with more than one, all of them are `decision.resources`.
+    pub resources: Vec<String>,
     pub session_id: Option<String>,
     pub outcome: Option<String>,
+    /// The tool call that carried the decision (an MCP `tools/call`'s
+    /// `claudecode/toolUseId`): `metadata.tool_use_id`, which the hook records of
+    /// that call name too.
+    pub tool_use_id: Option<String>,
 }
 
 /// What to record.
@@ -372,14 +378,21 @@ fn decision_event(
     if let Some(c) = d.confidence {
         decision["confidence"] = Value::from(c);
     }
+    if d.resources.len() > 1 {
+        decision["resources"] = Value::from(d.resources.clone());
+    }
     cx.redactor
         .redact_json(&mut decision, "decision", &mut redacted);
-    let resource = d.resource.clone().unwrap_or_else(|| "ai_decision".into());
-    let resource = cx.redactor.redact_str(&resource).into_owned();
+    let resource = d.resources.first().map_or("ai_decision", String::as_str);
+    let resource = cx.redactor.redact_str(resource).into_owned();
     let mut meta = Map::new();
     meta.insert("source_event".into(), Value::String("ai_decision".into()));
     if let Some(dir) = &cx.project_dir {
         meta.insert("project_dir".into(), Value::String(dir.clone()));
+    }
+    if let Some(id) = &d.tool_use_id {
+        let id = cx.redactor.redact_str(id).into_owned();
+        meta.insert("tool_use_id".into(), Value::String(id));
     }
     if !redacted.is_empty() {
         meta.insert(
@@ -393,8 +406,33 @@ fn decision_event(
         .or_else(|| caller.decision_session.clone())
         .unwrap_or_else(|| "unknown".into());
     let mut e = map::base_event(cx, &session, "ai_decision", &resource, outcome, meta);
+    if let Some(Value::Array(all)) = decision.get("resources") {
+        more_compliance_tags(&mut e, all.iter().skip(1).filter_map(Value::as_str), cx);
+    }
     e.insert("decision".into(), decision);
     Ok(e)
+}
+
+/// Adds the compliance tags of `resources` (beyond the event's own `resource`) to
+/// the event's `compliance_tags`, each tag once.
+fn more_compliance_tags<'r>(
+    event: &mut Map<String, Value>,
+    resources: impl Iterator<Item = &'r str>,
+    cx: &map::Context<'_>,
+) {
+    let mut tags: Vec<Value> = match event.remove("compliance_tags") {
+        Some(Value::Array(t)) => t,
+        _ => Vec::new(),
+    };
+    for tag in resources.flat_map(|r| cx.compliance.tags_for(r)) {
+        let tag = Value::String(tag);
+        if !tags.contains(&tag) {
+            tags.push(tag);
+        }
+    }
+    if !tags.is_empty() {
+        event.insert("compliance_tags".into(), Value::Array(tags));
+    }
 }
 
 /// Reports a failure: to stderr, and to the fallback file as the event it would

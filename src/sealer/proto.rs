@@ -132,9 +132,17 @@ pub fn decision_payload(d: &Decision) -> Vec<u8> {
     let text = |s: &Option<String>| s.as_deref().map(Value::from);
     for (key, value) in [
         ("confidence", d.confidence.map(Value::from)),
-        ("resource", text(&d.resource)),
+        (
+            "resource",
+            d.resources.first().map(|r| Value::from(r.as_str())),
+        ),
+        (
+            "resources",
+            (d.resources.len() > 1).then(|| Value::from(d.resources.clone())),
+        ),
         ("session_id", text(&d.session_id)),
         ("outcome", text(&d.outcome)),
+        ("tool_use_id", text(&d.tool_use_id)),
     ] {
         if let Some(value) = value {
             v[key] = value;
@@ -174,14 +182,21 @@ pub fn parse_decision(payload: &[u8]) -> Result<Decision, ProtoError> {
         Some(Value::Number(n)) => n.as_f64(),
         Some(_) => return Err(bad("confidence must be a number")),
     };
+    // `resources` when there are several, else the one `resource` (all a client
+    // before `resources` sends).
+    let resources = match list("resources")? {
+        all if !all.is_empty() => all,
+        _ => text("resource")?.into_iter().collect(),
+    };
     Ok(Decision {
         decision: text("decision")?.ok_or_else(|| bad("decision is missing"))?,
         factors_considered: list("factors_considered")?,
         confidence,
         alternative_options: list("alternative_options")?,
-        resource: text("resource")?,
+        resources,
         session_id: text("session_id")?,
         outcome: text("outcome")?,
+        tool_use_id: text("tool_use_id")?,
     })
 }
 
@@ -358,12 +373,22 @@ mod tests {
             factors_considered: vec!["latency".into(), "cost".into()],
             confidence: Some(0.8),
             alternative_options: vec!["SQLite".into()],
-            resource: Some("db/schema.sql".into()),
+            resources: vec!["db/schema.sql".into()],
             session_id: Some("s-1".into()),
             outcome: Some("success".into()),
+            tool_use_id: Some("toolu_1".into()),
         };
         let back = parse_decision(&decision_payload(&d)).unwrap();
         assert_eq!(format!("{back:?}"), format!("{d:?}"));
+        let several = Decision {
+            resources: vec!["db/schema.sql".into(), "db/seed.sql".into()],
+            ..d.clone()
+        };
+        let payload: Value = serde_json::from_slice(&decision_payload(&several)).unwrap();
+        // A sealer that knows only `resource` still gets the first.
+        assert_eq!(payload["resource"], "db/schema.sql");
+        let back = parse_decision(&decision_payload(&several)).unwrap();
+        assert_eq!(format!("{back:?}"), format!("{several:?}"));
         let bare = parse_decision(br#"{"decision":"x"}"#).unwrap();
         assert!(bare.factors_considered.is_empty() && bare.confidence.is_none());
         for bad in [

@@ -45,6 +45,11 @@
 //! [`detect_claude_version`]); our entries under events outside the chosen set are
 //! removed, which also repairs a file an earlier, wider install broke.
 //!
+//! With `--mcp`, [`mcp`] registers `auditship mcp` as an MCP server in the file
+//! Claude Code reads its servers from for the scope (`~/.claude.json`,
+//! `/etc/claude-code/managed-mcp.json`, or a project's `.mcp.json`), with the same
+//! guarantees: only the `auditship` server is ours, idempotent, all or nothing.
+//!
 //! What it deliberately does not do: parse arguments, decide the scope, or print
 //! anything except through [`run`]'s writer; it never edits project settings
 //! (`.claude/settings.json` in a repository), and it never touches hook entries that
@@ -60,6 +65,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::str::FromStr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub mod mcp;
 
 /// Seconds Claude Code waits for one recorder run before it kills it and carries on.
 /// Claude Code's own default is 600 s for tool hooks; a recorder that appends one line
@@ -689,14 +696,21 @@ fn remove_entries(list: &mut Vec<Value>, positions: &[(usize, usize)]) {
 /// (leading `NAME=value` assignments skipped), e.g. `auditship` for
 /// `AUDITSHIP_X=1 "/opt/my tools/auditship" record --quiet`.
 fn recorder_program(command: &str) -> Option<String> {
+    let program = recorder_path(command)?;
+    let name = Path::new(&program).file_name()?.to_str()?;
+    Some(name.to_string())
+}
+
+/// The program in `command` as written (`/opt/my tools/auditship`) when its next
+/// word is `record` (leading `NAME=value` assignments skipped).
+pub fn recorder_path(command: &str) -> Option<String> {
     let words = shell_words(command);
-    let mut words = words.iter().skip_while(|w| is_assignment(w));
+    let mut words = words.into_iter().skip_while(|w| is_assignment(w));
     let program = words.next()?;
     if words.next()? != RECORD {
         return None;
     }
-    let name = Path::new(program).file_name()?.to_str()?;
-    Some(name.to_string())
+    Some(program)
 }
 
 fn is_assignment(word: &str) -> bool {
