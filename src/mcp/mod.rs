@@ -71,51 +71,16 @@ impl<R: Recorder> Server<R> {
 
     /// The answer to one line (without its `\n`), if it gets one.
     pub fn handle(&mut self, line: &[u8]) -> Option<Value> {
-        let message: Value = match serde_json::from_slice(line) {
-            Ok(v) => v,
-            Err(e) => return Some(error(Value::Null, code::PARSE_ERROR, &format!("{e}"))),
-        };
-        let Value::Object(m) = message else {
-            let why = if message.is_array() {
-                "batches are not supported: send one message per line"
-            } else {
-                "a message is a JSON object"
-            };
-            return Some(error(Value::Null, code::INVALID_REQUEST, why));
-        };
-        let id = m.get("id").cloned();
-        let method = m.get("method").and_then(Value::as_str);
-        if m.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-            return Some(error(
-                id.unwrap_or(Value::Null),
-                code::INVALID_REQUEST,
-                "jsonrpc must be \"2.0\"",
-            ));
+        match request(line) {
+            Ok(Some((id, method, params))) => Some(self.answer(id, &method, &params)),
+            Ok(None) => None,
+            Err(answer) => Some(answer),
         }
-        let (Some(id), Some(method)) = (id, method) else {
-            // A notification (no id), or an answer from the client (no method): we
-            // ask nothing of the client, and notifications need nothing from us.
-            return match m.get("method") {
-                Some(Value::String(_)) | None => None,
-                Some(_) => Some(error(
-                    Value::Null,
-                    code::INVALID_REQUEST,
-                    "method must be a string",
-                )),
-            };
-        };
-        if !(id.is_string() || id.is_i64() || id.is_u64()) {
-            return Some(error(
-                Value::Null,
-                code::INVALID_REQUEST,
-                "id must be a string or an integer",
-            ));
-        }
-        let params = m.get("params").unwrap_or(&Value::Null);
-        if !(params.is_object() || params.is_null()) {
-            return Some(error(id, code::INVALID_PARAMS, "params must be an object"));
-        }
-        Some(match method {
+    }
+
+    /// The answer to the request `id` for `method`.
+    fn answer(&mut self, id: Value, method: &str, params: &Value) -> Value {
+        match method {
             "initialize" => result(id, initialize(params)),
             "ping" => result(id, json!({})),
             "tools/list" => result(id, json!({ "tools": [tool()] })),
@@ -128,7 +93,7 @@ impl<R: Recorder> Server<R> {
                 code::METHOD_NOT_FOUND,
                 &format!("method not found: {other}"),
             ),
-        })
+        }
     }
 
     /// A `tools/call`: the tool's result (`isError` when the decision was not
@@ -160,6 +125,47 @@ impl<R: Recorder> Server<R> {
             Err(why) => tool_result(&format!("not recorded: {why}"), true),
         })
     }
+}
+
+/// A line read as a JSON-RPC request: `(id, method, params)`; `None` for what
+/// needs no answer (a notification, an answer from the client); `Err` the error
+/// answer for what is not a valid request.
+fn request(line: &[u8]) -> Result<Option<(Value, String, Value)>, Value> {
+    let message: Value = serde_json::from_slice(line)
+        .map_err(|e| error(Value::Null, code::PARSE_ERROR, &format!("{e}")))?;
+    let Value::Object(mut m) = message else {
+        let why = if message.is_array() {
+            "batches are not supported: send one message per line"
+        } else {
+            "a message is a JSON object"
+        };
+        return Err(error(Value::Null, code::INVALID_REQUEST, why));
+    };
+    let id = m.remove("id");
+    if m.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        let id = id.unwrap_or(Value::Null);
+        return Err(error(id, code::INVALID_REQUEST, "jsonrpc must be \"2.0\""));
+    }
+    let method = match m.remove("method") {
+        Some(Value::String(method)) => method,
+        Some(_) => {
+            let id = id.unwrap_or(Value::Null);
+            return Err(error(id, code::INVALID_REQUEST, "method must be a string"));
+        }
+        // An answer from the client: we ask the client nothing.
+        None => return Ok(None),
+    };
+    // A notification: nothing we are told needs an answer.
+    let Some(id) = id else { return Ok(None) };
+    if !(id.is_string() || id.is_i64() || id.is_u64()) {
+        let why = "id must be a string or an integer";
+        return Err(error(Value::Null, code::INVALID_REQUEST, why));
+    }
+    let params = m.remove("params").unwrap_or(Value::Null);
+    if !(params.is_object() || params.is_null()) {
+        return Err(error(id, code::INVALID_PARAMS, "params must be an object"));
+    }
+    Ok(Some((id, method, params)))
 }
 
 /// The answer to `initialize`.
