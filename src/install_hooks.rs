@@ -1316,7 +1316,7 @@ fn sync_dir(dir: &Path) -> Result<(), String> {
 fn utc_stamp(time: SystemTime) -> String {
     let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = crate::record::civil_from_days(days as i64);
+    let (y, m, d) = crate::clock::civil_from_days(days as i64);
     format!(
         "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
         rem / 3600,

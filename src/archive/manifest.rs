@@ -185,7 +185,7 @@ impl Manifest {
         let line = Line {
             v: 1,
             op,
-            at: crate::record::utc_now().0,
+            at: crate::clock::utc_now().0,
             prev: self.last.clone(),
         };
         let text = serde_json::to_vec(&line).map_err(io::Error::other)?;

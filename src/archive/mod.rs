@@ -163,7 +163,7 @@ pub fn pass(cfg: &DaemonConfig, queue: &Queue, now: SystemTime) -> Report {
                     file: dir.join(&newest.name).display().to_string(),
                     reason: "the newest file of its stream".into(),
                 });
-                let stream_key = crate::daemon::reader::stream_key(&source.name, dir);
+                let stream_key = crate::queue::keys::stream_key(&source.name, dir);
                 forget_removed(
                     &sd,
                     &stream_key,
@@ -179,9 +179,9 @@ pub fn pass(cfg: &DaemonConfig, queue: &Queue, now: SystemTime) -> Report {
                         file: &file,
                         listed: f,
                         checkpoint: checkpoints
-                            .get(&crate::daemon::reader::file_key(&stream_key, f.dev, f.ino))
+                            .get(&crate::queue::keys::file_key(&stream_key, f.dev, f.ino))
                             .map(Vec::as_slice),
-                        key: crate::daemon::reader::file_key(&stream_key, f.dev, f.ino),
+                        key: crate::queue::keys::file_key(&stream_key, f.dev, f.ino),
                         chained: source.format == SourceFormat::AuditshipV1,
                     };
                     let archive = Archive {
@@ -230,7 +230,7 @@ fn forget_removed(
     queue: &Queue,
     report: &mut Report,
 ) {
-    let prefix = crate::daemon::reader::file_key(stream_key, 0, 0);
+    let prefix = crate::queue::keys::file_key(stream_key, 0, 0);
     let prefix = &prefix[..prefix.len() - "0:0".len()];
     for (k, v) in checkpoints.range(prefix.to_vec()..) {
         if !k.starts_with(prefix) {

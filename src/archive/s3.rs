@@ -511,7 +511,7 @@ impl S3Client {
             let reported = h
                 .retain_until
                 .as_deref()
-                .and_then(crate::ship::record::rfc3339_nanos)
+                .and_then(crate::clock::rfc3339_nanos)
                 .ok_or_else(|| match &h.retain_until {
                     Some(d) => format!("retain-until date {d:?} unreadable"),
                     None => "no retain-until date reported".to_string(),
@@ -876,7 +876,7 @@ fn unix_now() -> i64 {
 
 /// `YYYYMMDDTHHMMSSZ` (UTC).
 fn amz_date(secs: i64) -> String {
-    let (y, m, d) = crate::record::civil_from_days(secs.div_euclid(86_400));
+    let (y, m, d) = crate::clock::civil_from_days(secs.div_euclid(86_400));
     let rem = secs.rem_euclid(86_400);
     format!(
         "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
@@ -888,7 +888,7 @@ fn amz_date(secs: i64) -> String {
 
 /// `YYYY-MM-DDTHH:MM:SSZ` (RFC 3339, UTC).
 fn rfc3339_secs(secs: i64) -> String {
-    let (y, m, d) = crate::record::civil_from_days(secs.div_euclid(86_400));
+    let (y, m, d) = crate::clock::civil_from_days(secs.div_euclid(86_400));
     let rem = secs.rem_euclid(86_400);
     format!(
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
@@ -910,7 +910,7 @@ fn http_date_secs(s: &str) -> Option<i64> {
     ];
     let m = MONTHS.iter().position(|n| n == month)? + 1;
     let day: u32 = day.parse().ok()?;
-    let nanos = crate::ship::record::rfc3339_nanos(&format!("{year}-{m:02}-{day:02}T{time}Z"))?;
+    let nanos = crate::clock::rfc3339_nanos(&format!("{year}-{m:02}-{day:02}T{time}Z"))?;
     Some((nanos / 1_000_000_000) as i64)
 }
 

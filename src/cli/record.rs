@@ -142,7 +142,7 @@ fn attempt(args: Args, read: std::io::Result<()>, stdin: &[u8]) -> Outcome {
                 // Keep the event as the defaults make it: minimised, redacted.
                 Some(d) => {
                     let caller = Caller::local(&d);
-                    let event = record::event(&d, input, record::utc_now().0, &caller).ok();
+                    let event = record::event(&d, input, crate::clock::utc_now().0, &caller).ok();
                     record::report_failure(&d, &message, event.as_ref());
                 }
                 None => {
@@ -186,7 +186,7 @@ fn sealed(config: &config::Config, socket: &std::path::Path, input: Input<'_>) -
         .insert("sealed".into(), serde_json::Value::Bool(false));
     match config.record.on_error {
         OnError::Block => {
-            let event = record::event(config, input, record::utc_now().0, &caller).ok();
+            let event = record::event(config, input, crate::clock::utc_now().0, &caller).ok();
             record::report_failure(config, &error, event.as_ref());
             Outcome::Failed(OnError::Block)
         }

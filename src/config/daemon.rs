@@ -576,7 +576,7 @@ impl DaemonConfig {
             _ => Default::default(),
         };
         let agent = AgentConfig {
-            host: a.host.clone().unwrap_or_else(crate::record::host_name),
+            host: a.host.clone().unwrap_or_else(crate::host::host_name),
             host_default: a.host.is_none(),
             fields,
             rescan_interval: e.duration(

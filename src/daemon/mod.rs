@@ -259,7 +259,7 @@ pub async fn run_pipeline(
     };
     let telemetry = Arc::new(telemetry::Telemetry {
         receiver: receiver.as_ref().map(|r| r.view.clone()),
-        started_ms: crate::queue::now_ms(),
+        started_ms: crate::clock::now_ms(),
         config_hash: daemon.hash.clone(),
         host: daemon.agent.host.clone(),
         state_dir: state.clone(),
@@ -350,7 +350,7 @@ pub async fn run_pipeline(
                     _ = beating.cancelled() => return,
                 }
                 let last = reader.alive_ms.load(Ordering::Relaxed);
-                let quiet = crate::queue::now_ms().saturating_sub(last);
+                let quiet = crate::clock::now_ms().saturating_sub(last);
                 if alive.load(Ordering::SeqCst) && (last == 0 || quiet < grace.as_millis() as u64) {
                     notify::watchdog();
                 } else {

@@ -11,6 +11,7 @@ use super::refusals::{Refusals, RefusedCounts};
 use crate::audit::{Head, Verifier};
 use crate::check::{Encoder, Origin, Truncated};
 use crate::config::daemon::{SourceConfig, SourceFormat};
+use crate::queue::keys::{file_key, stream_key};
 use crate::queue::{NewBatch, Queue, QueueError, Tip};
 use crate::tail::{Checkpoint, Resume, Tail};
 use crate::watch::{self, Hints, Listed, StreamListing};
@@ -151,22 +152,6 @@ fn head_of((seq, hash): (u64, String)) -> Option<Head> {
     })
 }
 
-pub(crate) fn stream_key(source: &str, dir: &std::path::Path) -> Vec<u8> {
-    let mut k = b"s\0".to_vec();
-    k.extend_from_slice(source.as_bytes());
-    k.push(0);
-    k.extend_from_slice(dir.as_os_str().as_encoded_bytes());
-    k
-}
-
-pub(crate) fn file_key(stream_key: &[u8], dev: u64, ino: u64) -> Vec<u8> {
-    let mut k = b"f".to_vec();
-    k.extend_from_slice(&stream_key[1..]);
-    k.push(0);
-    k.extend_from_slice(format!("{dev}:{ino}").as_bytes());
-    k
-}
-
 impl Reader {
     pub fn new(
         sources: Vec<SourceConfig>,
@@ -221,7 +206,7 @@ impl Reader {
             let r = self.pass(hints);
             self.stats
                 .alive_ms
-                .store(crate::queue::now_ms(), Ordering::Relaxed);
+                .store(crate::clock::now_ms(), Ordering::Relaxed);
             match r {
                 Ok(()) => failures = 0,
                 Err(PassError::Queue(e)) => {
@@ -526,7 +511,7 @@ impl Reader {
 
     fn file_problem(&mut self, key: &[u8], file: &str, code: &'static str, detail: &str) {
         let st = &self.streams[key];
-        let received_at = crate::record::utc_now().0;
+        let received_at = crate::clock::utc_now().0;
         let at = Origin {
             source: &self.sources[st.source].0.name,
             stream: &st.name,
@@ -565,7 +550,7 @@ impl Reader {
                 self.commit(false)?;
                 continue;
             }
-            let received_at = crate::record::utc_now().0;
+            let received_at = crate::clock::utc_now().0;
             let Reader {
                 streams,
                 sources,
@@ -678,7 +663,7 @@ impl Reader {
         {
             self.stats
                 .alive_ms
-                .store(crate::queue::now_ms(), Ordering::Relaxed);
+                .store(crate::clock::now_ms(), Ordering::Relaxed);
         }
         self.stats.paused.store(false, Ordering::SeqCst);
         tracing::debug!("queue has room again: reading resumed");
@@ -733,7 +718,7 @@ impl Reader {
         self.settle()?;
         self.stats
             .alive_ms
-            .store(crate::queue::now_ms(), Ordering::Relaxed);
+            .store(crate::clock::now_ms(), Ordering::Relaxed);
         let mut departed = Vec::new();
         for st in self.streams.values_mut() {
             st.dirty = false;

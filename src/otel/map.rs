@@ -507,7 +507,7 @@ fn clear_metadata(
         Some(v) => keep("event_timestamp", v),
         None if time_unix_nano > 0 => {
             let nanos = time_unix_nano;
-            let (ts, _) = crate::record::format_utc(
+            let (ts, _) = crate::clock::format_utc(
                 (nanos / 1_000_000_000) as i64,
                 (nanos / 1_000_000 % 1000) as u32,
             );

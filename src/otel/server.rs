@@ -533,7 +533,7 @@ fn decode_and_map(
         compliance: &s.compliance,
         keep: s.keep,
     };
-    let timestamp = crate::record::utc_now().0;
+    let timestamp = crate::clock::utc_now().0;
     let mapped = map::map_export(export, &settings, sender, &timestamp, || {
         uuid::Uuid::new_v4().to_string()
     });

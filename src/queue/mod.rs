@@ -25,7 +25,8 @@
 //! - Dead letters (rare) stay in sled, split into values under 64 KiB, because sled
 //!   0.34 never reclaims larger values ([`dead`]).
 //!
-//! Checkpoint keys and values are opaque bytes here; their format belongs to `tail`.
+//! Checkpoint values are opaque bytes here (their format belongs to `tail`); their
+//! keys are laid out by [`keys`].
 //! Calls block (sled and fsync): callers run them off the async workers.
 
 use std::collections::{BTreeMap, HashMap};
@@ -36,6 +37,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 mod dead;
+pub mod keys;
 
 pub use dead::{DeadLetter, DeadLetterStore};
 
@@ -265,13 +267,6 @@ fn id_of(k: &[u8]) -> u64 {
     )
 }
 
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
-}
-
 impl Queue {
     /// Opens (or creates) the queue in `dir` for the given sinks. Cursors of sinks no
     /// longer configured are dropped; a sink seen for the first time starts at the
@@ -384,7 +379,7 @@ impl Queue {
                     segment,
                     offset,
                     crc: crc32fast::hash(&batch.records),
-                    created_ms: now_ms(),
+                    created_ms: crate::clock::now_ms(),
                 }
                 .encode(),
             )

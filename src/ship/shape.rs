@@ -359,7 +359,7 @@ fn url_parts(s: &str) -> Option<(&str, &str)> {
 
 /// Milliseconds since the epoch of an RFC 3339 time (`Z` or a `±HH:MM` offset).
 fn epoch_ms(t: &str) -> Option<i64> {
-    super::record::rfc3339_nanos(t).and_then(|n| i64::try_from(n.div_euclid(1_000_000)).ok())
+    crate::clock::rfc3339_nanos(t).and_then(|n| i64::try_from(n.div_euclid(1_000_000)).ok())
 }
 
 /// Now, as epoch milliseconds and as an RFC 3339 string.
@@ -368,7 +368,7 @@ fn now() -> (i64, String) {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-    let (ts, _) = crate::record::format_utc(ms.div_euclid(1000), d.subsec_millis());
+    let (ts, _) = crate::clock::format_utc(ms.div_euclid(1000), d.subsec_millis());
     (ms, ts)
 }
 

@@ -153,7 +153,7 @@ impl EsSink {
         for line in record::lines(records) {
             let head = Head::parse(line);
             out.extend_from_slice(b"{\"create\":{\"_index\":\"");
-            let date = head.time_nanos().map(record::civil_date);
+            let date = head.time_nanos().map(crate::clock::civil_date);
             for p in &self.index {
                 match (p, date) {
                     (Part::Text(t), _) => push_escaped(t, &mut out),

@@ -326,7 +326,7 @@ fn split_host_port(s: &str) -> Option<(String, u16)> {
 
 /// `YYYY-MM-DDThh:mm:ss.mmmZ`, as RFC 5424 allows (at most 6 fraction digits).
 fn timestamp(ns: i128, out: &mut Vec<u8>) {
-    let (y, m, d) = record::civil_date(ns);
+    let (y, m, d) = crate::clock::civil_date(ns);
     let secs = ns.div_euclid(1_000_000_000);
     let sod = secs.rem_euclid(86_400) as u32;
     let ms = (ns.rem_euclid(1_000_000_000) / 1_000_000) as u32;
