@@ -32,6 +32,8 @@
 pub mod manifest;
 pub mod s3;
 
+pub use crate::config::archive::ArchiveConfig;
+
 use crate::config::daemon::{DaemonConfig, SourceFormat};
 use crate::queue::Queue;
 use crate::watch::Dir;
@@ -43,18 +45,6 @@ use std::ffi::OsStr;
 use std::io::{self, BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
-
-/// `[archive]`.
-#[derive(Debug, Clone)]
-pub struct ArchiveConfig {
-    pub after_days: u32,
-    pub dir: PathBuf,
-    pub level: u32,
-    pub interval: Duration,
-    pub retention_days: Option<u32>,
-    /// Upload to S3-compatible storage before an original is removed.
-    pub s3: Option<s3::S3Config>,
-}
 
 /// What one pass did.
 #[derive(Debug, Default, Serialize)]

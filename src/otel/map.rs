@@ -19,7 +19,7 @@
 //! and `resource` is bounded.
 
 use super::{AnyValue, Export, KeyValue, LogRecord};
-use crate::record::compliance::ComplianceRules;
+use crate::compliance::ComplianceRules;
 use crate::record::content::{self, Field, Keep, Kind, Sink};
 use crate::record::map as hook_map;
 use crate::redact::Redactor;
@@ -589,7 +589,7 @@ fn hook_problems(name: &str, meta: &Map<String, Value>, session: &str) -> Vec<Ho
         return Vec::new();
     };
     if name != "hook_execution_complete"
-        || !crate::install_hooks::EVENTS.iter().any(|e| e.name == event)
+        || !crate::hooks::EVENTS.iter().any(|e| e.name == event)
     {
         return Vec::new();
     }

@@ -18,7 +18,7 @@ use super::map::{self, Sender, Settings as MapSettings};
 use super::peer::{self, User};
 use super::stream::{Target, Writer};
 use super::{DecodeError, Stats, json, proto};
-use crate::record::compliance::ComplianceRules;
+use crate::compliance::ComplianceRules;
 use crate::record::content::Keep;
 use crate::redact::Redactor;
 use serde_json::{Map, Value};

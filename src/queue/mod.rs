@@ -172,7 +172,7 @@ impl Writer {
         {
             let n = self.next;
             let path = segment_path(dir, n);
-            let file = crate::record::writer::open_private(&path, false)
+            let file = crate::files::open_private(&path, false)
                 .map_err(|e| QueueError::Segment(path.clone(), e))?;
             // The new name must survive a crash before any header points into it.
             File::open(dir)

@@ -7,7 +7,6 @@
 //! parse error); an error never loses the call silently: it goes to stderr and, as
 //! the event it would have been, to the bounded fallback file ([`fallback`]).
 
-pub mod compliance;
 pub mod content;
 pub mod fail_closed;
 pub mod fallback;

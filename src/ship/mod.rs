@@ -14,7 +14,6 @@ pub mod replay;
 mod run;
 pub mod shape;
 pub mod sinks;
-pub mod tls;
 mod window;
 
 pub use run::run_sink;

@@ -22,33 +22,7 @@ use crate::audit::json::{self, Number, Object, Value};
 use serde::Serialize;
 use std::borrow::Cow;
 
-/// How a sink writes each record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Shape {
-    Native,
-    Ecs,
-    Ocsf,
-}
-
-impl Shape {
-    /// `native`, `ecs` or `ocsf`.
-    pub fn parse(s: &str) -> Option<Shape> {
-        match s {
-            "native" => Some(Shape::Native),
-            "ecs" => Some(Shape::Ecs),
-            "ocsf" => Some(Shape::Ocsf),
-            _ => None,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Shape::Native => "native",
-            Shape::Ecs => "ecs",
-            Shape::Ocsf => "ocsf",
-        }
-    }
-}
+pub use crate::config::sinks::Shape;
 
 /// Appends the record `line` (one shipped record, JSON object text, without trailing
 /// newline) in `shape` to `out`, as one JSON object without a newline. Native copies

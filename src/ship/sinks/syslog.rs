@@ -71,19 +71,6 @@ pub enum Confirm {
 }
 
 /// The facility number of a name (`audit` = 13, `authpriv` = 10, `local0`–`local7`
-/// = 16–23, ...), or of a number 0–23.
-pub fn facility(name: &str) -> Option<u8> {
-    const NAMES: [&str; 24] = [
-        "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
-        "authpriv", "ftp", "ntp", "audit", "alert", "clock", "local0", "local1", "local2",
-        "local3", "local4", "local5", "local6", "local7",
-    ];
-    if let Ok(n) = name.parse::<u8>() {
-        return (n < 24).then_some(n);
-    }
-    NAMES.iter().position(|n| *n == name).map(|p| p as u8)
-}
-
 impl SyslogSink {
     pub fn new(cfg: &SinkConfig) -> Result<SyslogSink, String> {
         let SinkKind::Syslog {
@@ -367,6 +354,7 @@ fn sd_param(name: &str, value: &str, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::sinks::facility;
     use crate::config::daemon::{Compression, NetConfig};
 
     fn sink() -> SyslogSink {
