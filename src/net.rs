@@ -20,17 +20,11 @@ pub fn http_client(net: &NetConfig) -> Result<reqwest::Client, String> {
 }
 
 /// [`http_client`] for the sink named `sink`.
-pub fn sink_client(
-    sink: &str,
-    net: &NetConfig,
-) -> Result<reqwest::Client, String> {
+pub fn sink_client(sink: &str, net: &NetConfig) -> Result<reqwest::Client, String> {
     client_for(Some(sink), net)
 }
 
-fn client_for(
-    sink: Option<&str>,
-    net: &NetConfig,
-) -> Result<reqwest::Client, String> {
+fn client_for(sink: Option<&str>, net: &NetConfig) -> Result<reqwest::Client, String> {
     for (setting, risk) in cleartext_exposure(&net.endpoint, net.proxy.as_deref()) {
         match sink {
             Some(sink) => {

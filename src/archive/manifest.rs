@@ -16,7 +16,8 @@ use sha2::{Digest, Sha256};
 use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
 
-pub const FILE_NAME: &str = "manifest.jsonl";
+/// The manifest's name in an archive directory: the name `verify` looks for.
+pub const FILE_NAME: &str = crate::verify::MANIFEST;
 const ZERO: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// A chain link: an event's `seq` and `hash`.

@@ -866,6 +866,7 @@ fn http_date_secs(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::daemon::NetConfig;
 
     const EMPTY_SHA256_HEX: &str =
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";

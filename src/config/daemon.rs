@@ -6,9 +6,9 @@
 //! service user) nor fail because of them. Only `run` and `check-config` validate
 //! these sections and load their secrets.
 
+use super::sinks::Shape;
 use super::{RawConfig, expand_home};
 use crate::audit::Keys;
-use super::sinks::Shape;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -281,10 +281,7 @@ impl std::fmt::Debug for NetConfig {
             .field("tls", &self.tls)
             .field(
                 "proxy",
-                &self
-                    .proxy
-                    .as_deref()
-                    .map(crate::tls::without_credentials),
+                &self.proxy.as_deref().map(crate::tls::without_credentials),
             )
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
@@ -809,8 +806,7 @@ impl DaemonConfig {
                         .index
                         .clone()
                         .unwrap_or_else(|| "auditship-%Y.%m.%d".into());
-                    if let Err(err) = super::sinks::check_index_pattern(&index)
-                    {
+                    if let Err(err) = super::sinks::check_index_pattern(&index) {
                         e.push(format!("{at}.index: {err}"));
                     }
                     SinkKind::Elasticsearch {

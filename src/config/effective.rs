@@ -9,8 +9,8 @@ use super::daemon::{
     Compression, DaemonConfig, EsAuth, HttpFormat, NetConfig, SinkKind, SourceFormat,
 };
 use super::layers::FromEnv;
-use super::{Config, OnError};
 use super::sinks::Shape;
+use super::{Config, OnError};
 use crate::tls::{cleartext_exposure, without_credentials};
 use serde_json::{Value, json};
 use std::time::Duration;

@@ -276,11 +276,10 @@ impl ComplianceSettings {
     fn from_raw(raw: &RawCompliance) -> ComplianceSettings {
         ComplianceSettings {
             builtin: raw.builtin.unwrap_or(true),
-            always: raw.always.clone().unwrap_or_else(|| {
-                crate::compliance::DEFAULT_ALWAYS
-                    .map(String::from)
-                    .to_vec()
-            }),
+            always: raw
+                .always
+                .clone()
+                .unwrap_or_else(|| crate::compliance::DEFAULT_ALWAYS.map(String::from).to_vec()),
             rules: raw.rule.clone(),
         }
     }

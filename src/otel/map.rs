@@ -588,9 +588,7 @@ fn hook_problems(name: &str, meta: &Map<String, Value>, session: &str) -> Vec<Ho
     let Some(event) = meta.get("hook_event").and_then(Value::as_str) else {
         return Vec::new();
     };
-    if name != "hook_execution_complete"
-        || !crate::hooks::EVENTS.iter().any(|e| e.name == event)
-    {
+    if name != "hook_execution_complete" || !crate::hooks::EVENTS.iter().any(|e| e.name == event) {
         return Vec::new();
     }
     [

@@ -67,7 +67,7 @@ pub struct Inputs {
 }
 
 /// The file that makes a directory an archive directory (docs/ARCHIVE.md).
-pub const MANIFEST: &str = crate::archive::manifest::FILE_NAME;
+pub const MANIFEST: &str = "manifest.jsonl";
 
 /// How deep below a path given the walk looks for stream directories (the archive
 /// directory's `home/<user>/.claude/audit` is four levels down).

@@ -11,8 +11,8 @@
 use super::super::Verdict;
 use super::super::record::{self, Head};
 use super::super::shape::{self, Shape};
-use crate::config::sinks::{IndexPart, parse_index_pattern};
 use crate::config::daemon::{Compression, EsAuth, SinkConfig, SinkKind};
+use crate::config::sinks::{IndexPart, parse_index_pattern};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -70,7 +70,8 @@ impl EsSink {
             client,
             url: format!("{}/_bulk", net.endpoint),
             // Checked when the configuration was loaded.
-            index: parse_index_pattern(index).unwrap_or_else(|_| vec![IndexPart::Text(index.clone())]),
+            index: parse_index_pattern(index)
+                .unwrap_or_else(|_| vec![IndexPart::Text(index.clone())]),
             auth: auth.clone(),
             shape: *shape,
             compression: cfg.compression,

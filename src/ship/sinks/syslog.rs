@@ -354,8 +354,8 @@ fn sd_param(name: &str, value: &str, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::sinks::facility;
     use crate::config::daemon::{Compression, NetConfig};
+    use crate::config::sinks::facility;
 
     fn sink() -> SyslogSink {
         let _ = rustls::crypto::ring::default_provider().install_default();
