@@ -22,6 +22,7 @@ mod daemon_faults;
 mod doc_examples;
 mod inflight;
 mod integrity_edges;
+mod layers;
 mod siem_servers;
 mod siem_sinks;
 mod sink_tls;
