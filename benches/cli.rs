@@ -32,7 +32,7 @@ fn main() {
     let home = tempfile::tempdir().unwrap();
     let dir = home.path().join(".claude/audit");
     std::fs::create_dir_all(&dir).unwrap();
-    let date = auditship::record::utc_now().1;
+    let date = auditship::clock::utc_now().1;
     let file = dir.join(format!("audit-{date}.jsonl"));
     let n: u64 = std::env::var("VERIFY_EVENTS")
         .ok()

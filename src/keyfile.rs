@@ -4,6 +4,9 @@
 //!
 //! Both are the formats OpenSSL reads and writes (`openssl genpkey -algorithm ed25519`,
 //! `openssl pkey -pubout`), so a key may also be made or inspected with it.
+//!
+//! And HMAC key files ([`read_key_file`]): hex of at least 32 bytes, for `record`,
+//! the sealer, the daemon's sources and `verify`.
 
 use crate::audit::checkpoint::{PublicKey, SigningKey};
 use std::fs::{File, OpenOptions};
@@ -217,6 +220,25 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
         }
     }
     Some(out)
+}
+
+/// Reads a key file: hex of at least 32 bytes, surrounding white space ignored.
+pub fn read_key_file(path: &Path) -> io::Result<Vec<u8>> {
+    let mut text = String::new();
+    File::open(path)
+        .and_then(|mut f| f.read_to_string(&mut text))
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    let hex = text.trim();
+    match crate::audit::decode_hex(hex) {
+        Some(key) if key.len() >= 32 => Ok(key),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{}: a key file holds at least 64 hex digits",
+                path.display()
+            ),
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -491,7 +491,7 @@ fn with_s3_the_original_goes_only_after_its_archive_is_uploaded_and_locked() {
         .header("x-amz-object-lock-retain-until-date")
         .expect("retention set")
         .to_string();
-    let until_s = auditship::ship::record::rfc3339_nanos(&until).expect("a date") / 1_000_000_000;
+    let until_s = auditship::clock::rfc3339_nanos(&until).expect("a date") / 1_000_000_000;
     let now_s = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()

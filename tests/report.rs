@@ -991,7 +991,7 @@ fn the_daemons_own_records_in_a_real_export_keep_its_host_up_and_name_no_user() 
     let root = t.path();
     let dir = root.join("audit");
     std::fs::create_dir_all(&dir).unwrap();
-    let now = auditship::record::utc_now().0;
+    let now = auditship::clock::utc_now().0;
     write_chain_at(&dir.join("audit-1.jsonl"), 1, 0, 20, ZERO_HASH, &|_| {
         now.clone()
     });

@@ -120,7 +120,7 @@ fn now_secs() -> i64 {
 
 /// Seconds since the epoch of an RFC 3339 date.
 fn secs(rfc3339: &str) -> i64 {
-    let n = auditship::ship::record::rfc3339_nanos(rfc3339)
+    let n = auditship::clock::rfc3339_nanos(rfc3339)
         .unwrap_or_else(|| panic!("not an RFC 3339 date: {rfc3339:?}"));
     (n / 1_000_000_000) as i64
 }

@@ -484,7 +484,7 @@ fn purge_removes_dead_letters_stored_before_a_date() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    let tomorrow = auditship::record::format_utc(now + 86_400, 0).1;
+    let tomorrow = auditship::clock::format_utc(now + 86_400, 0).1;
 
     let (code, out, err) = dead_letter(t.path(), &cfg, &["purge", "--before", "2000-01-01"]);
     assert_eq!(code, 0, "{err}");

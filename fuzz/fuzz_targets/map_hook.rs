@@ -14,7 +14,7 @@
 #![no_main]
 
 use auditship::audit::{self, Checked, Keys, Verifier, ZERO_HASH};
-use auditship::record::compliance::ComplianceRules;
+use auditship::compliance::ComplianceRules;
 use auditship::record::map::{Context, map_hook};
 use auditship::redact::Redactor;
 use auditship_fuzz::detected;

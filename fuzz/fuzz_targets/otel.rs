@@ -13,7 +13,7 @@
 use auditship::audit::{self, Checked, Keys, Verifier, ZERO_HASH};
 use auditship::otel::map::{Sender, Settings, event_name, map_export};
 use auditship::otel::{json, proto};
-use auditship::record::compliance::ComplianceRules;
+use auditship::compliance::ComplianceRules;
 use auditship::record::content::Keep;
 use auditship::redact::Redactor;
 use auditship_fuzz::detected;

@@ -16,7 +16,8 @@ use sha2::{Digest, Sha256};
 use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
 
-pub const FILE_NAME: &str = "manifest.jsonl";
+/// The manifest's name in an archive directory: the name `verify` looks for.
+pub const FILE_NAME: &str = crate::verify::MANIFEST;
 const ZERO: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// A chain link: an event's `seq` and `hash`.
@@ -185,7 +186,7 @@ impl Manifest {
         let line = Line {
             v: 1,
             op,
-            at: crate::record::utc_now().0,
+            at: crate::clock::utc_now().0,
             prev: self.last.clone(),
         };
         let text = serde_json::to_vec(&line).map_err(io::Error::other)?;

@@ -32,6 +32,8 @@
 pub mod manifest;
 pub mod s3;
 
+pub use crate::config::archive::ArchiveConfig;
+
 use crate::config::daemon::{DaemonConfig, SourceFormat};
 use crate::queue::Queue;
 use crate::watch::Dir;
@@ -43,18 +45,6 @@ use std::ffi::OsStr;
 use std::io::{self, BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
-
-/// `[archive]`.
-#[derive(Debug, Clone)]
-pub struct ArchiveConfig {
-    pub after_days: u32,
-    pub dir: PathBuf,
-    pub level: u32,
-    pub interval: Duration,
-    pub retention_days: Option<u32>,
-    /// Upload to S3-compatible storage before an original is removed.
-    pub s3: Option<s3::S3Config>,
-}
 
 /// What one pass did.
 #[derive(Debug, Default, Serialize)]
@@ -163,7 +153,7 @@ pub fn pass(cfg: &DaemonConfig, queue: &Queue, now: SystemTime) -> Report {
                     file: dir.join(&newest.name).display().to_string(),
                     reason: "the newest file of its stream".into(),
                 });
-                let stream_key = crate::daemon::reader::stream_key(&source.name, dir);
+                let stream_key = crate::queue::keys::stream_key(&source.name, dir);
                 forget_removed(
                     &sd,
                     &stream_key,
@@ -179,9 +169,9 @@ pub fn pass(cfg: &DaemonConfig, queue: &Queue, now: SystemTime) -> Report {
                         file: &file,
                         listed: f,
                         checkpoint: checkpoints
-                            .get(&crate::daemon::reader::file_key(&stream_key, f.dev, f.ino))
+                            .get(&crate::queue::keys::file_key(&stream_key, f.dev, f.ino))
                             .map(Vec::as_slice),
-                        key: crate::daemon::reader::file_key(&stream_key, f.dev, f.ino),
+                        key: crate::queue::keys::file_key(&stream_key, f.dev, f.ino),
                         chained: source.format == SourceFormat::AuditshipV1,
                     };
                     let archive = Archive {
@@ -230,7 +220,7 @@ fn forget_removed(
     queue: &Queue,
     report: &mut Report,
 ) {
-    let prefix = crate::daemon::reader::file_key(stream_key, 0, 0);
+    let prefix = crate::queue::keys::file_key(stream_key, 0, 0);
     let prefix = &prefix[..prefix.len() - "0:0".len()];
     for (k, v) in checkpoints.range(prefix.to_vec()..) {
         if !k.starts_with(prefix) {

@@ -29,7 +29,8 @@
 //! Not here: multipart uploads (archives are small), virtual-hosted-style addressing,
 //! credentials from instance metadata or profiles.
 
-use crate::config::daemon::{NetConfig, Secret};
+pub use crate::config::archive::{LockMode, S3Config};
+use crate::config::daemon::Secret;
 use bytes::Bytes;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
@@ -49,58 +50,6 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// SigV4 tolerates this much clock skew between client and server.
 const MAX_CLOCK_SKEW_SECS: i64 = 15 * 60;
-
-/// Where archives go and how they are locked.
-#[derive(Debug, Clone)]
-pub struct S3Config {
-    /// `https://s3.eu-west-1.amazonaws.com`, or `http://127.0.0.1:9000` for a local
-    /// S3-compatible store. Requests are path-style: `{endpoint}/{bucket}/{key}`.
-    pub endpoint: String,
-    pub bucket: String,
-    /// Prepended to every key, e.g. `auditship/`.
-    pub prefix: String,
-    pub region: String,
-    pub access_key_id: Secret,
-    pub secret_access_key: Secret,
-    pub session_token: Option<Secret>,
-    /// Object Lock mode of every upload; `None` uploads without retention (the
-    /// bucket's default retention, if any, still applies).
-    pub object_lock_mode: Option<LockMode>,
-    /// Retention from the time of upload, in days.
-    pub retain_days: u32,
-    /// TLS, proxy and timeouts (its `endpoint` is replaced by `endpoint` above).
-    pub net: NetConfig,
-}
-
-/// S3 Object Lock retention modes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LockMode {
-    /// Users with `s3:BypassGovernanceRetention` may still delete or shorten it.
-    Governance,
-    /// Nobody, not even the root account, can delete the object before the date.
-    Compliance,
-}
-
-impl LockMode {
-    /// The wire name: `GOVERNANCE` or `COMPLIANCE`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LockMode::Governance => "GOVERNANCE",
-            LockMode::Compliance => "COMPLIANCE",
-        }
-    }
-
-    /// Parses the wire name (case-insensitive).
-    pub fn parse(s: &str) -> Option<LockMode> {
-        if s.eq_ignore_ascii_case("GOVERNANCE") {
-            Some(LockMode::Governance)
-        } else if s.eq_ignore_ascii_case("COMPLIANCE") {
-            Some(LockMode::Compliance)
-        } else {
-            None
-        }
-    }
-}
 
 /// The outcome of a verified upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,7 +179,7 @@ impl S3Client {
         let mut net = cfg.net.clone();
         net.endpoint = cfg.endpoint.clone();
         Ok(S3Client {
-            http: crate::ship::tls::http_client(&net)?,
+            http: crate::net::http_client(&net)?,
             origin,
             base_path: url.path().trim_end_matches('/').to_string(),
             bucket: cfg.bucket.clone(),
@@ -351,7 +300,7 @@ impl S3Client {
                     );
                     continue;
                 }
-                Err(e) => return Err(S3Error::Transport(crate::ship::sinks::describe(&e))),
+                Err(e) => return Err(S3Error::Transport(crate::net::describe(&e))),
                 Ok(resp) => answer(resp).await?,
             };
             let version = put.header("x-amz-version-id").map(str::to_string);
@@ -433,7 +382,7 @@ impl S3Client {
                 self.timeout,
             )
             .await
-            .map_err(|e| S3Error::Transport(crate::ship::sinks::describe(&e)))?;
+            .map_err(|e| S3Error::Transport(crate::net::describe(&e)))?;
         answer(resp).await
     }
 
@@ -511,7 +460,7 @@ impl S3Client {
             let reported = h
                 .retain_until
                 .as_deref()
-                .and_then(crate::ship::record::rfc3339_nanos)
+                .and_then(crate::clock::rfc3339_nanos)
                 .ok_or_else(|| match &h.retain_until {
                     Some(d) => format!("retain-until date {d:?} unreadable"),
                     None => "no retain-until date reported".to_string(),
@@ -660,7 +609,7 @@ async fn answer(resp: reqwest::Response) -> Result<S3Response, S3Error> {
         let body = resp
             .bytes()
             .await
-            .map_err(|e| S3Error::Transport(crate::ship::sinks::describe(&e)))?;
+            .map_err(|e| S3Error::Transport(crate::net::describe(&e)))?;
         return Ok(S3Response {
             status,
             headers,
@@ -876,7 +825,7 @@ fn unix_now() -> i64 {
 
 /// `YYYYMMDDTHHMMSSZ` (UTC).
 fn amz_date(secs: i64) -> String {
-    let (y, m, d) = crate::record::civil_from_days(secs.div_euclid(86_400));
+    let (y, m, d) = crate::clock::civil_from_days(secs.div_euclid(86_400));
     let rem = secs.rem_euclid(86_400);
     format!(
         "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
@@ -888,7 +837,7 @@ fn amz_date(secs: i64) -> String {
 
 /// `YYYY-MM-DDTHH:MM:SSZ` (RFC 3339, UTC).
 fn rfc3339_secs(secs: i64) -> String {
-    let (y, m, d) = crate::record::civil_from_days(secs.div_euclid(86_400));
+    let (y, m, d) = crate::clock::civil_from_days(secs.div_euclid(86_400));
     let rem = secs.rem_euclid(86_400);
     format!(
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
@@ -910,13 +859,14 @@ fn http_date_secs(s: &str) -> Option<i64> {
     ];
     let m = MONTHS.iter().position(|n| n == month)? + 1;
     let day: u32 = day.parse().ok()?;
-    let nanos = crate::ship::record::rfc3339_nanos(&format!("{year}-{m:02}-{day:02}T{time}Z"))?;
+    let nanos = crate::clock::rfc3339_nanos(&format!("{year}-{m:02}-{day:02}T{time}Z"))?;
     Some((nanos / 1_000_000_000) as i64)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::daemon::NetConfig;
 
     const EMPTY_SHA256_HEX: &str =
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";

@@ -3,7 +3,7 @@
 use crate::config::daemon::DaemonConfig;
 use crate::config::{self, Config};
 use crate::install_hooks as hooks;
-use crate::ship::tls::cleartext_exposure;
+use crate::tls::cleartext_exposure;
 use crate::words::count;
 use std::io::Write;
 use std::process::ExitCode;

@@ -182,7 +182,7 @@ fn stored(d: &DeadLetter) -> String {
 
 fn utc(ms: u64) -> String {
     let ms = i64::try_from(ms).unwrap_or(i64::MAX);
-    crate::record::format_utc(ms.div_euclid(1000), ms.rem_euclid(1000) as u32).0
+    crate::clock::format_utc(ms.div_euclid(1000), ms.rem_euclid(1000) as u32).0
 }
 
 fn list(args: ListArgs) -> ExitCode {
@@ -439,8 +439,7 @@ fn newest_received(records: &[u8]) -> Option<u64> {
     crate::ship::record::lines(records)
         .filter_map(|l| {
             let v: serde_json::Value = serde_json::from_slice(l).ok()?;
-            let nanos =
-                crate::ship::record::rfc3339_nanos(v["_auditship"]["received_at"].as_str()?)?;
+            let nanos = crate::clock::rfc3339_nanos(v["_auditship"]["received_at"].as_str()?)?;
             u64::try_from(nanos / 1_000_000).ok()
         })
         .max()
@@ -453,7 +452,7 @@ fn parse_before(s: &str) -> Result<u64, String> {
     } else {
         s.to_string()
     };
-    let nanos = crate::ship::record::rfc3339_nanos(&full).ok_or_else(|| {
+    let nanos = crate::clock::rfc3339_nanos(&full).ok_or_else(|| {
         format!("expected a UTC day (2026-01-01) or an RFC 3339 time (2026-01-01T12:00:00Z), found {s:?}")
     })?;
     u64::try_from(nanos / 1_000_000).map_err(|_| format!("{s:?} is before 1970"))

@@ -173,7 +173,7 @@ fn attempt(flag: Option<&std::path::Path>, input: Input<'_>, read: std::io::Resu
                 // Keep the event as the defaults make it: minimised, redacted.
                 Some(d) => {
                     let caller = Caller::local(&d);
-                    let event = record::event(&d, input, record::utc_now().0, &caller).ok();
+                    let event = record::event(&d, input, crate::clock::utc_now().0, &caller).ok();
                     record::report_failure(&d, &message, event.as_ref());
                 }
                 None => {
@@ -233,7 +233,7 @@ fn sealed(config: &config::Config, socket: &std::path::Path, input: Input<'_>) -
         .insert("sealed".into(), serde_json::Value::Bool(false));
     match config.record.on_error {
         OnError::Block => {
-            let event = record::event(config, input, record::utc_now().0, &caller).ok();
+            let event = record::event(config, input, crate::clock::utc_now().0, &caller).ok();
             record::report_failure(config, &error, event.as_ref());
             Outcome::Failed(OnError::Block, error)
         }

@@ -230,7 +230,7 @@ fn print_summary(
         count(&q["batches"], "batch", "batches"),
         count(&q["bytes"], "byte", "bytes")
     )?;
-    let now_ms = crate::queue::now_ms();
+    let now_ms = crate::clock::now_ms();
     for s in d["sinks"].as_array().into_iter().flatten() {
         print_sink(out, s, now_ms)?;
     }
@@ -309,7 +309,7 @@ fn count(n: &serde_json::Value, one: &str, many: &str) -> String {
 
 fn utc(ms: u64) -> String {
     let ms = i64::try_from(ms).unwrap_or(i64::MAX);
-    crate::record::format_utc(ms.div_euclid(1000), ms.rem_euclid(1000) as u32).0
+    crate::clock::format_utc(ms.div_euclid(1000), ms.rem_euclid(1000) as u32).0
 }
 
 #[cfg(test)]

@@ -97,7 +97,10 @@ pub(crate) fn load_keys(specs: &[String]) -> io::Result<Keys> {
                 format!("--key {spec:?}: expected KID=KEYFILE"),
             ));
         };
-        keys.insert(kid, &verify::read_key_file(std::path::Path::new(file))?);
+        keys.insert(
+            kid,
+            &crate::keyfile::read_key_file(std::path::Path::new(file))?,
+        );
     }
     Ok(keys)
 }

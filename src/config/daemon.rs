@@ -6,9 +6,9 @@
 //! service user) nor fail because of them. Only `run` and `check-config` validate
 //! these sections and load their secrets.
 
+use super::sinks::Shape;
 use super::{RawConfig, expand_home};
 use crate::audit::Keys;
-use crate::ship::shape::Shape;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -89,7 +89,7 @@ pub struct RawSink {
     pub app_name: Option<String>,
     pub facility: Option<String>,
     pub proxy: Option<String>,
-    /// Accept sending unencrypted off this machine (see [`crate::ship::tls::cleartext_exposure`]).
+    /// Accept sending unencrypted off this machine (see [`crate::tls::cleartext_exposure`]).
     pub allow_plaintext: Option<bool>,
     /// Requests sent before the oldest is answered (HTTP sinks).
     pub max_in_flight: Option<usize>,
@@ -268,7 +268,7 @@ pub enum HttpFormat {
 pub struct NetConfig {
     /// Base URL (`http(s)://host:port[/prefix]`), or `tls://host:port` for syslog.
     pub endpoint: String,
-    pub tls: crate::ship::tls::TlsSettings,
+    pub tls: crate::tls::TlsSettings,
     pub proxy: Option<String>,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
@@ -281,10 +281,7 @@ impl std::fmt::Debug for NetConfig {
             .field("tls", &self.tls)
             .field(
                 "proxy",
-                &self
-                    .proxy
-                    .as_deref()
-                    .map(crate::ship::tls::without_credentials),
+                &self.proxy.as_deref().map(crate::tls::without_credentials),
             )
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
@@ -419,7 +416,7 @@ pub struct DaemonConfig {
     pub sources: Vec<SourceConfig>,
     pub sinks: Vec<SinkConfig>,
     pub queue: QueueConfig,
-    pub archive: crate::archive::ArchiveConfig,
+    pub archive: super::archive::ArchiveConfig,
     pub metrics: MetricsConfig,
     /// `[sealer]`, when the daemon runs one.
     pub sealer: Option<super::sealer::SealerConfig>,
@@ -576,7 +573,7 @@ impl DaemonConfig {
             _ => Default::default(),
         };
         let agent = AgentConfig {
-            host: a.host.clone().unwrap_or_else(crate::record::host_name),
+            host: a.host.clone().unwrap_or_else(crate::host::host_name),
             host_default: a.host.is_none(),
             fields,
             rescan_interval: e.duration(
@@ -658,7 +655,7 @@ impl DaemonConfig {
             };
             let mut keys = Keys::new();
             for (kid, file) in &s.hmac_keys {
-                match crate::verify::read_key_file(&expand_home(file)) {
+                match crate::keyfile::read_key_file(&expand_home(file)) {
                     Ok(k) => keys.insert(kid.clone(), &k),
                     Err(err) => e.push(format!("{at}.hmac_keys.{kid}: {err}")),
                 }
@@ -809,8 +806,7 @@ impl DaemonConfig {
                         .index
                         .clone()
                         .unwrap_or_else(|| "auditship-%Y.%m.%d".into());
-                    if let Err(err) = crate::ship::sinks::elasticsearch::check_index_pattern(&index)
-                    {
+                    if let Err(err) = super::sinks::check_index_pattern(&index) {
                         e.push(format!("{at}.index: {err}"));
                     }
                     SinkKind::Elasticsearch {
@@ -834,7 +830,7 @@ impl DaemonConfig {
                 "syslog" => {
                     let facility = match s.facility.as_deref() {
                         None => 13,
-                        Some(f) => crate::ship::sinks::syslog::facility(f).unwrap_or_else(|| {
+                        Some(f) => super::sinks::facility(f).unwrap_or_else(|| {
                             e.push(format!("{at}.facility: expected a syslog facility name such as \"audit\", \"authpriv\" or \"local0\", found {f:?}"));
                             13
                         }),
@@ -934,7 +930,7 @@ impl DaemonConfig {
         }
         let ra = &raw.archive;
         let s3 = ra.s3.as_ref().map(|r| s3_config(r, &mut e));
-        let archive = crate::archive::ArchiveConfig {
+        let archive = super::archive::ArchiveConfig {
             s3,
             after_days: ra.after_days.unwrap_or(30),
             dir: ra
@@ -1056,7 +1052,7 @@ fn telemetry_config(
     let listen = loopback_addr("telemetry.listen", text, "127.0.0.1:4318", e);
     let signer = match (&r.hmac_kid, &r.hmac_key_file) {
         (None, None) => None,
-        (Some(kid), Some(file)) => match crate::verify::read_key_file(&expand_home(file)) {
+        (Some(kid), Some(file)) => match crate::keyfile::read_key_file(&expand_home(file)) {
             Ok(key) => {
                 let mut keys = Keys::new();
                 keys.insert(kid.clone(), &key);
@@ -1208,7 +1204,7 @@ fn credential(
     }
 }
 
-fn s3_config(r: &RawS3, e: &mut Errors<'_>) -> crate::archive::s3::S3Config {
+fn s3_config(r: &RawS3, e: &mut Errors<'_>) -> super::archive::S3Config {
     let at = "archive.s3";
     let net = net_config(
         at,
@@ -1228,7 +1224,7 @@ fn s3_config(r: &RawS3, e: &mut Errors<'_>) -> crate::archive::s3::S3Config {
         e.push(format!("{at}.bucket: required"));
     }
     let object_lock_mode = r.object_lock_mode.as_deref().and_then(|m| {
-        let mode = crate::archive::s3::LockMode::parse(m);
+        let mode = super::archive::LockMode::parse(m);
         if mode.is_none() {
             e.push(format!(
                 "{at}.object_lock_mode: expected \"GOVERNANCE\" or \"COMPLIANCE\", found {m:?}"
@@ -1240,7 +1236,7 @@ fn s3_config(r: &RawS3, e: &mut Errors<'_>) -> crate::archive::s3::S3Config {
     if object_lock_mode.is_some() && retain_days == 0 {
         e.push(format!("{at}.retain_days: required with object_lock_mode"));
     }
-    crate::archive::s3::S3Config {
+    super::archive::S3Config {
         endpoint: net.endpoint.clone(),
         bucket,
         prefix: r.prefix.clone().unwrap_or_default(),
@@ -1355,7 +1351,7 @@ impl RawSink {
 
 /// The endpoint, TLS material, proxy and timeouts of a network table. `schemes` are
 /// the URL schemes the sink type speaks. Plain `http://` may not leave this machine
-/// unless the table sets `allow_plaintext = true` ([`crate::ship::tls::cleartext_exposure`]).
+/// unless the table sets `allow_plaintext = true` ([`crate::tls::cleartext_exposure`]).
 fn net_config(at: &str, s: &NetRaw<'_>, schemes: &[&str], e: &mut Errors<'_>) -> NetConfig {
     let endpoint = s.endpoint.cloned().unwrap_or_default();
     let scheme = endpoint.split_once("://").map(|(sch, _)| sch);
@@ -1364,7 +1360,7 @@ fn net_config(at: &str, s: &NetRaw<'_>, schemes: &[&str], e: &mut Errors<'_>) ->
         e.push(format!(
             "{at}.endpoint: expected a {} URL, found {:?}",
             list.join(" or "),
-            crate::ship::tls::without_credentials(&endpoint)
+            crate::tls::without_credentials(&endpoint)
         ));
     } else if let Some((_, rest)) = endpoint.split_once("://") {
         let host = rest.split(['/', '?']).next().unwrap_or("");
@@ -1374,7 +1370,7 @@ fn net_config(at: &str, s: &NetRaw<'_>, schemes: &[&str], e: &mut Errors<'_>) ->
             ));
         }
     }
-    let tls = match crate::ship::tls::TlsSettings::load(
+    let tls = match crate::tls::TlsSettings::load(
         s.tls.ca_file.as_deref().map(expand_home).as_deref(),
         s.tls
             .client_cert_file
@@ -1401,7 +1397,7 @@ fn net_config(at: &str, s: &NetRaw<'_>, schemes: &[&str], e: &mut Errors<'_>) ->
     }
     if !s.allow_plaintext {
         for (setting, risk) in
-            crate::ship::tls::cleartext_exposure(&endpoint, s.proxy.map(String::as_str))
+            crate::tls::cleartext_exposure(&endpoint, s.proxy.map(String::as_str))
         {
             e.push(format!(
                 "{at}.{setting}: {risk}; use https://, or set allow_plaintext = true to accept that"

@@ -9,9 +9,9 @@ use super::daemon::{
     Compression, DaemonConfig, EsAuth, HttpFormat, NetConfig, SinkKind, SourceFormat,
 };
 use super::layers::FromEnv;
+use super::sinks::Shape;
 use super::{Config, OnError};
-use crate::ship::shape::Shape;
-use crate::ship::tls::{cleartext_exposure, without_credentials};
+use crate::tls::{cleartext_exposure, without_credentials};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -163,7 +163,7 @@ fn redact_json(cfg: &Config) -> Value {
 fn compliance_json(cfg: &Config) -> Value {
     let c = &cfg.compliance_settings;
     let builtin: Vec<String> = if c.builtin {
-        crate::record::compliance::builtin_rule_configs()
+        crate::compliance::builtin_rule_configs()
             .iter()
             .map(|r| format!("{}: {} resource globs", r.tags.join(", "), r.resource.len()))
             .collect()
@@ -398,7 +398,7 @@ fn headers_json(headers: &[(String, String)]) -> Value {
         .into()
 }
 
-fn archive_json(a: &crate::archive::ArchiveConfig) -> Value {
+fn archive_json(a: &super::archive::ArchiveConfig) -> Value {
     let mut v = json!({
         "after_days": a.after_days,
         "dir": a.dir.display().to_string(),

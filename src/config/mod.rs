@@ -19,6 +19,7 @@
 //! or every error, and the caller keeps the old one on error. [`Config::hash`]
 //! identifies the merged settings for status, metrics and heartbeats.
 
+pub mod archive;
 pub mod coverage;
 pub mod daemon;
 pub mod effective;
@@ -26,9 +27,10 @@ pub mod interpolate;
 pub mod layers;
 pub mod salvage;
 pub mod sealer;
+pub mod sinks;
 
 use crate::audit::Keys;
-use crate::record::compliance::{ComplianceRules, RuleConfig};
+use crate::compliance::{ComplianceRules, RuleConfig};
 use crate::redact::{PatternConfig, Redactor};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -274,11 +276,10 @@ impl ComplianceSettings {
     fn from_raw(raw: &RawCompliance) -> ComplianceSettings {
         ComplianceSettings {
             builtin: raw.builtin.unwrap_or(true),
-            always: raw.always.clone().unwrap_or_else(|| {
-                crate::record::compliance::DEFAULT_ALWAYS
-                    .map(String::from)
-                    .to_vec()
-            }),
+            always: raw
+                .always
+                .clone()
+                .unwrap_or_else(|| crate::compliance::DEFAULT_ALWAYS.map(String::from).to_vec()),
             rules: raw.rule.clone(),
         }
     }
@@ -376,7 +377,7 @@ impl Config {
             (Some(kid), file, env) if file.is_some() != env.is_some() => {
                 let key = match (file, env) {
                     (Some(f), _) => {
-                        crate::verify::read_key_file(&expand_home(f)).map_err(|e| e.to_string())
+                        crate::keyfile::read_key_file(&expand_home(f)).map_err(|e| e.to_string())
                     }
                     (_, Some(var)) => std::env::var(var)
                         .ok()
@@ -489,7 +490,7 @@ fn build_compliance(raw: &RawCompliance) -> Result<ComplianceRules, String> {
     }
     let settings = ComplianceSettings::from_raw(raw);
     let mut rules = if settings.builtin {
-        crate::record::compliance::builtin_rule_configs()
+        crate::compliance::builtin_rule_configs()
     } else {
         Vec::new()
     };

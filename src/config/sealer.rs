@@ -165,7 +165,7 @@ fn load_key(kid: &str, file: &Path, errors: &mut Vec<String>) -> Option<Keys> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
         _ => {}
     }
-    match crate::verify::read_key_file(file) {
+    match crate::keyfile::read_key_file(file) {
         Ok(key) => {
             let mut keys = Keys::new();
             keys.insert(kid, &key);

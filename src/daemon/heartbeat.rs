@@ -36,7 +36,7 @@ impl Heartbeat {
     /// The event line for `what` (`agent_start`, `agent_reload`, `heartbeat`,
     /// `agent_stop`).
     fn event(&self, what: &str, queue: &Queue) -> String {
-        let (now, _) = crate::record::utc_now();
+        let (now, _) = crate::clock::utc_now();
         let mut streams = Vec::new();
         if let Ok(cps) = queue.checkpoints() {
             for (k, v) in cps.range(b"s\0".to_vec()..) {
@@ -74,7 +74,7 @@ impl Heartbeat {
                 "version": env!("CARGO_PKG_VERSION"),
                 "config_hash": self.config_hash,
                 "pid": std::process::id(),
-                "uptime_seconds": crate::queue::now_ms().saturating_sub(self.started_ms) / 1000,
+                "uptime_seconds": crate::clock::now_ms().saturating_sub(self.started_ms) / 1000,
                 "queue_batches": queue.batches(),
                 "queue_bytes": queue.bytes(),
                 "streams": streams,
@@ -104,7 +104,7 @@ impl Heartbeat {
 /// Appends the shipped record of one of the daemon's own `agent_event` lines (not
 /// chained: source `auditship`, stream `agent`) to `out`.
 pub(super) fn encode_agent_record(encoder: &Encoder, line: &str, out: &mut Vec<u8>) {
-    let (received_at, _) = crate::record::utc_now();
+    let (received_at, _) = crate::clock::utc_now();
     let at = Origin {
         source: "auditship",
         stream: "agent",

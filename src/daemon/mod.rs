@@ -114,34 +114,7 @@ pub async fn run_pipeline(
     }
     sealer.apply(&config, &mut daemon).await?;
     let state = daemon.agent.state_dir.clone();
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&state)
-            .map_err(|e| DaemonError::StateDir(state.clone(), e))?;
-    }
-    let sink_names: Vec<String> = daemon.sinks.iter().map(|s| s.name.clone()).collect();
-    let queue_dir = state.join("queue");
-    let cache = daemon.queue.cache_capacity;
-    let queue = tokio::task::spawn_blocking(move || {
-        // An operator's `dead-letter list` holds the lock for a moment: wait for it
-        // rather than fail the start. A second daemon holds it for good.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            match Queue::open(&queue_dir, cache, &sink_names) {
-                Err(e) if e.is_locked() && std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(100));
-                }
-                r => return r,
-            }
-        }
-    })
-    .await
-    .map_err(|e| DaemonError::Thread(std::io::Error::other(e)))??;
-    queue.set_limit(daemon.queue.max_bytes);
-    let queue = Arc::new(queue);
+    let queue = open_queue(&daemon).await?;
     tracing::info!(
         state_dir = %state.display(),
         sources = daemon.sources.len(),
@@ -149,124 +122,25 @@ pub async fn run_pipeline(
         queued_batches = queue.batches(),
         "auditship started"
     );
-
     let (committed_tx, committed_rx) = tokio::sync::watch::channel(Tip::default());
-    // Two writers (the reader's commits, lifecycle records): the newest id wins. Only
-    // the reader knows whether it is at the live edge; a lifecycle record leaves that
-    // as the reader last said.
-    let committed_tx = Arc::new(committed_tx);
-    let announce = {
-        let tx = committed_tx.clone();
-        move |id: u64, caught_up: Option<bool>| {
-            tx.send_if_modified(|v| {
-                let newer = id > v.id;
-                if newer {
-                    v.id = id;
-                    v.caught_up = caught_up.unwrap_or(v.caught_up);
-                }
-                newer
-            });
-        }
-    };
-    let stop = Arc::new(AtomicBool::new(false));
-    let encoder = Encoder::new(
-        &daemon.agent.host,
-        &daemon.agent.fields,
-        config.redactor.clone(),
-    );
-    let limits = reader::Limits::for_sinks(
-        daemon.sinks.iter().map(|s| (s.max_events, s.max_bytes)),
-        daemon.agent.rescan_interval,
-    );
-    let mut rdr = reader::Reader::new(
-        daemon.sources.clone(),
-        queue.clone(),
-        encoder,
-        limits,
-        Box::new({
-            let announce = announce.clone();
-            move |tip: Tip| announce(tip.id, Some(tip.caught_up))
-        }),
-        stop.clone(),
-    )?;
-    rdr.refusals.host = daemon.agent.host.clone();
-    let reader_stats = rdr.stats.clone();
-    let reader_alive = Arc::new(AtomicBool::new(true));
-    let mut hints = crate::watch::Hints::new();
-    let waker = hints.waker();
-    if let Some(s) = sealer.sealer() {
-        // A user's first sealed event makes a stream directory no watch covers yet.
-        let waker = hints.waker();
-        s.streams().on_new_stream(move || waker.wake());
-    }
-    // Tells the main task when the reader ends, however it ends (a panic included).
-    struct Done(Option<tokio::sync::oneshot::Sender<bool>>);
-    impl Drop for Done {
-        fn drop(&mut self) {
-            if let Some(tx) = self.0.take() {
-                let _ = tx.send(false);
-            }
-        }
-    }
-    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<bool>();
-    let reader_thread = std::thread::Builder::new()
-        .name("auditship-reader".into())
-        .spawn({
-            let alive = reader_alive.clone();
-            move || {
-                let mut done = Done(Some(done_tx));
-                let ok = rdr.run(&mut hints).is_ok();
-                alive.store(false, Ordering::SeqCst);
-                if let Some(tx) = done.0.take() {
-                    let _ = tx.send(ok);
-                }
-            }
-        })
-        .map_err(DaemonError::Thread)?;
-
-    let tracker = TaskTracker::new();
-    let draining = CancellationToken::new();
-    let cancel = CancellationToken::new();
-    let mut views = Vec::new();
-    for (cfg, sink) in daemon.sinks.iter().zip(sinks) {
-        let stats = Arc::new(SinkStats::default());
-        views.push(telemetry::SinkView {
-            name: cfg.name.clone(),
-            kind: cfg.kind.name(),
-            stats: stats.clone(),
-        });
-        let ended = Ended(stats.clone());
-        let run = ship::run_sink(
-            cfg.clone(),
-            sink,
-            queue.clone(),
-            committed_rx.clone(),
-            draining.clone(),
-            cancel.clone(),
-            stats,
-        );
-        tracker.spawn(async move {
-            // Marks the sink's task ended however it ends (a panic included).
-            let _ended = ended;
-            run.await
-        });
-    }
-    tracker.close();
+    let announce = Announce(Arc::new(committed_tx));
+    let reading = ReaderTask::start(&config, &daemon, &queue, &announce, sealer)?;
+    let mut shipping = Shipping::start(&daemon, sinks, &queue, &committed_rx);
     let archiver = spawn_archiver(&daemon, &queue)?;
     let receiver = match &daemon.telemetry {
-        Some(t) => receiver(&config, &daemon, t, waker.clone()).await,
+        Some(t) => receiver(&config, &daemon, t, reading.waker.clone()).await,
         None => None,
     };
     let telemetry = Arc::new(telemetry::Telemetry {
         receiver: receiver.as_ref().map(|r| r.view.clone()),
-        started_ms: crate::queue::now_ms(),
+        started_ms: crate::clock::now_ms(),
         config_hash: daemon.hash.clone(),
         host: daemon.agent.host.clone(),
         state_dir: state.clone(),
         queue: queue.clone(),
-        reader: reader_stats,
-        reader_alive,
-        sinks: views,
+        reader: reading.stats.clone(),
+        reader_alive: reading.alive.clone(),
+        sinks: std::mem::take(&mut shipping.views),
         unhealthy_after: daemon.metrics.unhealthy_after,
         sealer: sealer.sealer().map(|s| telemetry::SealerView {
             listen: s.listen().display().to_string(),
@@ -274,94 +148,22 @@ pub async fn run_pipeline(
             streams: s.streams().clone(),
         }),
     });
-    let beat = Arc::new(heartbeat::Heartbeat {
-        encoder: Encoder::new(
-            &daemon.agent.host,
-            &daemon.agent.fields,
-            config.redactor.clone(),
-        ),
-        host: daemon.agent.host.clone(),
-        config_hash: daemon.hash.clone(),
-        previous_config_hash: match &begin {
-            Begin::Start => None,
-            Begin::Reload {
-                previous_config_hash,
-            } => Some(previous_config_hash.clone()),
-        },
-        started_ms: telemetry.started_ms,
-    });
-    let store_beat = {
-        let (beat, queue, announce) = (beat.clone(), queue.clone(), announce.clone());
-        move |what: &'static str| {
-            let (beat, queue, announce) = (beat.clone(), queue.clone(), announce.clone());
-            async move {
-                match tokio::task::spawn_blocking(move || beat.store(what, &queue)).await {
-                    Ok(Ok(id)) => announce(id, None),
-                    Ok(Err(e)) => {
-                        tracing::error!(error = %e, what, "cannot store a lifecycle record")
-                    }
-                    Err(e) => tracing::error!(error = %e, what, "lifecycle record task"),
-                }
-            }
-        }
-    };
-    let beats = !daemon.agent.heartbeat_interval.is_zero();
-    if beats {
-        store_beat(match begin {
-            Begin::Start => "agent_start",
-            Begin::Reload { .. } => "agent_reload",
-        })
-        .await;
+    let lifecycle = Lifecycle::new(&config, &daemon, &begin, &queue, &announce, &telemetry);
+    if lifecycle.beats {
+        lifecycle
+            .store(match begin {
+                Begin::Start => "agent_start",
+                Begin::Reload { .. } => "agent_reload",
+            })
+            .await;
     }
     let beating = CancellationToken::new();
-    if beats {
-        tokio::spawn({
-            let (store_beat, beating, every) = (
-                store_beat.clone(),
-                beating.clone(),
-                daemon.agent.heartbeat_interval,
-            );
-            async move {
-                loop {
-                    tokio::select! {
-                        _ = tokio::time::sleep(every) => store_beat("heartbeat").await,
-                        _ = beating.cancelled() => return,
-                    }
-                }
-            }
-        });
-    }
+    lifecycle.beat_every(daemon.agent.heartbeat_interval, &beating);
     // systemd: ready once the queue is open, checkpoints loaded and every stage runs;
     // the watchdog is fed only while the reader shows progress (or waits, healthy).
     notify::ready();
     notify::status("shipping");
-    if let Some(every) = notify::watchdog_interval() {
-        let (reader, beating, rescan) = (
-            telemetry.reader.clone(),
-            beating.clone(),
-            daemon.agent.rescan_interval,
-        );
-        let alive = telemetry.reader_alive.clone();
-        tokio::spawn(async move {
-            let grace = (rescan * 3).max(std::time::Duration::from_secs(30));
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(every) => {}
-                    _ = beating.cancelled() => return,
-                }
-                let last = reader.alive_ms.load(Ordering::Relaxed);
-                let quiet = crate::queue::now_ms().saturating_sub(last);
-                if alive.load(Ordering::SeqCst) && (last == 0 || quiet < grace.as_millis() as u64) {
-                    notify::watchdog();
-                } else {
-                    tracing::error!(
-                        quiet_ms = quiet,
-                        "the reader shows no progress; not feeding the watchdog"
-                    );
-                }
-            }
-        });
-    }
+    feed_watchdog(&telemetry, daemon.agent.rescan_interval, &beating);
     let listening = CancellationToken::new();
     // An address left by a run that did not stop cleanly must not lead `status` to
     // whoever listens there now: withdrawn before binding, written once bound.
@@ -372,11 +174,12 @@ pub async fn run_pipeline(
         tokio::spawn(telemetry::serve(l, telemetry.clone(), listening.clone()));
     }
 
+    let mut reading = reading;
     let mut failed = false;
     let mut end = End::Stop;
     tokio::select! {
         e = shutdown => end = e,
-        ok = &mut done_rx => {
+        ok = &mut reading.done => {
             // The reader ended on its own: its queue storage failed, or it panicked.
             failed = !matches!(ok, Ok(true));
             tracing::error!("the reader stopped unexpectedly; stopping the daemon");
@@ -396,29 +199,17 @@ pub async fn run_pipeline(
     // STOPPING=1 or RELOADING=1 was sent by whoever asked (`cli::run`): a reload
     // ends this pipeline too, and systemd must not take it for a stop.
     notify::status("pipeline stopping: sinks drain");
-    stop.store(true, Ordering::SeqCst);
-    waker.wake();
-    let _ = tokio::task::spawn_blocking(move || reader_thread.join()).await;
+    reading.stop().await;
     let _ = tokio::task::spawn_blocking(move || archiver.stop()).await;
     beating.cancel();
-    if beats && !failed && end == End::Stop {
+    if lifecycle.beats && !failed && end == End::Stop {
         // Shipped with the drain: the SIEM sees this host stop on purpose.
-        store_beat("agent_stop").await;
+        lifecycle.store("agent_stop").await;
     }
-    draining.cancel();
-    if tokio::time::timeout(daemon.agent.shutdown_timeout, tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            queued_batches = queue.batches(),
-            "sinks did not drain within the shutdown timeout; the rest ships after the next start"
-        );
-    }
-    cancel.cancel();
+    shipping.drain(daemon.agent.shutdown_timeout, &queue).await;
     listening.cancel();
     let _ = std::fs::remove_file(state.join(telemetry::ADDR_FILE));
-    tracker.wait().await;
+    shipping.tracker.wait().await;
     let q = queue.clone();
     let _ = tokio::task::spawn_blocking(move || q.flush()).await;
     tracing::info!(queued_batches = queue.batches(), "auditship stopped");
@@ -426,6 +217,327 @@ pub async fn run_pipeline(
         return Err(DaemonError::ReaderFailed);
     }
     Ok(())
+}
+
+/// Creates the state directory (0700) and opens the queue in it, waiting up to 10 s
+/// for an operator's command that holds its lock for a moment (a second daemon holds
+/// it for good).
+async fn open_queue(daemon: &DaemonConfig) -> Result<Arc<Queue>, DaemonError> {
+    let state = daemon.agent.state_dir.clone();
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&state)
+            .map_err(|e| DaemonError::StateDir(state.clone(), e))?;
+    }
+    let sink_names: Vec<String> = daemon.sinks.iter().map(|s| s.name.clone()).collect();
+    let queue_dir = state.join("queue");
+    let cache = daemon.queue.cache_capacity;
+    let queue = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match Queue::open(&queue_dir, cache, &sink_names) {
+                Err(e) if e.is_locked() && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                r => return r,
+            }
+        }
+    })
+    .await
+    .map_err(|e| DaemonError::Thread(std::io::Error::other(e)))??;
+    queue.set_limit(daemon.queue.max_bytes);
+    Ok(Arc::new(queue))
+}
+
+/// Tells the sinks of stored batches. Two writers (the reader's commits, lifecycle
+/// records): the newest id wins. Only the reader knows whether it is at the live
+/// edge; a lifecycle record (`caught_up: None`) leaves that as the reader last said.
+#[derive(Clone)]
+struct Announce(Arc<tokio::sync::watch::Sender<Tip>>);
+
+impl Announce {
+    fn send(&self, id: u64, caught_up: Option<bool>) {
+        self.0.send_if_modified(|v| {
+            let newer = id > v.id;
+            if newer {
+                v.id = id;
+                v.caught_up = caught_up.unwrap_or(v.caught_up);
+            }
+            newer
+        });
+    }
+}
+
+/// The reader thread while it runs.
+struct ReaderTask {
+    thread: std::thread::JoinHandle<()>,
+    /// Resolves when the reader ends, however it ends (`true`: it stopped as asked).
+    done: tokio::sync::oneshot::Receiver<bool>,
+    stop: Arc<AtomicBool>,
+    waker: crate::watch::Waker,
+    stats: Arc<reader::ReaderStats>,
+    alive: Arc<AtomicBool>,
+}
+
+impl ReaderTask {
+    /// Builds the reader over the sources and starts its thread.
+    fn start(
+        config: &Config,
+        daemon: &DaemonConfig,
+        queue: &Arc<Queue>,
+        announce: &Announce,
+        sealer: &sealing::SealerSlot,
+    ) -> Result<ReaderTask, DaemonError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let encoder = Encoder::new(
+            &daemon.agent.host,
+            &daemon.agent.fields,
+            config.redactor.clone(),
+        );
+        let limits = reader::Limits::for_sinks(
+            daemon.sinks.iter().map(|s| (s.max_events, s.max_bytes)),
+            daemon.agent.rescan_interval,
+        );
+        let mut rdr = reader::Reader::new(
+            daemon.sources.clone(),
+            queue.clone(),
+            encoder,
+            limits,
+            Box::new({
+                let announce = announce.clone();
+                move |tip: Tip| announce.send(tip.id, Some(tip.caught_up))
+            }),
+            stop.clone(),
+        )?;
+        rdr.refusals.host = daemon.agent.host.clone();
+        let stats = rdr.stats.clone();
+        let alive = Arc::new(AtomicBool::new(true));
+        let mut hints = crate::watch::Hints::new();
+        let waker = hints.waker();
+        if let Some(s) = sealer.sealer() {
+            // A user's first sealed event makes a stream directory no watch covers yet.
+            let waker = hints.waker();
+            s.streams().on_new_stream(move || waker.wake());
+        }
+        // Tells the main task when the reader ends, however it ends (a panic included).
+        struct Done(Option<tokio::sync::oneshot::Sender<bool>>);
+        impl Drop for Done {
+            fn drop(&mut self) {
+                if let Some(tx) = self.0.take() {
+                    let _ = tx.send(false);
+                }
+            }
+        }
+        let (done_tx, done) = tokio::sync::oneshot::channel::<bool>();
+        let thread = std::thread::Builder::new()
+            .name("auditship-reader".into())
+            .spawn({
+                let alive = alive.clone();
+                move || {
+                    let mut done = Done(Some(done_tx));
+                    let ok = rdr.run(&mut hints).is_ok();
+                    alive.store(false, Ordering::SeqCst);
+                    if let Some(tx) = done.0.take() {
+                        let _ = tx.send(ok);
+                    }
+                }
+            })
+            .map_err(DaemonError::Thread)?;
+        Ok(ReaderTask {
+            thread,
+            done,
+            stop,
+            waker,
+            stats,
+            alive,
+        })
+    }
+
+    /// Asks the reader to stop (it commits what it read) and waits for its thread.
+    async fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.waker.wake();
+        let thread = self.thread;
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+}
+
+/// One task per sink, and what stops them: `draining` (ship what is queued, then
+/// end) and `cancel` (end now).
+struct Shipping {
+    tracker: TaskTracker,
+    draining: CancellationToken,
+    cancel: CancellationToken,
+    views: Vec<telemetry::SinkView>,
+}
+
+impl Shipping {
+    fn start(
+        daemon: &DaemonConfig,
+        sinks: Vec<Sink>,
+        queue: &Arc<Queue>,
+        committed: &tokio::sync::watch::Receiver<Tip>,
+    ) -> Shipping {
+        let tracker = TaskTracker::new();
+        let draining = CancellationToken::new();
+        let cancel = CancellationToken::new();
+        let mut views = Vec::new();
+        for (cfg, sink) in daemon.sinks.iter().zip(sinks) {
+            let stats = Arc::new(SinkStats::default());
+            views.push(telemetry::SinkView {
+                name: cfg.name.clone(),
+                kind: cfg.kind.name(),
+                stats: stats.clone(),
+            });
+            let ended = Ended(stats.clone());
+            let run = ship::run_sink(
+                cfg.clone(),
+                sink,
+                queue.clone(),
+                committed.clone(),
+                draining.clone(),
+                cancel.clone(),
+                stats,
+            );
+            tracker.spawn(async move {
+                // Marks the sink's task ended however it ends (a panic included).
+                let _ended = ended;
+                run.await
+            });
+        }
+        tracker.close();
+        Shipping {
+            tracker,
+            draining,
+            cancel,
+            views,
+        }
+    }
+
+    /// Lets the sinks drain the queue for at most `timeout`, then cancels them.
+    async fn drain(&self, timeout: std::time::Duration, queue: &Queue) {
+        self.draining.cancel();
+        if tokio::time::timeout(timeout, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                queued_batches = queue.batches(),
+                "sinks did not drain within the shutdown timeout; the rest ships after the next start"
+            );
+        }
+        self.cancel.cancel();
+    }
+}
+
+/// Lifecycle records (`agent_start`, `agent_reload`, `heartbeat`, `agent_stop`),
+/// stored as batches of their own and announced to the sinks.
+struct Lifecycle {
+    beat: Arc<heartbeat::Heartbeat>,
+    queue: Arc<Queue>,
+    announce: Announce,
+    /// Whether lifecycle records are on (`heartbeat_interval` not zero).
+    beats: bool,
+}
+
+impl Lifecycle {
+    fn new(
+        config: &Config,
+        daemon: &DaemonConfig,
+        begin: &Begin,
+        queue: &Arc<Queue>,
+        announce: &Announce,
+        telemetry: &telemetry::Telemetry,
+    ) -> Arc<Lifecycle> {
+        let beat = Arc::new(heartbeat::Heartbeat {
+            encoder: Encoder::new(
+                &daemon.agent.host,
+                &daemon.agent.fields,
+                config.redactor.clone(),
+            ),
+            host: daemon.agent.host.clone(),
+            config_hash: daemon.hash.clone(),
+            previous_config_hash: match begin {
+                Begin::Start => None,
+                Begin::Reload {
+                    previous_config_hash,
+                } => Some(previous_config_hash.clone()),
+            },
+            started_ms: telemetry.started_ms,
+        });
+        Arc::new(Lifecycle {
+            beat,
+            queue: queue.clone(),
+            announce: announce.clone(),
+            beats: !daemon.agent.heartbeat_interval.is_zero(),
+        })
+    }
+
+    /// Stores one lifecycle record (off the async workers) and announces it; a
+    /// failure is logged.
+    async fn store(&self, what: &'static str) {
+        let (beat, queue) = (self.beat.clone(), self.queue.clone());
+        match tokio::task::spawn_blocking(move || beat.store(what, &queue)).await {
+            Ok(Ok(id)) => self.announce.send(id, None),
+            Ok(Err(e)) => tracing::error!(error = %e, what, "cannot store a lifecycle record"),
+            Err(e) => tracing::error!(error = %e, what, "lifecycle record task"),
+        }
+    }
+
+    /// A `heartbeat` every `every` until `beating` is cancelled.
+    fn beat_every(self: &Arc<Self>, every: std::time::Duration, beating: &CancellationToken) {
+        if !self.beats {
+            return;
+        }
+        let (me, beating) = (self.clone(), beating.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => me.store("heartbeat").await,
+                    _ = beating.cancelled() => return,
+                }
+            }
+        });
+    }
+}
+
+/// Feeds systemd's watchdog (when it asks for one) while the reader runs and showed
+/// progress within three rescans (at least 30 s), until `beating` is cancelled.
+fn feed_watchdog(
+    telemetry: &telemetry::Telemetry,
+    rescan: std::time::Duration,
+    beating: &CancellationToken,
+) {
+    let Some(every) = notify::watchdog_interval() else {
+        return;
+    };
+    let (reader, alive, beating) = (
+        telemetry.reader.clone(),
+        telemetry.reader_alive.clone(),
+        beating.clone(),
+    );
+    tokio::spawn(async move {
+        let grace = (rescan * 3).max(std::time::Duration::from_secs(30));
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = beating.cancelled() => return,
+            }
+            let last = reader.alive_ms.load(Ordering::Relaxed);
+            let quiet = crate::clock::now_ms().saturating_sub(last);
+            if alive.load(Ordering::SeqCst) && (last == 0 || quiet < grace.as_millis() as u64) {
+                notify::watchdog();
+            } else {
+                tracing::error!(
+                    quiet_ms = quiet,
+                    "the reader shows no progress; not feeding the watchdog"
+                );
+            }
+        }
+    });
 }
 
 /// Where the daemon writes the address its telemetry receiver listens on, in its

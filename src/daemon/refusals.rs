@@ -37,7 +37,7 @@ impl Default for Refusals {
     fn default() -> Self {
         Refusals {
             seen: HashSet::new(),
-            host: crate::record::host_name(),
+            host: crate::host::host_name(),
             run_id: super::heartbeat::run_id().to_string(),
         }
     }
@@ -86,7 +86,7 @@ impl Refusals {
 
     /// The `agent_event` line for a refused directory.
     fn event(&self, source: &str, r: &Refused) -> String {
-        let (now, _) = crate::record::utc_now();
+        let (now, _) = crate::clock::utc_now();
         let path = r.path.display().to_string();
         json!({
             "v": 1,

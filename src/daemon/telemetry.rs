@@ -188,7 +188,7 @@ impl Telemetry {
         if !self.reader_alive.load(Ordering::SeqCst) {
             return Err("the reader stopped".into());
         }
-        let now = crate::queue::now_ms();
+        let now = crate::clock::now_ms();
         let mut failing = Vec::new();
         for s in &self.sinks {
             if s.stats.ended.load(Ordering::SeqCst) {
@@ -221,7 +221,7 @@ impl Telemetry {
 
     /// The `/status` document.
     pub fn status(&self) -> Value {
-        let now = crate::queue::now_ms();
+        let now = crate::clock::now_ms();
         let health = self.health();
         let r = &self.reader;
         let sinks: Vec<Value> = self
@@ -289,7 +289,7 @@ impl Telemetry {
 
     /// The `/metrics` text, Prometheus exposition format 0.0.4.
     pub fn prometheus(&self) -> String {
-        let now = crate::queue::now_ms();
+        let now = crate::clock::now_ms();
         let mut o = String::with_capacity(4096);
         let r = &self.reader;
         let family = |o: &mut String, name: &str, kind: &str, help: &str| {

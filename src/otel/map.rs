@@ -19,7 +19,7 @@
 //! and `resource` is bounded.
 
 use super::{AnyValue, Export, KeyValue, LogRecord};
-use crate::record::compliance::ComplianceRules;
+use crate::compliance::ComplianceRules;
 use crate::record::content::{self, Field, Keep, Kind, Sink};
 use crate::record::map as hook_map;
 use crate::redact::Redactor;
@@ -507,7 +507,7 @@ fn clear_metadata(
         Some(v) => keep("event_timestamp", v),
         None if time_unix_nano > 0 => {
             let nanos = time_unix_nano;
-            let (ts, _) = crate::record::format_utc(
+            let (ts, _) = crate::clock::format_utc(
                 (nanos / 1_000_000_000) as i64,
                 (nanos / 1_000_000 % 1000) as u32,
             );
@@ -588,9 +588,7 @@ fn hook_problems(name: &str, meta: &Map<String, Value>, session: &str) -> Vec<Ho
     let Some(event) = meta.get("hook_event").and_then(Value::as_str) else {
         return Vec::new();
     };
-    if name != "hook_execution_complete"
-        || !crate::install_hooks::EVENTS.iter().any(|e| e.name == event)
-    {
+    if name != "hook_execution_complete" || !crate::hooks::EVENTS.iter().any(|e| e.name == event) {
         return Vec::new();
     }
     [

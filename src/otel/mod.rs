@@ -148,7 +148,7 @@ impl Stats {
                 "kind": problem.kind,
                 "runs": problem.runs,
                 "session_id": problem.session_id,
-                "at": crate::record::utc_now().0,
+                "at": crate::clock::utc_now().0,
             }));
         }
     }

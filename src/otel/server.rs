@@ -18,7 +18,7 @@ use super::map::{self, Sender, Settings as MapSettings};
 use super::peer::{self, User};
 use super::stream::{Target, Writer};
 use super::{DecodeError, Stats, json, proto};
-use crate::record::compliance::ComplianceRules;
+use crate::compliance::ComplianceRules;
 use crate::record::content::Keep;
 use crate::redact::Redactor;
 use serde_json::{Map, Value};
@@ -533,7 +533,7 @@ fn decode_and_map(
         compliance: &s.compliance,
         keep: s.keep,
     };
-    let timestamp = crate::record::utc_now().0;
+    let timestamp = crate::clock::utc_now().0;
     let mapped = map::map_export(export, &settings, sender, &timestamp, || {
         uuid::Uuid::new_v4().to_string()
     });

@@ -139,7 +139,7 @@ fn run(
         for j in jobs {
             by_user.entry(j.user.clone()).or_default().push(j);
         }
-        let date = crate::record::utc_now().1;
+        let date = crate::clock::utc_now().1;
         let signer = target
             .signer
             .as_ref()

@@ -10,7 +10,8 @@
 //! milliseconds since the epoch as `u64`; absent in letters stored by versions before
 //! it). A letter is written, rewritten and removed as one sled batch, then flushed.
 
-use super::{CHUNK_BYTES, Queue, QueueError, id_of, now_ms};
+use super::{CHUNK_BYTES, Queue, QueueError, id_of};
+use crate::clock::now_ms;
 use std::path::Path;
 
 const HEAD: u32 = u32::MAX;

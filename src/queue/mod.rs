@@ -25,7 +25,8 @@
 //! - Dead letters (rare) stay in sled, split into values under 64 KiB, because sled
 //!   0.34 never reclaims larger values ([`dead`]).
 //!
-//! Checkpoint keys and values are opaque bytes here; their format belongs to `tail`.
+//! Checkpoint values are opaque bytes here (their format belongs to `tail`); their
+//! keys are laid out by [`keys`].
 //! Calls block (sled and fsync): callers run them off the async workers.
 
 use std::collections::{BTreeMap, HashMap};
@@ -36,6 +37,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 mod dead;
+pub mod keys;
 
 pub use dead::{DeadLetter, DeadLetterStore};
 
@@ -170,7 +172,7 @@ impl Writer {
         {
             let n = self.next;
             let path = segment_path(dir, n);
-            let file = crate::record::writer::open_private(&path, false)
+            let file = crate::files::open_private(&path, false)
                 .map_err(|e| QueueError::Segment(path.clone(), e))?;
             // The new name must survive a crash before any header points into it.
             File::open(dir)
@@ -263,13 +265,6 @@ fn id_of(k: &[u8]) -> u64 {
             .and_then(|s| s.try_into().ok())
             .unwrap_or_default(),
     )
-}
-
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
 }
 
 impl Queue {
@@ -384,7 +379,7 @@ impl Queue {
                     segment,
                     offset,
                     crc: crc32fast::hash(&batch.records),
-                    created_ms: now_ms(),
+                    created_ms: crate::clock::now_ms(),
                 }
                 .encode(),
             )

@@ -171,13 +171,13 @@ mod tests {
 
     #[test]
     fn every_installed_event_is_classified() {
-        for e in crate::install_hooks::EVENTS {
+        for e in crate::hooks::EVENTS {
             let listed = e.name == "PermissionRequest"
                 || EXIT_2_BLOCKS.iter().any(|(n, _)| *n == e.name)
                 || EXIT_1.iter().any(|(n, _)| *n == e.name);
             // Events newer than the Claude Code release read here are unknown: exit 2.
             assert!(
-                listed || e.since >= crate::install_hooks::UNKNOWN_EVENTS_TOLERATED_SINCE,
+                listed || e.since >= crate::hooks::UNKNOWN_EVENTS_TOLERATED_SINCE,
                 "{} is not in the table",
                 e.name
             );

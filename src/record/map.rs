@@ -8,7 +8,7 @@
 //! [`MAX_RESOURCE_BYTES`].
 
 use crate::audit::json;
-use crate::record::compliance::ComplianceRules;
+use crate::compliance::ComplianceRules;
 use crate::record::content::{self, Keep, Sink};
 use crate::redact::Redactor;
 use serde_json::{Map, Value};

@@ -7,7 +7,6 @@
 //! parse error); an error never loses the call silently: it goes to stderr and, as
 //! the event it would have been, to the bounded fallback file ([`fallback`]).
 
-pub mod compliance;
 pub mod content;
 pub mod fail_closed;
 pub mod fallback;
@@ -18,7 +17,7 @@ pub mod writer;
 use crate::config::Config;
 use serde_json::{Map, Value};
 use std::io::Write;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 pub use writer::Appended;
 
@@ -93,7 +92,7 @@ impl Caller {
     pub fn local(config: &Config) -> Caller {
         Caller {
             user_id: config.record.user_id.clone().unwrap_or_else(os_user),
-            host: host_name(),
+            host: crate::host::host_name(),
             project_dir: env_text("CLAUDE_PROJECT_DIR"),
             decision_session: env_text("CLAUDE_SESSION_ID"),
             metadata: Map::new(),
@@ -130,7 +129,7 @@ impl std::fmt::Display for Failure {
 
 /// Records one event, made by `caller`.
 pub fn record(config: &Config, input: Input<'_>, caller: &Caller) -> Result<Appended, Failure> {
-    let (timestamp, date) = utc_now();
+    let (timestamp, date) = crate::clock::utc_now();
     let event =
         event(config, input, timestamp, caller).map_err(|error| Failure { error, event: None })?;
     append(config, &date, &event).map_err(|e| Failure {
@@ -439,7 +438,7 @@ fn more_compliance_tags<'r>(
 /// have appended (when it got that far), the error redacted.
 pub fn report_failure(config: &Config, error: &str, event: Option<&Map<String, Value>>) {
     let _ = writeln!(std::io::stderr(), "auditship record: {error}");
-    let time = utc_now().0;
+    let time = crate::clock::utc_now().0;
     let error = config.redactor.redact_str(error);
     let line = fallback::line(&time, &error, event);
     let path = &config.record.fallback_file;
@@ -463,43 +462,6 @@ pub fn report_failure(config: &Config, error: &str, event: Option<&Map<String, V
     }
 }
 
-/// Now as `YYYY-MM-DDTHH:MM:SS.mmmZ` and `YYYY-MM-DD`, in UTC.
-pub fn utc_now() -> (String, String) {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    format_utc(d.as_secs() as i64, d.subsec_millis())
-}
-
-/// Formats seconds since the epoch (UTC) with milliseconds.
-pub fn format_utc(secs: i64, millis: u32) -> (String, String) {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    let date = format!("{y:04}-{m:02}-{d:02}");
-    let ts = format!(
-        "{date}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    );
-    (ts, date)
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 /// The OS user name of the effective uid, else `$USER`, else the uid.
 pub fn os_user() -> String {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -507,29 +469,4 @@ pub fn os_user() -> String {
     crate::users::name_of(uid)
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| format!("uid:{uid}"))
-}
-
-/// The machine's host name.
-pub fn host_name() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into buf.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "unknown".into();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utc_formatting() {
-        assert_eq!(format_utc(0, 0).0, "1970-01-01T00:00:00.000Z");
-        assert_eq!(format_utc(1_795_000_000, 7).0, "2026-11-18T11:06:40.007Z");
-        assert_eq!(format_utc(951_782_400, 0).1, "2000-02-29");
-        assert_eq!(format_utc(-1, 999).0, "1969-12-31T23:59:59.999Z");
-    }
 }

@@ -162,19 +162,7 @@ pub fn append_whole(file: &mut File, line: &[u8], sync: bool) -> io::Result<()> 
     Ok(())
 }
 
-/// Opens (creating with mode 0600) without following a symlink at the last component.
-pub fn open_private(path: &Path, append: bool) -> io::Result<File> {
-    let mut o = OpenOptions::new();
-    o.create(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
-    if append {
-        o.append(true);
-    } else {
-        o.read(true).write(true);
-    }
-    o.open(path)
-}
+pub use crate::files::open_private;
 
 /// `Err(None)` on timeout.
 pub(crate) fn lock_exclusive(file: &File, timeout: Duration) -> Result<(), Option<io::Error>> {

@@ -8,7 +8,7 @@
 //!
 //! Pure: no IO, no clock.
 
-use crate::ship::record::rfc3339_nanos;
+use crate::clock::rfc3339_nanos;
 
 pub const DAY_MS: i64 = 86_400_000;
 
@@ -72,7 +72,7 @@ pub fn timestamp_ms(s: &str) -> Option<i64> {
 
 /// Milliseconds since the epoch as RFC 3339 UTC: `2026-11-26T07:06:42.123Z`.
 pub fn format_ms(ms: i64) -> String {
-    crate::record::format_utc(ms.div_euclid(1000), ms.rem_euclid(1000) as u32).0
+    crate::clock::format_utc(ms.div_euclid(1000), ms.rem_euclid(1000) as u32).0
 }
 
 /// The day (since the epoch, UTC) of a time.
@@ -82,7 +82,7 @@ pub fn day_of(ms: i64) -> i64 {
 
 /// `YYYY-MM-DD` of a day since the epoch.
 pub fn day_label(day: i64) -> String {
-    let (y, m, d) = crate::record::civil_from_days(day);
+    let (y, m, d) = crate::clock::civil_from_days(day);
     format!("{y:04}-{m:02}-{d:02}")
 }
 

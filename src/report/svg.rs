@@ -108,7 +108,7 @@ impl Unit {
                 (start, format!("{} (week)", day_label(start)))
             }
             Unit::Month => {
-                let (y, m, _) = crate::record::civil_from_days(d);
+                let (y, m, _) = crate::clock::civil_from_days(d);
                 (y * 12 + i64::from(m), format!("{y:04}-{m:02}"))
             }
         }

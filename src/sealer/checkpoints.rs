@@ -74,7 +74,7 @@ impl Checkpointer {
 /// A checkpoint event without its `metadata.checkpoint`, which the stream's writer
 /// adds when it knows the head the event follows.
 fn checkpoint_event(user_id: &str, host: &str) -> Map<String, Value> {
-    let (timestamp, _) = crate::record::utc_now();
+    let (timestamp, _) = crate::clock::utc_now();
     let event = json!({
         "v": 1,
         "id": uuid::Uuid::new_v4().to_string(),

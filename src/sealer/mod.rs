@@ -209,7 +209,7 @@ impl Sealer {
             checkpointer.clone(),
             shared.streams.clone(),
             cfg.checkpoint_interval,
-            record::host_name(),
+            crate::host::host_name(),
             stream_user_id(shared.clone()),
             ticker_stop.clone(),
         ));
@@ -300,7 +300,7 @@ impl Sealer {
             .await
             .round(
                 &self.shared.streams,
-                &record::host_name(),
+                &crate::host::host_name(),
                 stream_user_id(self.shared.clone()),
             )
             .await;
@@ -381,7 +381,7 @@ impl Settings {
             config,
             identity: cfg.identity.clone(),
             limits: cfg.limits,
-            host: record::host_name(),
+            host: crate::host::host_name(),
         }
     }
 }
@@ -741,7 +741,7 @@ async fn seal(
         Body::Whole { .. } => None,
     };
     let caller = caller_of(peer, &header, settings);
-    let (timestamp, date) = record::utc_now();
+    let (timestamp, date) = crate::clock::utc_now();
     let config = settings.config.clone();
     // A payload of the usual size maps in well under a millisecond: on this worker,
     // without a hop to another thread. A larger one maps off the async workers.

@@ -137,7 +137,7 @@ fn remove_stale(path: &Path) -> io::Result<()> {
 /// created there (0600, synced; its directory, when missing, 0755 like /etc's) and
 /// logged.
 pub fn hmac_key(kid: &str, file: &Path) -> io::Result<Keys> {
-    let key = match crate::verify::read_key_file(file) {
+    let key = match crate::keyfile::read_key_file(file) {
         Ok(k) => k,
         Err(e) if e.kind() == io::ErrorKind::NotFound => create_key(file)?,
         Err(e) => return Err(e),

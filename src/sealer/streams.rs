@@ -224,7 +224,7 @@ impl Streams {
         user: &str,
         event: Map<String, Value>,
     ) -> Result<Appended, String> {
-        let (_, date) = crate::record::utc_now();
+        let (_, date) = crate::clock::utc_now();
         self.append(user, event, date).await
     }
 
@@ -237,7 +237,7 @@ impl Streams {
         event: Map<String, Value>,
         key: Arc<SigningKey>,
     ) -> Result<Appended, String> {
-        let (_, date) = crate::record::utc_now();
+        let (_, date) = crate::clock::utc_now();
         self.submit(user, event, date, Some(key)).await
     }
 

@@ -14,7 +14,6 @@ pub mod replay;
 mod run;
 pub mod shape;
 pub mod sinks;
-pub mod tls;
 mod window;
 
 pub use run::run_sink;
@@ -185,7 +184,7 @@ async fn ship_unit(sh: &Shared, sink: &mut sinks::Sink, unit: &Unit, seq: u64) -
             Verdict::Retry { reason, after } => {
                 let _ = stats.failing_since_ms.compare_exchange(
                     0,
-                    crate::queue::now_ms(),
+                    crate::clock::now_ms(),
                     Ordering::Relaxed,
                     Ordering::Relaxed,
                 );
@@ -244,7 +243,7 @@ async fn ship_unit(sh: &Shared, sink: &mut sinks::Sink, unit: &Unit, seq: u64) -
     stats.batches.fetch_add(1, Ordering::Relaxed);
     stats
         .last_success_ms
-        .store(crate::queue::now_ms(), Ordering::Relaxed);
+        .store(crate::clock::now_ms(), Ordering::Relaxed);
     true
 }
 

@@ -308,7 +308,7 @@ impl Shipper {
         if draining || !room || !live_edge {
             return None;
         }
-        let age = crate::queue::now_ms().saturating_sub(self.held.first()?.created_ms);
+        let age = crate::clock::now_ms().saturating_sub(self.held.first()?.created_ms);
         let wait = self.cfg.max_wait.as_millis() as u64;
         (age < wait).then(|| Duration::from_millis(wait - age))
     }

@@ -22,33 +22,7 @@ use crate::audit::json::{self, Number, Object, Value};
 use serde::Serialize;
 use std::borrow::Cow;
 
-/// How a sink writes each record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Shape {
-    Native,
-    Ecs,
-    Ocsf,
-}
-
-impl Shape {
-    /// `native`, `ecs` or `ocsf`.
-    pub fn parse(s: &str) -> Option<Shape> {
-        match s {
-            "native" => Some(Shape::Native),
-            "ecs" => Some(Shape::Ecs),
-            "ocsf" => Some(Shape::Ocsf),
-            _ => None,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Shape::Native => "native",
-            Shape::Ecs => "ecs",
-            Shape::Ocsf => "ocsf",
-        }
-    }
-}
+pub use crate::config::sinks::Shape;
 
 /// Appends the record `line` (one shipped record, JSON object text, without trailing
 /// newline) in `shape` to `out`, as one JSON object without a newline. Native copies
@@ -359,7 +333,7 @@ fn url_parts(s: &str) -> Option<(&str, &str)> {
 
 /// Milliseconds since the epoch of an RFC 3339 time (`Z` or a `±HH:MM` offset).
 fn epoch_ms(t: &str) -> Option<i64> {
-    super::record::rfc3339_nanos(t).and_then(|n| i64::try_from(n.div_euclid(1_000_000)).ok())
+    crate::clock::rfc3339_nanos(t).and_then(|n| i64::try_from(n.div_euclid(1_000_000)).ok())
 }
 
 /// Now, as epoch milliseconds and as an RFC 3339 string.
@@ -368,7 +342,7 @@ fn now() -> (i64, String) {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-    let (ts, _) = crate::record::format_utc(ms.div_euclid(1000), d.subsec_millis());
+    let (ts, _) = crate::clock::format_utc(ms.div_euclid(1000), d.subsec_millis());
     (ms, ts)
 }
 

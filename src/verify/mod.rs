@@ -67,7 +67,7 @@ pub struct Inputs {
 }
 
 /// The file that makes a directory an archive directory (docs/ARCHIVE.md).
-pub const MANIFEST: &str = crate::archive::manifest::FILE_NAME;
+pub const MANIFEST: &str = "manifest.jsonl";
 
 /// How deep below a path given the walk looks for stream directories (the archive
 /// directory's `home/<user>/.claude/audit` is four levels down).
@@ -652,25 +652,6 @@ pub fn read_line(
 
 fn memchr_nl(s: &[u8]) -> Option<usize> {
     s.iter().position(|&b| b == b'\n')
-}
-
-/// Reads a key file: hex of at least 32 bytes, surrounding white space ignored.
-pub fn read_key_file(path: &Path) -> io::Result<Vec<u8>> {
-    let mut text = String::new();
-    File::open(path)
-        .and_then(|mut f| f.read_to_string(&mut text))
-        .map_err(|e| with_path(e, path))?;
-    let hex = text.trim();
-    match crate::audit::decode_hex(hex) {
-        Some(key) if key.len() >= 32 => Ok(key),
-        _ => Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!(
-                "{}: a key file holds at least 64 hex digits",
-                path.display()
-            ),
-        )),
-    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use super::super::Verdict;
 use super::super::record::{self, Head};
 use super::super::shape::{self, Shape};
 use crate::config::daemon::{Compression, EsAuth, SinkConfig, SinkKind};
+use crate::config::sinks::{IndexPart, parse_index_pattern};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -22,81 +23,11 @@ pub struct EsSink {
     name: String,
     client: reqwest::Client,
     url: String,
-    index: Vec<Part>,
+    index: Vec<IndexPart>,
     auth: EsAuth,
     shape: Shape,
     compression: Compression,
     timeout: Duration,
-}
-
-/// A piece of the index pattern.
-#[derive(Debug, Clone, PartialEq)]
-enum Part {
-    Text(String),
-    Year,
-    Month,
-    Day,
-}
-
-fn parse_pattern(p: &str) -> Result<Vec<Part>, String> {
-    let mut parts = Vec::new();
-    let mut text = String::new();
-    let mut chars = p.chars();
-    while let Some(c) = chars.next() {
-        if c != '%' {
-            text.push(c);
-            continue;
-        }
-        let part = match chars.next() {
-            Some('Y') => Part::Year,
-            Some('m') => Part::Month,
-            Some('d') => Part::Day,
-            Some('%') => {
-                text.push('%');
-                continue;
-            }
-            other => {
-                return Err(format!(
-                    "unknown %-sequence {:?} (use %Y, %m, %d or %%)",
-                    other.map(String::from).unwrap_or_default()
-                ));
-            }
-        };
-        if !text.is_empty() {
-            parts.push(Part::Text(std::mem::take(&mut text)));
-        }
-        parts.push(part);
-    }
-    if !text.is_empty() {
-        parts.push(Part::Text(text));
-    }
-    Ok(parts)
-}
-
-/// Checks an index pattern against Elasticsearch's index name rules.
-pub fn check_index_pattern(p: &str) -> Result<(), String> {
-    parse_pattern(p)?;
-    let sample = p
-        .replace("%Y", "2026")
-        .replace("%m", "11")
-        .replace("%d", "26");
-    if sample.is_empty()
-        || sample.starts_with(['-', '_', '+'])
-        || sample == "."
-        || sample == ".."
-        || sample.chars().any(|c| {
-            c.is_ascii_uppercase()
-                || matches!(
-                    c,
-                    '\\' | '/' | '*' | '?' | '"' | '<' | '>' | '|' | ' ' | ',' | '#' | ':'
-                )
-        })
-    {
-        return Err(format!(
-            "{p:?} is not a valid index name: lowercase, no \\ / * ? \" < > | , # : or spaces, not starting with - _ +"
-        ));
-    }
-    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -139,7 +70,8 @@ impl EsSink {
             client,
             url: format!("{}/_bulk", net.endpoint),
             // Checked when the configuration was loaded.
-            index: parse_pattern(index).unwrap_or_else(|_| vec![Part::Text(index.clone())]),
+            index: parse_index_pattern(index)
+                .unwrap_or_else(|_| vec![IndexPart::Text(index.clone())]),
             auth: auth.clone(),
             shape: *shape,
             compression: cfg.compression,
@@ -153,22 +85,22 @@ impl EsSink {
         for line in record::lines(records) {
             let head = Head::parse(line);
             out.extend_from_slice(b"{\"create\":{\"_index\":\"");
-            let date = head.time_nanos().map(record::civil_date);
+            let date = head.time_nanos().map(crate::clock::civil_date);
             for p in &self.index {
                 match (p, date) {
-                    (Part::Text(t), _) => push_escaped(t, &mut out),
-                    (Part::Year, Some((y, _, _))) => {
+                    (IndexPart::Text(t), _) => push_escaped(t, &mut out),
+                    (IndexPart::Year, Some((y, _, _))) => {
                         out.extend_from_slice(format!("{y:04}").as_bytes())
                     }
-                    (Part::Month, Some((_, m, _))) => {
+                    (IndexPart::Month, Some((_, m, _))) => {
                         out.extend_from_slice(format!("{m:02}").as_bytes())
                     }
-                    (Part::Day, Some((_, _, d))) => {
+                    (IndexPart::Day, Some((_, _, d))) => {
                         out.extend_from_slice(format!("{d:02}").as_bytes())
                     }
                     // No usable time: a fixed name, so a resend still finds its document.
-                    (Part::Year, None) => out.extend_from_slice(b"0000"),
-                    (Part::Month | Part::Day, None) => out.extend_from_slice(b"00"),
+                    (IndexPart::Year, None) => out.extend_from_slice(b"0000"),
+                    (IndexPart::Month | IndexPart::Day, None) => out.extend_from_slice(b"00"),
                 }
             }
             out.push(b'"');
@@ -279,13 +211,14 @@ fn push_escaped(s: &str, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::sinks::check_index_pattern;
 
     fn sink(pattern: &str) -> EsSink {
         EsSink {
             name: "es".into(),
             client: super::super::test_client(),
             url: "http://127.0.0.1:1/_bulk".into(),
-            index: parse_pattern(pattern).unwrap(),
+            index: parse_index_pattern(pattern).unwrap(),
             auth: EsAuth::None,
             shape: Shape::Native,
             compression: Compression::None,
@@ -323,8 +256,8 @@ mod tests {
         assert!(check_index_pattern("_audit").is_err());
         assert!(check_index_pattern("audit-%H").is_err());
         assert_eq!(
-            parse_pattern("a%%b-%Y").unwrap(),
-            vec![Part::Text("a%b-".into()), Part::Year]
+            parse_index_pattern("a%%b-%Y").unwrap(),
+            vec![IndexPart::Text("a%b-".into()), IndexPart::Year]
         );
     }
 

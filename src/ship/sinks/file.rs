@@ -57,7 +57,7 @@ fn append(path: &Path, records: &[u8], max: u64, keep: u32) -> std::io::Result<(
         rotate(path, keep)?;
     }
     let existed = path.exists();
-    let mut f = crate::record::writer::open_private(path, true)?;
+    let mut f = crate::files::open_private(path, true)?;
     let before = f.metadata()?.len();
     if let Err(e) = f.write_all(records).and_then(|()| f.sync_data()) {
         // Leave no partial record behind for the retry to append after.

@@ -93,7 +93,7 @@ impl Sink {
 }
 
 fn client(name: &str, net: &NetConfig) -> Result<reqwest::Client, String> {
-    super::tls::sink_client(name, net)
+    crate::net::sink_client(name, net)
 }
 
 /// Gzip-compresses a request body (fast level: CPU matters more than bytes here).
@@ -263,29 +263,7 @@ fn proxy_auth_refused(e: &reqwest::Error) -> bool {
     false
 }
 
-/// A transport error in words, without the URL's query or anything from headers.
-pub(crate) fn describe(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connection failed"
-    } else if e.is_request() {
-        "request failed"
-    } else {
-        "transport error"
-    };
-    let mut source = std::error::Error::source(e);
-    let mut detail = String::new();
-    while let Some(s) = source {
-        detail = s.to_string();
-        source = s.source();
-    }
-    if detail.is_empty() {
-        kind.to_string()
-    } else {
-        format!("{kind}: {detail}")
-    }
-}
+pub(crate) use crate::net::describe;
 
 /// A client for unit tests that never connect.
 #[cfg(test)]

@@ -182,7 +182,7 @@ fn log_record(head: &Head<'_>, line: &[u8], out: &mut Vec<u8>) {
     if let Some(t) = head
         .timestamp
         .as_deref()
-        .and_then(record::rfc3339_nanos)
+        .and_then(crate::clock::rfc3339_nanos)
         .or_else(|| head.time_nanos())
     {
         let _ = write!(out, "\"timeUnixNano\":\"{}\",", t.max(0));
@@ -191,7 +191,7 @@ fn log_record(head: &Head<'_>, line: &[u8], out: &mut Vec<u8>) {
         .meta
         .received_at
         .as_deref()
-        .and_then(record::rfc3339_nanos)
+        .and_then(crate::clock::rfc3339_nanos)
     {
         let _ = write!(out, "\"observedTimeUnixNano\":\"{}\",", t.max(0));
     }

@@ -71,19 +71,6 @@ pub enum Confirm {
 }
 
 /// The facility number of a name (`audit` = 13, `authpriv` = 10, `local0`–`local7`
-/// = 16–23, ...), or of a number 0–23.
-pub fn facility(name: &str) -> Option<u8> {
-    const NAMES: [&str; 24] = [
-        "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
-        "authpriv", "ftp", "ntp", "audit", "alert", "clock", "local0", "local1", "local2",
-        "local3", "local4", "local5", "local6", "local7",
-    ];
-    if let Ok(n) = name.parse::<u8>() {
-        return (n < 24).then_some(n);
-    }
-    NAMES.iter().position(|n| *n == name).map(|p| p as u8)
-}
-
 impl SyslogSink {
     pub fn new(cfg: &SinkConfig) -> Result<SyslogSink, String> {
         let SinkKind::Syslog {
@@ -326,7 +313,7 @@ fn split_host_port(s: &str) -> Option<(String, u16)> {
 
 /// `YYYY-MM-DDThh:mm:ss.mmmZ`, as RFC 5424 allows (at most 6 fraction digits).
 fn timestamp(ns: i128, out: &mut Vec<u8>) {
-    let (y, m, d) = record::civil_date(ns);
+    let (y, m, d) = crate::clock::civil_date(ns);
     let secs = ns.div_euclid(1_000_000_000);
     let sod = secs.rem_euclid(86_400) as u32;
     let ms = (ns.rem_euclid(1_000_000_000) / 1_000_000) as u32;
@@ -368,6 +355,7 @@ fn sd_param(name: &str, value: &str, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
     use crate::config::daemon::{Compression, NetConfig};
+    use crate::config::sinks::facility;
 
     fn sink() -> SyslogSink {
         let _ = rustls::crypto::ring::default_provider().install_default();
