@@ -133,12 +133,22 @@ impl Conn {
                 "{addr}: answer to another request (correlation id)"
             )));
         }
+        if wire::flexible(api_key, version) {
+            let rest = wire::skip_tagged_fields(&buf[4..])
+                .map_err(|e| Failure::Network(format!("{addr}: {e}")))?;
+            return Ok(rest.to_vec());
+        }
         Ok(buf[4..].to_vec())
     }
 
-    /// The version of `api_key` to use with this broker.
+    /// The version of `api_key` to use with this broker (InitProducerId: never v2,
+    /// the first flexible one, which has no producer id fields yet).
     pub fn version(&self, api_key: i16) -> Option<i16> {
-        wire::pick(&self.versions, api_key)
+        let v = wire::pick(&self.versions, api_key)?;
+        if api_key == wire::INIT_PRODUCER_ID && v == 2 {
+            return self.versions.iter().any(|(k, lo, _)| *k == api_key && *lo <= 1).then_some(1);
+        }
+        Some(v)
     }
 
     async fn authenticate(&mut self, sasl: &KafkaSasl) -> Result<(), Failure> {

@@ -361,13 +361,12 @@ impl KafkaSink {
 
     async fn init_producer(&mut self) -> Result<ProducerId, Failure> {
         let node = self.any_conn().await?;
-        let (_, body) = self
-            .call(
-                node,
-                wire::INIT_PRODUCER_ID,
-                &wire::init_producer_id_request(),
-            )
-            .await?;
+        let version = self
+            .conns
+            .get(&node)
+            .and_then(|c| c.version(wire::INIT_PRODUCER_ID));
+        let request = wire::init_producer_id_request(version.unwrap_or(0));
+        let (_, body) = self.call(node, wire::INIT_PRODUCER_ID, &request).await?;
         let (error, id, epoch) = wire::init_producer_id(&body)
             .map_err(|e| Failure::Network(format!("InitProducerId: {e}")))?;
         match error {

@@ -1,8 +1,9 @@
 //! The Kafka protocol's primitive types (big-endian integers, strings, bytes,
 //! arrays, zig-zag varints) and the few requests and answers a producer needs, in
-//! their non-flexible versions: ApiVersions v0, Metadata v1–v8, InitProducerId v0–v1,
-//! Produce v3–v8, SaslHandshake v1 and SaslAuthenticate v0–v1. Pure: bytes in, values
-//! out.
+//! their non-flexible versions: ApiVersions v0, Metadata v1–v8, Produce v3–v8,
+//! SaslHandshake v1 and SaslAuthenticate v0–v1; InitProducerId v0–v1, or v3–v4 (the
+//! flexible encoding: some brokers want its producer id and epoch fields, -1, to hand
+//! out a new id). Pure: bytes in, values out.
 
 /// API keys used here.
 pub const PRODUCE: i16 = 0;
@@ -18,7 +19,7 @@ pub const SPOKEN: [(i16, i16, i16); 6] = [
     (METADATA, 1, 8),
     (SASL_HANDSHAKE, 1, 1),
     (API_VERSIONS, 0, 0),
-    (INIT_PRODUCER_ID, 0, 1),
+    (INIT_PRODUCER_ID, 0, 4),
     (SASL_AUTHENTICATE, 0, 1),
 ];
 
@@ -140,8 +141,15 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// A request: header v1 (api key, version, correlation id, client id), then `body`,
-/// with the 4-byte size in front.
+/// Whether this version of `api_key` uses the flexible encoding (tagged fields in
+/// headers and bodies), among the versions spoken here.
+pub fn flexible(api_key: i16, version: i16) -> bool {
+    api_key == INIT_PRODUCER_ID && version >= 2
+}
+
+/// A request: header v1 (api key, version, correlation id, client id; v2, for a
+/// flexible version, adds an empty tagged-field list), then `body`, with the 4-byte
+/// size in front.
 pub fn frame(
     api_key: i16,
     version: i16,
@@ -155,6 +163,9 @@ pub fn frame(
     w.i16(version);
     w.i32(correlation);
     w.string(client_id);
+    if flexible(api_key, version) {
+        w.buf.push(0);
+    }
     w.buf.extend_from_slice(body);
     let size = (w.buf.len() - 4) as i32;
     w.buf[..4].copy_from_slice(&size.to_be_bytes());
@@ -282,11 +293,23 @@ pub fn metadata(version: i16, body: &[u8], topic: &str) -> Result<Metadata, Malf
     })
 }
 
-/// InitProducerId for an idempotent producer (no transactional id).
-pub fn init_producer_id_request() -> Vec<u8> {
+/// InitProducerId for an idempotent producer (no transactional id). From v3 it
+/// also says it has no producer id yet (-1, -1).
+pub fn init_producer_id_request(version: i16) -> Vec<u8> {
     let mut w = Writer::default();
-    w.nullable_string(None);
+    if flexible(INIT_PRODUCER_ID, version) {
+        w.buf.push(0); // compact nullable string: null
+    } else {
+        w.nullable_string(None);
+    }
     w.i32(-1);
+    if version >= 3 {
+        w.i64(-1);
+        w.i16(-1);
+    }
+    if flexible(INIT_PRODUCER_ID, version) {
+        w.buf.push(0); // no tagged fields
+    }
     w.buf
 }
 
@@ -295,6 +318,30 @@ pub fn init_producer_id(body: &[u8]) -> Result<(i16, i64, i16), Malformed> {
     let mut r = Reader::new(body);
     r.i32()?; // throttle
     Ok((r.i16()?, r.i64()?, r.i16()?))
+}
+
+/// Skips the tagged fields of a flexible response header.
+pub fn skip_tagged_fields(body: &[u8]) -> Result<&[u8], Malformed> {
+    let mut at = 0;
+    let uvarint = |at: &mut usize| -> Result<u64, Malformed> {
+        let mut v = 0u64;
+        for shift in (0..35).step_by(7) {
+            let b = *body.get(*at).ok_or(Malformed("truncated tagged fields"))?;
+            *at += 1;
+            v |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(v);
+            }
+        }
+        Err(Malformed("varint too long"))
+    };
+    let n = uvarint(&mut at)?;
+    for _ in 0..n {
+        uvarint(&mut at)?;
+        let size = uvarint(&mut at)? as usize;
+        at = at.checked_add(size).filter(|e| *e <= body.len()).ok_or(Malformed("truncated tagged field"))?;
+    }
+    Ok(&body[at..])
 }
 
 /// A Produce request for one topic: `(partition, record batch)` each.
