@@ -146,7 +146,11 @@ impl Conn {
     pub fn version(&self, api_key: i16) -> Option<i16> {
         let v = wire::pick(&self.versions, api_key)?;
         if api_key == wire::INIT_PRODUCER_ID && v == 2 {
-            return self.versions.iter().any(|(k, lo, _)| *k == api_key && *lo <= 1).then_some(1);
+            return self
+                .versions
+                .iter()
+                .any(|(k, lo, _)| *k == api_key && *lo <= 1)
+                .then_some(1);
         }
         Some(v)
     }

@@ -339,7 +339,10 @@ pub fn skip_tagged_fields(body: &[u8]) -> Result<&[u8], Malformed> {
     for _ in 0..n {
         uvarint(&mut at)?;
         let size = uvarint(&mut at)? as usize;
-        at = at.checked_add(size).filter(|e| *e <= body.len()).ok_or(Malformed("truncated tagged field"))?;
+        at = at
+            .checked_add(size)
+            .filter(|e| *e <= body.len())
+            .ok_or(Malformed("truncated tagged field"))?;
     }
     Ok(&body[at..])
 }
