@@ -21,6 +21,7 @@ mod daemon;
 mod daemon_faults;
 mod doc_examples;
 mod inflight;
+mod kafka;
 mod integrity_edges;
 mod siem_servers;
 mod siem_sinks;
