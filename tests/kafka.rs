@@ -183,7 +183,7 @@ fn kafka_config(dir: &Path, brokers: &str, topic: &str, extra: &str) -> PathBuf 
 }
 
 /// Writes `n` more chained events to each of `streams` streams; returns their ids.
-fn write_streams(dir: &Path, prev: &mut Vec<String>, first_seq: u64, n: u64) -> Vec<String> {
+fn write_streams(dir: &Path, prev: &mut [String], first_seq: u64, n: u64) -> Vec<String> {
     let mut ids = Vec::new();
     for (s, p) in prev.iter_mut().enumerate() {
         let d = dir.join("streams").join(format!("s{s}"));
@@ -275,7 +275,12 @@ fn broker_down_at_first_and_a_kill_9_mid_run_lose_nothing_and_keep_each_chain_in
     broker.create_topic("audit", 3);
     // Events keep coming while the daemon ships; it is killed mid-run.
     for round in 1..ROUNDS {
-        want.extend(write_streams(t.path(), &mut prev, round * PER_ROUND, PER_ROUND));
+        want.extend(write_streams(
+            t.path(),
+            &mut prev,
+            round * PER_ROUND,
+            PER_ROUND,
+        ));
         std::thread::sleep(Duration::from_millis(300));
         if round == ROUNDS / 2 {
             d.signal(libc::SIGKILL);

@@ -162,7 +162,7 @@ pub fn crc32c(data: &[u8]) -> u32 {
     static TABLE: std::sync::OnceLock<[[u32; 256]; 8]> = std::sync::OnceLock::new();
     let t = TABLE.get_or_init(|| {
         let mut t = [[0u32; 256]; 8];
-        for i in 0..256 {
+        for (i, slot) in t[0].iter_mut().enumerate() {
             let mut c = i as u32;
             for _ in 0..8 {
                 c = if c & 1 != 0 {
@@ -171,7 +171,7 @@ pub fn crc32c(data: &[u8]) -> u32 {
                     c >> 1
                 };
             }
-            t[0][i] = c;
+            *slot = c;
         }
         for i in 0..256 {
             for k in 1..8 {

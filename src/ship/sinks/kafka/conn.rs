@@ -47,7 +47,7 @@ pub struct Conn {
     client_id: String,
     timeout: Duration,
     /// `(api key, min, max)` the broker supports.
-    pub versions: Vec<(i16, i16, i16)>,
+    pub versions: Vec<wire::ApiRange>,
     /// `host:port`, for messages.
     pub addr: String,
 }

@@ -5,6 +5,9 @@
 //! flexible encoding: some brokers want its producer id and epoch fields, -1, to hand
 //! out a new id). Pure: bytes in, values out.
 
+/// An API the broker speaks: key, lowest and highest version.
+pub type ApiRange = (i16, i16, i16);
+
 /// API keys used here.
 pub const PRODUCE: i16 = 0;
 pub const METADATA: i16 = 3;
@@ -173,7 +176,7 @@ pub fn frame(
 }
 
 /// The versions a broker supports, from its ApiVersions v0 answer.
-pub fn api_versions(body: &[u8]) -> Result<(i16, Vec<(i16, i16, i16)>), Malformed> {
+pub fn api_versions(body: &[u8]) -> Result<(i16, Vec<ApiRange>), Malformed> {
     let mut r = Reader::new(body);
     let error = r.i16()?;
     let n = r.len()?;
