@@ -166,7 +166,7 @@ fn sinks(c: &mut Criterion) {
                     Sink::Elasticsearch(s) => s.encode(&records).len(),
                     Sink::Otlp(s) => s.encode(&records).len(),
                     Sink::Syslog(s) => s.encode(&records).len(),
-                    Sink::File(_) => 0,
+                    Sink::File(_) | Sink::Kafka(_) => 0,
                 };
                 black_box(n)
             })

@@ -8,7 +8,11 @@
 //! E2E_WRAP, a command the daemon runs under, e.g. `heaptrack -o /tmp/ht`; the CPU and
 //! memory figures are then the wrapper's; E2E_SINK, the sink type: `http` (default),
 //! `splunk_hec`, `elasticsearch`, `otlp`, each against the same counting server, or
-//! `syslog`, against a counting RFC 5425 receiver with TLS).
+//! `syslog`, against a counting RFC 5425 receiver with TLS, or `kafka`, against a tansu
+//! broker in memory on 127.0.0.1 (AUDITSHIP_TEST_TANSU, else the cache tests/run.sh
+//! installs into), a topic of 8 partitions: arrivals are the records the daemon counts
+//! as acknowledged; lost and duplicates come from the topic's end offsets, read with
+//! kafka-python (AUDITSHIP_TEST_KAFKA_PYTHON, else target/kafka-venv)).
 
 mod common;
 #[path = "../tests/http1.rs"]
@@ -48,6 +52,7 @@ fn cpu_seconds(pid: u32) -> f64 {
 enum Receiver {
     Http(sink::TestSink),
     Syslog(SyslogCounter),
+    Kafka(KafkaBroker),
 }
 
 impl Receiver {
@@ -55,6 +60,7 @@ impl Receiver {
         match self {
             Receiver::Http(s) => s.accepted(),
             Receiver::Syslog(s) => s.count.load(std::sync::atomic::Ordering::SeqCst),
+            Receiver::Kafka(k) => k.acknowledged(),
         }
     }
 
@@ -68,7 +74,105 @@ impl Receiver {
                 .iter()
                 .map(|(k, n)| (String::from_utf8_lossy(k).into_owned(), *n))
                 .collect(),
+            Receiver::Kafka(_) => unreachable!("a kafka run counts by offsets"),
         }
+    }
+}
+
+/// A tansu broker in memory for the `kafka` run, and the daemon's state directory,
+/// whose metrics say how many records the broker acknowledged.
+struct KafkaBroker {
+    child: std::process::Child,
+    bootstrap: String,
+    state_dir: std::path::PathBuf,
+}
+
+impl KafkaBroker {
+    fn start(state_dir: std::path::PathBuf) -> KafkaBroker {
+        let tansu = std::env::var_os("AUDITSHIP_TEST_TANSU")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                std::path::PathBuf::from(std::env::var_os("HOME").unwrap())
+                    .join(".cache/auditship-test/tansu/bin/tansu")
+            });
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(&tansu)
+            .arg("broker")
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("tansu at {}: {e}", tansu.display()));
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let ok = Command::new(&tansu)
+            .args([
+                "topic",
+                "create",
+                "audit",
+                "--partitions",
+                "8",
+                "--broker",
+                &url,
+            ])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "tansu topic create");
+        KafkaBroker {
+            child,
+            bootstrap: format!("127.0.0.1:{port}"),
+            state_dir,
+        }
+    }
+
+    /// `auditship_sink_events_total` from the daemon's metrics (0 until it listens).
+    fn acknowledged(&self) -> u64 {
+        use std::io::Read;
+        let Ok(addr) = std::fs::read_to_string(self.state_dir.join("metrics.addr")) else {
+            return 0;
+        };
+        let Ok(mut c) = std::net::TcpStream::connect(addr.trim()) else {
+            return 0;
+        };
+        let _ = c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let mut text = String::new();
+        let _ = c.read_to_string(&mut text);
+        text.lines()
+            .find(|l| l.starts_with("auditship_sink_events_total{"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .map_or(0, |v| v as u64)
+    }
+
+    /// The records in the topic: the sum of its partitions' end offsets.
+    fn records(&self) -> u64 {
+        let python = std::env::var_os("AUDITSHIP_TEST_KAFKA_PYTHON")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("target/kafka-venv/bin/python3")
+            });
+        let script = "import sys\nfrom kafka import KafkaConsumer, TopicPartition\nc = KafkaConsumer(bootstrap_servers=sys.argv[1])\nps = [TopicPartition('audit', p) for p in c.partitions_for_topic('audit')]\nprint(sum(c.end_offsets(ps).values()))";
+        let out = Command::new(python)
+            .args(["-c", script, &self.bootstrap])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    }
+}
+
+impl Drop for KafkaBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -204,16 +308,31 @@ fn main() {
             let table = format!("tls = {{ ca_file = \"{}\" }}\n", s.ca_file.display());
             (Receiver::Syslog(s), endpoint, table)
         }
+        "kafka" => {
+            let k = KafkaBroker::start(dir.path().join("state"));
+            let table = format!("brokers = [\"{}\"]\ntopic = \"audit\"\n", k.bootstrap);
+            (Receiver::Kafka(k), String::new(), table)
+        }
         other => panic!("E2E_SINK: no benchmark for {other:?}"),
+    };
+    let endpoint = if endpoint.is_empty() {
+        endpoint
+    } else {
+        format!("endpoint = \"{endpoint}\"\n")
+    };
+    // The kafka run counts what the daemon says was acknowledged.
+    let metrics = if kind == "kafka" {
+        "\n[metrics]\nlisten = \"127.0.0.1:0\"\n"
+    } else {
+        ""
     };
     let cfg = dir.path().join("auditship.toml");
     std::fs::write(
         &cfg,
         format!(
-            "[agent]\nstate_dir = \"{}\"\nhost = \"bench\"\nheartbeat_interval = \"0s\"\n[[source]]\nname = \"bench\"\npaths = [\"{}/*\"]\n[[sink]]\nname = \"{kind}\"\ntype = \"{kind}\"\nendpoint = \"{}\"\n{table}batch = {{ max_events = 2000, max_bytes = 2097152, max_wait = \"100ms\" }}\n{}",
+            "[agent]\nstate_dir = \"{}\"\nhost = \"bench\"\nheartbeat_interval = \"0s\"\n[[source]]\nname = \"bench\"\npaths = [\"{}/*\"]\n[[sink]]\nname = \"{kind}\"\ntype = \"{kind}\"\n{endpoint}{table}batch = {{ max_events = 2000, max_bytes = 2097152, max_wait = \"100ms\" }}\n{}{metrics}",
             dir.path().join("state").display(),
             root.display(),
-            endpoint,
             std::env::var("E2E_EXTRA").unwrap_or_default().replace("\\n", "\n")
         ),
     )
@@ -250,9 +369,20 @@ fn main() {
     // SAFETY: signalling our own child.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     let _ = child.wait();
-    let ids = receiver.ids();
-    let lost = expected.iter().filter(|h| !ids.contains_key(*h)).count();
-    let duplicates: u64 = ids.values().map(|&n| u64::from(n.saturating_sub(1))).sum();
+    let (lost, duplicates) = match &receiver {
+        // Every record the daemon read was acknowledged (the wait above), so what the
+        // topic holds beyond `events` are duplicates; fewer would be losses.
+        Receiver::Kafka(k) => {
+            let n = k.records();
+            (events.saturating_sub(n), n.saturating_sub(events))
+        }
+        _ => {
+            let ids = receiver.ids();
+            let lost = expected.iter().filter(|h| !ids.contains_key(*h)).count() as u64;
+            let dups: u64 = ids.values().map(|&n| u64::from(n.saturating_sub(1))).sum();
+            (lost, dups)
+        }
+    };
     println!(
         "{{\"sink\":\"{kind}\",\"events\":{events},\"streams\":{streams},\"seconds\":{seconds:.2},\"events_per_s\":{:.0},\"mb_per_s\":{:.1},\"cpu_s\":{cpu:.2},\"cpu_s_per_million\":{:.2},\"peak_rss_mb\":{:.1},\"lost\":{lost},\"duplicates\":{duplicates}}}",
         events as f64 / seconds,

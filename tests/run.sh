@@ -17,6 +17,13 @@
 # The Claude Code CLI (npm @anthropic-ai/claude-code, at the version pinned below and in
 # tests/claude_code.rs) is installed with npm into target/claude-code when missing; its
 # native binary then runs offline. The tests find it there, or at AUDITSHIP_TEST_CLAUDE.
+#
+# The Kafka tests (tests/kafka.rs) run tansu, a Kafka-protocol broker published as a
+# Rust crate, built once with `cargo install` (about 15 minutes on two cores) into
+# ~/.cache/auditship-test/tansu and reused from there by every later run and clone
+# (AUDITSHIP_TEST_TANSU points elsewhere). They read topics back with kafka-python
+# (with lz4 and zstandard for compressed batches) from a venv at target/kafka-venv, or
+# AUDITSHIP_TEST_KAFKA_PYTHON.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +40,21 @@ has_claude() {
   local v
   v=$(DISABLE_AUTOUPDATER=1 "$claude_bin" --version 2>/dev/null) || return 1
   [ "${v%% *}" = "$claude_version" ]
+}
+
+tansu_version='0.6.0'
+tansu_root="${HOME}/.cache/auditship-test/tansu"
+kafka_venv="$PWD/target/kafka-venv"
+kafka_spec=('kafka-python>=2.3,<3' 'lz4>=4,<5' 'zstandard<1')
+
+has_tansu() {
+  local v
+  v=$("$1" --version 2>/dev/null) || return 1
+  [ "$v" = "tansu $tansu_version" ]
+}
+
+has_kafka_python() {
+  "$1" -c 'import kafka, lz4, zstandard' 2>/dev/null
 }
 
 # True when Python $1 runs moto's server in the tested major version.
@@ -61,7 +83,8 @@ system_rsyslogd() {
 need_apt=()
 if ! command -v python3 >/dev/null 2>&1; then
   need_apt+=(python3 python3-venv)
-elif ! has_moto python3 && ! [ -x "$moto_venv/bin/python3" ] \
+elif { { ! has_moto python3 && ! [ -x "$moto_venv/bin/python3" ]; } \
+  || ! has_kafka_python "$kafka_venv/bin/python3"; } \
   && ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
   need_apt+=(python3-venv)
 fi
@@ -121,5 +144,32 @@ if ! has_claude; then
 fi
 AUDITSHIP_TEST_CLAUDE="$claude_bin"
 export AUDITSHIP_TEST_CLAUDE
+
+if [ -z "${AUDITSHIP_TEST_TANSU:-}" ]; then
+  if ! has_tansu "$tansu_root/bin/tansu"; then
+    # The default features have no storage engine; dynostore brings memory://.
+    cargo install tansu --version "$tansu_version" --locked --features dynostore \
+      --root "$tansu_root"
+    has_tansu "$tansu_root/bin/tansu" || {
+      echo "tests/run.sh: tansu $tansu_version did not install into $tansu_root" >&2
+      exit 1
+    }
+  fi
+  AUDITSHIP_TEST_TANSU="$tansu_root/bin/tansu"
+fi
+export AUDITSHIP_TEST_TANSU
+
+if [ -z "${AUDITSHIP_TEST_KAFKA_PYTHON:-}" ]; then
+  if ! has_kafka_python "$kafka_venv/bin/python3"; then
+    python3 -m venv "$kafka_venv"
+    "$kafka_venv/bin/python3" -m pip install --quiet --disable-pip-version-check "${kafka_spec[@]}"
+    has_kafka_python "$kafka_venv/bin/python3" || {
+      echo "tests/run.sh: kafka-python did not install into $kafka_venv" >&2
+      exit 1
+    }
+  fi
+  AUDITSHIP_TEST_KAFKA_PYTHON="$kafka_venv/bin/python3"
+fi
+export AUDITSHIP_TEST_KAFKA_PYTHON
 
 cargo test --locked "$@"

@@ -23,6 +23,7 @@ mod daemon_faults;
 mod doc_examples;
 mod inflight;
 mod integrity_edges;
+mod kafka;
 mod layers;
 mod siem_servers;
 mod siem_sinks;

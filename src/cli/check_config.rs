@@ -176,6 +176,16 @@ fn plaintext_warnings(d: &DaemonConfig) -> Vec<String> {
                 .map(|s3| ("archive.s3".to_string(), &s3.net)),
         );
     let mut out = Vec::new();
+    for s in &d.sinks {
+        if let crate::config::daemon::SinkKind::Kafka(k) = &s.kind {
+            for host in crate::ship::sinks::kafka::plaintext_brokers(k) {
+                out.push(format!(
+                    "sink {:?}: brokers: plain TCP to {host}, which is not a loopback address: records and credentials cross the network unencrypted (allow_plaintext = true)",
+                    s.name
+                ));
+            }
+        }
+    }
     for (table, net) in nets {
         for (setting, risk) in cleartext_exposure(&net.endpoint, net.proxy.as_deref()) {
             out.push(format!(

@@ -93,6 +93,15 @@ pub struct RawSink {
     pub allow_plaintext: Option<bool>,
     /// Requests sent before the oldest is answered (HTTP sinks).
     pub max_in_flight: Option<usize>,
+    /// `kafka`: bootstrap brokers (`host:port`), topic, record key, acknowledgement,
+    /// idempotence, the largest record batch, SASL.
+    pub brokers: Option<Vec<String>>,
+    pub topic: Option<String>,
+    pub key: Option<String>,
+    pub acks: Option<String>,
+    pub idempotence: Option<bool>,
+    pub message_max_bytes: Option<usize>,
+    pub sasl: Option<RawSasl>,
     #[serde(default)]
     pub tls: RawTls,
     #[serde(default)]
@@ -186,9 +195,21 @@ pub struct RawS3 {
     pub tls: RawTls,
 }
 
+/// `[sink.sasl]` of a kafka sink.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSasl {
+    pub mechanism: Option<String>,
+    pub username: Option<String>,
+    pub password_file: Option<String>,
+    pub password_env: Option<String>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
+    /// `kafka` only: TLS even without any other `tls.*` setting (system roots).
+    pub enabled: Option<bool>,
     pub ca_file: Option<String>,
     pub client_cert_file: Option<String>,
     pub client_key_file: Option<String>,
@@ -338,7 +359,76 @@ pub enum SinkKind {
         max_file_bytes: u64,
         max_files: u32,
     },
+    Kafka(Box<KafkaConfig>),
 }
+
+/// A `kafka` sink's settings.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// Bootstrap brokers, tried in order.
+    pub brokers: Vec<(String, u16)>,
+    pub topic: String,
+    pub key: KafkaKey,
+    pub codec: crate::ship::sinks::kafka::Codec,
+    /// -1 (all in-sync replicas) or 1 (the leader).
+    pub acks: i16,
+    pub idempotence: bool,
+    /// The largest record batch sent; a record that cannot fit is dead-lettered.
+    pub message_max_bytes: usize,
+    /// `None`: plain TCP.
+    pub tls: Option<crate::ship::tls::TlsSettings>,
+    pub sasl: Option<KafkaSasl>,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+/// What a kafka record's key is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KafkaKey {
+    /// `_auditship.stream`: a stream's records stay in order in one partition.
+    Stream,
+    /// `_auditship.id`.
+    Id,
+    /// No key: records spread over the partitions, request by request.
+    None,
+}
+
+impl KafkaKey {
+    pub fn name(self) -> &'static str {
+        match self {
+            KafkaKey::Stream => "stream",
+            KafkaKey::Id => "id",
+            KafkaKey::None => "none",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaslMechanism {
+    Plain,
+    ScramSha256,
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    pub fn name(self) -> &'static str {
+        match self {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct KafkaSasl {
+    pub mechanism: SaslMechanism,
+    pub username: String,
+    pub password: Secret,
+}
+
+/// Default `message_max_bytes`: Kafka's default `max.request.size`.
+pub const KAFKA_MESSAGE_MAX_BYTES: usize = 1 << 20;
 
 impl SinkKind {
     /// The network settings of a network sink.
@@ -349,7 +439,7 @@ impl SinkKind {
             | SinkKind::Elasticsearch { net, .. }
             | SinkKind::Otlp { net, .. }
             | SinkKind::Syslog { net, .. } => Some(net),
-            SinkKind::File { .. } => None,
+            SinkKind::File { .. } | SinkKind::Kafka(_) => None,
         }
     }
 
@@ -362,6 +452,7 @@ impl SinkKind {
             SinkKind::Otlp { .. } => "otlp",
             SinkKind::Syslog { .. } => "syslog",
             SinkKind::File { .. } => "file",
+            SinkKind::Kafka(_) => "kafka",
         }
     }
 }
@@ -465,12 +556,12 @@ pub fn default_state_dir() -> PathBuf {
     }
 }
 
-struct Errors<'a> {
+pub(super) struct Errors<'a> {
     list: &'a mut Vec<String>,
 }
 
 impl Errors<'_> {
-    fn duration(&mut self, what: &str, v: Option<&str>, default: Duration) -> Duration {
+    pub(super) fn duration(&mut self, what: &str, v: Option<&str>, default: Duration) -> Duration {
         match v.map(parse_duration) {
             None => default,
             Some(Ok(d)) => d,
@@ -481,7 +572,7 @@ impl Errors<'_> {
         }
     }
 
-    fn push(&mut self, e: String) {
+    pub(super) fn push(&mut self, e: String) {
         self.list.push(e);
     }
 }
@@ -709,6 +800,8 @@ impl DaemonConfig {
             let compression = match s.compression.as_deref() {
                 None | Some("none") => Compression::None,
                 Some("gzip") => Compression::Gzip,
+                // Record batch codecs: read by the kafka sink itself.
+                Some(_) if s.kind == "kafka" => Compression::None,
                 Some(other) => {
                     e.push(format!(
                         "{at}.compression: expected \"none\" or \"gzip\", found {other:?}"
@@ -873,9 +966,10 @@ impl DaemonConfig {
                         max_files: s.max_files.unwrap_or(0),
                     }
                 }
+                "kafka" => SinkKind::Kafka(Box::new(super::kafka::kafka_config(&at, s, &mut e))),
                 other => {
                     e.push(format!(
-                        "{at}.type: expected \"http\", \"splunk_hec\", \"elasticsearch\", \"otlp\", \"syslog\" or \"file\", found {other:?}"
+                        "{at}.type: expected \"http\", \"splunk_hec\", \"elasticsearch\", \"otlp\", \"syslog\", \"kafka\" or \"file\", found {other:?}"
                     ));
                     continue;
                 }
@@ -1277,7 +1371,10 @@ fn s3_config(r: &RawS3, e: &mut Errors<'_>) -> super::archive::S3Config {
 /// ([`DEFAULT_MAX_IN_FLIGHT`] when unset); always 1 for syslog and file, which write
 /// one ordered stream (syslog's delivery is confirmed by the position in it).
 fn max_in_flight(at: &str, kind: &SinkKind, v: Option<usize>, e: &mut Errors<'_>) -> usize {
-    if matches!(kind, SinkKind::Syslog { .. } | SinkKind::File { .. }) {
+    if matches!(
+        kind,
+        SinkKind::Syslog { .. } | SinkKind::File { .. } | SinkKind::Kafka(_)
+    ) {
         if v.is_some_and(|n| n != 1) {
             e.push(format!(
                 "{at}.max_in_flight: a {} sink writes one ordered stream and sends one request at a time; leave it out or set 1",
@@ -1317,7 +1414,7 @@ fn headers(at: &str, s: &RawSink, e: &mut Errors<'_>) -> Vec<(String, String)> {
 }
 
 /// Reads a secret from a file: trimmed, not empty.
-fn read_secret_file(f: &str) -> Result<Secret, String> {
+pub(super) fn read_secret_file(f: &str) -> Result<Secret, String> {
     let t = std::fs::read_to_string(expand_home(f)).map_err(|err| format!("{f:?}: {err}"))?;
     let t = t.trim();
     if t.is_empty() {
@@ -1424,7 +1521,15 @@ fn net_config(at: &str, s: &NetRaw<'_>, schemes: &[&str], e: &mut Errors<'_>) ->
 impl RawSink {
     /// Settings that were given but mean nothing for this sink's type.
     fn keys_not_for_type(&self) -> Vec<&'static str> {
-        let given: [(&'static str, bool); 21] = [
+        let given: [(&'static str, bool); 29] = [
+            ("brokers", self.brokers.is_some()),
+            ("topic", self.topic.is_some()),
+            ("key", self.key.is_some()),
+            ("acks", self.acks.is_some()),
+            ("idempotence", self.idempotence.is_some()),
+            ("message_max_bytes", self.message_max_bytes.is_some()),
+            ("sasl", self.sasl.is_some()),
+            ("tls.enabled", self.tls.enabled.is_some()),
             ("endpoint", self.endpoint.is_some()),
             ("path", self.path.is_some()),
             ("headers", !self.headers.is_empty()),
@@ -1491,6 +1596,20 @@ impl RawSink {
                 .filter(|k| *k != "allow_plaintext")
                 .collect(),
             "file" => vec!["path", "max_file_bytes", "max_files"],
+            "kafka" => vec![
+                "brokers",
+                "topic",
+                "key",
+                "acks",
+                "idempotence",
+                "message_max_bytes",
+                "sasl",
+                "tls",
+                "tls.enabled",
+                "connect_timeout",
+                "request_timeout",
+                "allow_plaintext",
+            ],
             _ => return Vec::new(),
         };
         given

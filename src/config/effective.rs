@@ -283,6 +283,11 @@ fn daemon_sections(d: &DaemonConfig, v: &mut Value) {
                     v["app_name"] = app_name.as_str().into();
                     v["facility"] = (*facility).into();
                 }
+                SinkKind::Kafka(k) => {
+                    v["type"] = "kafka".into();
+                    v.as_object_mut().map(|o| o.remove("compression"));
+                    kafka_json(k, &mut v);
+                }
                 SinkKind::File { path, max_file_bytes, max_files } => {
                     v["type"] = "file".into();
                     v["path"] = path.display().to_string().into();
@@ -365,6 +370,55 @@ fn combined_into(path: &[String]) -> Option<(usize, &'static str)> {
         ["telemetry", "hmac_kid" | "hmac_key_file", ..] => Some((1, "hmac")),
         _ => None,
     }
+}
+
+fn kafka_json(k: &crate::config::daemon::KafkaConfig, v: &mut Value) {
+    let brokers: Vec<String> = k
+        .brokers
+        .iter()
+        .map(|(h, p)| {
+            if h.contains(':') {
+                format!("[{h}]:{p}")
+            } else {
+                format!("{h}:{p}")
+            }
+        })
+        .collect();
+    v["brokers"] = brokers.into();
+    v["topic"] = k.topic.as_str().into();
+    v["key"] = k.key.name().into();
+    v["compression"] = k.codec.name().into();
+    v["acks"] = if k.acks == -1 { "all" } else { "1" }.into();
+    v["idempotence"] = k.idempotence.into();
+    v["message_max_bytes"] = k.message_max_bytes.into();
+    match &k.tls {
+        None => {
+            v["tls"] = json!({ "enabled": false });
+            if !crate::ship::sinks::kafka::plaintext_brokers(k).is_empty() {
+                v["allow_plaintext"] = true.into();
+            }
+        }
+        Some(t) => {
+            let mut tls = json!({
+                "enabled": true,
+                "ca_file": t.ca_file.clone().unwrap_or_else(|| "(system roots)".into()),
+            });
+            if let Some(c) = &t.client_cert_file {
+                tls["client_cert_file"] = c.as_str().into();
+                tls["client_key_file"] = "***".into();
+            }
+            if let Some(n) = &t.server_name_text {
+                tls["server_name"] = n.as_str().into();
+            }
+            v["tls"] = tls;
+        }
+    }
+    if let Some(s) = &k.sasl {
+        v["sasl"] =
+            json!({ "mechanism": s.mechanism.name(), "username": s.username, "password": "***" });
+    }
+    v["connect_timeout"] = dur(k.connect_timeout).into();
+    v["request_timeout"] = dur(k.request_timeout).into();
 }
 
 fn net_json(net: &NetConfig, v: &mut Value) {

@@ -24,6 +24,7 @@ pub mod coverage;
 pub mod daemon;
 pub mod effective;
 pub mod interpolate;
+pub mod kafka;
 pub mod layers;
 pub mod salvage;
 pub mod sealer;

@@ -19,6 +19,37 @@ pub fn id(line: &[u8]) -> Option<&str> {
     std::str::from_utf8(&rest[..end]).ok()
 }
 
+/// The record's `_auditship.stream`, found without parsing the line: `check` writes
+/// it right after the id and the source, and a JSON string cannot hold an unescaped
+/// `"`, so the first `,"stream":"` after the id mark is that member.
+pub fn stream(line: &[u8]) -> Option<Cow<'_, str>> {
+    const MARK: &[u8] = br#","stream":""#;
+    let from = memchr::memmem::rfind(line, ID_MARK)?;
+    let at = from + memchr::memmem::find(&line[from..], MARK)? + MARK.len();
+    let rest = &line[at..];
+    let mut end = 0;
+    let mut escaped = false;
+    while end < rest.len() {
+        match rest[end] {
+            b'"' => break,
+            b'\\' => {
+                escaped = true;
+                end += 1;
+            }
+            _ => {}
+        }
+        end += 1;
+    }
+    let raw = rest.get(..end)?;
+    if escaped {
+        serde_json::from_slice::<String>(&line[at - 1..at + end + 1])
+            .ok()
+            .map(Cow::Owned)
+    } else {
+        std::str::from_utf8(raw).ok().map(Cow::Borrowed)
+    }
+}
+
 /// What the integrity check said of a record: `_auditship.integrity`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Integrity<'r> {

@@ -6,6 +6,7 @@
 pub mod elasticsearch;
 pub mod file;
 pub mod http;
+pub mod kafka;
 pub mod otlp;
 pub mod splunk_hec;
 pub mod syslog;
@@ -22,6 +23,7 @@ pub enum Sink {
     Otlp(otlp::OtlpSink),
     Syslog(Box<syslog::SyslogSink>),
     File(file::FileSink),
+    Kafka(Box<kafka::KafkaSink>),
 }
 
 impl Sink {
@@ -42,6 +44,7 @@ impl Sink {
             }
             SinkKind::Syslog { .. } => Sink::Syslog(Box::new(syslog::SyslogSink::new(cfg)?)),
             SinkKind::File { .. } => Sink::File(file::FileSink::new(cfg)),
+            SinkKind::Kafka(_) => Sink::Kafka(Box::new(kafka::KafkaSink::new(cfg)?)),
         })
     }
 
@@ -55,20 +58,21 @@ impl Sink {
             Sink::Otlp(s) => s.send(records, events).await,
             Sink::Syslog(s) => s.send(records).await,
             Sink::File(s) => s.send(records).await,
+            Sink::Kafka(s) => s.send(records).await,
         }
     }
 
     /// Another handle on this sink for a request sent while others are out: for the
     /// HTTP protocols, whose requests are independent (clones share the client and
-    /// its connections; a Splunk clone its channel). `None` for syslog and file,
-    /// which write one ordered stream and so send one request at a time.
+    /// its connections; a Splunk clone its channel). `None` for syslog, file and
+    /// kafka, which write ordered streams and so send one request at a time.
     pub fn another(&self) -> Option<Sink> {
         match self {
             Sink::Http(s) => Some(Sink::Http(s.clone())),
             Sink::SplunkHec(s) => Some(Sink::SplunkHec(s.clone())),
             Sink::Elasticsearch(s) => Some(Sink::Elasticsearch(s.clone())),
             Sink::Otlp(s) => Some(Sink::Otlp(s.clone())),
-            Sink::Syslog(_) | Sink::File(_) => None,
+            Sink::Syslog(_) | Sink::File(_) | Sink::Kafka(_) => None,
         }
     }
 
