@@ -376,7 +376,7 @@ pub struct KafkaConfig {
     /// The largest record batch sent; a record that cannot fit is dead-lettered.
     pub message_max_bytes: usize,
     /// `None`: plain TCP.
-    pub tls: Option<crate::ship::tls::TlsSettings>,
+    pub tls: Option<crate::tls::TlsSettings>,
     pub sasl: Option<KafkaSasl>,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,

@@ -156,7 +156,7 @@ fn valid_topic(t: &str) -> bool {
 
 /// TLS when `tls.enabled = true` or any `tls.*` file or name is set (and
 /// `tls.enabled` is not `false`).
-fn tls(at: &str, s: &RawSink, e: &mut Errors<'_>) -> Option<crate::ship::tls::TlsSettings> {
+fn tls(at: &str, s: &RawSink, e: &mut Errors<'_>) -> Option<crate::tls::TlsSettings> {
     let t = &s.tls;
     let any = t.ca_file.is_some()
         || t.client_cert_file.is_some()
@@ -173,7 +173,7 @@ fn tls(at: &str, s: &RawSink, e: &mut Errors<'_>) -> Option<crate::ship::tls::Tl
         None if !any => return None,
         _ => {}
     }
-    match crate::ship::tls::TlsSettings::load(
+    match crate::tls::TlsSettings::load(
         t.ca_file.as_deref().map(expand_home).as_deref(),
         t.client_cert_file.as_deref().map(expand_home).as_deref(),
         t.client_key_file.as_deref().map(expand_home).as_deref(),

@@ -534,7 +534,7 @@ fn timestamp_ms(line: &[u8]) -> i64 {
     Head::parse(line)
         .time_nanos()
         .map(|n| (n / 1_000_000) as i64)
-        .unwrap_or_else(|| crate::queue::now_ms() as i64)
+        .unwrap_or_else(|| crate::clock::now_ms() as i64)
 }
 
 /// A digest of the ids in a chunk, to know a batch sent again.
