@@ -98,7 +98,13 @@ impl Shipper {
 
 /// Starts a shipper over `root` into `endpoint` (`http://127.0.0.1:PORT`), with its
 /// configuration and state under `work`.
-fn start(who: Shipper, fluent_bit: Option<&Path>, root: &Path, endpoint: &str, work: &Path) -> Child {
+fn start(
+    who: Shipper,
+    fluent_bit: Option<&Path>,
+    root: &Path,
+    endpoint: &str,
+    work: &Path,
+) -> Child {
     std::fs::create_dir_all(work).unwrap();
     let log = std::fs::File::create(work.join("log")).unwrap();
     match who {
@@ -128,8 +134,11 @@ fn start(who: Shipper, fluent_bit: Option<&Path>, root: &Path, endpoint: &str, w
         Shipper::FluentBit => {
             let port = endpoint.rsplit(':').next().unwrap();
             let storage = std::env::var("SXS_FB_STORAGE").unwrap_or_else(|_| "memory".into());
-            std::fs::write(work.join("parsers.conf"), "[PARSER]\n    Name   json\n    Format json\n")
-                .unwrap();
+            std::fs::write(
+                work.join("parsers.conf"),
+                "[PARSER]\n    Name   json\n    Format json\n",
+            )
+            .unwrap();
             let conf = work.join("fluent-bit.conf");
             std::fs::write(
                 &conf,
@@ -289,8 +298,10 @@ fn main() {
             } else {
                 format!("{} ms", r.delay_ms)
             },
-            r.seconds
-                .map_or("did not finish".into(), |s| format!("{:.0}", r.events as f64 / s)),
+            r.seconds.map_or("did not finish".into(), |s| format!(
+                "{:.0}",
+                r.events as f64 / s
+            )),
             r.cpu_s,
             r.rss_mb,
             r.lost,

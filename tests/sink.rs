@@ -138,7 +138,9 @@ impl TestSink {
 
     /// Distinct ids counted so far (counting mode).
     pub fn distinct(&self) -> usize {
-        self.fast_ids.as_ref().map_or(0, |f| f.lock().unwrap().len())
+        self.fast_ids
+            .as_ref()
+            .map_or(0, |f| f.lock().unwrap().len())
     }
 
     /// Accepted records counted by `_auditship.id`.
