@@ -6,7 +6,9 @@
 //! `shipper, delay_ms, events, seconds, events_per_s, cpu_s, peak_rss_mb, lost, duplicates`.
 //!
 //! `cargo bench --bench sidebyside` (SXS_EVENTS, default 500000; SXS_STREAMS, default
-//! 8; SXS_DELAYS, receiver delays in ms, default `0,20`; FLUENT_BIT, the path of a
+//! 8; SXS_DATA, a directory of streams to read instead (`<dir>/<stream>/*.jsonl`, e.g.
+//! events written by another producer, not in canonical form; read, never written);
+//! SXS_DELAYS, receiver delays in ms, default `0,20`; FLUENT_BIT, the path of a
 //! `fluent-bit` binary: without it only auditship runs; SXS_FB_STORAGE, Fluent Bit's
 //! `storage.type`, default `memory`; SXS_REPS, runs of each, default 1).
 //!
@@ -54,6 +56,28 @@ fn usage(pid: u32) -> (f64, f64) {
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         .unwrap_or(0.0);
     (ticks / hz, hwm_kb / 1024.0)
+}
+
+/// The hashes of the events of an existing dataset: `<root>/<stream>/*.jsonl`.
+fn hashes_of(root: &Path) -> Vec<String> {
+    let mut hashes = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root)
+        .unwrap()
+        .filter_map(|d| std::fs::read_dir(d.ok()?.path()).ok())
+        .flatten()
+        .filter_map(|f| Some(f.ok()?.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    files.sort();
+    for f in files {
+        let data = std::fs::read(&f).unwrap();
+        for line in data.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let at = memchr::memmem::rfind(line, HASH_KEY).expect("an event has a hash")
+                + HASH_KEY.len();
+            hashes.push(String::from_utf8_lossy(&line[at..at + 64]).into_owned());
+        }
+    }
+    hashes
 }
 
 /// The streams: `<root>/user<s>/audit-2026-11-26.jsonl`, one chain each. Returns the
@@ -253,8 +277,18 @@ fn main() {
         .collect();
     let fluent_bit: Option<PathBuf> = std::env::var_os("FLUENT_BIT").map(PathBuf::from);
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("audit");
-    let hashes = generate(&root, events, streams);
+    let (root, hashes) = match std::env::var_os("SXS_DATA") {
+        Some(data) => {
+            let root = PathBuf::from(data);
+            let hashes = hashes_of(&root);
+            (root, hashes)
+        }
+        None => {
+            let root = dir.path().join("audit");
+            let hashes = generate(&root, events, streams);
+            (root, hashes)
+        }
+    };
     let mut who = vec![Shipper::Auditship];
     if fluent_bit.is_some() {
         who.push(Shipper::FluentBit);
