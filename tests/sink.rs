@@ -21,6 +21,23 @@ pub enum Reply {
 
 /// Counting mode's tally: times each id arrived.
 type FastIds = Arc<Mutex<HashMap<[u8; 64], u32>>>;
+
+/// Counting mode: where ids are found, and how long each answer waits.
+#[derive(Clone)]
+struct Counting {
+    ids: FastIds,
+    /// Markers an id follows (64 hex digits right after one of them).
+    keys: Vec<&'static [u8]>,
+    delay: Duration,
+}
+
+/// Where a record's `_auditship.id` stands: as plain JSON (http, Splunk HEC,
+/// Elasticsearch) or as OTLP's `auditship.id` attribute (where the record itself is
+/// an escaped string).
+const AUDITSHIP_ID_KEYS: [&[u8]; 2] = [
+    b"\"_auditship\":{\"v\":1,\"id\":\"",
+    b"{\"key\":\"auditship.id\",\"value\":{\"stringValue\":\"",
+];
 type Script = Box<dyn Fn(u64, &[serde_json::Value]) -> Reply + Send + Sync>;
 
 pub struct Received {
@@ -56,20 +73,32 @@ impl TestSink {
     /// A sink that answers 200 and only counts `_auditship.id`s, without parsing
     /// records: cheap enough to sit beside the daemon in a benchmark.
     pub fn counting() -> TestSink {
+        Self::counting_by(&AUDITSHIP_ID_KEYS, Duration::ZERO)
+    }
+
+    /// A counting sink whose ids are the 64 hex digits after any of `keys` (e.g. an
+    /// event's own `"hash":"`, which every shipper keeps), answering each request
+    /// only after `delay` (a receiver across a network).
+    pub fn counting_by(keys: &[&'static [u8]], delay: Duration) -> TestSink {
         Self::build(
             Box::new(|_, _| Reply::Ok),
-            Some(Arc::new(Mutex::new(HashMap::new()))),
+            Some(Counting {
+                ids: Arc::new(Mutex::new(HashMap::new())),
+                keys: keys.to_vec(),
+                delay,
+            }),
         )
     }
 
-    fn build(script: Script, fast_ids: Option<FastIds>) -> TestSink {
+    fn build(script: Script, counting: Option<Counting>) -> TestSink {
+        let fast_ids = counting.as_ref().map(|c| c.ids.clone());
         let state = Arc::new(Mutex::new(Received {
             requests: 0,
             records: Vec::new(),
         }));
         let count = Arc::new(AtomicU64::new(0));
         let handler: http1::Handler = {
-            let (state, count, fast) = (state.clone(), count.clone(), fast_ids.clone());
+            let (state, count, fast) = (state.clone(), count.clone(), counting);
             Arc::new(move |req: http1::Request| answer(req, &state, &script, &count, fast.as_ref()))
         };
         let server = http1::Server::start(handler);
@@ -107,6 +136,13 @@ impl TestSink {
         }
     }
 
+    /// Distinct ids counted so far (counting mode).
+    pub fn distinct(&self) -> usize {
+        self.fast_ids
+            .as_ref()
+            .map_or(0, |f| f.lock().unwrap().len())
+    }
+
     /// Accepted records counted by `_auditship.id`.
     pub fn ids(&self) -> HashMap<String, u32> {
         if let Some(f) = &self.fast_ids {
@@ -130,21 +166,18 @@ fn answer(
     state: &Mutex<Received>,
     script: &Script,
     count: &AtomicU64,
-    fast: Option<&FastIds>,
+    fast: Option<&Counting>,
 ) -> http1::Answer {
     let body = req.body;
     if let Some(fast) = fast {
         // Cheap on purpose: the benchmark measures the daemon, not this sink. Ids
-        // are found wherever a protocol puts them: a record's `_auditship.id` as
-        // plain JSON (http, Splunk HEC, Elasticsearch) or OTLP's `auditship.id`
-        // attribute (where the record itself is an escaped string).
-        const KEYS: [&[u8]; 2] = [
-            b"\"_auditship\":{\"v\":1,\"id\":\"",
-            b"{\"key\":\"auditship.id\",\"value\":{\"stringValue\":\"",
-        ];
-        let mut ids = fast.lock().unwrap();
+        // are found wherever a protocol puts them, without parsing.
+        if !fast.delay.is_zero() {
+            std::thread::sleep(fast.delay);
+        }
+        let mut ids = fast.ids.lock().unwrap();
         let mut n = 0u64;
-        for key in KEYS {
+        for &key in &fast.keys {
             for at in memchr::memmem::find_iter(&body, key) {
                 let at = at + key.len();
                 let id: [u8; 64] = body[at..at + 64].try_into().unwrap();

@@ -177,7 +177,11 @@ pub fn write_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut run = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    loop {
+        let i = run + plain_prefix(&bytes[run..]);
+        out.extend_from_slice(&bytes[run..i]);
+        let Some(&b) = bytes.get(i) else { break };
+        run = i + 1;
         let esc: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -186,26 +190,44 @@ pub fn write_string(s: &str, out: &mut Vec<u8>) {
             b'\t' => b"\\t",
             0x08 => b"\\b",
             0x0c => b"\\f",
-            0..=0x1f => b"",
-            _ => continue,
+            _ => {
+                out.extend_from_slice(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[(b >> 4) as usize],
+                    HEX[(b & 15) as usize],
+                ]);
+                continue;
+            }
         };
-        out.extend_from_slice(&bytes[run..i]);
-        run = i + 1;
-        if esc.is_empty() {
-            out.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[(b >> 4) as usize],
-                HEX[(b & 15) as usize],
-            ]);
-        } else {
-            out.extend_from_slice(esc);
-        }
+        out.extend_from_slice(esc);
     }
-    out.extend_from_slice(&bytes[run..]);
     out.push(b'"');
+}
+
+/// Length of the leading run of `bytes` that a JSON string holds as it is (no quote,
+/// no backslash, no control character). Eight bytes at a time: most strings have none.
+fn plain_prefix(bytes: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Non-zero exactly when some byte of `x` is below `n` (n <= 0x80).
+    let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGH;
+    let mut i = 0;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let x = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+        let quote = x ^ (ONES * u64::from(b'"'));
+        let backslash = x ^ (ONES * u64::from(b'\\'));
+        if below(x, 0x20) | below(quote, 1) | below(backslash, 1) != 0 {
+            break;
+        }
+        i += 8;
+    }
+    i + bytes[i..]
+        .iter()
+        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
+        .unwrap_or(bytes.len() - i)
 }
 
 fn write_number(n: Number<'_>, out: &mut Vec<u8>) -> Result<(), CanonError> {
@@ -320,6 +342,30 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(canon(input), want, "{input}");
+        }
+    }
+
+    /// Every byte that needs an escape, at every place around the eight-byte steps,
+    /// against serde_json (which escapes as `JSON.stringify` does).
+    #[test]
+    fn escapes_found_wherever_they_stand() {
+        for special in [
+            "\"",
+            "\\",
+            "\n",
+            "\u{1}",
+            "\u{1f}",
+            "\u{7f}",
+            "é",
+            "\u{1F600}",
+        ] {
+            for at in 0..20 {
+                let s = format!("{}{special}{}", "a".repeat(at), "b".repeat(19 - at));
+                let mut out = Vec::new();
+                write_string(&s, &mut out);
+                let want = serde_json::to_string(&s).unwrap();
+                assert_eq!(String::from_utf8(out).unwrap(), want, "{s:?}");
+            }
         }
     }
 

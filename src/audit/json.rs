@@ -89,6 +89,12 @@ pub fn cmp_utf16(a: &str, b: &str) -> Ordering {
     if common == ab.len() || common == bb.len() {
         return ab.len().cmp(&bb.len());
     }
+    // UTF-8 byte order is code point order, which is UTF-16 order except between
+    // U+E000..U+FFFF (lead byte 0xEE or 0xEF) and supplementary characters (0xF0..).
+    let (x, y) = (ab[common], bb[common]);
+    if x < 0xEE || y < 0xEE {
+        return x.cmp(&y);
+    }
     // Back up to the start of the character holding the first difference.
     let mut start = common;
     while start > 0 && !a.is_char_boundary(start) {
