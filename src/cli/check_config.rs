@@ -178,7 +178,7 @@ fn plaintext_warnings(d: &DaemonConfig) -> Vec<String> {
     let mut out = Vec::new();
     for s in &d.sinks {
         if let crate::config::daemon::SinkKind::Kafka(k) = &s.kind {
-            for host in crate::ship::sinks::kafka::plaintext_brokers(k) {
+            for host in crate::config::kafka::plaintext_brokers(k) {
                 out.push(format!(
                     "sink {:?}: brokers: plain TCP to {host}, which is not a loopback address: records and credentials cross the network unencrypted (allow_plaintext = true)",
                     s.name

@@ -369,7 +369,7 @@ pub struct KafkaConfig {
     pub brokers: Vec<(String, u16)>,
     pub topic: String,
     pub key: KafkaKey,
-    pub codec: crate::ship::sinks::kafka::Codec,
+    pub codec: crate::config::kafka::Codec,
     /// -1 (all in-sync replicas) or 1 (the leader).
     pub acks: i16,
     pub idempotence: bool,

@@ -394,7 +394,7 @@ fn kafka_json(k: &crate::config::daemon::KafkaConfig, v: &mut Value) {
     match &k.tls {
         None => {
             v["tls"] = json!({ "enabled": false });
-            if !crate::ship::sinks::kafka::plaintext_brokers(k).is_empty() {
+            if !crate::config::kafka::plaintext_brokers(k).is_empty() {
                 v["allow_plaintext"] = true.into();
             }
         }

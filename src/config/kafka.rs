@@ -7,7 +7,6 @@ use super::daemon::{
     Secret, read_secret_file,
 };
 use super::expand_home;
-use crate::ship::sinks::kafka::Codec;
 use std::time::Duration;
 
 /// The most `message_max_bytes` may be (Kafka's own upper bound on a request is far
@@ -229,6 +228,53 @@ fn sasl(at: &str, s: &RawSink, e: &mut Errors<'_>) -> Option<KafkaSasl> {
         username,
         password,
     })
+}
+
+/// The compression codec of a batch (attributes bits 0–2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    None,
+    Gzip,
+    Lz4,
+    Zstd,
+}
+
+impl Codec {
+    pub fn parse(s: &str) -> Option<Codec> {
+        Some(match s {
+            "none" => Codec::None,
+            "gzip" => Codec::Gzip,
+            "lz4" => Codec::Lz4,
+            "zstd" => Codec::Zstd,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::None => "none",
+            Codec::Gzip => "gzip",
+            Codec::Lz4 => "lz4",
+            Codec::Zstd => "zstd",
+        }
+    }
+}
+
+/// The brokers reached over plain TCP that are not on this machine (what
+/// `allow_plaintext` allowed).
+pub fn plaintext_brokers(k: &KafkaConfig) -> Vec<&str> {
+    if k.tls.is_some() {
+        return Vec::new();
+    }
+    k.brokers
+        .iter()
+        .map(|(h, _)| h.as_str())
+        .filter(|h| {
+            !(h.eq_ignore_ascii_case("localhost")
+                || h.parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback()))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -4,37 +4,10 @@
 //! partitioner's murmur2, so a key lands where the Java producer would put it. Pure.
 
 use super::wire::Writer;
+use crate::config::kafka::Codec;
 use std::io::Write;
 
-/// The compression codec of a batch (attributes bits 0–2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Codec {
-    None,
-    Gzip,
-    Lz4,
-    Zstd,
-}
-
 impl Codec {
-    pub fn parse(s: &str) -> Option<Codec> {
-        Some(match s {
-            "none" => Codec::None,
-            "gzip" => Codec::Gzip,
-            "lz4" => Codec::Lz4,
-            "zstd" => Codec::Zstd,
-            _ => return None,
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Codec::None => "none",
-            Codec::Gzip => "gzip",
-            Codec::Lz4 => "lz4",
-            Codec::Zstd => "zstd",
-        }
-    }
-
     fn attribute(self) -> i16 {
         match self {
             Codec::None => 0,

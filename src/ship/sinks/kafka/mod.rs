@@ -32,7 +32,7 @@ mod conn;
 mod scram;
 mod wire;
 
-pub use batch::Codec;
+pub use crate::config::kafka::{Codec, plaintext_brokers};
 
 use super::super::Verdict;
 use super::super::record::{self, Head};
@@ -464,23 +464,6 @@ impl KafkaSink {
             })
             .collect()
     }
-}
-
-/// The brokers reached over plain TCP that are not on this machine (what
-/// `allow_plaintext` allowed).
-pub fn plaintext_brokers(k: &KafkaConfig) -> Vec<&str> {
-    if k.tls.is_some() {
-        return Vec::new();
-    }
-    k.brokers
-        .iter()
-        .map(|(h, _)| h.as_str())
-        .filter(|h| {
-            !(h.eq_ignore_ascii_case("localhost")
-                || h.parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback()))
-        })
-        .collect()
 }
 
 /// The verdict for a request of `n` records of which `retry` wait and `rejected`

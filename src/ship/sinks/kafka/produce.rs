@@ -226,7 +226,7 @@ impl KafkaSink {
 fn encode_batches(
     records: &bytes::Bytes,
     key: crate::config::daemon::KafkaKey,
-    codec: batch::Codec,
+    codec: crate::config::kafka::Codec,
     jobs: &[(i32, Vec<usize>, Option<Producer>)],
 ) -> std::io::Result<Vec<(i32, Vec<u8>)>> {
     let lines: Vec<&[u8]> = record::lines(records).collect();
