@@ -108,7 +108,13 @@ fn the_example_sink_tables_are_valid() {
         }
     }
     let mut secrets = Vec::new();
-    for name in ["siem.token", "hec.token", "es.apikey", "otlp.token"] {
+    for name in [
+        "siem.token",
+        "hec.token",
+        "es.apikey",
+        "otlp.token",
+        "kafka.pass",
+    ] {
         let value = format!("secret-of-{name}");
         std::fs::write(t.path().join(name), &value).unwrap();
         secrets.push(value);
@@ -119,6 +125,7 @@ fn the_example_sink_tables_are_valid() {
     }
     for (file, real) in [
         ("ca.pem", &pki.ca_file),
+        ("kafka-ca.pem", &pki.ca_file),
         ("client.pem", &pki.client_cert),
         ("client.key", &pki.client_key),
     ] {
@@ -134,7 +141,14 @@ fn the_example_sink_tables_are_valid() {
         .collect();
     assert_eq!(
         types,
-        ["http", "splunk_hec", "elasticsearch", "otlp", "syslog"],
+        [
+            "http",
+            "splunk_hec",
+            "elasticsearch",
+            "otlp",
+            "syslog",
+            "kafka"
+        ],
         "{tables}"
     );
     let cfg = write_config(t.path(), &tables);
