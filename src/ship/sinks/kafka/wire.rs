@@ -481,7 +481,8 @@ mod tests {
         let broker = [(PRODUCE, 0, 11), (METADATA, 0, 5), (INIT_PRODUCER_ID, 2, 5)];
         assert_eq!(pick(&broker, PRODUCE), Some(8));
         assert_eq!(pick(&broker, METADATA), Some(5));
-        assert_eq!(pick(&broker, INIT_PRODUCER_ID), None);
+        assert_eq!(pick(&broker, INIT_PRODUCER_ID), Some(4));
+        assert_eq!(pick(&[(INIT_PRODUCER_ID, 5, 6)], INIT_PRODUCER_ID), None);
         assert_eq!(pick(&broker, SASL_HANDSHAKE), None);
     }
 
