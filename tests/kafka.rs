@@ -52,14 +52,6 @@ fn kafka_python() -> PathBuf {
     path
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A tansu broker on 127.0.0.1, its data in memory.
 struct Broker {
     port: u16,

@@ -152,15 +152,6 @@ fn dead_letter_and_archive_without_read_access_fail_instead_of_reporting_nothing
     assert!(err.contains("cannot read the queue"), "{err}");
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn status(home: &Path, args: &[&std::ffi::OsStr]) -> Output {
     cmd(home).arg("status").args(args).output().unwrap()
 }

@@ -35,15 +35,6 @@ fn fixture(name: &str) -> Vec<u8> {
     .unwrap()
 }
 
-/// A port nobody listens on now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The daemon's sections: hooks' stream `audit` as a source, a file sink, the
 /// receiver on `port`, and `extra` TOML.
 fn daemon_sections(root: &Path, audit: &Path, port: u16, extra: &str) -> String {

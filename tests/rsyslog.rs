@@ -35,6 +35,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::pki::Pki;
+use crate::util::free_port;
 
 pub const RSYSLOGD: &str = "/usr/sbin/rsyslogd";
 /// `maxMessageSize`: longer messages arrive cut to this many bytes.
@@ -347,15 +348,6 @@ pub fn gtls_driver() -> Option<PathBuf> {
     std::iter::once(PathBuf::from("/usr/lib/rsyslog/lmnsd_gtls.so"))
         .chain(multiarch)
         .find(|p| p.exists())
-}
-
-/// A port on 127.0.0.1 that was free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Whether process `pid` listens on 127.0.0.1:`port`: a LISTEN socket for that

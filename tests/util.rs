@@ -308,3 +308,12 @@ pub fn independent_verify(dir: &Path, keys: &[(&str, &str)]) -> serde_json::Valu
     assert_eq!(out.status.code(), Some(0), "independent verifier: {doc}");
     doc
 }
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
