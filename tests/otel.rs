@@ -51,11 +51,7 @@ fn daemon_sections(root: &Path, audit: &Path, port: u16, extra: &str) -> String 
 
 /// Every record the file sink wrote so far.
 fn shipped(root: &Path) -> Vec<Value> {
-    std::fs::read_to_string(root.join("shipped.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    written_records(&root.join("shipped.jsonl"))
 }
 
 fn is_telemetry(r: &Value) -> bool {

@@ -661,10 +661,8 @@ fn the_fallback_holds_the_event_is_bounded_and_is_shipped_by_the_default_daemon(
     let shipped = t.path().join("xdg/auditship/shipped.jsonl");
     let start = Instant::now();
     let record = loop {
-        let found = std::fs::read_to_string(&shipped)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        let found = written_records(&shipped)
+            .into_iter()
             .find(|r| r["kind"] == "record_failure");
         if let Some(r) = found {
             break r;

@@ -118,11 +118,7 @@ fn ship(t: &Path, sources: &str, expected: usize) -> Vec<Value> {
     let daemon = Daemon::start(t, &cfg);
     let deadline = Instant::now() + Duration::from_secs(30);
     let records = loop {
-        let got: Vec<Value> = std::fs::read_to_string(&shipped)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let got: Vec<Value> = written_records(&shipped);
         if got.len() >= expected || Instant::now() > deadline {
             break got;
         }

@@ -301,10 +301,9 @@ fn the_kernel_names_the_caller_whatever_the_payload_and_the_client_claim() {
     // [[source]] configured for it.
     let shipped = s.root().join("shipped.jsonl");
     wait_until(Duration::from_secs(20), "the sealed events shipped", || {
-        std::fs::read_to_string(&shipped).is_ok_and(|t| t.lines().count() >= 2)
+        written_records(&shipped).len() >= 2
     });
-    for line in std::fs::read_to_string(&shipped).unwrap().lines() {
-        let r: Value = serde_json::from_str(line).unwrap();
+    for r in written_records(&shipped) {
         assert_eq!(r["_auditship"]["source"], "sealed", "{r}");
         assert_eq!(r["_auditship"]["integrity"]["ok"], true, "{r}");
     }

@@ -115,6 +115,17 @@ pub fn read_stream(dir: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The records of a file another process may be appending to: only lines ended
+/// by a newline, so a write caught half-way is left for the next look.
+pub fn written_records(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    complete
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
 /// A running `auditship run`. Its stderr is collected on a thread, so a chatty
 /// daemon never blocks on a full pipe.
 pub struct Daemon {
