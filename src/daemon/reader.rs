@@ -13,7 +13,7 @@ use crate::check::{Encoder, Origin, Truncated};
 use crate::config::daemon::{SourceConfig, SourceFormat};
 use crate::queue::keys::{file_key, stream_key};
 use crate::queue::{NewBatch, Queue, QueueError, Tip};
-use crate::tail::{Checkpoint, Resume, Tail};
+use crate::tail::{Checkpoint, Prior, Resume, Tail};
 use crate::watch::{self, Hints, Listed, StreamListing};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -85,7 +85,14 @@ const PAUSE_LOG_EVERY: Duration = Duration::from_secs(60);
 struct StreamCheckpoint {
     v: u32,
     head: Option<(u64, String)>,
+    /// What was read of files truncated or deleted since (their last line each):
+    /// a copy of one of them continues after it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    priors: Vec<Prior>,
 }
+
+/// Files truncated or deleted that a stream remembers, to recognise copies of them.
+const PRIORS: usize = 8;
 
 struct Stream {
     source: usize,
@@ -98,7 +105,49 @@ struct Stream {
     departing: Vec<Tail>,
     /// Checkpoint keys of files dropped since the last commit.
     removed: Vec<Vec<u8>>,
+    /// What was read of files truncated or deleted lately, newest last.
+    priors: std::collections::VecDeque<Prior>,
     dirty: bool,
+}
+
+impl Stream {
+    fn remember(&mut self, prior: Option<Prior>) {
+        let Some(p) = prior else { return };
+        if self.priors.len() == PRIORS {
+            self.priors.pop_front();
+        }
+        self.priors.push_back(p);
+        self.dirty = true;
+    }
+
+    /// Makes the new tail `idx` continue a file it is a copy of: another tracked
+    /// file or one remembered. Returns whether it does.
+    fn continue_copy(&mut self, idx: usize) -> std::io::Result<bool> {
+        let Some(fp) = self.tails[idx].fingerprint.clone() else {
+            return Ok(false);
+        };
+        let tracked: Vec<Prior> = self
+            .tails
+            .iter()
+            .enumerate()
+            .filter(|(i, t)| *i != idx && t.fingerprint.as_ref() == Some(&fp))
+            .filter_map(|(_, t)| t.prior())
+            .collect();
+        for p in &tracked {
+            if self.tails[idx].continue_after(p)? {
+                return Ok(true);
+            }
+        }
+        for i in (0..self.priors.len()).rev() {
+            if self.priors[i].fingerprint == fp
+                && self.tails[idx].continue_after(&self.priors[i])?
+            {
+                self.priors.remove(i);
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
 }
 
 pub struct Reader {
@@ -372,12 +421,15 @@ impl Reader {
     fn load_stream(&mut self, source: usize, dir: &std::path::Path) -> Stream {
         let src = &self.sources[source].0;
         let key = stream_key(&src.name, dir);
-        let head = self
+        let stored = self
             .stored
             .get(&key)
-            .and_then(|v| serde_json::from_slice::<StreamCheckpoint>(v).ok())
-            .and_then(|c| c.head)
-            .and_then(head_of);
+            .and_then(|v| serde_json::from_slice::<StreamCheckpoint>(v).ok());
+        let priors = stored
+            .as_ref()
+            .map(|c| c.priors.iter().cloned().collect())
+            .unwrap_or_default();
+        let head = stored.and_then(|c| c.head).and_then(head_of);
         let verifier = match src.format {
             SourceFormat::AuditshipV1 => Some(Verifier::resume(src.keys.clone(), head)),
             SourceFormat::Json => None,
@@ -390,6 +442,7 @@ impl Reader {
             tails: Vec::new(),
             departing: Vec::new(),
             removed: Vec::new(),
+            priors,
             dirty: false,
         }
     }
@@ -422,43 +475,41 @@ impl Reader {
             let t = st.tails.remove(i);
             tracing::debug!(file = %t.name, "file left its stream directory; read to its end");
             if !t.still_linked() {
-                // Deleted: its checkpoint goes with it.
+                // Deleted: its checkpoint goes with it, what was read of it stays.
                 st.removed.push(file_key(&key, t.dev, t.ino));
+                st.remember(t.prior());
             }
             // Renamed (perhaps caught between the two steps of a rotation): its
             // checkpoint stays, so that if it shows up again it resumes, not restarts.
             st.departing.push(t);
             st.dirty = true;
         }
-        for f in &listing.files {
+        // Known files first (a truncation is seen before a new file is matched
+        // against what was read), then new ones; copies are read before the rest,
+        // since they hold what preceded the truncated original's new lines.
+        let known = |st: &Stream, stored: &BTreeMap<Vec<u8>, Vec<u8>>, f: &Listed| {
+            st.tails.iter().any(|t| t.dev == f.dev && t.ino == f.ino)
+                || stored.contains_key(&file_key(&st.key, f.dev, f.ino))
+        };
+        let st = &self.streams[&key];
+        let (old, new): (Vec<&Listed>, Vec<&Listed>) = listing
+            .files
+            .iter()
+            .partition(|f| known(st, &self.stored, f));
+        let mut copies = Vec::new();
+        let mut rest = Vec::new();
+        for f in old.into_iter().chain(new) {
             if self.stop.load(Ordering::SeqCst) {
                 break;
             }
-            let idx = match self.track(&key, &listing.handle, f) {
-                Ok(i) => i,
-                Err(e) => {
-                    tracing::warn!(file = %listing.dir.join(&f.name).display(), error = %e, "cannot open file; other files go on, this one is tried again later");
-                    continue;
-                }
-            };
-            // A renamed file keeps its identity and offset, under its new name.
-            let st = self.streams.get_mut(&key).expect("inserted above");
-            if st.tails[idx].name != f.name {
-                st.tails[idx].name = f.name.clone();
-                st.dirty = true;
+            match self.follow(&key, &listing, f) {
+                Some((idx, true)) => copies.push(idx),
+                Some((idx, false)) => rest.push(idx),
+                None => {}
             }
-            match st.tails[idx].check_truncation() {
-                Ok(true) => {
-                    st.dirty = true;
-                    let name = st.tails[idx].name.clone();
-                    self.file_problem(&key, &name, "file_truncated", "file was truncated or rewritten under the offset already read: read again from the start");
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::warn!(file = %listing.dir.join(&f.name).display(), error = %e, "cannot check file");
-                    continue;
-                }
-            }
+        }
+        rest.sort_unstable();
+        for idx in copies.into_iter().chain(rest) {
             if let Err(e) = self.read_file(&key, idx, false) {
                 self.file_error(&key, idx, e)?;
             }
@@ -466,32 +517,86 @@ impl Reader {
         Ok(())
     }
 
+    /// Tracks a listed file (a new one perhaps as the copy of another), follows a
+    /// rename, and sees a truncation. Returns its tail's index and whether it
+    /// continues another file, or `None` if it cannot be looked at this pass.
+    fn follow(&mut self, key: &[u8], listing: &StreamListing, f: &Listed) -> Option<(usize, bool)> {
+        let (idx, copy) = match self.track(key, &listing.handle, f) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!(file = %listing.dir.join(&f.name).display(), error = %e, "cannot open file; other files go on, this one is tried again later");
+                return None;
+            }
+        };
+        // A renamed file keeps its identity and offset, under its new name.
+        let st = self.streams.get_mut(key).expect("stream exists");
+        if st.tails[idx].name != f.name {
+            st.tails[idx].name = f.name.clone();
+            st.dirty = true;
+        }
+        match st.tails[idx].check_truncation() {
+            Ok(true) => {
+                st.dirty = true;
+                let previous = st.tails[idx].take_previous();
+                st.remember(previous);
+                let name = st.tails[idx].name.clone();
+                self.file_problem(key, &name, "file_truncated", "file was truncated or rewritten under the offset already read: read again from the start");
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(file = %listing.dir.join(&f.name).display(), error = %e, "cannot check file");
+                return None;
+            }
+        }
+        Some((idx, copy))
+    }
+
     /// The index of the tail for a listed file, opening and resuming it if new. It is
     /// opened relative to the directory it was listed from, and only if it is still
     /// the file the listing saw.
-    fn track(&mut self, key: &[u8], dir: &watch::Dir, f: &Listed) -> std::io::Result<usize> {
+    fn track(
+        &mut self,
+        key: &[u8],
+        dir: &watch::Dir,
+        f: &Listed,
+    ) -> std::io::Result<(usize, bool)> {
         let st = self.streams.get_mut(key).expect("stream exists");
         if let Some(i) = st
             .tails
             .iter()
             .position(|t| t.dev == f.dev && t.ino == f.ino)
         {
-            return Ok(i);
+            return Ok((i, false));
         }
         let file = dir.open_file(f.entry(), Some((f.dev, f.ino)))?;
         let fkey = file_key(key, f.dev, f.ino);
-        let (tail, how) = match self
+        let stored = self
             .stored
             .remove(&fkey)
-            .and_then(|v| serde_json::from_slice::<Checkpoint>(&v).ok())
-        {
-            Some(cp) => Tail::resume(file, &f.name, &cp)?,
+            .and_then(|v| serde_json::from_slice::<Checkpoint>(&v).ok());
+        let (tail, how) = match &stored {
+            Some(cp) => Tail::resume(file, &f.name, cp)?,
             None => (Tail::new(file, &f.name)?, Resume::Continue),
         };
         let st = self.streams.get_mut(key).expect("stream exists");
         st.tails.push(tail);
         st.dirty = true;
         let idx = st.tails.len() - 1;
+        // A file never seen before may be the copy of one already read.
+        let copy = stored.is_none() && st.continue_copy(idx)?;
+        if copy {
+            tracing::info!(file = %f.name, offset = st.tails[idx].offset, "a new file is a copy of a file already read; continuing after what was read of it");
+        }
+        if how != Resume::Continue
+            && let Some(cp) = &stored
+            && let (Some(fingerprint), Some(last)) = (&cp.fingerprint, &cp.last)
+        {
+            // What was read of it before it was truncated or replaced.
+            st.remember(Some(Prior {
+                fingerprint: fingerprint.clone(),
+                marks: vec![last.clone()],
+            }));
+        }
         match how {
             Resume::Continue => {}
             Resume::Truncated => {
@@ -506,7 +611,7 @@ impl Reader {
                 tracing::info!(file = %f.name, "a new file reuses an old inode; reading it from the start");
             }
         }
-        Ok(idx)
+        Ok((idx, copy))
     }
 
     fn file_problem(&mut self, key: &[u8], file: &str, code: &'static str, detail: &str) {
@@ -690,7 +795,19 @@ impl Reader {
             let encode = |e: serde_json::Error| PassError::Other(Box::new(e));
             batch.put.push((
                 st.key.clone(),
-                serde_json::to_vec(&StreamCheckpoint { v: 1, head }).map_err(encode)?,
+                serde_json::to_vec(&StreamCheckpoint {
+                    v: 1,
+                    head,
+                    priors: st
+                        .priors
+                        .iter()
+                        .map(|p| Prior {
+                            fingerprint: p.fingerprint.clone(),
+                            marks: p.marks.last().cloned().into_iter().collect(),
+                        })
+                        .collect(),
+                })
+                .map_err(encode)?,
             ));
             for t in &st.tails {
                 batch.put.push((

@@ -5,6 +5,14 @@
 //! offset was truncated (copytruncate) and is read again from 0; a new file reusing
 //! an old inode has another first line and starts at 0.
 //!
+//! A copy of a file already read (logrotate `copytruncate`: the copy appears, then the
+//! original is truncated) is recognised by its contents: a new file whose first line
+//! and last lines read agree, at the same offsets, with the lines recently read of a
+//! known file (tracked, or truncated or deleted since) continues after them instead of
+//! being read again ([`Tail::continue_after`]). The tail of each file keeps the
+//! [`Mark`]s of its last [`MARKS`] lines in memory and the last one in its checkpoint,
+//! so that a copy is still recognised after a restart.
+//!
 //! Invariants: only complete lines (ended by `\n`) are returned, and the offset moves
 //! past a line only when the line is returned. A file's descriptor stays open while
 //! the file is tracked, so its inode cannot be reused under it and a deleted file can
@@ -25,6 +33,30 @@ use std::path::Path;
 /// Bytes of the first line hashed into the fingerprint.
 const FINGERPRINT_BYTES: usize = 4096;
 
+/// Lines of a file remembered (offset and digest) to recognise a copy of it.
+pub const MARKS: usize = 256;
+
+/// One line read: where it ends and what it held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mark {
+    /// The offset right after the line's `\n`.
+    pub end: u64,
+    /// Its 1-based line number.
+    pub line: u64,
+    /// Its length without the `\n`.
+    pub len: u64,
+    /// Hex SHA-256 of the line without the `\n`.
+    pub sha256: String,
+}
+
+/// What was read of a file that is gone or was truncated since: a new file that
+/// agrees with it is a copy of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prior {
+    pub fingerprint: String,
+    pub marks: Vec<Mark>,
+}
+
 /// The checkpoint of one file, as stored in the queue (boundary format, versioned).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
@@ -36,6 +68,9 @@ pub struct Checkpoint {
     pub offset: u64,
     pub line: u64,
     pub name: String,
+    /// The last line read, to recognise a copy of the file after a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<Mark>,
 }
 
 /// A tracked file.
@@ -48,6 +83,16 @@ pub struct Tail {
     pub offset: u64,
     pub line: u64,
     file: File,
+    /// The last lines read, oldest first (at most [`MARKS`]).
+    marks: std::collections::VecDeque<Mark>,
+    /// Lines of the file this one is a copy of, read there already and beyond the
+    /// point this one continues from: skipped while they agree.
+    shadow: std::collections::VecDeque<Mark>,
+    /// Where a copy started (offset, line, last mark): where it goes back to when
+    /// nothing of it is durable yet.
+    start: Option<(u64, u64, Option<Mark>)>,
+    /// What was read before the last truncation, until taken.
+    previous: Option<Prior>,
 }
 
 /// One complete line handed to the caller.
@@ -133,6 +178,10 @@ impl Tail {
             offset: 0,
             line: 0,
             file,
+            marks: Default::default(),
+            shadow: Default::default(),
+            start: None,
+            previous: None,
         })
     }
 
@@ -157,9 +206,95 @@ impl Tail {
         } else {
             t.offset = cp.offset;
             t.line = cp.line;
+            t.marks.extend(cp.last.clone());
             Resume::Continue
         };
         Ok((t, how))
+    }
+
+    /// What was read of this file so far, for recognising a copy of it once it is
+    /// truncated or gone; `None` if nothing was.
+    pub fn prior(&self) -> Option<Prior> {
+        match (&self.fingerprint, self.marks.is_empty()) {
+            (Some(f), false) => Some(Prior {
+                fingerprint: f.clone(),
+                marks: self.marks.iter().cloned().collect(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// If this file (new, nothing read of it yet) is a copy of the file whose
+    /// recent lines are `of`: it starts with the same first line and holds the
+    /// same lines at the same offsets, from the oldest remembered one up to the
+    /// last one it holds whole (all of them agree; one that differs makes it
+    /// another file). It then continues after that line, and skips the
+    /// following lines of `of` (read there already) as long as it agrees with
+    /// them. Returns whether it continues.
+    pub fn continue_after(&mut self, of: &Prior) -> io::Result<bool> {
+        if self.offset != 0 || self.fingerprint.as_ref() != Some(&of.fingerprint) {
+            return Ok(false);
+        }
+        let size = self.size()?;
+        let mut agreed = None;
+        let mut line = Vec::new();
+        for (i, m) in of.marks.iter().enumerate() {
+            if m.end > size {
+                break;
+            }
+            line.resize(m.len as usize + 1, 0);
+            let n = read_at_full(&self.file, &mut line, m.end - m.len - 1)?;
+            let same = n == line.len()
+                && line[m.len as usize] == b'\n'
+                && crate::audit::sha256_hex(&line[..m.len as usize]) == m.sha256;
+            if !same {
+                // Every remembered line it holds must agree: a file that only
+                // starts alike is another file, read in full.
+                return Ok(false);
+            }
+            agreed = Some(i);
+        }
+        // It must hold the oldest remembered line at least.
+        let Some(k) = agreed else {
+            return Ok(false);
+        };
+        let m = &of.marks[k];
+        self.offset = m.end;
+        self.line = m.line;
+        self.marks = of.marks[..=k].iter().cloned().collect();
+        self.shadow = of.marks[k + 1..].iter().cloned().collect();
+        self.start = Some((m.end, m.line, Some(m.clone())));
+        Ok(true)
+    }
+
+    /// Remembers a line read (and forgets the oldest beyond [`MARKS`]).
+    fn mark(&mut self, end: u64, len: u64, sha256: String) {
+        if self.marks.len() == MARKS {
+            self.marks.pop_front();
+        }
+        self.marks.push_back(Mark {
+            end,
+            line: self.line,
+            len,
+            sha256,
+        });
+    }
+
+    /// True when the line read (ending at `end`) is the next line of the file this
+    /// one is a copy of, read there already: it is skipped. The first line that
+    /// differs ends the skipping.
+    fn shadowed(&mut self, end: u64, len: u64, sha256: &str) -> bool {
+        match self.shadow.front() {
+            Some(m) if m.end == end && m.len == len && m.sha256 == sha256 => {
+                self.shadow.pop_front();
+                true
+            }
+            Some(_) => {
+                self.shadow.clear();
+                false
+            }
+            None => false,
+        }
     }
 
     pub fn checkpoint(&self) -> Checkpoint {
@@ -171,6 +306,7 @@ impl Tail {
             offset: self.offset,
             line: self.line,
             name: self.name.clone(),
+            last: self.marks.back().cloned(),
         }
     }
 
@@ -190,6 +326,7 @@ impl Tail {
         if size < self.offset
             || (size > self.offset && self.offset > 0 && self.replaced_in_place()?)
         {
+            self.previous = self.prior();
             self.restart();
             return Ok(true);
         }
@@ -205,11 +342,19 @@ impl Tail {
         }
     }
 
+    /// What was read of the file before it was last found truncated, once.
+    pub fn take_previous(&mut self) -> Option<Prior> {
+        self.previous.take()
+    }
+
     /// Starts the file again from the beginning (after truncation).
     pub fn restart(&mut self) {
         self.offset = 0;
         self.line = 0;
         self.fingerprint = None;
+        self.marks.clear();
+        self.shadow.clear();
+        self.start = None;
     }
 
     /// Puts the file back where a checkpoint says (after a failed commit).
@@ -219,8 +364,19 @@ impl Tail {
                 self.offset = cp.offset;
                 self.line = cp.line;
                 self.fingerprint = cp.fingerprint.clone();
+                self.marks = cp.last.iter().cloned().collect();
+                self.shadow.clear();
             }
-            None => self.restart(),
+            None => match self.start.clone() {
+                // A copy goes back to where it continued another file.
+                Some((offset, line, last)) => {
+                    self.offset = offset;
+                    self.line = line;
+                    self.marks = last.into_iter().collect();
+                    self.shadow.clear();
+                }
+                None => self.restart(),
+            },
         }
     }
 
@@ -258,6 +414,14 @@ impl Tail {
             while let Some(rel) = memchr::memchr(b'\n', &data[consumed..]) {
                 let line = &data[consumed..consumed + rel];
                 self.line += 1;
+                let end = pos + (consumed + rel + 1) as u64;
+                let digest = audit::sha256_hex(line);
+                let skip = self.shadowed(end, rel as u64, &digest);
+                self.mark(end, rel as u64, digest);
+                if skip {
+                    consumed += rel + 1;
+                    continue;
+                }
                 let (bytes, truncated) = if line.len() > max_line {
                     let over = Overlong {
                         full_bytes: line.len() as u64,
@@ -350,6 +514,12 @@ impl Tail {
                     _ => None,
                 };
                 self.line += 1;
+                self.offset = at + 1;
+                let skip = self.shadowed(at + 1, full, &sha256_hex);
+                self.mark(at + 1, full, sha256_hex.clone());
+                if skip {
+                    return Ok(Some(full + 1));
+                }
                 let truncated = (full as usize > max_line).then(|| Overlong {
                     full_bytes: full,
                     sha256_hex,
@@ -540,6 +710,107 @@ mod tests {
             [(None, Some(true)), (Some(escaped.len() - 1), None)],
             "a canonical line is scanned; another is read again whole"
         );
+    }
+
+    fn texts(t: &mut Tail) -> Vec<String> {
+        lines(t, 100).into_iter().map(|l| l.0).collect()
+    }
+
+    fn numbered(from: usize, to: usize) -> String {
+        (from..to).map(|i| format!("line {i}\n")).collect()
+    }
+
+    #[test]
+    fn a_copy_holding_more_than_was_read_continues_after_it() {
+        let d = tempfile::tempdir().unwrap();
+        let (p, c) = (d.path().join("a.jsonl"), d.path().join("a.jsonl.1"));
+        std::fs::write(&p, numbered(0, 500)).unwrap();
+        let mut a = Tail::new(open_nofollow(&p).unwrap(), "a.jsonl").unwrap();
+        assert_eq!(texts(&mut a).len(), 500);
+        // The writer appends, the copy is made, the original is truncated.
+        std::fs::write(&p, numbered(0, 510)).unwrap();
+        std::fs::copy(&p, &c).unwrap();
+        std::fs::write(&p, "after 0\n").unwrap();
+        assert!(a.check_truncation().unwrap());
+        let prior = a
+            .take_previous()
+            .expect("what was read before the truncation");
+        let mut b = Tail::new(open_nofollow(&c).unwrap(), "a.jsonl.1").unwrap();
+        assert!(b.continue_after(&prior).unwrap());
+        assert_eq!(
+            texts(&mut b),
+            (500..510).map(|i| format!("line {i}")).collect::<Vec<_>>()
+        );
+        assert_eq!(b.line, 510);
+        assert_eq!(texts(&mut a), ["after 0"]);
+    }
+
+    #[test]
+    fn a_copy_holding_less_than_was_read_reads_nothing_again() {
+        let d = tempfile::tempdir().unwrap();
+        let (p, c) = (d.path().join("a.jsonl"), d.path().join("a.jsonl.1"));
+        std::fs::write(&p, numbered(0, 100)).unwrap();
+        // The copy is seen while it is made: part of what was read, cut mid-line.
+        let partial = numbered(0, 90);
+        std::fs::write(&c, &partial[..partial.len() - 3]).unwrap();
+        let mut a = Tail::new(open_nofollow(&p).unwrap(), "a.jsonl").unwrap();
+        assert_eq!(texts(&mut a).len(), 100);
+        let prior = a.prior().unwrap();
+        let mut b = Tail::new(open_nofollow(&c).unwrap(), "a.jsonl.1").unwrap();
+        assert!(b.continue_after(&prior).unwrap());
+        assert_eq!(b.line, 89);
+        assert!(texts(&mut b).is_empty());
+        // The copy completes, then the writer's later lines reach only the copy.
+        std::fs::write(&c, numbered(0, 103)).unwrap();
+        assert_eq!(texts(&mut b), ["line 100", "line 101", "line 102"]);
+        assert_eq!(b.line, 103);
+    }
+
+    #[test]
+    fn a_file_that_only_starts_alike_is_read_in_full() {
+        let d = tempfile::tempdir().unwrap();
+        let (p, c) = (d.path().join("a.jsonl"), d.path().join("b.jsonl"));
+        std::fs::write(&p, numbered(0, 50)).unwrap();
+        let mut a = Tail::new(open_nofollow(&p).unwrap(), "a.jsonl").unwrap();
+        texts(&mut a);
+        let prior = a.prior().unwrap();
+        // Same first line, same length, one line differs: another file.
+        let other = numbered(0, 50).replace("line 7\n", "line X\n");
+        std::fs::write(&c, &other).unwrap();
+        let mut b = Tail::new(open_nofollow(&c).unwrap(), "b.jsonl").unwrap();
+        assert!(!b.continue_after(&prior).unwrap());
+        assert_eq!(texts(&mut b).len(), 50);
+        // A new first line: another file whatever follows.
+        std::fs::write(&c, numbered(1, 50)).unwrap();
+        let mut b = Tail::new(open_nofollow(&c).unwrap(), "b.jsonl").unwrap();
+        assert!(!b.continue_after(&prior).unwrap());
+    }
+
+    #[test]
+    fn the_checkpoint_keeps_what_recognises_a_copy_after_a_restart() {
+        let d = tempfile::tempdir().unwrap();
+        let (p, c) = (d.path().join("a.jsonl"), d.path().join("a.jsonl.1"));
+        std::fs::write(&p, numbered(0, 20)).unwrap();
+        let mut a = Tail::new(open_nofollow(&p).unwrap(), "a.jsonl").unwrap();
+        texts(&mut a);
+        let cp = a.checkpoint();
+        let text = serde_json::to_string(&cp).unwrap();
+        let cp: Checkpoint = serde_json::from_str(&text).unwrap();
+        // A checkpoint written before marks existed still reads.
+        let old: Checkpoint = serde_json::from_str(
+            r#"{"v":1,"dev":1,"ino":2,"fingerprint":null,"offset":0,"line":0,"name":"x"}"#,
+        )
+        .unwrap();
+        assert_eq!(old.last, None);
+        std::fs::write(&c, numbered(0, 22)).unwrap();
+        let (a2, how) = Tail::resume(open_nofollow(&p).unwrap(), "a.jsonl", &cp).unwrap();
+        assert_eq!(how, Resume::Continue);
+        let mut b = Tail::new(open_nofollow(&c).unwrap(), "a.jsonl.1").unwrap();
+        assert!(b.continue_after(&a2.prior().unwrap()).unwrap());
+        assert_eq!(texts(&mut b), ["line 20", "line 21"]);
+        // After a failed commit the copy goes back to where it continued, not to 0.
+        b.rewind(None);
+        assert_eq!(texts(&mut b), ["line 20", "line 21"]);
     }
 
     #[test]
