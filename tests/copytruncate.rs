@@ -40,19 +40,26 @@ impl Received {
         out
     }
 
-    fn wait_for(&self, ids: &[String], limit: Duration) {
+    /// Waits until every id of `ids` (events of the files of `dir`) arrived; if some
+    /// never do, says which: their file and seq.
+    fn wait_for(&self, ids: &[String], dir: &Path, limit: Duration) {
         let t0 = Instant::now();
         loop {
             let got = self.ids();
-            let missing = ids.iter().filter(|i| !got.contains_key(*i)).count();
-            if missing == 0 {
+            let missing: Vec<&String> = ids.iter().filter(|i| !got.contains_key(*i)).collect();
+            if missing.is_empty() {
                 return;
             }
-            assert!(
-                t0.elapsed() < limit,
-                "{missing} of {} ids did not arrive within {limit:?}",
-                ids.len()
-            );
+            if t0.elapsed() >= limit {
+                let at = whereabouts(dir);
+                let mut lost: Vec<_> = missing.iter().map(|i| at.get(*i)).collect();
+                lost.sort();
+                panic!(
+                    "{} of {} ids did not arrive within {limit:?}: (file, seq) {lost:?}",
+                    missing.len(),
+                    ids.len()
+                );
+            }
             std::thread::sleep(Duration::from_millis(25));
         }
     }
@@ -148,6 +155,20 @@ fn copytruncate(dir: &Path, w: &Writer, between: impl FnOnce()) {
         .unwrap();
 }
 
+/// Where each event of the stream's files is: its file and seq, by id.
+fn whereabouts(dir: &Path) -> HashMap<String, (String, u64)> {
+    let mut out = HashMap::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        for r in written_records(&p) {
+            let id = r["hash"].as_str().unwrap_or("").to_string();
+            out.insert(id, (name.clone(), r["seq"].as_u64().unwrap_or(u64::MAX)));
+        }
+    }
+    out
+}
+
 /// Every event's id (its `hash`) in the stream's files.
 fn written_ids(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
@@ -192,14 +213,14 @@ fn copytruncate_while_writing_reads_nothing_twice_and_loses_nothing() {
         // read yet), others once it caught up.
         std::thread::sleep(Duration::from_millis(150 + 100 * (round % 3)));
         if round % 2 == 1 {
-            received.wait_for(&written_ids(&dir), Duration::from_secs(20));
+            received.wait_for(&written_ids(&dir), &dir, Duration::from_secs(20));
         }
         copytruncate(&dir, &w, || {});
     }
     std::thread::sleep(Duration::from_millis(200));
     w.finish();
     let all = written_ids(&dir);
-    received.wait_for(&all, Duration::from_secs(30));
+    received.wait_for(&all, &dir, Duration::from_secs(30));
     std::thread::sleep(Duration::from_millis(600)); // several rescans
     let (code, _) = d.stop(Duration::from_secs(10));
     assert_eq!(code, Some(0));
@@ -252,7 +273,7 @@ fn copytruncate_with_kill_9_between_copy_and_truncate_or_right_after_loses_nothi
     w.finish();
     assert!(w_count(&written_ids(&dir)) > 0);
     let all = written_ids(&dir);
-    received.wait_for(&all, Duration::from_secs(30));
+    received.wait_for(&all, &dir, Duration::from_secs(30));
     std::thread::sleep(Duration::from_millis(600));
     let (code, _) = d.take().unwrap().stop(Duration::from_secs(10));
     assert_eq!(code, Some(0));
@@ -284,7 +305,7 @@ fn a_file_that_only_starts_like_another_is_read_in_full() {
     let prev = sealed_ids(&cur)[0].clone();
     write_chain(&cur, 1, 1, 99, &prev);
     let d = Daemon::start(t.path(), &cfg);
-    received.wait_for(&sealed_ids(&cur), Duration::from_secs(20));
+    received.wait_for(&sealed_ids(&cur), &dir, Duration::from_secs(20));
     // Same first line, then other events: not a copy.
     let other = dir.join("audit.jsonl.other");
     std::fs::write(&other, &first).unwrap();

@@ -13,7 +13,7 @@ use crate::check::{Encoder, Origin, Truncated};
 use crate::config::daemon::{SourceConfig, SourceFormat};
 use crate::queue::keys::{file_key, stream_key};
 use crate::queue::{NewBatch, Queue, QueueError, Tip};
-use crate::tail::{Checkpoint, Prior, Resume, Tail};
+use crate::tail::{Checkpoint, Hold, Prior, Resume, Tail};
 use crate::watch::{self, Hints, Listed, StreamListing};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -120,24 +120,12 @@ impl Stream {
         self.dirty = true;
     }
 
-    /// Makes the new tail `idx` continue a file it is a copy of: another tracked
-    /// file or one remembered. Returns whether it does.
+    /// Makes the new tail `idx` continue a file it is a copy of, one truncated or
+    /// gone since it was read. Returns whether it does.
     fn continue_copy(&mut self, idx: usize) -> std::io::Result<bool> {
         let Some(fp) = self.tails[idx].fingerprint.clone() else {
             return Ok(false);
         };
-        let tracked: Vec<Prior> = self
-            .tails
-            .iter()
-            .enumerate()
-            .filter(|(i, t)| *i != idx && t.fingerprint.as_ref() == Some(&fp))
-            .filter_map(|(_, t)| t.prior())
-            .collect();
-        for p in &tracked {
-            if self.tails[idx].continue_after(p)? {
-                return Ok(true);
-            }
-        }
         for i in (0..self.priors.len()).rev() {
             if self.priors[i].fingerprint == fp
                 && self.tails[idx].continue_after(&self.priors[i])?
@@ -148,6 +136,56 @@ impl Stream {
         }
         Ok(false)
     }
+}
+
+/// What is done with a file in a pass.
+enum Placed {
+    /// Read from its offset.
+    Read,
+    /// Read first: a copy that continues after what was read of its original.
+    Copy,
+    /// Not read yet (see [`Hold`]).
+    Held,
+}
+
+/// Whether the held tail `idx` is so far a copy of a tracked file still being read
+/// (see [`Tail::copies_so_far`]), trying first the one it was found to copy
+/// before; the hold that says so, or `None` if it copies none.
+fn copy_so_far(
+    st: &Stream,
+    idx: usize,
+    before: Option<(u64, u64, u64)>,
+) -> std::io::Result<Option<Hold>> {
+    let copy = &st.tails[idx];
+    let mut candidates: Vec<(usize, u64)> = st
+        .tails
+        .iter()
+        .enumerate()
+        .filter(|(j, t)| {
+            *j != idx && t.hold.is_none() && t.offset > 0 && t.fingerprint == copy.fingerprint
+        })
+        .map(|(j, t)| match before {
+            Some((dev, ino, checked)) if (dev, ino) == (t.dev, t.ino) => (j, checked),
+            _ => (j, 0),
+        })
+        .collect();
+    candidates.sort_by_key(|&(_, checked)| std::cmp::Reverse(checked));
+    for (j, checked) in candidates {
+        let original = &st.tails[j];
+        let hold = |checked| Hold::CopyOf {
+            dev: original.dev,
+            ino: original.ino,
+            checked,
+        };
+        match copy.copies_so_far(original, checked)? {
+            Some(upto) => return Ok(Some(hold(upto))),
+            // They differ because the original was truncated and written again
+            // since its last look: decided once its next look says so.
+            None if original.replaced_in_place()? => return Ok(Some(hold(checked))),
+            None => {}
+        }
+    }
+    Ok(None)
 }
 
 pub struct Reader {
@@ -175,6 +213,9 @@ pub struct Reader {
     backlog: bool,
     /// Symlinks refused, reported once per path.
     pub refusals: Refusals,
+    /// A file was found truncated while being read: the next pass starts at once
+    /// (its listing then holds a copy made before the truncation).
+    again: bool,
 }
 
 /// Why a pass stopped: the queue's storage (fatal) or anything else (retried).
@@ -243,6 +284,7 @@ impl Reader {
             pause_logged: None,
             backlog: false,
             refusals: Refusals::default(),
+            again: false,
         })
     }
 
@@ -397,6 +439,9 @@ impl Reader {
         self.settle()?;
         let files: usize = self.streams.values().map(|s| s.tails.len()).sum();
         self.stats.files.store(files as u64, Ordering::Relaxed);
+        if std::mem::take(&mut self.again) {
+            hints.waker().wake();
+        }
         Ok(())
     }
 
@@ -475,18 +520,18 @@ impl Reader {
             let t = st.tails.remove(i);
             tracing::debug!(file = %t.name, "file left its stream directory; read to its end");
             if !t.still_linked() {
-                // Deleted: its checkpoint goes with it, what was read of it stays.
+                // Deleted: its checkpoint goes with it.
                 st.removed.push(file_key(&key, t.dev, t.ino));
-                st.remember(t.prior());
             }
+            // What was read of it stays, for a copy of it.
+            st.remember(t.prior());
             // Renamed (perhaps caught between the two steps of a rotation): its
             // checkpoint stays, so that if it shows up again it resumes, not restarts.
             st.departing.push(t);
             st.dirty = true;
         }
         // Known files first (a truncation is seen before a new file is matched
-        // against what was read), then new ones; copies are read before the rest,
-        // since they hold what preceded the truncated original's new lines.
+        // against what was read), then new ones.
         let known = |st: &Stream, stored: &BTreeMap<Vec<u8>, Vec<u8>>, f: &Listed| {
             st.tails.iter().any(|t| t.dev == f.dev && t.ino == f.ino)
                 || stored.contains_key(&file_key(&st.key, f.dev, f.ino))
@@ -496,16 +541,25 @@ impl Reader {
             .files
             .iter()
             .partition(|f| known(st, &self.stored, f));
-        let mut copies = Vec::new();
-        let mut rest = Vec::new();
+        let mut looked = Vec::new();
         for f in old.into_iter().chain(new) {
             if self.stop.load(Ordering::SeqCst) {
                 break;
             }
-            match self.follow(&key, &listing, f) {
-                Some((idx, true)) => copies.push(idx),
-                Some((idx, false)) => rest.push(idx),
-                None => {}
+            looked.extend(self.follow(&key, &listing, f));
+        }
+        // Copies are read before the rest, since they hold what preceded the
+        // truncated original's new lines; held files are not read.
+        let (mut copies, mut rest) = (Vec::new(), Vec::new());
+        for idx in looked {
+            match self.place(&key, idx) {
+                Ok(Placed::Copy) => copies.push(idx),
+                Ok(Placed::Read) => rest.push(idx),
+                Ok(Placed::Held) => {}
+                Err(e) => {
+                    let name = &self.streams[&key].tails[idx].name;
+                    tracing::warn!(file = %name, error = %e, "cannot compare file with the others; tried again later");
+                }
             }
         }
         rest.sort_unstable();
@@ -517,12 +571,48 @@ impl Reader {
         Ok(())
     }
 
-    /// Tracks a listed file (a new one perhaps as the copy of another), follows a
-    /// rename, and sees a truncation. Returns its tail's index and whether it
-    /// continues another file, or `None` if it cannot be looked at this pass.
-    fn follow(&mut self, key: &[u8], listing: &StreamListing, f: &Listed) -> Option<(usize, bool)> {
-        let (idx, copy) = match self.track(key, &listing.handle, f) {
-            Ok(i) => i,
+    /// Decides whether a new file, held until then, is read: in full, as the copy
+    /// of a file truncated or gone (after what was read of it), or not yet (it has
+    /// no first line, or is a copy of a file still being read and not truncated:
+    /// that one is read instead, and the copy continues after what it gave once it
+    /// is truncated or gone).
+    fn place(&mut self, key: &[u8], idx: usize) -> std::io::Result<Placed> {
+        let st = self.streams.get_mut(key).expect("stream exists");
+        let Some(hold) = st.tails[idx].hold.clone() else {
+            return Ok(Placed::Read);
+        };
+        if st.tails[idx].refresh_fingerprint()?.is_none() {
+            return Ok(Placed::Held);
+        }
+        let checked = match hold {
+            Hold::CopyOf { dev, ino, checked } => Some((dev, ino, checked)),
+            Hold::Undecided => None,
+        };
+        if let Some(held) = copy_so_far(st, idx, checked)? {
+            st.tails[idx].hold = Some(held);
+            return Ok(Placed::Held);
+        }
+        st.tails[idx].hold = None;
+        st.dirty = true;
+        if st.continue_copy(idx)? {
+            let t = &st.tails[idx];
+            tracing::info!(file = %t.name, offset = t.offset, "a new file is a copy of a file already read; continuing after what was read of it");
+            return Ok(Placed::Copy);
+        }
+        Ok(Placed::Read)
+    }
+
+    /// Tracks a listed file, follows a rename, and sees a truncation. Returns its
+    /// tail's index, or `None` if it cannot be looked at this pass.
+    fn follow(&mut self, key: &[u8], listing: &StreamListing, f: &Listed) -> Option<usize> {
+        let idx = match self.track(key, &listing.handle, f) {
+            // Found truncated or replaced on resuming: read from 0 from the next
+            // pass on, as below.
+            Ok((_, true)) => {
+                self.again = true;
+                return None;
+            }
+            Ok((i, false)) => i,
             Err(e) => {
                 tracing::warn!(file = %listing.dir.join(&f.name).display(), error = %e, "cannot open file; other files go on, this one is tried again later");
                 return None;
@@ -536,11 +626,10 @@ impl Reader {
         }
         match st.tails[idx].check_truncation() {
             Ok(true) => {
-                st.dirty = true;
+                // Read from 0 from the next pass on: see `rewritten`.
                 let previous = st.tails[idx].take_previous();
-                st.remember(previous);
-                let name = st.tails[idx].name.clone();
-                self.file_problem(key, &name, "file_truncated", "file was truncated or rewritten under the offset already read: read again from the start");
+                self.rewritten(key, idx, previous);
+                return None;
             }
             Ok(false) => {}
             Err(e) => {
@@ -548,10 +637,11 @@ impl Reader {
                 return None;
             }
         }
-        Some((idx, copy))
+        Some(idx)
     }
 
-    /// The index of the tail for a listed file, opening and resuming it if new. It is
+    /// The index of the tail for a listed file, opening and resuming it if new, and
+    /// whether it was just found truncated or replaced since its checkpoint. It is
     /// opened relative to the directory it was listed from, and only if it is still
     /// the file the listing saw.
     fn track(
@@ -576,17 +666,18 @@ impl Reader {
             .and_then(|v| serde_json::from_slice::<Checkpoint>(&v).ok());
         let (tail, how) = match &stored {
             Some(cp) => Tail::resume(file, &f.name, cp)?,
-            None => (Tail::new(file, &f.name)?, Resume::Continue),
+            None => {
+                // A file never seen before may be the copy of one already read:
+                // nothing of it is read until that is decided (`place`).
+                let mut t = Tail::new(file, &f.name)?;
+                t.hold = Some(Hold::Undecided);
+                (t, Resume::Continue)
+            }
         };
         let st = self.streams.get_mut(key).expect("stream exists");
         st.tails.push(tail);
         st.dirty = true;
         let idx = st.tails.len() - 1;
-        // A file never seen before may be the copy of one already read.
-        let copy = stored.is_none() && st.continue_copy(idx)?;
-        if copy {
-            tracing::info!(file = %f.name, offset = st.tails[idx].offset, "a new file is a copy of a file already read; continuing after what was read of it");
-        }
         if how != Resume::Continue
             && let Some(cp) = &stored
             && let (Some(fingerprint), Some(last)) = (&cp.fingerprint, &cp.last)
@@ -611,7 +702,7 @@ impl Reader {
                 tracing::info!(file = %f.name, "a new file reuses an old inode; reading it from the start");
             }
         }
-        Ok((idx, copy))
+        Ok((idx, how != Resume::Continue))
     }
 
     fn file_problem(&mut self, key: &[u8], file: &str, code: &'static str, detail: &str) {
@@ -639,6 +730,10 @@ impl Reader {
     /// until its end. When stopping, returns early unless `drain` (a file that left
     /// its directory must be read to its end before it is let go).
     fn read_file(&mut self, key: &[u8], idx: usize, drain: bool) -> Result<(), PassError> {
+        if self.streams[key].tails[idx].hold.is_some() {
+            // Nothing of a held file is read: its lines are another file's.
+            return Ok(());
+        }
         loop {
             if self.stop.load(Ordering::SeqCst) && !drain {
                 // What is pending is committed at the end of the pass; the rest stays
@@ -716,7 +811,8 @@ impl Reader {
                     events < max_events && pending.records.len() < max_bytes
                 })
                 .map_err(|e| PassError::Other(Box::new(e)))?;
-            if consumed > 0 {
+            let previous = tail.take_rewritten().then(|| tail.take_previous());
+            if consumed > 0 || previous.is_some() {
                 st.dirty = true;
             }
             pending.events += events;
@@ -731,6 +827,10 @@ impl Reader {
                     }
                 }
             }
+            if let Some(previous) = previous {
+                self.rewritten(key, idx, previous);
+                return Ok(());
+            }
             let full = pending.events >= self.limits.batch_events
                 || pending.records.len() >= self.limits.batch_bytes;
             if full {
@@ -740,6 +840,19 @@ impl Reader {
                 return Ok(());
             }
         }
+    }
+
+    /// A file found truncated and written again while it was read: it starts again
+    /// from 0, but not in this pass. A copy made before the truncation (logrotate
+    /// `copytruncate`) holds what came before its new lines and may be missing
+    /// from this pass's listing; the next pass, at once, lists it.
+    fn rewritten(&mut self, key: &[u8], idx: usize, previous: Option<Prior>) {
+        let st = self.streams.get_mut(key).expect("stream exists");
+        st.dirty = true;
+        st.remember(previous);
+        let name = st.tails[idx].name.clone();
+        self.file_problem(key, &name, "file_truncated", "file was truncated or rewritten under the offset already read: read again from the start");
+        self.again = true;
     }
 
     /// Blocks while the queue is at its limit (sinks are behind).
@@ -809,7 +922,8 @@ impl Reader {
                 })
                 .map_err(encode)?,
             ));
-            for t in &st.tails {
+            // A held file has no checkpoint: after a restart it is decided again.
+            for t in st.tails.iter().filter(|t| t.hold.is_none()) {
                 batch.put.push((
                     file_key(&st.key, t.dev, t.ino),
                     serde_json::to_vec(&t.checkpoint()).map_err(encode)?,

@@ -73,6 +73,17 @@ pub struct Checkpoint {
     pub last: Option<Mark>,
 }
 
+/// Why nothing of a new file is read yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hold {
+    /// It has no complete first line yet: whether it is a copy cannot be told.
+    Undecided,
+    /// Its bytes so far are those of the tracked file `dev`/`ino`, which is still
+    /// being read: a copy whose original is not truncated yet (copytruncate
+    /// between its two steps). `checked` bytes were found equal.
+    CopyOf { dev: u64, ino: u64, checked: u64 },
+}
+
 /// A tracked file.
 #[derive(Debug)]
 pub struct Tail {
@@ -93,6 +104,11 @@ pub struct Tail {
     start: Option<(u64, u64, Option<Mark>)>,
     /// What was read before the last truncation, until taken.
     previous: Option<Prior>,
+    /// Found truncated and rewritten while being read, until taken.
+    rewritten: bool,
+    /// Set while nothing of the file may be read yet (see [`Hold`]); a held file
+    /// has no checkpoint.
+    pub hold: Option<Hold>,
 }
 
 /// One complete line handed to the caller.
@@ -144,13 +160,36 @@ pub fn open_nofollow(path: &Path) -> io::Result<File> {
 pub fn fingerprint(file: &File) -> io::Result<Option<String>> {
     let mut buf = vec![0u8; FINGERPRINT_BYTES];
     let n = read_at_full(file, &mut buf, 0)?;
-    let head = &buf[..n];
-    let end = match head.iter().position(|&b| b == b'\n') {
+    Ok(fingerprint_of(&buf[..n]))
+}
+
+/// The fingerprint of a file whose leading bytes are `head` (all of them, or at
+/// least [`FINGERPRINT_BYTES`]).
+fn fingerprint_of(head: &[u8]) -> Option<String> {
+    let head = &head[..head.len().min(FINGERPRINT_BYTES)];
+    let end = match memchr::memchr(b'\n', head) {
         Some(i) => i,
-        None if n == FINGERPRINT_BYTES => n,
-        None => return Ok(None),
+        None if head.len() == FINGERPRINT_BYTES => head.len(),
+        None => return None,
     };
-    Ok(Some(crate::audit::sha256_hex(&head[..end])))
+    Some(crate::audit::sha256_hex(&head[..end]))
+}
+
+/// True when `a` and `b` hold the same bytes in `from..to` (both long enough).
+fn same_bytes(a: &File, b: &File, from: u64, to: u64) -> io::Result<bool> {
+    const PIECE: usize = 64 * 1024;
+    let (mut x, mut y) = (vec![0u8; PIECE], vec![0u8; PIECE]);
+    let mut at = from;
+    while at < to {
+        let want = PIECE.min((to - at) as usize);
+        let n = read_at_full(a, &mut x[..want], at)?;
+        let m = read_at_full(b, &mut y[..want], at)?;
+        if n != want || m != want || x[..n] != y[..m] {
+            return Ok(false);
+        }
+        at += want as u64;
+    }
+    Ok(true)
 }
 
 fn read_at_full(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
@@ -182,6 +221,8 @@ impl Tail {
             shadow: Default::default(),
             start: None,
             previous: None,
+            rewritten: false,
+            hold: None,
         })
     }
 
@@ -342,6 +383,51 @@ impl Tail {
         }
     }
 
+    /// True unless the file's first line changed (or went) since it was read: a
+    /// read at an offset taken before then would land in other contents. A check
+    /// made after a read tells whether that read saw the file it meant to.
+    fn still_the_file(&self) -> io::Result<bool> {
+        Ok(self.fingerprint.is_none() || !self.replaced_in_place()?)
+    }
+
+    /// The file was found truncated and written again while being read: what was
+    /// read before is kept for [`Tail::take_previous`], and it starts again from 0.
+    fn rewritten_under(&mut self) {
+        self.previous = self.prior();
+        self.restart();
+        self.rewritten = true;
+    }
+
+    /// True once after a read found the file truncated and written again under the
+    /// offset (it then started again from 0).
+    pub fn take_rewritten(&mut self) -> bool {
+        std::mem::take(&mut self.rewritten)
+    }
+
+    /// Looks for the first line again, while it has none (a file held as
+    /// [`Hold::Undecided`]).
+    pub fn refresh_fingerprint(&mut self) -> io::Result<Option<&String>> {
+        if self.fingerprint.is_none() {
+            self.fingerprint = fingerprint(&self.file)?;
+        }
+        Ok(self.fingerprint.as_ref())
+    }
+
+    /// Whether this file (held, nothing read) is a copy of `original`, a tracked
+    /// file still being read, so far: both have the same first line, and it holds
+    /// the bytes read of `original` (or the start of them, while it is being
+    /// written). `checked` bytes were compared on earlier looks.
+    pub fn copies_so_far(&self, original: &Tail, checked: u64) -> io::Result<Option<u64>> {
+        if self.fingerprint.is_none() || self.fingerprint != original.fingerprint {
+            return Ok(None);
+        }
+        let upto = self.size()?.min(original.offset);
+        if upto <= checked {
+            return Ok(Some(checked));
+        }
+        Ok(same_bytes(&self.file, &original.file, checked, upto)?.then_some(upto))
+    }
+
     /// What was read of the file before it was last found truncated, once.
     pub fn take_previous(&mut self) -> Option<Prior> {
         self.previous.take()
@@ -394,9 +480,6 @@ impl Tail {
         scan: bool,
         mut each: impl FnMut(Line<'_>) -> bool,
     ) -> io::Result<(u64, bool)> {
-        if self.fingerprint.is_none() {
-            self.fingerprint = fingerprint(&self.file)?;
-        }
         const CHUNK: usize = 256 * 1024;
         let start = self.offset;
         let mut pos = self.offset;
@@ -405,6 +488,16 @@ impl Tail {
         while more {
             buf.resize(CHUNK, 0);
             let n = read_at_full(&self.file, buf, pos)?;
+            if pos == 0 {
+                // Read from the start: the file's first line is the one just read.
+                self.fingerprint = fingerprint_of(&buf[..n]);
+            } else if !self.still_the_file()? {
+                // Truncated and written again since the last look: what was just
+                // read at the old offset belongs to the new contents. Dropped;
+                // the file starts again from 0.
+                self.rewritten_under();
+                return Ok((pos - start, true));
+            }
             if n == 0 {
                 at_end = true;
                 break;
@@ -451,6 +544,7 @@ impl Tail {
                         pos += len;
                         continue;
                     }
+                    None if self.rewritten => return Ok((pos - start, true)),
                     None => {
                         at_end = true; // the last line is not complete yet
                         break;
@@ -504,6 +598,10 @@ impl Tail {
             kept.extend_from_slice(&part[..part.len().min(room)]);
             at += part.len() as u64;
             if done {
+                if !self.still_the_file()? {
+                    self.rewritten_under();
+                    return Ok(None);
+                }
                 let full = at - pos;
                 let digest: [u8; 32] = hasher.finalize().into();
                 let sha256_hex = String::from_utf8_lossy(&audit::hex_lower(&digest)).into_owned();
