@@ -54,8 +54,20 @@ impl Received {
                 let at = whereabouts(dir);
                 let mut lost: Vec<_> = missing.iter().map(|i| at.get(*i)).collect();
                 lost.sort();
+                let flagged: Vec<String> = self
+                    .tampered()
+                    .iter()
+                    .take(10)
+                    .map(|r| {
+                        let a = &r["_auditship"];
+                        format!(
+                            "{} line {} offset {} seq {}: {}",
+                            a["file"], a["line"], a["offset"], r["seq"], a["integrity"]
+                        )
+                    })
+                    .collect();
                 panic!(
-                    "{} of {} ids did not arrive within {limit:?}: (file, seq) {lost:?}",
+                    "{} of {} ids did not arrive within {limit:?}: (file, seq) {lost:?}; flagged: {flagged:#?}",
                     missing.len(),
                     ids.len()
                 );

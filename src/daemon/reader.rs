@@ -144,6 +144,8 @@ enum Placed {
     Read,
     /// Read first: a copy that continues after what was read of its original.
     Copy,
+    /// A new file, read in full (after the files read further).
+    Whole,
     /// Not read yet (see [`Hold`]).
     Held,
 }
@@ -548,22 +550,28 @@ impl Reader {
             }
             looked.extend(self.follow(&key, &listing, f));
         }
-        // Copies are read before the rest, since they hold what preceded the
-        // truncated original's new lines; held files are not read.
-        let (mut copies, mut rest) = (Vec::new(), Vec::new());
+        // In the order of what they hold: copies continuing a truncated original
+        // first, then files read further, then new files read in full, then files
+        // read from their start again (a truncated original's new lines come after
+        // its copy, even one that holds lines of it never read). Held files wait.
+        let mut order = Vec::new();
         for idx in looked {
-            match self.place(&key, idx) {
-                Ok(Placed::Copy) => copies.push(idx),
-                Ok(Placed::Read) => rest.push(idx),
-                Ok(Placed::Held) => {}
+            let rank = match self.place(&key, idx) {
+                Ok(Placed::Copy) => 0,
+                Ok(Placed::Read) if self.streams[&key].tails[idx].offset > 0 => 1,
+                Ok(Placed::Whole) => 2,
+                Ok(Placed::Read) => 3,
+                Ok(Placed::Held) => continue,
                 Err(e) => {
                     let name = &self.streams[&key].tails[idx].name;
                     tracing::warn!(file = %name, error = %e, "cannot compare file with the others; tried again later");
+                    continue;
                 }
-            }
+            };
+            order.push((rank, idx));
         }
-        rest.sort_unstable();
-        for idx in copies.into_iter().chain(rest) {
+        order.sort_unstable();
+        for (_, idx) in order {
             if let Err(e) = self.read_file(&key, idx, false) {
                 self.file_error(&key, idx, e)?;
             }
@@ -599,7 +607,7 @@ impl Reader {
             tracing::info!(file = %t.name, offset = t.offset, "a new file is a copy of a file already read; continuing after what was read of it");
             return Ok(Placed::Copy);
         }
-        Ok(Placed::Read)
+        Ok(Placed::Whole)
     }
 
     /// Tracks a listed file, follows a rename, and sees a truncation. Returns its
