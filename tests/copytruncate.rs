@@ -2,7 +2,9 @@
 //! continues after what was read of the original (nothing read twice, no
 //! `chain_restart`), the truncated original is read from its start, rotations by
 //! rename go on around it, a kill -9 between copy and truncate or right after loses
-//! nothing; and a file that only starts like another is read in full.
+//! nothing; a copy seen before the truncation, or while it is being written, is
+//! held and then read once; and a file that only starts like another is read in
+//! full.
 
 use crate::sink::{Reply, TestSink};
 use crate::util::*;
@@ -148,7 +150,28 @@ impl Writer {
 /// logrotate's `copytruncate` with `rotate 9`: `audit.jsonl.k` → `.k+1`, a copy of
 /// the live file as `.1`, then the live file truncated. `between` runs after the copy
 /// and before the truncation, with the writer held.
+///
+/// The writer is held from the copy to the truncation because a line written in
+/// between is in neither file: that loss is copytruncate's own (logrotate says
+/// so), not the daemon's.
 fn copytruncate(dir: &Path, w: &Writer, between: impl FnOnce()) {
+    copytruncate_by(
+        dir,
+        w,
+        |from, to| {
+            std::fs::copy(from, to).unwrap();
+        },
+        between,
+    );
+}
+
+/// As [`copytruncate`], with the copy made by `copy(live, copy)`.
+fn copytruncate_by(
+    dir: &Path,
+    w: &Writer,
+    copy: impl FnOnce(&Path, &Path),
+    between: impl FnOnce(),
+) {
     let _held = w.state.lock().unwrap();
     for k in (1..9).rev() {
         let from = dir.join(format!("audit.jsonl.{k}"));
@@ -157,7 +180,7 @@ fn copytruncate(dir: &Path, w: &Writer, between: impl FnOnce()) {
         }
     }
     let cur = dir.join("audit.jsonl");
-    std::fs::copy(&cur, dir.join("audit.jsonl.1")).unwrap();
+    copy(&cur, &dir.join("audit.jsonl.1"));
     between();
     std::fs::OpenOptions::new()
         .write(true)
@@ -236,7 +259,12 @@ fn copytruncate_while_writing_reads_nothing_twice_and_loses_nothing() {
     std::thread::sleep(Duration::from_millis(600)); // several rescans
     let (code, _) = d.stop(Duration::from_secs(10));
     assert_eq!(code, Some(0));
+    assert_each_once(&received, &all);
+}
 
+/// Every event of `all` arrived once, without a chain problem or `chain_restart`;
+/// nothing else arrived but the truncations' `file_truncated` records.
+fn assert_each_once(received: &Received, all: &[String]) {
     let tampered = received.tampered();
     assert!(
         tampered.is_empty(),
@@ -249,14 +277,74 @@ fn copytruncate_while_writing_reads_nothing_twice_and_loses_nothing() {
     assert!(twice.is_empty(), "read twice: {} ids", twice.len());
     let expected: std::collections::HashSet<&String> =
         all.iter().chain(truncations.iter()).collect();
-    assert_eq!(
-        all.len() as u64,
-        w_count(&all),
-        "the writer's ids are distinct"
-    );
+    assert_eq!(all.len() as u64, w_count(all), "the writer's ids are distinct");
     let unexpected: Vec<_> = got.keys().filter(|k| !expected.contains(k)).collect();
     assert!(unexpected.is_empty(), "unexpected ids: {unexpected:?}");
     assert_eq!(got.len(), expected.len(), "every line arrived");
+}
+
+#[test]
+fn a_copy_seen_before_the_truncation_is_held_until_it_and_read_from_where_the_original_stopped(
+) {
+    let (t, dir, cfg, received, _sink) = setup();
+    let d = Daemon::start(t.path(), &cfg);
+    let w = Writer::start(dir.join("audit.jsonl"));
+    for round in 0..4 {
+        std::thread::sleep(Duration::from_millis(150 + 100 * (round % 2)));
+        // The copy stays next to the untruncated original for several rescans:
+        // both hold the same lines, which are read once. Some rounds the daemon
+        // has caught up with the original first, others it is behind.
+        if round % 2 == 1 {
+            received.wait_for(&written_ids(&dir), &dir, Duration::from_secs(20));
+        }
+        copytruncate(&dir, &w, || std::thread::sleep(Duration::from_millis(700)));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    w.finish();
+    let all = written_ids(&dir);
+    received.wait_for(&all, &dir, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(600));
+    let (code, _) = d.stop(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+    assert_each_once(&received, &all);
+}
+
+#[test]
+fn a_copy_seen_empty_then_half_written_is_recognised_once_it_has_its_first_line() {
+    let (t, dir, cfg, received, _sink) = setup();
+    let d = Daemon::start(t.path(), &cfg);
+    let w = Writer::start(dir.join("audit.jsonl"));
+    // Written as a slow `cp` would: created empty, then a piece cut inside the
+    // first line, then one cut inside a later line, then the rest, each seen by
+    // rescans of its own.
+    let staged = |from: &Path, to: &Path| {
+        let bytes = std::fs::read(from).unwrap();
+        let pause = || std::thread::sleep(Duration::from_millis(500));
+        let mut f = std::fs::File::create(to).unwrap();
+        pause();
+        let cuts = [0, 40.min(bytes.len()), bytes.len() * 2 / 3, bytes.len()];
+        for piece in cuts.windows(2) {
+            use std::io::Write;
+            f.write_all(&bytes[piece[0]..piece[1]]).unwrap();
+            f.flush().unwrap();
+            pause();
+        }
+    };
+    for round in 0..3 {
+        std::thread::sleep(Duration::from_millis(300));
+        if round == 1 {
+            received.wait_for(&written_ids(&dir), &dir, Duration::from_secs(20));
+        }
+        copytruncate_by(&dir, &w, staged, || {});
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    w.finish();
+    let all = written_ids(&dir);
+    received.wait_for(&all, &dir, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(600));
+    let (code, _) = d.stop(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+    assert_each_once(&received, &all);
 }
 
 fn w_count(all: &[String]) -> u64 {

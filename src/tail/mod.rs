@@ -912,6 +912,55 @@ mod tests {
     }
 
     #[test]
+    fn a_read_finding_the_file_rewritten_under_its_offset_takes_nothing_of_it() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.jsonl");
+        std::fs::write(&p, numbered(0, 3)).unwrap();
+        let mut t = Tail::new(open_nofollow(&p).unwrap(), "a.jsonl").unwrap();
+        assert_eq!(texts(&mut t).len(), 3);
+        // Truncated and written again past the offset, with no look in between: a
+        // read at the old offset would land inside the new lines.
+        std::fs::write(&p, numbered(100, 110)).unwrap();
+        assert!(texts(&mut t).is_empty());
+        assert!(t.take_rewritten());
+        assert!(!t.take_rewritten(), "said once");
+        let previous = t.take_previous().expect("what was read before");
+        assert_eq!(previous.marks.len(), 3);
+        assert_eq!((t.offset, t.line), (0, 0));
+        assert_eq!(
+            texts(&mut t),
+            (100..110).map(|i| format!("line {i}")).collect::<Vec<_>>()
+        );
+        // Plain growth is read on.
+        std::fs::write(&p, numbered(100, 112)).unwrap();
+        assert_eq!(texts(&mut t), ["line 110", "line 111"]);
+        assert!(!t.take_rewritten());
+    }
+
+    #[test]
+    fn a_copy_of_a_file_still_read_is_told_from_one_that_only_starts_alike() {
+        let d = tempfile::tempdir().unwrap();
+        let (p, c) = (d.path().join("a.jsonl"), d.path().join("a.jsonl.1"));
+        std::fs::write(&p, numbered(0, 300)).unwrap();
+        let mut a = Tail::new(open_nofollow(&p).unwrap(), "a.jsonl").unwrap();
+        assert_eq!(texts(&mut a).len(), 300);
+        // Being written: the start of the original, cut inside a line.
+        let all = numbered(0, 300);
+        std::fs::write(&c, &all[..1001]).unwrap();
+        let b = Tail::new(open_nofollow(&c).unwrap(), "a.jsonl.1").unwrap();
+        assert_eq!(b.copies_so_far(&a, 0).unwrap(), Some(1001));
+        std::fs::write(&c, &all).unwrap();
+        assert_eq!(b.copies_so_far(&a, 1001).unwrap(), Some(a.offset));
+        // Same first line, other bytes further on.
+        std::fs::write(&c, all.replace("line 150\n", "line XYZ\n")).unwrap();
+        assert_eq!(b.copies_so_far(&a, 0).unwrap(), None);
+        // Another first line.
+        std::fs::write(&c, numbered(1, 300)).unwrap();
+        let b = Tail::new(open_nofollow(&c).unwrap(), "a.jsonl.1").unwrap();
+        assert_eq!(b.copies_so_far(&a, 0).unwrap(), None);
+    }
+
+    #[test]
     fn symlinks_are_not_opened() {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("real"), "x\n").unwrap();
