@@ -163,9 +163,7 @@ fn copy_so_far(
         .tails
         .iter()
         .enumerate()
-        .filter(|(j, t)| {
-            *j != idx && t.hold.is_none() && t.offset > 0 && t.fingerprint == copy.fingerprint
-        })
+        .filter(|(j, t)| *j != idx && t.hold.is_none() && t.fingerprint == copy.fingerprint)
         .map(|(j, t)| match before {
             Some((dev, ino, checked)) if (dev, ino) == (t.dev, t.ino) => (j, checked),
             _ => (j, 0),
@@ -572,11 +570,55 @@ impl Reader {
         }
         order.sort_unstable();
         for (_, idx) in order {
+            match self.safe_from_start(&key, idx, &listing) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.again = true;
+                    continue;
+                }
+                Err(e) => {
+                    self.file_error(&key, idx, PassError::Other(Box::new(e)))?;
+                    continue;
+                }
+            }
             if let Err(e) = self.read_file(&key, idx, false) {
                 self.file_error(&key, idx, e)?;
             }
         }
         Ok(())
+    }
+
+    /// Whether a file at offset 0 may be read from its start in this pass: its lines
+    /// may follow others copied away and truncated (logrotate `copytruncate`)
+    /// while nothing of it was read, unseen; the copy, made before, must then be
+    /// read first. Its first line is taken, then the directory listed again: if a
+    /// file came since the listing, the next pass (at once) reads them in order;
+    /// and the read itself must find that same first line ([`Tail::expect_start`]).
+    /// A file read further is always safe: a truncation shows under its offset.
+    fn safe_from_start(
+        &mut self,
+        key: &[u8],
+        idx: usize,
+        listing: &StreamListing,
+    ) -> std::io::Result<bool> {
+        let tail = &self.streams[key].tails[idx];
+        if tail.offset > 0 || tail.hold.is_some() {
+            return Ok(true);
+        }
+        let first = tail.first_line_now()?;
+        let seen = tail.fingerprint.clone();
+        let st = self.streams.get_mut(key).expect("stream exists");
+        if seen.is_some() && seen != first {
+            // Truncated and written again since its first line was seen: a copy
+            // held as a copy of it is decided again first.
+            st.tails[idx].fingerprint = first;
+            return Ok(false);
+        }
+        if listing.outdated(&self.sources[listing.source].1)? {
+            return Ok(false);
+        }
+        st.tails[idx].expect_start(first);
+        Ok(true)
     }
 
     /// Decides whether a new file, held until then, is read: in full, as the copy
@@ -591,6 +633,11 @@ impl Reader {
         };
         if st.tails[idx].refresh_fingerprint()?.is_none() {
             return Ok(Placed::Held);
+        }
+        // A file started again from 0 and not read since may be what the new one
+        // copies (its lines never read): it is compared by its first line now.
+        for t in st.tails.iter_mut().filter(|t| t.hold.is_none() && t.offset == 0) {
+            t.fingerprint = t.first_line_now()?;
         }
         let checked = match hold {
             Hold::CopyOf { dev, ino, checked } => Some((dev, ino, checked)),
@@ -820,6 +867,7 @@ impl Reader {
                 })
                 .map_err(|e| PassError::Other(Box::new(e)))?;
             let previous = tail.take_rewritten().then(|| tail.take_previous());
+            let moved = tail.take_start_moved();
             if consumed > 0 || previous.is_some() {
                 st.dirty = true;
             }
@@ -837,6 +885,11 @@ impl Reader {
             }
             if let Some(previous) = previous {
                 self.rewritten(key, idx, previous);
+                return Ok(());
+            }
+            if moved {
+                // Read nothing: the next pass lists what came meanwhile.
+                self.again = true;
                 return Ok(());
             }
             let full = pending.events >= self.limits.batch_events

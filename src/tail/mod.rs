@@ -106,6 +106,10 @@ pub struct Tail {
     previous: Option<Prior>,
     /// Found truncated and rewritten while being read, until taken.
     rewritten: bool,
+    /// The first line the next read from 0 must find (see [`Tail::expect_start`]).
+    expected_start: Option<Option<String>>,
+    /// A read from 0 found another first line than expected, until taken.
+    start_moved: bool,
     /// Set while nothing of the file may be read yet (see [`Hold`]); a held file
     /// has no checkpoint.
     pub hold: Option<Hold>,
@@ -222,6 +226,8 @@ impl Tail {
             start: None,
             previous: None,
             rewritten: false,
+            expected_start: None,
+            start_moved: false,
             hold: None,
         })
     }
@@ -398,6 +404,23 @@ impl Tail {
         self.rewritten = true;
     }
 
+    /// The file's first line as it is now (`None`: none complete yet).
+    pub fn first_line_now(&self) -> io::Result<Option<String>> {
+        fingerprint(&self.file)
+    }
+
+    /// The next read from 0 reads nothing unless the file's first line is then
+    /// `first` ([`Tail::take_start_moved`] says so): what it would read may come
+    /// after lines that were written, copied and truncated away in between.
+    pub fn expect_start(&mut self, first: Option<String>) {
+        self.expected_start = Some(first);
+    }
+
+    /// True once after a read from 0 found another first line than expected.
+    pub fn take_start_moved(&mut self) -> bool {
+        std::mem::take(&mut self.start_moved)
+    }
+
     /// True once after a read found the file truncated and written again under the
     /// offset (it then started again from 0).
     pub fn take_rewritten(&mut self) -> bool {
@@ -490,7 +513,14 @@ impl Tail {
             let n = read_at_full(&self.file, buf, pos)?;
             if pos == 0 {
                 // Read from the start: the file's first line is the one just read.
-                self.fingerprint = fingerprint_of(&buf[..n]);
+                let first = fingerprint_of(&buf[..n]);
+                if let Some(expected) = self.expected_start.take()
+                    && expected != first
+                {
+                    self.start_moved = true;
+                    return Ok((0, true));
+                }
+                self.fingerprint = first;
             } else if !self.still_the_file()? {
                 // Truncated and written again since the last look: what was just
                 // read at the old offset belongs to the new contents. Dropped;

@@ -61,6 +61,34 @@ pub struct StreamListing {
     pub files: Vec<Listed>,
 }
 
+impl StreamListing {
+    /// Whether the directory holds now a file matching `files` that the listing
+    /// does not have (under that name, as that inode): files came since.
+    pub fn outdated(&self, files: &GlobMatcher) -> std::io::Result<bool> {
+        for name in self.handle.names()? {
+            let Ok(name) = name.into_string() else {
+                continue;
+            };
+            if !files.is_match(&name) {
+                continue;
+            }
+            let Ok(st) = self.handle.stat_at(OsStr::new(&name)) else {
+                continue;
+            };
+            let listed = self.files.iter().find(|f| f.name == name);
+            let same = match listed {
+                Some(f) if f.target.is_some() => true,
+                Some(f) => f.dev == st.dev && f.ino == st.ino,
+                None => !(st.is_file() || st.is_symlink()),
+            };
+            if !same {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
 /// What a refused symlink was meant to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefusedKind {
