@@ -273,15 +273,18 @@ fn assert_each_once(received: &Received, all: &[String]) {
     assert!(twice.is_empty(), "read twice: {} ids", twice.len());
     let expected: std::collections::HashSet<&String> =
         all.iter().chain(truncations.iter()).collect();
-    assert_eq!(all.len() as u64, w_count(all), "the writer's ids are distinct");
+    assert_eq!(
+        all.len() as u64,
+        w_count(all),
+        "the writer's ids are distinct"
+    );
     let unexpected: Vec<_> = got.keys().filter(|k| !expected.contains(k)).collect();
     assert!(unexpected.is_empty(), "unexpected ids: {unexpected:?}");
     assert_eq!(got.len(), expected.len(), "every line arrived");
 }
 
 #[test]
-fn a_copy_seen_before_the_truncation_is_held_until_it_and_read_from_where_the_original_stopped(
-) {
+fn a_copy_seen_before_the_truncation_is_held_until_it_and_read_from_where_the_original_stopped() {
     let (t, dir, cfg, received, _sink) = setup();
     let d = Daemon::start(t.path(), &cfg);
     let w = Writer::start(dir.join("audit.jsonl"));

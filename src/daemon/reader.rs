@@ -569,17 +569,10 @@ impl Reader {
             order.push((rank, idx));
         }
         order.sort_unstable();
+        let later = self.starts_to_defer(&key, &order, &listing);
         for (_, idx) in order {
-            match self.safe_from_start(&key, idx, &listing) {
-                Ok(true) => {}
-                Ok(false) => {
-                    self.again = true;
-                    continue;
-                }
-                Err(e) => {
-                    self.file_error(&key, idx, PassError::Other(Box::new(e)))?;
-                    continue;
-                }
+            if later.contains(&idx) {
+                continue;
             }
             if let Err(e) = self.read_file(&key, idx, false) {
                 self.file_error(&key, idx, e)?;
@@ -588,37 +581,64 @@ impl Reader {
         Ok(())
     }
 
-    /// Whether a file at offset 0 may be read from its start in this pass: its lines
-    /// may follow others copied away and truncated (logrotate `copytruncate`)
-    /// while nothing of it was read, unseen; the copy, made before, must then be
-    /// read first. Its first line is taken, then the directory listed again: if a
-    /// file came since the listing, the next pass (at once) reads them in order;
-    /// and the read itself must find that same first line ([`Tail::expect_start`]).
-    /// A file read further is always safe: a truncation shows under its offset.
-    fn safe_from_start(
+    /// The files of `order` at offset 0 that are not read from their start in this
+    /// pass. Their lines may follow others copied away and truncated (logrotate
+    /// `copytruncate`) while nothing of them was read, unseen; the copy, made before,
+    /// must be read first. So their first lines are taken, then the directory listed
+    /// again: if a file came since the listing, they wait for the next pass (at
+    /// once), which reads them in order; otherwise each read must find the first
+    /// line taken ([`Tail::expect_start`]). A file whose first line changed since it
+    /// was seen waits too (a copy held on it is decided again first). A file read
+    /// further needs none of this: a truncation shows under its offset.
+    fn starts_to_defer(
         &mut self,
         key: &[u8],
-        idx: usize,
+        order: &[(u8, usize)],
         listing: &StreamListing,
-    ) -> std::io::Result<bool> {
-        let tail = &self.streams[key].tails[idx];
-        if tail.offset > 0 || tail.hold.is_some() {
-            return Ok(true);
-        }
-        let first = tail.first_line_now()?;
-        let seen = tail.fingerprint.clone();
+    ) -> Vec<usize> {
         let st = self.streams.get_mut(key).expect("stream exists");
-        if seen.is_some() && seen != first {
-            // Truncated and written again since its first line was seen: a copy
-            // held as a copy of it is decided again first.
-            st.tails[idx].fingerprint = first;
-            return Ok(false);
+        let (mut later, mut firsts, mut moved) = (Vec::new(), Vec::new(), false);
+        for &(_, idx) in order {
+            let t = &mut st.tails[idx];
+            if t.offset > 0 || t.hold.is_some() {
+                continue;
+            }
+            match t.first_line_now() {
+                Ok(first) if t.fingerprint.is_some() && t.fingerprint != first => {
+                    t.fingerprint = first;
+                    later.push(idx);
+                    moved = true;
+                }
+                Ok(first) => firsts.push((idx, first)),
+                Err(e) => {
+                    tracing::warn!(file = %t.name, error = %e, "cannot read file; other files go on, this one is tried again later");
+                    later.push(idx);
+                }
+            }
         }
-        if listing.outdated(&self.sources[listing.source].1)? {
-            return Ok(false);
+        // Without a first line there is nothing to read yet: a read that finds one
+        // finds another than expected.
+        if firsts.iter().any(|(_, first)| first.is_some()) {
+            match listing.outdated(&self.sources[listing.source].1) {
+                Ok(false) => {}
+                Ok(true) => {
+                    self.again = true;
+                    later.extend(firsts.iter().map(|(idx, _)| *idx));
+                    return later;
+                }
+                Err(e) => {
+                    tracing::warn!(dir = %listing.dir.display(), error = %e, "cannot list stream directory");
+                    later.extend(firsts.iter().map(|(idx, _)| *idx));
+                    return later;
+                }
+            }
         }
-        st.tails[idx].expect_start(first);
-        Ok(true)
+        self.again |= moved;
+        let st = self.streams.get_mut(key).expect("stream exists");
+        for (idx, first) in firsts {
+            st.tails[idx].expect_start(first);
+        }
+        later
     }
 
     /// Decides whether a new file, held until then, is read: in full, as the copy
@@ -636,7 +656,11 @@ impl Reader {
         }
         // A file started again from 0 and not read since may be what the new one
         // copies (its lines never read): it is compared by its first line now.
-        for t in st.tails.iter_mut().filter(|t| t.hold.is_none() && t.offset == 0) {
+        for t in st
+            .tails
+            .iter_mut()
+            .filter(|t| t.hold.is_none() && t.offset == 0)
+        {
             t.fingerprint = t.first_line_now()?;
         }
         let checked = match hold {

@@ -11,7 +11,15 @@
 //! known file (tracked, or truncated or deleted since) continues after them instead of
 //! being read again ([`Tail::continue_after`]). The tail of each file keeps the
 //! [`Mark`]s of its last [`MARKS`] lines in memory and the last one in its checkpoint,
-//! so that a copy is still recognised after a restart.
+//! so that a copy is still recognised after a restart. A new file is [`Hold`]: not read
+//! until it has a first line, nor while its bytes are those of a tracked file not yet
+//! truncated ([`Tail::copies_so_far`]); the caller decides.
+//!
+//! A truncation is also seen by the read itself: after reading at an offset past 0 the
+//! file's first line is looked at again; if it changed, what was read belongs to the
+//! new contents and is dropped, and the file starts again from 0
+//! ([`Tail::take_rewritten`]). A read from 0 may be told which first line to expect
+//! ([`Tail::expect_start`]) and then takes nothing from another.
 //!
 //! Invariants: only complete lines (ended by `\n`) are returned, and the offset moves
 //! past a line only when the line is returned. A file's descriptor stays open while
@@ -521,7 +529,7 @@ impl Tail {
                     return Ok((0, true));
                 }
                 self.fingerprint = first;
-            } else if !self.still_the_file()? {
+            } else if n > 0 && !self.still_the_file()? {
                 // Truncated and written again since the last look: what was just
                 // read at the old offset belongs to the new contents. Dropped;
                 // the file starts again from 0.
