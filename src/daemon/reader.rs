@@ -549,9 +549,10 @@ impl Reader {
             looked.extend(self.follow(&key, &listing, f));
         }
         // In the order of what they hold: copies continuing a truncated original
-        // first, then files read further, then new files read in full, then files
-        // read from their start again (a truncated original's new lines come after
-        // its copy, even one that holds lines of it never read). Held files wait.
+        // first, then files read further, then new files read in full (the one
+        // written last last: `audit.jsonl.1` before `audit.jsonl`), then files read
+        // from their start again (a truncated original's new lines come after its
+        // copy, even one that holds lines of it never read). Held files wait.
         let mut order = Vec::new();
         for idx in looked {
             let rank = match self.place(&key, idx) {
@@ -566,11 +567,16 @@ impl Reader {
                     continue;
                 }
             };
-            order.push((rank, idx));
+            let written = match rank {
+                2 => self.streams[&key].tails[idx].modified().unwrap_or_default(),
+                _ => Default::default(),
+            };
+            order.push((rank, written, idx));
         }
         order.sort_unstable();
+        let order: Vec<usize> = order.into_iter().map(|(_, _, idx)| idx).collect();
         let later = self.starts_to_defer(&key, &order, &listing);
-        for (_, idx) in order {
+        for idx in order {
             if later.contains(&idx) {
                 continue;
             }
@@ -593,12 +599,12 @@ impl Reader {
     fn starts_to_defer(
         &mut self,
         key: &[u8],
-        order: &[(u8, usize)],
+        order: &[usize],
         listing: &StreamListing,
     ) -> Vec<usize> {
         let st = self.streams.get_mut(key).expect("stream exists");
         let (mut later, mut firsts, mut moved) = (Vec::new(), Vec::new(), false);
-        for &(_, idx) in order {
+        for &idx in order {
             let t = &mut st.tails[idx];
             if t.offset > 0 || t.hold.is_some() {
                 continue;

@@ -412,6 +412,12 @@ impl Tail {
         self.rewritten = true;
     }
 
+    /// When the file was last written: seconds and nanoseconds since the epoch.
+    pub fn modified(&self) -> io::Result<(i64, i64)> {
+        let m = self.file.metadata()?;
+        Ok((m.mtime(), m.mtime_nsec()))
+    }
+
     /// The file's first line as it is now (`None`: none complete yet).
     pub fn first_line_now(&self) -> io::Result<Option<String>> {
         fingerprint(&self.file)
