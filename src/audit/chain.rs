@@ -50,6 +50,8 @@ enum Digest<'t> {
     Text(&'t [u8], &'t json::Spans),
     /// Computed while the line streamed past.
     Known([u8; 32]),
+    /// Canonical but for the order of members: its pieces put in order, then hashed.
+    Reorder(&'t [u8]),
     /// Written out in canonical form, then hashed.
     Write,
 }
@@ -137,6 +139,8 @@ impl Verifier {
         };
         let digest = if parsed.canonical {
             Digest::Text(line, &parsed.spans)
+        } else if parsed.reorderable {
+            Digest::Reorder(line)
         } else {
             Digest::Write
         };
@@ -226,6 +230,13 @@ impl Verifier {
             let mut h = Sha256::new();
             canon::without_members(text, spans.as_slice(), |piece| h.update(piece));
             Ok(h.finalize().into())
+        } else if let Digest::Reorder(text) = digest
+            && {
+                self.scratch.clear();
+                canon::reorder(text, &UNHASHED, &mut self.scratch).is_some()
+            }
+        {
+            Ok(sha256(&self.scratch))
         } else if lone_surrogates {
             Err("a string holds a lone surrogate escape (no UTF-8 form)".to_string())
         } else {
