@@ -115,7 +115,12 @@ impl Broker {
 
     /// Every record of `topic` (partition, then offset order), read by kafka-python
     /// until the ids of `want` are all there or `limit` has passed.
-    pub(crate) fn read_until(&self, topic: &str, want: &HashSet<String>, limit: Duration) -> Vec<Value> {
+    pub(crate) fn read_until(
+        &self,
+        topic: &str,
+        want: &HashSet<String>,
+        limit: Duration,
+    ) -> Vec<Value> {
         let t0 = Instant::now();
         loop {
             let got = self.read(topic, want.len());
@@ -186,7 +191,12 @@ pub(crate) fn kafka_config(dir: &Path, brokers: &str, topic: &str, extra: &str) 
 }
 
 /// Writes `n` more chained events to each of `streams` streams; returns their ids.
-pub(crate) fn write_streams(dir: &Path, prev: &mut [String], first_seq: u64, n: u64) -> Vec<String> {
+pub(crate) fn write_streams(
+    dir: &Path,
+    prev: &mut [String],
+    first_seq: u64,
+    n: u64,
+) -> Vec<String> {
     let mut ids = Vec::new();
     for (s, p) in prev.iter_mut().enumerate() {
         let d = dir.join("streams").join(format!("s{s}"));

@@ -52,7 +52,8 @@ impl Front {
         let mut c = Command::new(front_python());
         c.arg(script).args(["--broker", &broker.bootstrap()]);
         for (mechanism, name, password) in users {
-            c.arg("--user").arg(format!("{mechanism}:{name}:{password}"));
+            c.arg("--user")
+                .arg(format!("{mechanism}:{name}:{password}"));
         }
         if let Some(pki) = tls {
             c.arg("--cert").arg(&pki.server_cert);
@@ -171,16 +172,17 @@ fn plain_scram_sha_256_and_scram_sha_512_each_authenticate_and_ship() {
         let want: HashSet<String> = write_streams(t.path(), &mut prev, 0, 150)
             .into_iter()
             .collect();
+        let before = front.log().len();
         let d = Daemon::start(t.path(), &cfg);
         let got = broker.read_until(&topic, &want, WAIT);
         assert_all_present(&got, &want);
         assert_chain_order(&got, 2, 150);
         assert_eq!(duplicates(&got), 0, "{mechanism}: no duplicate");
         stop_ok(d);
-        let log = front.log();
+        let log = front.log().split_off(before);
         assert!(
-            log.contains(&format!("auth-ok {mechanism} {user}\n")),
-            "{mechanism}: the front authenticated the daemon: {log}"
+            log.contains(&format!("auth-ok {mechanism} {user}\n")) && log.contains("produce\n"),
+            "{mechanism}: the front authenticated the daemon and passed its records on: {log}"
         );
     }
     for front in [&tls_front, &plain_front] {
@@ -238,7 +240,7 @@ fn a_wrong_sasl_password_over_tls_is_refused_retried_loudly_and_ships_once_fixed
     );
     assert_eq!(status["events"], 0, "{status}");
     assert!(
-        broker.read("audit", 0).is_empty(),
+        broker.read("audit", 0).is_empty() && !front.log().contains("produce"),
         "nothing reached the broker unauthenticated"
     );
     // The operator puts the right password in the file and reloads.
@@ -249,10 +251,10 @@ fn a_wrong_sasl_password_over_tls_is_refused_retried_loudly_and_ships_once_fixed
     assert_chain_order(&got, 2, 200);
     assert_eq!(duplicates(&got), 0);
     stop_ok(d);
+    let log = front.log();
     assert!(
-        front.log().contains("auth-ok SCRAM-SHA-512 auditship"),
-        "{}",
-        front.log()
+        log.contains("auth-ok SCRAM-SHA-512 auditship") && log.contains("produce"),
+        "the records went through the front once it authenticated the daemon: {log}"
     );
     assert!(
         dead_letters(t.path(), &cfg).is_empty(),
@@ -261,8 +263,7 @@ fn a_wrong_sasl_password_over_tls_is_refused_retried_loudly_and_ships_once_fixed
 }
 
 #[test]
-fn a_broker_certificate_from_another_ca_is_refused_without_plaintext_and_ships_once_trusted()
-{
+fn a_broker_certificate_from_another_ca_is_refused_without_plaintext_and_ships_once_trusted() {
     let t = tempdir();
     let broker = Broker::on(free_port(), &[]);
     broker.create_topic("audit", 2);
@@ -302,6 +303,10 @@ fn a_broker_certificate_from_another_ca_is_refused_without_plaintext_and_ships_o
     assert!(
         !log.contains("plaintext-on-tls"),
         "the sink never fell back to plain text: {log}"
+    );
+    assert!(
+        log.contains("produce"),
+        "the records went through the front: {log}"
     );
     assert!(
         dead_letters(t.path(), &cfg).is_empty(),

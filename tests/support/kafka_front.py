@@ -20,7 +20,8 @@ Usage: kafka_front.py --broker HOST:PORT [--user MECHANISM:NAME:PASSWORD ...]
                       [--cert PEM --key PEM]
 Without --user no SASL is asked (TLS termination only). One line per event on stdout:
 `tls-failed REASON`, `plaintext-on-tls`, `auth-ok MECHANISM NAME`,
-`auth-failed MECHANISM NAME REASON`, `refused API_KEY`.
+`auth-failed MECHANISM NAME REASON`, `refused API_KEY`, and `produce` for each Produce
+request passed on (the records took the path through the front).
 """
 import argparse
 import socket
@@ -31,7 +32,7 @@ import threading
 
 from scramp import ScramMechanism
 
-API_VERSIONS, METADATA, SASL_HANDSHAKE, SASL_AUTHENTICATE = 18, 3, 17, 36
+PRODUCE, METADATA, SASL_HANDSHAKE, API_VERSIONS, SASL_AUTHENTICATE = 0, 3, 17, 18, 36
 UNSUPPORTED_VERSION, UNSUPPORTED_SASL_MECHANISM = 35, 33
 ILLEGAL_SASL_STATE, SASL_AUTHENTICATION_FAILED = 34, 58
 SCRAM_ITERATIONS = 4096
@@ -325,6 +326,8 @@ class Front:
             api, version, correlation, _ = request_header(frame)
             with lock:
                 asked[correlation] = (api, version)
+            if api == PRODUCE:
+                say("produce")
             send_frame(upstream, frame)
 
 
