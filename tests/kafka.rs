@@ -191,24 +191,35 @@ pub(crate) fn kafka_config(dir: &Path, brokers: &str, topic: &str, extra: &str) 
 }
 
 /// Writes `n` more chained events to each of `streams` streams; returns their ids.
+/// Each stream's events are sealed aside first and then appended in one write, so
+/// the last stream's land only an instant before this returns.
 pub(crate) fn write_streams(
     dir: &Path,
     prev: &mut [String],
     first_seq: u64,
     n: u64,
 ) -> Vec<String> {
+    use std::io::Write;
+    let aside = dir.join("aside");
+    std::fs::create_dir_all(&aside).unwrap();
     let mut ids = Vec::new();
+    let mut appends = Vec::new();
     for (s, p) in prev.iter_mut().enumerate() {
+        let file = aside.join(format!("s{s}.jsonl"));
+        let _ = std::fs::remove_file(&file);
+        *p = write_chain(&file, s as u32, first_seq, n, p);
+        ids.extend(sealed_ids(&file));
+        appends.push((s, std::fs::read(&file).unwrap()));
+    }
+    for (s, bytes) in appends {
         let d = dir.join("streams").join(format!("s{s}"));
         std::fs::create_dir_all(&d).unwrap();
-        let file = d.join("audit-2026-11-26.jsonl");
-        let before = if file.exists() {
-            sealed_ids(&file).len()
-        } else {
-            0
-        };
-        *p = write_chain(&file, s as u32, first_seq, n, p);
-        ids.extend(sealed_ids(&file).into_iter().skip(before));
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(d.join("audit-2026-11-26.jsonl"))
+            .and_then(|mut f| f.write_all(&bytes))
+            .unwrap();
     }
     ids
 }
