@@ -1,7 +1,8 @@
 //! The `kafka` sink against a real Kafka-protocol broker written elsewhere (tansu, in
 //! memory), read back by an independent client (kafka-python): a broker down at
-//! first and a kill -9 mid-run, compression, a record over `message_max_bytes`, a
-//! broker restart, SASL, and config errors.
+//! first and a kill -9 while events are still unshipped, compression, a record over
+//! `message_max_bytes`, a broker restart, and config errors. SASL and TLS are in
+//! `kafka_auth.rs`, which uses the broker and the reader from here.
 //!
 //! tests/run.sh installs both: tansu with `cargo install` into a cache it reuses
 //! (found through AUDITSHIP_TEST_TANSU), kafka-python into target/kafka-venv (or
