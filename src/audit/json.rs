@@ -304,14 +304,15 @@ impl<'a> Parser<'a, '_> {
             return Err(self.err("nesting too deep"));
         }
         self.pos += 1;
-        let mut members: Object<'a> = Vec::new();
-        let mut sorted = true;
-        let mut ordered_last: Option<usize> = None;
         self.skip_ws();
         if self.peek() == Some(b'}') {
             self.pos += 1;
-            return Ok(Value::Object(members));
+            return Ok(Value::Object(Vec::new()));
         }
+        // An event has about fifteen members: room for them at once, not by doubling.
+        let mut members: Object<'a> = Vec::with_capacity(if depth == 1 { 16 } else { 4 });
+        let mut sorted = true;
+        let mut ordered_last: Option<usize> = None;
         loop {
             self.skip_ws();
             if self.peek() != Some(b'"') {
