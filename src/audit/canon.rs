@@ -186,17 +186,17 @@ pub fn reorder(text: &[u8], skip: &[&str], out: &mut Vec<u8>) -> Option<()> {
     r.value(0, skip, out).map(|_| ())
 }
 
-/// A member of an object being reordered: the key's text (without quotes), where its
-/// value starts and ends.
-type Member = (std::ops::Range<usize>, usize, usize);
+/// A member of an object being reordered: its key (no escapes, so its text is its
+/// UTF-8 form), where its key's opening quote is, where its value starts and ends.
+type Member<'t> = (&'t str, usize, usize, usize);
 
 struct Reorder<'t> {
     text: &'t [u8],
     /// Members of the objects being written, innermost last: one buffer for all.
-    members: Vec<Member>,
+    members: Vec<Member<'t>>,
 }
 
-impl Reorder<'_> {
+impl<'t> Reorder<'t> {
     /// Writes the value at `at`; returns where it ends.
     fn value(&mut self, at: usize, skip: &[&str], out: &mut Vec<u8>) -> Option<usize> {
         match self.text.get(at)? {
@@ -227,40 +227,37 @@ impl Reorder<'_> {
     }
 
     fn object(&mut self, at: usize, skip: &[&str], out: &mut Vec<u8>) -> Option<usize> {
+        let text = self.text;
         let base = self.members.len();
         let mut at = at + 1;
-        if self.text.get(at) == Some(&b'}') {
+        if text.get(at) == Some(&b'}') {
             at += 1;
         } else {
             loop {
                 let key_end = self.string_end(at)?;
-                let key = at + 1..key_end - 1;
-                if self.text[key.clone()].contains(&b'\\') {
+                let key = &text[at + 1..key_end - 1];
+                if key.contains(&b'\\') {
                     return None;
                 }
                 let value = key_end + 1; // past the colon
                 let end = self.skip(value)?;
-                self.members.push((key, value, end));
+                self.members
+                    .push((std::str::from_utf8(key).ok()?, at, value, end));
                 at = end + 1;
-                if self.text.get(end)? == &b'}' {
+                if text.get(end)? == &b'}' {
                     break;
                 }
             }
         }
         let end = at; // past the closing brace
-        let text = self.text;
-        // Keys hold no escapes: their bytes are their UTF-8 form.
-        let key = |r: &std::ops::Range<usize>| std::str::from_utf8(&text[r.clone()]).ok();
-        let mut sorted = self.members.split_off(base);
-        sorted.sort_by(|a, b| match (key(&a.0), key(&b.0)) {
-            (Some(x), Some(y)) => super::json::cmp_utf16(x, y),
-            _ => a.0.start.cmp(&b.0.start),
-        });
+        let n = self.members.len() - base;
+        self.members[base..].sort_by(|a, b| super::json::cmp_utf16(a.0, b.0));
         out.push(b'{');
         let mut first = true;
-        for (i, (k, value, _)) in sorted.iter().enumerate() {
-            let name = key(k)?;
-            if i > 0 && key(&sorted[i - 1].0) == Some(name) {
+        for j in base..base + n {
+            // Nested objects push their members after these and take them away again.
+            let (name, quote, value, _) = self.members[j];
+            if j > base && self.members[j - 1].0 == name {
                 return None;
             }
             if skip.contains(&name) {
@@ -270,10 +267,11 @@ impl Reorder<'_> {
                 out.push(b',');
             }
             first = false;
-            out.extend_from_slice(&text[k.start - 1..k.end + 2]); // "key":
-            self.value(*value, &[], out)?;
+            out.extend_from_slice(&text[quote..value]); // "key":
+            self.value(value, &[], out)?;
         }
         out.push(b'}');
+        self.members.truncate(base);
         Some(end)
     }
 

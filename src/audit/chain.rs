@@ -41,6 +41,8 @@ pub enum Checked<'a> {
         value: Value<'a>,
         head: Head,
         hash_ok: bool,
+        /// The line as text, when it was held whole (not for a scanned line).
+        text: Option<&'a str>,
     },
 }
 
@@ -144,12 +146,13 @@ impl Verifier {
         } else {
             Digest::Write
         };
-        let value = parsed.value;
+        let (value, text) = (parsed.value, parsed.text);
         match self.check_parsed(&value, parsed.lone_surrogates, digest, problems) {
             Some((head, hash_ok)) => Checked::Member {
                 value,
                 head,
                 hash_ok,
+                text: Some(text),
             },
             None => Checked::Rejected { value: Some(value) },
         }
@@ -202,6 +205,7 @@ impl Verifier {
                 value,
                 head,
                 hash_ok,
+                text: None,
             },
             None => Checked::Rejected { value: Some(value) },
         }

@@ -149,6 +149,8 @@ pub fn parse(text: &str) -> Result<Value<'_>, ParseError> {
 #[derive(Debug)]
 pub struct Parsed<'a> {
     pub value: Value<'a>,
+    /// The text parsed.
+    pub text: &'a str,
     pub lone_surrogates: bool,
     /// True when the text is already exactly its RFC 8785 form: no white space, keys
     /// strictly ascending in UTF-16 order, only the escapes JCS writes, and only
@@ -219,6 +221,7 @@ pub fn parse_with_spans<'a>(text: &'a str, wanted: &[&str]) -> Result<Parsed<'a>
     }
     Ok(Parsed {
         value: v,
+        text,
         lone_surrogates: p.lone_surrogates,
         canonical: p.plain && p.ordered && !p.lone_surrogates,
         reorderable: p.plain && !p.lone_surrogates,
