@@ -44,10 +44,20 @@ fn verify(c: &mut Criterion) {
     g.finish();
 }
 
-/// The daemon's per-line work: verify, redaction scan, shipped record.
+/// The daemon's per-line work: verify, redaction scan, shipped record. On generated
+/// events, or on the first 10,000 lines of `AUDIT_BENCH_LINES=<file.jsonl>` (e.g. a
+/// stream of the side-by-side dataset, whose producer does not write canonical text).
 fn check(c: &mut Criterion) {
     use auditship::check::{Encoder, Origin};
-    let lines = common::chain(1, 10_000, None);
+    let lines = match std::env::var_os("AUDIT_BENCH_LINES") {
+        Some(file) => std::fs::read(file)
+            .expect("AUDIT_BENCH_LINES names a readable file")
+            .split_inclusive(|&b| b == b'\n')
+            .take(10_000)
+            .map(<[u8]>::to_vec)
+            .collect(),
+        None => common::chain(1, 10_000, None),
+    };
     let bytes: usize = lines.iter().map(Vec::len).sum();
     let enc = Encoder::new(
         "bench-host",
@@ -62,6 +72,9 @@ fn check(c: &mut Criterion) {
         offset: 0,
         received_at: "2026-11-26T10:00:00.000Z",
     };
+    if let Some(stage) = std::env::var_os("AUDIT_BENCH_STAGE") {
+        once(stage.to_str().unwrap_or_default(), &lines, &enc, &at);
+    }
     let mut g = c.benchmark_group("check");
     g.throughput(Throughput::Bytes(bytes as u64));
     let mut out = Vec::with_capacity(bytes * 2);
@@ -73,6 +86,16 @@ fn check(c: &mut Criterion) {
                 enc.encode_line(Some(&mut v), &line[..line.len() - 1], None, &at, &mut out);
             }
             black_box(out.len())
+        })
+    });
+    g.bench_function("verify_10k_events", |b| {
+        b.iter(|| {
+            let mut v = Verifier::new(Keys::new());
+            let mut problems = Vec::new();
+            for line in &lines {
+                v.check_line(&line[..line.len() - 1], &mut problems);
+            }
+            black_box(v.head())
         })
     });
     let redactor = auditship::redact::Redactor::builtin();
@@ -88,6 +111,42 @@ fn check(c: &mut Criterion) {
         })
     });
     g.finish();
+}
+
+/// One stage over the lines, ten times, then exit: for `perf stat`, whose counts do
+/// not depend on the load of the machine.
+fn once(
+    stage: &str,
+    lines: &[Vec<u8>],
+    enc: &auditship::check::Encoder,
+    at: &auditship::check::Origin<'_>,
+) -> ! {
+    let redactor = auditship::redact::Redactor::builtin();
+    let started = std::time::Instant::now();
+    let mut out = Vec::new();
+    for _ in 0..10 {
+        out.clear();
+        let mut v = Verifier::new(Keys::new());
+        let mut problems = Vec::new();
+        for line in lines {
+            let line = &line[..line.len() - 1];
+            match stage {
+                "verify" => drop(v.check_line(line, &mut problems)),
+                "scan" => out.push(
+                    redactor
+                        .redact_str(std::str::from_utf8(line).unwrap())
+                        .len() as u8,
+                ),
+                "parse" => drop(auditship::audit::json::parse(
+                    std::str::from_utf8(line).unwrap(),
+                )),
+                _ => drop(enc.encode_line(Some(&mut v), line, None, at, &mut out)),
+            }
+        }
+    }
+    let per_line = started.elapsed().as_nanos() / (10 * lines.len() as u128);
+    eprintln!("{stage}: {per_line} ns a line, {} bytes out", out.len());
+    std::process::exit(0)
 }
 
 /// Each sink's encoding of one 2,000-record request (the envelope work a sink adds

@@ -1,7 +1,8 @@
 //! The `kafka` sink against a real Kafka-protocol broker written elsewhere (tansu, in
 //! memory), read back by an independent client (kafka-python): a broker down at
-//! first and a kill -9 mid-run, compression, a record over `message_max_bytes`, a
-//! broker restart, SASL, and config errors.
+//! first and a kill -9 while events are still unshipped, compression, a record over
+//! `message_max_bytes`, a broker restart, and config errors. SASL and TLS are in
+//! `kafka_auth.rs`, which uses the broker and the reader from here.
 //!
 //! tests/run.sh installs both: tansu with `cargo install` into a cache it reuses
 //! (found through AUDITSHIP_TEST_TANSU), kafka-python into target/kafka-venv (or
@@ -17,7 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The tansu binary: AUDITSHIP_TEST_TANSU, else the cache tests/run.sh installs into.
-fn tansu() -> PathBuf {
+pub(crate) fn tansu() -> PathBuf {
     let path = std::env::var_os("AUDITSHIP_TEST_TANSU")
         .map(PathBuf::from)
         .or_else(|| {
@@ -34,7 +35,7 @@ fn tansu() -> PathBuf {
 }
 
 /// A Python with kafka-python (and lz4, zstandard for compressed batches).
-fn kafka_python() -> PathBuf {
+pub(crate) fn kafka_python() -> PathBuf {
     let path = std::env::var_os("AUDITSHIP_TEST_KAFKA_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
@@ -53,14 +54,14 @@ fn kafka_python() -> PathBuf {
 }
 
 /// A tansu broker on 127.0.0.1, its data in memory.
-struct Broker {
+pub(crate) struct Broker {
     port: u16,
     child: Option<Child>,
     extra: Vec<String>,
 }
 
 impl Broker {
-    fn on(port: u16, extra: &[&str]) -> Broker {
+    pub(crate) fn on(port: u16, extra: &[&str]) -> Broker {
         let mut b = Broker {
             port,
             child: None,
@@ -70,7 +71,7 @@ impl Broker {
         b
     }
 
-    fn start(&mut self) {
+    pub(crate) fn start(&mut self) {
         let url = format!("tcp://127.0.0.1:{}", self.port);
         let child = Command::new(tansu())
             .arg("broker")
@@ -92,14 +93,14 @@ impl Broker {
         }
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 
-    fn create_topic(&self, topic: &str, partitions: u32) {
+    pub(crate) fn create_topic(&self, topic: &str, partitions: u32) {
         let out = Command::new(tansu())
             .args(["topic", "create", topic, "--broker"])
             .arg(format!("tcp://127.0.0.1:{}", self.port))
@@ -109,13 +110,18 @@ impl Broker {
         assert!(out.status.success(), "tansu topic create: {out:?}");
     }
 
-    fn bootstrap(&self) -> String {
+    pub(crate) fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
     /// Every record of `topic` (partition, then offset order), read by kafka-python
     /// until the ids of `want` are all there or `limit` has passed.
-    fn read_until(&self, topic: &str, want: &HashSet<String>, limit: Duration) -> Vec<Value> {
+    pub(crate) fn read_until(
+        &self,
+        topic: &str,
+        want: &HashSet<String>,
+        limit: Duration,
+    ) -> Vec<Value> {
         let t0 = Instant::now();
         loop {
             let got = self.read(topic, want.len());
@@ -127,7 +133,18 @@ impl Broker {
         }
     }
 
-    fn read(&self, topic: &str, expect: usize) -> Vec<Value> {
+    /// Waits until `topic` holds at least one record.
+    fn wait_for_records(&self, topic: &str, limit: Duration) {
+        let t0 = Instant::now();
+        while self.read(topic, 1).is_empty() {
+            assert!(t0.elapsed() < limit, "no record in {topic} after {limit:?}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Every record of `topic`, read by kafka-python until `expect` were read (0:
+    /// until the topic stays idle for 3 s).
+    pub(crate) fn read(&self, topic: &str, expect: usize) -> Vec<Value> {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/kafka_consume.py");
         let out = Command::new(kafka_python())
             .arg(script)
@@ -153,7 +170,7 @@ impl Drop for Broker {
 }
 
 /// A record's `_auditship.id`, read from its value; asserts the header agrees.
-fn id_of(r: &Value) -> String {
+pub(crate) fn id_of(r: &Value) -> String {
     let id = r["value"]["_auditship"]["id"]
         .as_str()
         .expect("_auditship.id in the value")
@@ -163,7 +180,7 @@ fn id_of(r: &Value) -> String {
 }
 
 /// A daemon config with one source over `streams/*` and a kafka sink.
-fn kafka_config(dir: &Path, brokers: &str, topic: &str, extra: &str) -> PathBuf {
+pub(crate) fn kafka_config(dir: &Path, brokers: &str, topic: &str, extra: &str) -> PathBuf {
     write_config(
         dir,
         &format!(
@@ -175,29 +192,45 @@ fn kafka_config(dir: &Path, brokers: &str, topic: &str, extra: &str) -> PathBuf 
 }
 
 /// Writes `n` more chained events to each of `streams` streams; returns their ids.
-fn write_streams(dir: &Path, prev: &mut [String], first_seq: u64, n: u64) -> Vec<String> {
+/// Each stream's events are sealed aside first and then appended in one write, so
+/// the last stream's land only an instant before this returns.
+pub(crate) fn write_streams(
+    dir: &Path,
+    prev: &mut [String],
+    first_seq: u64,
+    n: u64,
+) -> Vec<String> {
+    use std::io::Write;
+    let aside = dir.join("aside");
+    std::fs::create_dir_all(&aside).unwrap();
     let mut ids = Vec::new();
+    let mut appends = Vec::new();
     for (s, p) in prev.iter_mut().enumerate() {
+        let file = aside.join(format!("s{s}.jsonl"));
+        let _ = std::fs::remove_file(&file);
+        *p = write_chain(&file, s as u32, first_seq, n, p);
+        ids.extend(sealed_ids(&file));
+        appends.push((s, std::fs::read(&file).unwrap()));
+    }
+    for (s, bytes) in appends {
         let d = dir.join("streams").join(format!("s{s}"));
         std::fs::create_dir_all(&d).unwrap();
-        let file = d.join("audit-2026-11-26.jsonl");
-        let before = if file.exists() {
-            sealed_ids(&file).len()
-        } else {
-            0
-        };
-        *p = write_chain(&file, s as u32, first_seq, n, p);
-        ids.extend(sealed_ids(&file).into_iter().skip(before));
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(d.join("audit-2026-11-26.jsonl"))
+            .and_then(|mut f| f.write_all(&bytes))
+            .unwrap();
     }
     ids
 }
 
-fn new_chains(streams: usize) -> Vec<String> {
+pub(crate) fn new_chains(streams: usize) -> Vec<String> {
     vec![ZERO_HASH.to_string(); streams]
 }
 
 /// Every id of `want` was read back.
-fn assert_all_present(got: &[Value], want: &HashSet<String>) {
+pub(crate) fn assert_all_present(got: &[Value], want: &HashSet<String>) {
     let ids: HashSet<String> = got.iter().map(id_of).collect();
     let missing: Vec<&String> = want.difference(&ids).collect();
     assert!(
@@ -212,7 +245,7 @@ fn assert_all_present(got: &[Value], want: &HashSet<String>) {
 
 /// Each stream's records sit in one partition, keyed by the stream, and read in
 /// offset order (the first copy of each id) they are the chain in order.
-fn assert_chain_order(got: &[Value], streams: usize, per_stream: u64) {
+pub(crate) fn assert_chain_order(got: &[Value], streams: usize, per_stream: u64) {
     let mut partition_of: HashMap<String, i64> = HashMap::new();
     let mut seqs: HashMap<String, Vec<u64>> = HashMap::new();
     let mut seen = HashSet::new();
@@ -239,9 +272,25 @@ fn assert_chain_order(got: &[Value], streams: usize, per_stream: u64) {
     }
 }
 
-fn duplicates(got: &[Value]) -> usize {
+pub(crate) fn duplicates(got: &[Value]) -> usize {
     let ids: HashSet<String> = got.iter().map(id_of).collect();
     got.len() - ids.len()
+}
+
+/// What the broker held when the daemon was killed: some of the ids written by then,
+/// not all, so the kill landed while events were still on their way.
+fn assert_killed_mid_flight(at_kill: &[Value], written: &HashSet<String>) {
+    let shipped: HashSet<String> = at_kill.iter().map(id_of).collect();
+    assert!(
+        shipped.is_subset(written),
+        "the topic holds ids never written"
+    );
+    assert!(!shipped.is_empty(), "nothing had been shipped at the kill");
+    assert!(
+        shipped.len() < written.len(),
+        "all {} events had been shipped before the kill: it did not land mid-flight",
+        written.len()
+    );
 }
 
 // ---------------------------------------------------------------------------------
@@ -261,22 +310,28 @@ fn broker_down_at_first_and_a_kill_9_mid_run_lose_nothing_and_keep_each_chain_in
         .into_iter()
         .collect();
     // The daemon starts first; the broker comes seconds later.
-    let d = Daemon::start(t.path(), &cfg);
+    let mut d = Daemon::start(t.path(), &cfg);
     std::thread::sleep(Duration::from_secs(2));
     let broker = Broker::on(port, &[]);
     broker.create_topic("audit", 3);
-    // Events keep coming while the daemon ships; it is killed mid-run.
+    // Events keep coming while the daemon ships; it is killed mid-run: once the
+    // broker holds some records, right after a round was written.
     for round in 1..ROUNDS {
+        if round == ROUNDS / 2 {
+            broker.wait_for_records("audit", Duration::from_secs(60));
+        }
         want.extend(write_streams(
             t.path(),
             &mut prev,
             round * PER_ROUND,
             PER_ROUND,
         ));
-        std::thread::sleep(Duration::from_millis(300));
         if round == ROUNDS / 2 {
             d.signal(libc::SIGKILL);
+            let _ = d.child.wait();
+            assert_killed_mid_flight(&broker.read("audit", 0), &want);
         }
+        std::thread::sleep(Duration::from_millis(300));
     }
     drop(d);
     let d = Daemon::start(t.path(), &cfg);

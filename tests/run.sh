@@ -23,7 +23,9 @@
 # ~/.cache/auditship-test/tansu and reused from there by every later run and clone
 # (AUDITSHIP_TEST_TANSU points elsewhere). They read topics back with kafka-python
 # (with lz4 and zstandard for compressed batches) from a venv at target/kafka-venv, or
-# AUDITSHIP_TEST_KAFKA_PYTHON.
+# AUDITSHIP_TEST_KAFKA_PYTHON. The SASL and TLS tests (tests/kafka_auth.rs) put a front
+# before tansu (tests/support/kafka_front.py, from the same venv) whose SCRAM server is
+# the scramp library's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,7 +47,7 @@ has_claude() {
 tansu_version='0.6.0'
 tansu_root="${HOME}/.cache/auditship-test/tansu"
 kafka_venv="$PWD/target/kafka-venv"
-kafka_spec=('kafka-python>=2.3,<3' 'lz4>=4,<5' 'zstandard<1')
+kafka_spec=('kafka-python>=2.3,<3' 'lz4>=4,<5' 'zstandard<1' 'scramp>=1.4,<2')
 
 has_tansu() {
   local v
@@ -54,7 +56,7 @@ has_tansu() {
 }
 
 has_kafka_python() {
-  "$1" -c 'import kafka, lz4, zstandard' 2>/dev/null
+  "$1" -c 'import kafka, lz4, zstandard, scramp' 2>/dev/null
 }
 
 # True when Python $1 runs moto's server in the tested major version.
@@ -161,10 +163,10 @@ export AUDITSHIP_TEST_TANSU
 
 if [ -z "${AUDITSHIP_TEST_KAFKA_PYTHON:-}" ]; then
   if ! has_kafka_python "$kafka_venv/bin/python3"; then
-    python3 -m venv "$kafka_venv"
+    [ -x "$kafka_venv/bin/python3" ] || python3 -m venv "$kafka_venv"
     "$kafka_venv/bin/python3" -m pip install --quiet --disable-pip-version-check "${kafka_spec[@]}"
     has_kafka_python "$kafka_venv/bin/python3" || {
-      echo "tests/run.sh: kafka-python did not install into $kafka_venv" >&2
+      echo "tests/run.sh: kafka-python, lz4, zstandard or scramp did not install into $kafka_venv" >&2
       exit 1
     }
   fi

@@ -24,6 +24,7 @@ mod doc_examples;
 mod inflight;
 mod integrity_edges;
 mod kafka;
+mod kafka_auth;
 mod layers;
 mod siem_servers;
 mod siem_sinks;

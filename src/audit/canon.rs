@@ -171,6 +171,159 @@ pub fn without_members(text: &[u8], spans: &[(usize, usize)], mut emit: impl FnM
     emit(b"}");
 }
 
+/// Appends the canonical form of `text`, a JSON value read as
+/// [`super::json::Parsed::reorderable`] (no white space; strings and numbers already as
+/// JCS writes them; only object members out of order), leaving out the top-level
+/// members named in `skip`. The pieces of the text are copied in canonical order:
+/// nothing is decoded, escaped or formatted again. `None` when a key holds an escape
+/// (keys sort by their decoded form) or repeats (JCS refuses duplicates): the caller
+/// writes from the parsed value then, which decides those.
+pub fn reorder(text: &[u8], skip: &[&str], out: &mut Vec<u8>) -> Option<()> {
+    let mut r = Reorder {
+        text,
+        members: Vec::new(),
+    };
+    r.value(0, skip, out).map(|_| ())
+}
+
+/// A member of an object being reordered: its key (no escapes, so its text is its
+/// UTF-8 form), where its key's opening quote is, where its value starts and ends.
+type Member<'t> = (&'t str, usize, usize, usize);
+
+struct Reorder<'t> {
+    text: &'t [u8],
+    /// Members of the objects being written, innermost last: one buffer for all.
+    members: Vec<Member<'t>>,
+}
+
+impl<'t> Reorder<'t> {
+    /// Writes the value at `at`; returns where it ends.
+    fn value(&mut self, at: usize, skip: &[&str], out: &mut Vec<u8>) -> Option<usize> {
+        match self.text.get(at)? {
+            b'{' => self.object(at, skip, out),
+            b'[' => {
+                out.push(b'[');
+                let mut at = at + 1;
+                if self.text.get(at) == Some(&b']') {
+                    out.push(b']');
+                    return Some(at + 1);
+                }
+                loop {
+                    at = self.value(at, &[], out)?;
+                    let c = *self.text.get(at)?;
+                    out.push(c);
+                    at += 1;
+                    if c == b']' {
+                        return Some(at);
+                    }
+                }
+            }
+            _ => {
+                let end = self.skip(at)?;
+                out.extend_from_slice(&self.text[at..end]);
+                Some(end)
+            }
+        }
+    }
+
+    fn object(&mut self, at: usize, skip: &[&str], out: &mut Vec<u8>) -> Option<usize> {
+        let text = self.text;
+        let base = self.members.len();
+        let mut at = at + 1;
+        if text.get(at) == Some(&b'}') {
+            at += 1;
+        } else {
+            loop {
+                let key_end = self.string_end(at)?;
+                let key = &text[at + 1..key_end - 1];
+                if key.contains(&b'\\') {
+                    return None;
+                }
+                let value = key_end + 1; // past the colon
+                let end = self.skip(value)?;
+                self.members
+                    .push((std::str::from_utf8(key).ok()?, at, value, end));
+                at = end + 1;
+                if text.get(end)? == &b'}' {
+                    break;
+                }
+            }
+        }
+        let end = at; // past the closing brace
+        let n = self.members.len() - base;
+        self.members[base..].sort_by(|a, b| super::json::cmp_utf16(a.0, b.0));
+        out.push(b'{');
+        let mut first = true;
+        for j in base..base + n {
+            // Nested objects push their members after these and take them away again.
+            let (name, quote, value, _) = self.members[j];
+            if j > base && self.members[j - 1].0 == name {
+                return None;
+            }
+            if skip.contains(&name) {
+                continue;
+            }
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.extend_from_slice(&text[quote..value]); // "key":
+            self.value(value, &[], out)?;
+        }
+        out.push(b'}');
+        self.members.truncate(base);
+        Some(end)
+    }
+
+    /// Where the value at `at` ends, without writing it.
+    fn skip(&self, at: usize) -> Option<usize> {
+        let t = self.text;
+        match t.get(at)? {
+            b'"' => self.string_end(at),
+            b'{' | b'[' => {
+                let mut depth = 0usize;
+                let mut i = at;
+                loop {
+                    match t.get(i)? {
+                        b'"' => {
+                            i = self.string_end(i)?;
+                            continue;
+                        }
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                return Some(i + 1);
+                            }
+                        }
+                        _ => {}
+                    }
+                    i += 1;
+                }
+            }
+            _ => Some(
+                at + t[at..]
+                    .iter()
+                    .position(|&b| matches!(b, b',' | b'}' | b']'))
+                    .unwrap_or(t.len() - at),
+            ),
+        }
+    }
+
+    /// Where the string opening at `at` ends (past its closing quote).
+    fn string_end(&self, at: usize) -> Option<usize> {
+        let t = self.text;
+        let mut i = at + 1;
+        loop {
+            i += memchr::memchr2(b'"', b'\\', t.get(i..)?)?;
+            if t[i] == b'"' {
+                return Some(i + 1);
+            }
+            i += 2;
+        }
+    }
+}
+
 /// Writes a string as ECMAScript `JSON.stringify` does (UTF-8 output, lowercase `\u`).
 pub fn write_string(s: &str, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -517,5 +670,89 @@ mod tests {
                 assert_eq!(f, written(&text), "{text}");
             }
         }
+    }
+
+    /// The reordered text when the parser calls it reorderable; `None` otherwise or
+    /// when `reorder` leaves it to the writer.
+    fn reordered(text: &str) -> Option<String> {
+        let p = super::super::json::parse_with_spans(text, &["hash", "hmac"]).unwrap();
+        if !p.reorderable {
+            return None;
+        }
+        let mut out = Vec::new();
+        reorder(text.as_bytes(), &["hash", "hmac"], &mut out)?;
+        Some(String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn members_out_of_order_are_put_in_order_piece_by_piece() {
+        for (text, want) in [
+            (r#"{}"#, Some(r#"{}"#)),
+            (r#"{"b":1,"a":2}"#, Some(r#"{"a":2,"b":1}"#)),
+            (r#"{"z":1,"hash":"x","a":{}}"#, Some(r#"{"a":{},"z":1}"#)),
+            (
+                r#"{"m":{"y":[{"d":1,"c":[]},"s\"q"],"x":null},"hmac":"h","a":"}{"}"#,
+                Some(r#"{"a":"}{","m":{"x":null,"y":[{"c":[],"d":1},"s\"q"]}}"#),
+            ),
+            // UTF-16 order: a supplementary character sorts before U+FF61.
+            (r#"{"｡":1,"😀":2,"é":3}"#, Some(r#"{"é":3,"😀":2,"｡":1}"#)),
+            // Escaped keys and duplicates are the writer's to decide.
+            (r#"{"b":1,"\u0001":2}"#, None),
+            (r#"{"b":1,"a":2,"a":3}"#, None),
+            (r#"{"b":1,"hash":"x","hash":"y"}"#, None),
+            // White space or a float: not reorderable.
+            (r#"{"b":1, "a":2}"#, None),
+            (r#"{"b":1.5,"a":2}"#, None),
+        ] {
+            assert_eq!(reordered(text).as_deref(), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn reordering_agrees_with_the_writer() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        const KEYS: [&str; 9] = ["a", "hash", "hmac", "h", "é", "😀", "｡", "b", ""];
+        const VALUES: [&str; 9] = [
+            "0",
+            "-17",
+            "\"q\\\"\\\\\\u001f\"",
+            "[]",
+            "{}",
+            "[{\"y\":1,\"x\":[{\"q\":2,\"p\":3}]},\"]\"]",
+            "{\"z\":{\"b\":true,\"a\":false},\"y\":\"}\"}",
+            "null",
+            "\"ü😀\u{2028}\"",
+        ];
+        let mut reordered_seen = 0;
+        for _ in 0..3000 {
+            let members: Vec<String> = (0..next(7))
+                .map(|_| {
+                    let k = KEYS[next(KEYS.len() as u64) as usize];
+                    let v = VALUES[next(VALUES.len() as u64) as usize];
+                    format!("{}:{v}", serde_json::to_string(k).unwrap())
+                })
+                .collect();
+            let text = format!("{{{}}}", members.join(","));
+            let v = parse(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            let mut want = Vec::new();
+            let writer = write_object(v.as_object().unwrap(), &["hash", "hmac"], &mut want);
+            match reordered(&text) {
+                Some(got) => {
+                    reordered_seen += 1;
+                    assert_eq!(got.as_bytes(), want, "{text}");
+                }
+                None => assert!(
+                    writer.is_err() || fast(&text).is_some(),
+                    "only duplicates or texts already in order go elsewhere: {text}"
+                ),
+            }
+        }
+        assert!(reordered_seen > 1000, "{reordered_seen}");
     }
 }

@@ -41,6 +41,8 @@ pub enum Checked<'a> {
         value: Value<'a>,
         head: Head,
         hash_ok: bool,
+        /// The line as text, when it was held whole (not for a scanned line).
+        text: Option<&'a str>,
     },
 }
 
@@ -50,6 +52,8 @@ enum Digest<'t> {
     Text(&'t [u8], &'t json::Spans),
     /// Computed while the line streamed past.
     Known([u8; 32]),
+    /// Canonical but for the order of members: its pieces put in order, then hashed.
+    Reorder(&'t [u8]),
     /// Written out in canonical form, then hashed.
     Write,
 }
@@ -137,15 +141,18 @@ impl Verifier {
         };
         let digest = if parsed.canonical {
             Digest::Text(line, &parsed.spans)
+        } else if parsed.reorderable {
+            Digest::Reorder(line)
         } else {
             Digest::Write
         };
-        let value = parsed.value;
+        let (value, text) = (parsed.value, parsed.text);
         match self.check_parsed(&value, parsed.lone_surrogates, digest, problems) {
             Some((head, hash_ok)) => Checked::Member {
                 value,
                 head,
                 hash_ok,
+                text: Some(text),
             },
             None => Checked::Rejected { value: Some(value) },
         }
@@ -198,6 +205,7 @@ impl Verifier {
                 value,
                 head,
                 hash_ok,
+                text: None,
             },
             None => Checked::Rejected { value: Some(value) },
         }
@@ -226,6 +234,13 @@ impl Verifier {
             let mut h = Sha256::new();
             canon::without_members(text, spans.as_slice(), |piece| h.update(piece));
             Ok(h.finalize().into())
+        } else if let Digest::Reorder(text) = digest
+            && {
+                self.scratch.clear();
+                canon::reorder(text, &UNHASHED, &mut self.scratch).is_some()
+            }
+        {
+            Ok(sha256(&self.scratch))
         } else if lone_surrogates {
             Err("a string holds a lone surrogate escape (no UTF-8 form)".to_string())
         } else {

@@ -149,6 +149,8 @@ pub fn parse(text: &str) -> Result<Value<'_>, ParseError> {
 #[derive(Debug)]
 pub struct Parsed<'a> {
     pub value: Value<'a>,
+    /// The text parsed.
+    pub text: &'a str,
     pub lone_surrogates: bool,
     /// True when the text is already exactly its RFC 8785 form: no white space, keys
     /// strictly ascending in UTF-16 order, only the escapes JCS writes, and only
@@ -156,6 +158,10 @@ pub struct Parsed<'a> {
     /// without some top-level members is the text without them (see
     /// [`super::canon::without_members`]), and nothing needs to be written out.
     pub canonical: bool,
+    /// True when the text is its RFC 8785 form but for the order of object members:
+    /// then the canonical form is the text's own pieces put in order (see
+    /// [`super::canon::reorder`]), with nothing to escape or format.
+    pub reorderable: bool,
     /// Where the top-level members named in [`parse_with_spans`]'s `wanted` are in the
     /// text: from the key's opening quote to the end of the value, in text order.
     pub spans: Spans,
@@ -202,7 +208,8 @@ pub fn parse_with_spans<'a>(text: &'a str, wanted: &[&str]) -> Result<Parsed<'a>
         bytes: text.as_bytes(),
         pos: 0,
         lone_surrogates: false,
-        canonical: true,
+        plain: true,
+        ordered: true,
         wanted,
         spans: Spans::default(),
     };
@@ -214,8 +221,10 @@ pub fn parse_with_spans<'a>(text: &'a str, wanted: &[&str]) -> Result<Parsed<'a>
     }
     Ok(Parsed {
         value: v,
+        text,
         lone_surrogates: p.lone_surrogates,
-        canonical: p.canonical && !p.lone_surrogates,
+        canonical: p.plain && p.ordered && !p.lone_surrogates,
+        reorderable: p.plain && !p.lone_surrogates,
         spans: p.spans,
     })
 }
@@ -225,7 +234,10 @@ struct Parser<'a, 'w> {
     bytes: &'a [u8],
     pos: usize,
     lone_surrogates: bool,
-    canonical: bool,
+    /// Strings, numbers and spacing are as JCS writes them.
+    plain: bool,
+    /// Object keys strictly ascending (the wanted top-level ones left aside).
+    ordered: bool,
     wanted: &'w [&'w str],
     spans: Spans,
 }
@@ -241,7 +253,7 @@ impl<'a> Parser<'a, '_> {
     #[inline]
     fn skip_ws(&mut self) {
         if let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.pos) {
-            self.canonical = false;
+            self.plain = false;
             self.pos += 1;
             while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.pos) {
                 self.pos += 1;
@@ -256,7 +268,7 @@ impl<'a> Parser<'a, '_> {
             return false;
         };
         if self.spans.seen & (1 << i) != 0 || !self.spans.push((key_at, self.pos)) {
-            self.canonical = false;
+            self.ordered = false;
         }
         self.spans.seen |= 1 << i;
         true
@@ -295,14 +307,15 @@ impl<'a> Parser<'a, '_> {
             return Err(self.err("nesting too deep"));
         }
         self.pos += 1;
-        let mut members: Object<'a> = Vec::new();
-        let mut sorted = true;
-        let mut ordered_last: Option<usize> = None;
         self.skip_ws();
         if self.peek() == Some(b'}') {
             self.pos += 1;
-            return Ok(Value::Object(members));
+            return Ok(Value::Object(Vec::new()));
         }
+        // An event has about fifteen members: room for them at once, not by doubling.
+        let mut members: Object<'a> = Vec::with_capacity(if depth == 1 { 16 } else { 4 });
+        let mut sorted = true;
+        let mut ordered_last: Option<usize> = None;
         loop {
             self.skip_ws();
             if self.peek() != Some(b'"') {
@@ -329,7 +342,7 @@ impl<'a> Parser<'a, '_> {
                 if let Some(i) = ordered_last
                     && cmp_utf16(&members[i].0, &key) != Ordering::Less
                 {
-                    self.canonical = false;
+                    self.ordered = false;
                 }
                 ordered_last = Some(members.len());
             }
@@ -431,22 +444,22 @@ impl<'a> Parser<'a, '_> {
         if is_int {
             // 2^53 has 16 digits: anything longer is beyond it.
             if int_digits > 16 {
-                self.canonical = false;
+                self.plain = false;
                 return Ok(Number::BigInt(text));
             }
             let n: i64 = text.parse().map_err(|_| self.err("invalid number"))?;
             if n.unsigned_abs() > MAX_SAFE_INTEGER {
-                self.canonical = false;
+                self.plain = false;
                 return Ok(Number::BigInt(text));
             }
             if text == "-0" {
-                self.canonical = false; // JCS writes 0
+                self.plain = false; // JCS writes 0
             }
             Ok(Number::Int(n))
         } else {
             // Canonical fractions and exponents exist, but telling them apart from
             // the others costs more than writing them: leave them to the writer.
-            self.canonical = false;
+            self.plain = false;
             let f: f64 = text.parse().map_err(|_| self.err("invalid number"))?;
             Ok(if !f.is_finite() {
                 Number::OutOfRange(text)
@@ -496,7 +509,7 @@ impl<'a> Parser<'a, '_> {
                         Some(b'"') => out.push('"'),
                         Some(b'\\') => out.push('\\'),
                         Some(b'/') => {
-                            self.canonical = false;
+                            self.plain = false;
                             out.push('/');
                         }
                         Some(b'b') => out.push('\u{8}'),
@@ -512,7 +525,7 @@ impl<'a> Parser<'a, '_> {
                             let short = matches!(hi, 0x08 | 0x09 | 0x0a | 0x0c | 0x0d);
                             if hi >= 0x20 || short || b[i..i + 4].iter().any(u8::is_ascii_uppercase)
                             {
-                                self.canonical = false;
+                                self.plain = false;
                             }
                             i = self.pos;
                             let cp = if (0xD800..0xDC00).contains(&hi)

@@ -102,7 +102,7 @@ impl Encoder {
             Some(v) => v.check_line(raw, &mut problems),
             None => plain_json(raw, &mut problems),
         };
-        let (value, hash) = match checked {
+        let (value, hash, text) = match checked {
             Checked::Blank => {
                 stats.blank = true;
                 return stats;
@@ -111,9 +111,10 @@ impl Encoder {
                 value,
                 head,
                 hash_ok: true,
-            } => (Some(value), Some(head.hash)),
-            Checked::Member { value, .. } => (Some(value), None),
-            Checked::Rejected { value } => (value, None),
+                text,
+            } => (Some(value), Some(head.hash), text),
+            Checked::Member { value, text, .. } => (Some(value), None, text),
+            Checked::Rejected { value } => (value, None, None),
         };
         stats.problems = problems.iter().map(|p| p.code.as_str()).collect();
         let id = match hash {
@@ -124,7 +125,10 @@ impl Encoder {
         match value {
             Some(json::Value::Object(obj)) if !obj.iter().any(|(k, _)| k == "_auditship") => {
                 // UTF-8 was checked by the parse that produced an object.
-                let text = std::str::from_utf8(raw).unwrap_or_default().trim_end();
+                let text = text
+                    .or_else(|| std::str::from_utf8(raw).ok())
+                    .unwrap_or_default()
+                    .trim_end();
                 let empty = obj.is_empty();
                 let mut value = json::Value::Object(obj);
                 let paths = self.redact(text, &mut value);

@@ -11,9 +11,15 @@ use std::borrow::Cow;
 
 const ID_MARK: &[u8] = br#""_auditship":{"v":1,"id":""#;
 
+/// Searchers built once: each record is searched several times.
+static ID_FINDER: std::sync::LazyLock<memchr::memmem::FinderRev<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::FinderRev::new(ID_MARK));
+static STREAM_FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(br#","stream":""#));
+
 /// The record's `_auditship.id` (64 hex digits), found without parsing the line.
 pub fn id(line: &[u8]) -> Option<&str> {
-    let at = memchr::memmem::rfind(line, ID_MARK)? + ID_MARK.len();
+    let at = ID_FINDER.rfind(line)? + ID_MARK.len();
     let rest = &line[at..];
     let end = memchr::memchr(b'"', rest)?;
     std::str::from_utf8(&rest[..end]).ok()
@@ -23,9 +29,8 @@ pub fn id(line: &[u8]) -> Option<&str> {
 /// it right after the id and the source, and a JSON string cannot hold an unescaped
 /// `"`, so the first `,"stream":"` after the id mark is that member.
 pub fn stream(line: &[u8]) -> Option<Cow<'_, str>> {
-    const MARK: &[u8] = br#","stream":""#;
-    let from = memchr::memmem::rfind(line, ID_MARK)?;
-    let at = from + memchr::memmem::find(&line[from..], MARK)? + MARK.len();
+    let from = ID_FINDER.rfind(line)?;
+    let at = from + STREAM_FINDER.find(&line[from..])? + STREAM_FINDER.needle().len();
     let rest = &line[at..];
     let mut end = 0;
     let mut escaped = false;
@@ -191,6 +196,118 @@ impl<'a> Head<'a> {
     }
 }
 
+/// The event's time, as [`Head::time_nanos`] reads it (the last top-level
+/// `timestamp` string, else `_auditship.received_at`), without building the record's
+/// tree: the top-level members are stepped over, and only a `timestamp` written
+/// plainly is read here. Any other line is read whole by [`Head::parse`].
+pub fn time_nanos(line: &[u8]) -> Option<i128> {
+    match top_level_string(line, b"timestamp") {
+        Some(Some(t)) => std::str::from_utf8(t)
+            .ok()
+            .and_then(crate::clock::rfc3339_nanos)
+            .or_else(|| Head::parse(line).time_nanos()),
+        _ => Head::parse(line).time_nanos(),
+    }
+}
+
+/// The text of the last top-level member `key` of a JSON object line when it is a
+/// string without escapes: `Some(Some(text))`; `Some(None)` when that member is
+/// absent or something else. `None` when the walk meets what it does not read
+/// (an escaped key, a line that is not an object), for the caller to parse instead.
+fn top_level_string<'l>(line: &'l [u8], key: &[u8]) -> Option<Option<&'l [u8]>> {
+    let ws = |mut i: usize| {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = line.get(i) {
+            i += 1;
+        }
+        i
+    };
+    let mut i = ws(0);
+    if line.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = ws(i + 1);
+    let mut found = None;
+    if line.get(i) == Some(&b'}') {
+        return Some(None);
+    }
+    loop {
+        let (k, escaped, end) = string_at(line, i)?;
+        if escaped {
+            return None;
+        }
+        i = ws(end);
+        if line.get(i) != Some(&b':') {
+            return None;
+        }
+        i = ws(i + 1);
+        let value_end = value_end(line, i)?;
+        if k == key {
+            found = match string_at(line, i) {
+                Some((text, false, _)) => Some(text),
+                _ => None,
+            };
+        }
+        i = ws(value_end);
+        match line.get(i)? {
+            b',' => i = ws(i + 1),
+            b'}' => return Some(found),
+            _ => return None,
+        }
+    }
+}
+
+/// The string opening at `at`: its raw text, whether it holds escapes, and where it
+/// ends (past the closing quote).
+fn string_at(line: &[u8], at: usize) -> Option<(&[u8], bool, usize)> {
+    if line.get(at) != Some(&b'"') {
+        return None;
+    }
+    let mut i = at + 1;
+    let mut escaped = false;
+    loop {
+        i += memchr::memchr2(b'"', b'\\', line.get(i..)?)?;
+        if line[i] == b'"' {
+            return Some((&line[at + 1..i], escaped, i + 1));
+        }
+        escaped = true;
+        i += 2;
+    }
+}
+
+/// Where the value starting at `at` ends.
+fn value_end(line: &[u8], at: usize) -> Option<usize> {
+    match line.get(at)? {
+        b'"' => string_at(line, at).map(|(_, _, end)| end),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut i = at;
+            loop {
+                match line.get(i)? {
+                    b'"' => {
+                        i = string_at(line, i)?.2;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth = depth.checked_sub(1)?;
+                        if depth == 0 {
+                            return Some(i + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+        }
+        _ => Some(
+            at + line[at..]
+                .iter()
+                .position(|&b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
+                .unwrap_or(line.len() - at),
+        ),
+    }
+}
+
 /// The lines of a request body (each ends in `\n`; the last may not).
 pub fn lines(records: &[u8]) -> impl Iterator<Item = &[u8]> {
     records.split(|&b| b == b'\n').filter(|l| !l.is_empty())
@@ -269,5 +386,32 @@ mod tests {
         // A lone surrogate escape (which serde refuses) reads too.
         let h = Head::parse(br#"{"resource":"\ud800","_auditship":{"v":1,"id":"abc","integrity":{"ok":true,"problems":[]}}}"#);
         assert!(h.meta.integrity_ok);
+    }
+
+    #[test]
+    fn the_time_is_read_as_the_whole_record_reads_it() {
+        let cases: [&[u8]; 9] = [
+            br#"{"timestamp":"2026-11-26T10:00:00.123Z","_auditship":{"v":1,"id":"a","received_at":"2026-11-27T00:00:00Z"}}"#,
+            br#"{ "metadata" : {"timestamp":"1999-01-01T00:00:00Z","x":[1,{"y":"}"}]} , "timestamp" : "2026-11-26T10:00:00Z" }"#,
+            br#"{"timestamp":"2026-11-26T10:00:00Z","timestamp":"2025-01-01T00:00:00Z"}"#,
+            br#"{"timestamp":"2026-11-26T10:00:00Z","timestamp":5,"_auditship":{"v":1,"id":"a","received_at":"2026-11-27T00:00:00Z"}}"#,
+            br#"{"timestamp":"2026-11-26T10:00:00\u005a","_auditship":{"v":1,"id":"a","received_at":"2026-11-27T00:00:00Z"}}"#,
+            br#"{"time\u0073tamp":"2026-11-26T10:00:00Z","_auditship":{"v":1,"id":"a","received_at":"2026-11-27T00:00:00Z"}}"#,
+            br#"{"timestamp":"not a time","_auditship":{"v":1,"id":"a","received_at":"2026-11-27T00:00:00Z"}}"#,
+            br#"{"a":"\"timestamp\":\"2020-01-01T00:00:00Z\"","_auditship":{"v":1,"id":"a","received_at":"2026-11-27T00:00:00Z"}}"#,
+            b"[1,2]",
+        ];
+        for line in cases {
+            assert_eq!(
+                time_nanos(line),
+                Head::parse(line).time_nanos(),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        assert_eq!(
+            time_nanos(cases[1]),
+            crate::clock::rfc3339_nanos("2026-11-26T10:00:00Z")
+        );
     }
 }

@@ -83,9 +83,8 @@ impl EsSink {
     pub fn encode(&self, records: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(records.len() + records.len() / 2);
         for line in record::lines(records) {
-            let head = Head::parse(line);
             out.extend_from_slice(b"{\"create\":{\"_index\":\"");
-            let date = head.time_nanos().map(crate::clock::civil_date);
+            let date = record::time_nanos(line).map(crate::clock::civil_date);
             for p in &self.index {
                 match (p, date) {
                     (IndexPart::Text(t), _) => push_escaped(t, &mut out),
@@ -105,7 +104,15 @@ impl EsSink {
             }
             out.push(b'"');
             // Every shipped record has an id; should one not, Elasticsearch picks one.
-            if let Some(id) = record::id(line).or(head.id()) {
+            let parsed;
+            let id = match record::id(line) {
+                Some(id) => Some(id),
+                None => {
+                    parsed = Head::parse(line);
+                    parsed.id()
+                }
+            };
+            if let Some(id) = id {
                 out.extend_from_slice(b",\"_id\":\"");
                 push_escaped(id, &mut out);
                 out.push(b'"');

@@ -171,7 +171,8 @@ impl Conn {
         let (error, offered) = wire::sasl_handshake(&body).map_err(|e| auth(e.to_string()))?;
         if error != 0 {
             return Err(auth(format!(
-                "mechanism refused (error {error}); the broker offers {}",
+                "mechanism refused ({}); the broker offers {}",
+                super::error_name(error),
                 offered.join(", ")
             )));
         }
@@ -216,7 +217,8 @@ impl Conn {
             wire::sasl_authenticate(&body).map_err(|e| auth(e.to_string()))?;
         if error != 0 {
             return Err(auth(format!(
-                "authentication failed (error {error}): {}",
+                "authentication failed ({}): {}",
+                super::error_name(error),
                 message.unwrap_or_default()
             )));
         }

@@ -35,7 +35,7 @@ mod wire;
 pub use crate::config::kafka::{Codec, plaintext_brokers};
 
 use super::super::Verdict;
-use super::super::record::{self, Head};
+use super::super::record;
 use crate::config::daemon::{KafkaConfig, KafkaKey, SinkConfig, SinkKind};
 use conn::{Conn, Dialer, Failure};
 use std::collections::HashMap;
@@ -142,10 +142,11 @@ impl KafkaSink {
 
     pub async fn send(&mut self, records: &bytes::Bytes) -> Verdict {
         let lines: Vec<&[u8]> = record::lines(records).collect();
+        let keys: Vec<_> = lines.iter().map(|l| self.key(l)).collect();
         let mut rejected = Vec::new();
         let mut sendable = Vec::with_capacity(lines.len());
         for (i, line) in lines.iter().enumerate() {
-            let size = record_size(line, self.key(line).as_deref());
+            let size = record_size(line, keys[i].as_deref());
             if size > self.cfg.message_max_bytes {
                 rejected.push((
                     i,
@@ -164,7 +165,7 @@ impl KafkaSink {
         if let Err(f) = self.prepare().await {
             return self.failed_before_sending(f);
         }
-        let chunks = self.chunks(&lines, &sendable);
+        let chunks = self.chunks(&lines, &keys, &sendable);
         let outcomes = self.produce_all(records, &lines, &chunks).await;
         let mut retry = Vec::new();
         let mut too_large = None;
@@ -380,13 +381,18 @@ impl KafkaSink {
 
     /// The request's records grouped per partition (request order kept), each run
     /// cut into batches within `message_max_bytes`.
-    fn chunks(&mut self, lines: &[&[u8]], sendable: &[usize]) -> Vec<Chunk> {
+    fn chunks(
+        &mut self,
+        lines: &[&[u8]],
+        keys: &[Option<std::borrow::Cow<'_, str>>],
+        sendable: &[usize],
+    ) -> Vec<Chunk> {
         let n = self.meta.as_ref().map_or(1, |m| m.leaders.len());
         let keyless = self.keyless % n;
         self.keyless = self.keyless.wrapping_add(1);
         let mut per: Vec<Vec<usize>> = vec![Vec::new(); n];
         for &i in sendable {
-            let p = match self.key(lines[i]) {
+            let p = match &keys[i] {
                 Some(k) => batch::partition_of(k.as_bytes(), n),
                 None => keyless,
             };
@@ -400,7 +406,7 @@ impl KafkaSink {
             };
             let mut size = batch::BATCH_OVERHEAD;
             for i in idx {
-                let s = record_size(lines[i], self.key(lines[i]).as_deref());
+                let s = record_size(lines[i], keys[i].as_deref());
                 if !cur.lines.is_empty() && size + s > self.cfg.message_max_bytes {
                     out.push(std::mem::replace(
                         &mut cur,
@@ -514,8 +520,7 @@ fn key_of(key: KafkaKey, line: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
 
 /// The event's time in milliseconds (the time it was read when it has none).
 fn timestamp_ms(line: &[u8]) -> i64 {
-    Head::parse(line)
-        .time_nanos()
+    record::time_nanos(line)
         .map(|n| (n / 1_000_000) as i64)
         .unwrap_or_else(|| crate::clock::now_ms() as i64)
 }
@@ -550,6 +555,8 @@ fn error_name(code: i16) -> String {
         29 => "TOPIC_AUTHORIZATION_FAILED",
         31 => "CLUSTER_AUTHORIZATION_FAILED",
         32 => "INVALID_TIMESTAMP",
+        33 => "UNSUPPORTED_SASL_MECHANISM",
+        34 => "ILLEGAL_SASL_STATE",
         35 => "UNSUPPORTED_VERSION",
         45 => "OUT_OF_ORDER_SEQUENCE_NUMBER",
         46 => "DUPLICATE_SEQUENCE_NUMBER",
