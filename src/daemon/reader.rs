@@ -138,6 +138,31 @@ impl Stream {
     }
 }
 
+/// Where a new file read in full goes among others found with it: by the `seq` of
+/// its first event (a chained stream's files in chain order, whatever their names
+/// or times), then, for files without one, by when it was last written
+/// (`audit.jsonl.1` before `audit.jsonl`); the caller's order breaks ties.
+fn chain_place(t: &Tail) -> (u64, (i64, i64)) {
+    let seq = t
+        .first_line()
+        .ok()
+        .flatten()
+        .and_then(|line| first_seq(&line));
+    (seq.unwrap_or(u64::MAX), t.modified().unwrap_or_default())
+}
+
+/// The top-level `seq` of a JSON line, if it has a non-negative integer one.
+fn first_seq(line: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(line).ok()?;
+    let value = crate::audit::json::parse(text).ok()?;
+    match crate::audit::json::get(value.as_object()?, "seq")? {
+        crate::audit::json::Value::Number(crate::audit::json::Number::Int(n)) => {
+            u64::try_from(*n).ok()
+        }
+        _ => None,
+    }
+}
+
 /// What is done with a file in a pass.
 enum Placed {
     /// Read from its offset.
@@ -567,11 +592,11 @@ impl Reader {
                     continue;
                 }
             };
-            let written = match rank {
-                2 => self.streams[&key].tails[idx].modified().unwrap_or_default(),
+            let place = match rank {
+                2 => chain_place(&self.streams[&key].tails[idx]),
                 _ => Default::default(),
             };
-            order.push((rank, written, idx));
+            order.push((rank, place, idx));
         }
         order.sort_unstable();
         let order: Vec<usize> = order.into_iter().map(|(_, _, idx)| idx).collect();
@@ -1183,6 +1208,22 @@ mod tests {
             r#"{{"v":1,"id":"i{seq}","seq":{seq},"timestamp":"2026-11-26T07:06:42Z","user_id":"u","session_id":"s","host":"h","action":"file_read","resource":"/r{seq}","outcome":"success","prev_hash":"{prev}"}}"#
         );
         crate::audit::seal(&e, None).unwrap()
+    }
+
+    #[test]
+    fn new_files_are_placed_by_the_seq_of_their_first_event() {
+        assert_eq!(first_seq(br#"{"v":1,"seq":42,"x":{"seq":1}}"#), Some(42));
+        assert_eq!(first_seq(br#"{"x":{"seq":1}}"#), None);
+        assert_eq!(first_seq(br#"{"seq":-1}"#), None);
+        assert_eq!(first_seq(br#"{"seq":"3"}"#), None);
+        assert_eq!(first_seq(b"not json"), None);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jsonl");
+        std::fs::write(&path, "{\"seq\":7}\n{\"seq\":8}\n").unwrap();
+        let t = Tail::new(std::fs::File::open(&path).unwrap(), "a.jsonl").unwrap();
+        assert_eq!(chain_place(&t).0, 7);
+        std::fs::write(&path, "{\"seq\":7}").unwrap();
+        assert_eq!(chain_place(&t).0, u64::MAX, "no complete first line yet");
     }
 
     fn reader(dir: &std::path::Path, queue: Arc<Queue>) -> Reader {

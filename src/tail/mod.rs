@@ -53,8 +53,16 @@ pub struct Mark {
     pub line: u64,
     /// Its length without the `\n`.
     pub len: u64,
-    /// Hex SHA-256 of the line without the `\n`.
-    pub sha256: String,
+    /// XXH3-64 of the line without the `\n`: a copy is recognised by content, not
+    /// trusted by it (a line that only hashes alike at the same offset and length
+    /// is what it takes to be skipped), and every line read is hashed, so the hash
+    /// is a fast one.
+    pub xxh3: u64,
+}
+
+/// The digest a [`Mark`] keeps of a line.
+fn line_digest(line: &[u8]) -> u64 {
+    twox_hash::XxHash3_64::oneshot(line)
 }
 
 /// What was read of a file that is gone or was truncated since: a new file that
@@ -301,7 +309,7 @@ impl Tail {
             let n = read_at_full(&self.file, &mut line, m.end - m.len - 1)?;
             let same = n == line.len()
                 && line[m.len as usize] == b'\n'
-                && crate::audit::sha256_hex(&line[..m.len as usize]) == m.sha256;
+                && line_digest(&line[..m.len as usize]) == m.xxh3;
             if !same {
                 // Every remembered line it holds must agree: a file that only
                 // starts alike is another file, read in full.
@@ -323,7 +331,7 @@ impl Tail {
     }
 
     /// Remembers a line read (and forgets the oldest beyond [`MARKS`]).
-    fn mark(&mut self, end: u64, len: u64, sha256: String) {
+    fn mark(&mut self, end: u64, len: u64, xxh3: u64) {
         if self.marks.len() == MARKS {
             self.marks.pop_front();
         }
@@ -331,16 +339,16 @@ impl Tail {
             end,
             line: self.line,
             len,
-            sha256,
+            xxh3,
         });
     }
 
     /// True when the line read (ending at `end`) is the next line of the file this
     /// one is a copy of, read there already: it is skipped. The first line that
     /// differs ends the skipping.
-    fn shadowed(&mut self, end: u64, len: u64, sha256: &str) -> bool {
+    fn shadowed(&mut self, end: u64, len: u64, xxh3: u64) -> bool {
         match self.shadow.front() {
-            Some(m) if m.end == end && m.len == len && m.sha256 == sha256 => {
+            Some(m) if m.end == end && m.len == len && m.xxh3 == xxh3 => {
                 self.shadow.pop_front();
                 true
             }
@@ -418,7 +426,18 @@ impl Tail {
         Ok((m.mtime(), m.mtime_nsec()))
     }
 
-    /// The file's first line as it is now (`None`: none complete yet).
+    /// The file's first line as it is now (without its `\n`), if it has a complete
+    /// one within the bytes a fingerprint covers.
+    pub fn first_line(&self) -> io::Result<Option<Vec<u8>>> {
+        let mut buf = vec![0u8; FINGERPRINT_BYTES];
+        let n = read_at_full(&self.file, &mut buf, 0)?;
+        Ok(memchr::memchr(b'\n', &buf[..n]).map(|end| {
+            buf.truncate(end);
+            buf
+        }))
+    }
+
+    /// The fingerprint of the file's first line as it is now (`None`: none complete yet).
     pub fn first_line_now(&self) -> io::Result<Option<String>> {
         fingerprint(&self.file)
     }
@@ -552,8 +571,8 @@ impl Tail {
                 let line = &data[consumed..consumed + rel];
                 self.line += 1;
                 let end = pos + (consumed + rel + 1) as u64;
-                let digest = audit::sha256_hex(line);
-                let skip = self.shadowed(end, rel as u64, &digest);
+                let digest = line_digest(line);
+                let skip = self.shadowed(end, rel as u64, digest);
                 self.mark(end, rel as u64, digest);
                 if skip {
                     consumed += rel + 1;
@@ -620,6 +639,7 @@ impl Tail {
         each: &mut impl FnMut(Line<'_>) -> bool,
     ) -> io::Result<Option<u64>> {
         let mut hasher = Sha256::new();
+        let mut xxh3 = twox_hash::XxHash3_64::new();
         let mut scanner = scan.then(audit::LongLine::new);
         let mut kept = Vec::new();
         let mut piece = vec![0u8; 1 << 20];
@@ -635,6 +655,7 @@ impl Tail {
                 None => (chunk, false),
             };
             hasher.update(part);
+            std::hash::Hasher::write(&mut xxh3, part);
             if let Some(s) = scanner.as_mut() {
                 s.feed(part);
             }
@@ -657,8 +678,9 @@ impl Tail {
                 };
                 self.line += 1;
                 self.offset = at + 1;
-                let skip = self.shadowed(at + 1, full, &sha256_hex);
-                self.mark(at + 1, full, sha256_hex.clone());
+                let line_xxh3 = std::hash::Hasher::finish(&xxh3);
+                let skip = self.shadowed(at + 1, full, line_xxh3);
+                self.mark(at + 1, full, line_xxh3);
                 if skip {
                     return Ok(Some(full + 1));
                 }
@@ -820,6 +842,15 @@ mod tests {
         );
         assert_eq!(got[2], (5, 3, None));
         assert_eq!(t.offset, (6 + (3 << 20) + 1 + 6) as u64);
+        // A long line, hashed as it streams past, is marked as a short one would be.
+        let marks: Vec<(u64, u64)> = t.marks.iter().map(|m| (m.len, m.xxh3)).collect();
+        assert_eq!(
+            marks,
+            [b"short".as_slice(), big.as_bytes(), b"after"]
+                .iter()
+                .map(|l| (l.len() as u64, line_digest(l)))
+                .collect::<Vec<_>>()
+        );
     }
 
     #[test]
