@@ -1291,3 +1291,57 @@ fn a_file_missing_from_one_listing_is_not_read_again_from_the_start() {
         Value::from(problems[..problems.len().min(3)].to_vec())
     );
 }
+
+// 8. SIGTERM while starting: before the handlers that act on it were installed, a stop
+// took the signal's default action and the process died by it (seen as a kill -9 test
+// whose last daemon, with nothing left to ship, was stopped a few ms after its start).
+#[test]
+fn sigterm_while_the_configuration_is_read_starts_and_stops_cleanly() {
+    let t = tempdir();
+    let dir = t.path().join("audit");
+    std::fs::create_dir_all(&dir).unwrap();
+    write_chain(&dir.join("audit-2026-11-26.jsonl"), 1, 0, 5, ZERO_HASH);
+    let sink = TestSink::start();
+    let written = daemon_config(t.path(), &source_toml(&dir), &sink.addr, "");
+    let text = std::fs::read(&written).unwrap();
+    // The configuration comes through a FIFO: reading it blocks until it is written.
+    let fifo = t.path().join("config-fifo.toml");
+    let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let d = Daemon::start(t.path(), &fifo);
+    // A writer opens only once the daemon opened the FIFO to read it.
+    let t0 = Instant::now();
+    let mut w = loop {
+        use std::os::unix::fs::OpenOptionsExt;
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+        {
+            Ok(f) => break f,
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(10),
+                    "the daemon never read its configuration"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("open the FIFO: {e}"),
+        }
+    };
+    // The daemon waits in the configuration's read: the stop comes now.
+    std::thread::sleep(Duration::from_millis(100));
+    d.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(100));
+    w.write_all(&text).unwrap();
+    drop(w);
+    let (code, log) = d.stop(Duration::from_secs(15));
+    assert_eq!(code, Some(0), "exit status; log:\n{log}");
+    // It started, so what it found is stored and ships at the next start, once.
+    let d = Daemon::start(t.path(), &written);
+    sink.wait_for(5, Duration::from_secs(30));
+    let (code, log) = d.stop(Duration::from_secs(15));
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(sink.records().len(), 5);
+}

@@ -17,6 +17,7 @@ mod checkpoints;
 mod cli_finish;
 mod config_layers;
 mod config_truth;
+mod copytruncate;
 mod daemon;
 mod daemon_faults;
 mod doc_examples;

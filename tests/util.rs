@@ -184,8 +184,28 @@ impl Daemon {
         }
     }
 
-    /// SIGTERM, then waits up to `limit` for the exit status.
+    /// True once the process catches SIGTERM (its handler is installed): a SIGTERM
+    /// sent before, in the first moments after exec, takes the default action.
+    fn catches_sigterm(&self) -> bool {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+            .is_some_and(|mask| mask & (1 << (libc::SIGTERM - 1)) != 0)
+    }
+
+    /// SIGTERM (once the daemon catches it), then waits up to `limit` for the exit
+    /// status.
     pub fn stop(mut self, limit: std::time::Duration) -> (Option<i32>, String) {
+        let start = std::time::Instant::now();
+        while !self.catches_sigterm()
+            && start.elapsed() < limit
+            && self.child.try_wait().unwrap().is_none()
+        {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
         self.signal(libc::SIGTERM);
         let start = std::time::Instant::now();
         loop {

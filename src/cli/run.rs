@@ -29,6 +29,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> ExitCode {
+    // A stop asked for while the daemon is still starting is kept, not left to the
+    // signal's default action (the process killed): the pipeline then starts and
+    // stops at once, as for a stop at any other moment.
+    let early = EarlySignals::catch();
     let (cfg, daemon) = match config::load_daemon(args.config.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -61,7 +65,7 @@ pub fn run(args: Args) -> ExitCode {
     };
     let flag = args.config.config.clone();
     let result = runtime.block_on(async move {
-        let mut events = match signal_events(flag) {
+        let mut events = match signal_events(flag, early) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "cannot install signal handlers");
@@ -122,6 +126,34 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
+/// SIGTERM, SIGINT and SIGHUP caught from the first moment of `run`, before the
+/// handlers that act on them exist.
+struct EarlySignals {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl EarlySignals {
+    fn catch() -> EarlySignals {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        for sig in [SIGTERM, SIGINT] {
+            if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
+                let _ = writeln!(std::io::stderr(), "auditship run: signal {sig}: {e}");
+            }
+        }
+        // A reload asked for before the configuration is read is that reading.
+        let hup = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        if let Err(e) = signal_hook::flag::register(SIGHUP, hup) {
+            let _ = writeln!(std::io::stderr(), "auditship run: signal {SIGHUP}: {e}");
+        }
+        EarlySignals { stop }
+    }
+
+    fn stop_asked(&self) -> bool {
+        self.stop.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// What the signals ask for.
 enum Event {
     Stop,
@@ -134,13 +166,20 @@ enum Event {
 /// logged and counted, and the daemon runs on with what it has.
 fn signal_events(
     flag: Option<std::path::PathBuf>,
+    early: EarlySignals,
 ) -> std::io::Result<tokio::sync::mpsc::UnboundedReceiver<Event>> {
     use futures_util::StreamExt;
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook_tokio::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    // Asked before the handlers above existed: the first stop.
+    let mut stopping = early.stop_asked();
+    if stopping {
+        crate::daemon::notify::stopping();
+        tracing::info!("shutdown requested while starting");
+        let _ = tx.send(Event::Stop);
+    }
     tokio::spawn(async move {
-        let mut stopping = false;
         while let Some(sig) = signals.next().await {
             if sig == SIGHUP {
                 if stopping {

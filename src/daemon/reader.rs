@@ -13,7 +13,7 @@ use crate::check::{Encoder, Origin, Truncated};
 use crate::config::daemon::{SourceConfig, SourceFormat};
 use crate::queue::keys::{file_key, stream_key};
 use crate::queue::{NewBatch, Queue, QueueError, Tip};
-use crate::tail::{Checkpoint, Resume, Tail};
+use crate::tail::{Checkpoint, Hold, Prior, Resume, Tail};
 use crate::watch::{self, Hints, Listed, StreamListing};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -85,7 +85,14 @@ const PAUSE_LOG_EVERY: Duration = Duration::from_secs(60);
 struct StreamCheckpoint {
     v: u32,
     head: Option<(u64, String)>,
+    /// What was read of files truncated or deleted since (their last line each):
+    /// a copy of one of them continues after it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    priors: Vec<Prior>,
 }
+
+/// Files truncated or deleted that a stream remembers, to recognise copies of them.
+const PRIORS: usize = 8;
 
 struct Stream {
     source: usize,
@@ -98,7 +105,112 @@ struct Stream {
     departing: Vec<Tail>,
     /// Checkpoint keys of files dropped since the last commit.
     removed: Vec<Vec<u8>>,
+    /// What was read of files truncated or deleted lately, newest last.
+    priors: std::collections::VecDeque<Prior>,
     dirty: bool,
+}
+
+impl Stream {
+    fn remember(&mut self, prior: Option<Prior>) {
+        let Some(p) = prior else { return };
+        if self.priors.len() == PRIORS {
+            self.priors.pop_front();
+        }
+        self.priors.push_back(p);
+        self.dirty = true;
+    }
+
+    /// Makes the new tail `idx` continue a file it is a copy of, one truncated or
+    /// gone since it was read. Returns whether it does.
+    fn continue_copy(&mut self, idx: usize) -> std::io::Result<bool> {
+        let Some(fp) = self.tails[idx].fingerprint.clone() else {
+            return Ok(false);
+        };
+        for i in (0..self.priors.len()).rev() {
+            if self.priors[i].fingerprint == fp
+                && self.tails[idx].continue_after(&self.priors[i])?
+            {
+                self.priors.remove(i);
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// Where a new file read in full goes among others found with it: by the `seq` of
+/// its first event (a chained stream's files in chain order, whatever their names
+/// or times), then, for files without one, by when it was last written
+/// (`audit.jsonl.1` before `audit.jsonl`); the caller's order breaks ties.
+fn chain_place(t: &Tail) -> (u64, (i64, i64)) {
+    let seq = t
+        .first_line()
+        .ok()
+        .flatten()
+        .and_then(|line| first_seq(&line));
+    (seq.unwrap_or(u64::MAX), t.modified().unwrap_or_default())
+}
+
+/// The top-level `seq` of a JSON line, if it has a non-negative integer one.
+fn first_seq(line: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(line).ok()?;
+    let value = crate::audit::json::parse(text).ok()?;
+    match crate::audit::json::get(value.as_object()?, "seq")? {
+        crate::audit::json::Value::Number(crate::audit::json::Number::Int(n)) => {
+            u64::try_from(*n).ok()
+        }
+        _ => None,
+    }
+}
+
+/// What is done with a file in a pass.
+enum Placed {
+    /// Read from its offset.
+    Read,
+    /// Read first: a copy that continues after what was read of its original.
+    Copy,
+    /// A new file, read in full (after the files read further).
+    Whole,
+    /// Not read yet (see [`Hold`]).
+    Held,
+}
+
+/// Whether the held tail `idx` is so far a copy of a tracked file still being read
+/// (see [`Tail::copies_so_far`]), trying first the one it was found to copy
+/// before; the hold that says so, or `None` if it copies none.
+fn copy_so_far(
+    st: &Stream,
+    idx: usize,
+    before: Option<(u64, u64, u64)>,
+) -> std::io::Result<Option<Hold>> {
+    let copy = &st.tails[idx];
+    let mut candidates: Vec<(usize, u64)> = st
+        .tails
+        .iter()
+        .enumerate()
+        .filter(|(j, t)| *j != idx && t.hold.is_none() && t.fingerprint == copy.fingerprint)
+        .map(|(j, t)| match before {
+            Some((dev, ino, checked)) if (dev, ino) == (t.dev, t.ino) => (j, checked),
+            _ => (j, 0),
+        })
+        .collect();
+    candidates.sort_by_key(|&(_, checked)| std::cmp::Reverse(checked));
+    for (j, checked) in candidates {
+        let original = &st.tails[j];
+        let hold = |checked| Hold::CopyOf {
+            dev: original.dev,
+            ino: original.ino,
+            checked,
+        };
+        match copy.copies_so_far(original, checked)? {
+            Some(upto) => return Ok(Some(hold(upto))),
+            // They differ because the original was truncated and written again
+            // since its last look: decided once its next look says so.
+            None if original.replaced_in_place()? => return Ok(Some(hold(checked))),
+            None => {}
+        }
+    }
+    Ok(None)
 }
 
 pub struct Reader {
@@ -126,6 +238,9 @@ pub struct Reader {
     backlog: bool,
     /// Symlinks refused, reported once per path.
     pub refusals: Refusals,
+    /// A file was found truncated while being read: the next pass starts at once
+    /// (its listing then holds a copy made before the truncation).
+    again: bool,
 }
 
 /// Why a pass stopped: the queue's storage (fatal) or anything else (retried).
@@ -194,6 +309,7 @@ impl Reader {
             pause_logged: None,
             backlog: false,
             refusals: Refusals::default(),
+            again: false,
         })
     }
 
@@ -348,6 +464,9 @@ impl Reader {
         self.settle()?;
         let files: usize = self.streams.values().map(|s| s.tails.len()).sum();
         self.stats.files.store(files as u64, Ordering::Relaxed);
+        if std::mem::take(&mut self.again) {
+            hints.waker().wake();
+        }
         Ok(())
     }
 
@@ -372,12 +491,15 @@ impl Reader {
     fn load_stream(&mut self, source: usize, dir: &std::path::Path) -> Stream {
         let src = &self.sources[source].0;
         let key = stream_key(&src.name, dir);
-        let head = self
+        let stored = self
             .stored
             .get(&key)
-            .and_then(|v| serde_json::from_slice::<StreamCheckpoint>(v).ok())
-            .and_then(|c| c.head)
-            .and_then(head_of);
+            .and_then(|v| serde_json::from_slice::<StreamCheckpoint>(v).ok());
+        let priors = stored
+            .as_ref()
+            .map(|c| c.priors.iter().cloned().collect())
+            .unwrap_or_default();
+        let head = stored.and_then(|c| c.head).and_then(head_of);
         let verifier = match src.format {
             SourceFormat::AuditshipV1 => Some(Verifier::resume(src.keys.clone(), head)),
             SourceFormat::Json => None,
@@ -390,6 +512,7 @@ impl Reader {
             tails: Vec::new(),
             departing: Vec::new(),
             removed: Vec::new(),
+            priors,
             dirty: false,
         }
     }
@@ -425,39 +548,62 @@ impl Reader {
                 // Deleted: its checkpoint goes with it.
                 st.removed.push(file_key(&key, t.dev, t.ino));
             }
+            // What was read of it stays, for a copy of it.
+            st.remember(t.prior());
             // Renamed (perhaps caught between the two steps of a rotation): its
             // checkpoint stays, so that if it shows up again it resumes, not restarts.
             st.departing.push(t);
             st.dirty = true;
         }
-        for f in &listing.files {
+        // Known files first (a truncation is seen before a new file is matched
+        // against what was read), then new ones.
+        let known = |st: &Stream, stored: &BTreeMap<Vec<u8>, Vec<u8>>, f: &Listed| {
+            st.tails.iter().any(|t| t.dev == f.dev && t.ino == f.ino)
+                || stored.contains_key(&file_key(&st.key, f.dev, f.ino))
+        };
+        let st = &self.streams[&key];
+        let (old, new): (Vec<&Listed>, Vec<&Listed>) = listing
+            .files
+            .iter()
+            .partition(|f| known(st, &self.stored, f));
+        let mut looked = Vec::new();
+        for f in old.into_iter().chain(new) {
             if self.stop.load(Ordering::SeqCst) {
                 break;
             }
-            let idx = match self.track(&key, &listing.handle, f) {
-                Ok(i) => i,
+            looked.extend(self.follow(&key, &listing, f));
+        }
+        // In the order of what they hold: copies continuing a truncated original
+        // first, then files read further, then new files read in full (the one
+        // written last last: `audit.jsonl.1` before `audit.jsonl`), then files read
+        // from their start again (a truncated original's new lines come after its
+        // copy, even one that holds lines of it never read). Held files wait.
+        let mut order = Vec::new();
+        for idx in looked {
+            let rank = match self.place(&key, idx) {
+                Ok(Placed::Copy) => 0,
+                Ok(Placed::Read) if self.streams[&key].tails[idx].offset > 0 => 1,
+                Ok(Placed::Whole) => 2,
+                Ok(Placed::Read) => 3,
+                Ok(Placed::Held) => continue,
                 Err(e) => {
-                    tracing::warn!(file = %listing.dir.join(&f.name).display(), error = %e, "cannot open file; other files go on, this one is tried again later");
+                    let name = &self.streams[&key].tails[idx].name;
+                    tracing::warn!(file = %name, error = %e, "cannot compare file with the others; tried again later");
                     continue;
                 }
             };
-            // A renamed file keeps its identity and offset, under its new name.
-            let st = self.streams.get_mut(&key).expect("inserted above");
-            if st.tails[idx].name != f.name {
-                st.tails[idx].name = f.name.clone();
-                st.dirty = true;
-            }
-            match st.tails[idx].check_truncation() {
-                Ok(true) => {
-                    st.dirty = true;
-                    let name = st.tails[idx].name.clone();
-                    self.file_problem(&key, &name, "file_truncated", "file was truncated or rewritten under the offset already read: read again from the start");
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::warn!(file = %listing.dir.join(&f.name).display(), error = %e, "cannot check file");
-                    continue;
-                }
+            let place = match rank {
+                2 => chain_place(&self.streams[&key].tails[idx]),
+                _ => Default::default(),
+            };
+            order.push((rank, place, idx));
+        }
+        order.sort_unstable();
+        let order: Vec<usize> = order.into_iter().map(|(_, _, idx)| idx).collect();
+        let later = self.starts_to_defer(&key, &order, &listing);
+        for idx in order {
+            if later.contains(&idx) {
+                continue;
             }
             if let Err(e) = self.read_file(&key, idx, false) {
                 self.file_error(&key, idx, e)?;
@@ -466,32 +612,192 @@ impl Reader {
         Ok(())
     }
 
-    /// The index of the tail for a listed file, opening and resuming it if new. It is
+    /// The files of `order` at offset 0 that are not read from their start in this
+    /// pass. Their lines may follow others copied away and truncated (logrotate
+    /// `copytruncate`) while nothing of them was read, unseen; the copy, made before,
+    /// must be read first. So their first lines are taken, then the directory listed
+    /// again: if a file came since the listing, they wait for the next pass (at
+    /// once), which reads them in order; otherwise each read must find the first
+    /// line taken ([`Tail::expect_start`]). A file whose first line changed since it
+    /// was seen waits too (a copy held on it is decided again first). A file read
+    /// further needs none of this: a truncation shows under its offset.
+    fn starts_to_defer(
+        &mut self,
+        key: &[u8],
+        order: &[usize],
+        listing: &StreamListing,
+    ) -> Vec<usize> {
+        let st = self.streams.get_mut(key).expect("stream exists");
+        let (mut later, mut firsts, mut moved) = (Vec::new(), Vec::new(), false);
+        for &idx in order {
+            let t = &mut st.tails[idx];
+            if t.offset > 0 || t.hold.is_some() {
+                continue;
+            }
+            match t.first_line_now() {
+                Ok(first) if t.fingerprint.is_some() && t.fingerprint != first => {
+                    t.fingerprint = first;
+                    later.push(idx);
+                    moved = true;
+                }
+                Ok(first) => firsts.push((idx, first)),
+                Err(e) => {
+                    tracing::warn!(file = %t.name, error = %e, "cannot read file; other files go on, this one is tried again later");
+                    later.push(idx);
+                }
+            }
+        }
+        // Without a first line there is nothing to read yet: a read that finds one
+        // finds another than expected.
+        if firsts.iter().any(|(_, first)| first.is_some()) {
+            match listing.outdated(&self.sources[listing.source].1) {
+                Ok(false) => {}
+                Ok(true) => {
+                    self.again = true;
+                    later.extend(firsts.iter().map(|(idx, _)| *idx));
+                    return later;
+                }
+                Err(e) => {
+                    tracing::warn!(dir = %listing.dir.display(), error = %e, "cannot list stream directory");
+                    later.extend(firsts.iter().map(|(idx, _)| *idx));
+                    return later;
+                }
+            }
+        }
+        self.again |= moved;
+        let st = self.streams.get_mut(key).expect("stream exists");
+        for (idx, first) in firsts {
+            st.tails[idx].expect_start(first);
+        }
+        later
+    }
+
+    /// Decides whether a new file, held until then, is read: in full, as the copy
+    /// of a file truncated or gone (after what was read of it), or not yet (it has
+    /// no first line, or is a copy of a file still being read and not truncated:
+    /// that one is read instead, and the copy continues after what it gave once it
+    /// is truncated or gone).
+    fn place(&mut self, key: &[u8], idx: usize) -> std::io::Result<Placed> {
+        let st = self.streams.get_mut(key).expect("stream exists");
+        let Some(hold) = st.tails[idx].hold.clone() else {
+            return Ok(Placed::Read);
+        };
+        if st.tails[idx].refresh_fingerprint()?.is_none() {
+            return Ok(Placed::Held);
+        }
+        // A file started again from 0 and not read since may be what the new one
+        // copies (its lines never read): it is compared by its first line now.
+        for t in st
+            .tails
+            .iter_mut()
+            .filter(|t| t.hold.is_none() && t.offset == 0)
+        {
+            t.fingerprint = t.first_line_now()?;
+        }
+        let checked = match hold {
+            Hold::CopyOf { dev, ino, checked } => Some((dev, ino, checked)),
+            Hold::Undecided => None,
+        };
+        if let Some(held) = copy_so_far(st, idx, checked)? {
+            st.tails[idx].hold = Some(held);
+            return Ok(Placed::Held);
+        }
+        st.tails[idx].hold = None;
+        st.dirty = true;
+        if st.continue_copy(idx)? {
+            let t = &st.tails[idx];
+            tracing::info!(file = %t.name, offset = t.offset, "a new file is a copy of a file already read; continuing after what was read of it");
+            return Ok(Placed::Copy);
+        }
+        Ok(Placed::Whole)
+    }
+
+    /// Tracks a listed file, follows a rename, and sees a truncation. Returns its
+    /// tail's index, or `None` if it cannot be looked at this pass.
+    fn follow(&mut self, key: &[u8], listing: &StreamListing, f: &Listed) -> Option<usize> {
+        let idx = match self.track(key, &listing.handle, f) {
+            // Found truncated or replaced on resuming: read from 0 from the next
+            // pass on, as below.
+            Ok((_, true)) => {
+                self.again = true;
+                return None;
+            }
+            Ok((i, false)) => i,
+            Err(e) => {
+                tracing::warn!(file = %listing.dir.join(&f.name).display(), error = %e, "cannot open file; other files go on, this one is tried again later");
+                return None;
+            }
+        };
+        // A renamed file keeps its identity and offset, under its new name.
+        let st = self.streams.get_mut(key).expect("stream exists");
+        if st.tails[idx].name != f.name {
+            st.tails[idx].name = f.name.clone();
+            st.dirty = true;
+        }
+        match st.tails[idx].check_truncation() {
+            Ok(true) => {
+                // Read from 0 from the next pass on: see `rewritten`.
+                let previous = st.tails[idx].take_previous();
+                self.rewritten(key, idx, previous);
+                return None;
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(file = %listing.dir.join(&f.name).display(), error = %e, "cannot check file");
+                return None;
+            }
+        }
+        Some(idx)
+    }
+
+    /// The index of the tail for a listed file, opening and resuming it if new, and
+    /// whether it was just found truncated or replaced since its checkpoint. It is
     /// opened relative to the directory it was listed from, and only if it is still
     /// the file the listing saw.
-    fn track(&mut self, key: &[u8], dir: &watch::Dir, f: &Listed) -> std::io::Result<usize> {
+    fn track(
+        &mut self,
+        key: &[u8],
+        dir: &watch::Dir,
+        f: &Listed,
+    ) -> std::io::Result<(usize, bool)> {
         let st = self.streams.get_mut(key).expect("stream exists");
         if let Some(i) = st
             .tails
             .iter()
             .position(|t| t.dev == f.dev && t.ino == f.ino)
         {
-            return Ok(i);
+            return Ok((i, false));
         }
         let file = dir.open_file(f.entry(), Some((f.dev, f.ino)))?;
         let fkey = file_key(key, f.dev, f.ino);
-        let (tail, how) = match self
+        let stored = self
             .stored
             .remove(&fkey)
-            .and_then(|v| serde_json::from_slice::<Checkpoint>(&v).ok())
-        {
-            Some(cp) => Tail::resume(file, &f.name, &cp)?,
-            None => (Tail::new(file, &f.name)?, Resume::Continue),
+            .and_then(|v| serde_json::from_slice::<Checkpoint>(&v).ok());
+        let (tail, how) = match &stored {
+            Some(cp) => Tail::resume(file, &f.name, cp)?,
+            None => {
+                // A file never seen before may be the copy of one already read:
+                // nothing of it is read until that is decided (`place`).
+                let mut t = Tail::new(file, &f.name)?;
+                t.hold = Some(Hold::Undecided);
+                (t, Resume::Continue)
+            }
         };
         let st = self.streams.get_mut(key).expect("stream exists");
         st.tails.push(tail);
         st.dirty = true;
         let idx = st.tails.len() - 1;
+        if how != Resume::Continue
+            && let Some(cp) = &stored
+            && let (Some(fingerprint), Some(last)) = (&cp.fingerprint, &cp.last)
+        {
+            // What was read of it before it was truncated or replaced.
+            st.remember(Some(Prior {
+                fingerprint: fingerprint.clone(),
+                marks: vec![last.clone()],
+            }));
+        }
         match how {
             Resume::Continue => {}
             Resume::Truncated => {
@@ -506,7 +812,7 @@ impl Reader {
                 tracing::info!(file = %f.name, "a new file reuses an old inode; reading it from the start");
             }
         }
-        Ok(idx)
+        Ok((idx, how != Resume::Continue))
     }
 
     fn file_problem(&mut self, key: &[u8], file: &str, code: &'static str, detail: &str) {
@@ -534,6 +840,10 @@ impl Reader {
     /// until its end. When stopping, returns early unless `drain` (a file that left
     /// its directory must be read to its end before it is let go).
     fn read_file(&mut self, key: &[u8], idx: usize, drain: bool) -> Result<(), PassError> {
+        if self.streams[key].tails[idx].hold.is_some() {
+            // Nothing of a held file is read: its lines are another file's.
+            return Ok(());
+        }
         loop {
             if self.stop.load(Ordering::SeqCst) && !drain {
                 // What is pending is committed at the end of the pass; the rest stays
@@ -611,7 +921,9 @@ impl Reader {
                     events < max_events && pending.records.len() < max_bytes
                 })
                 .map_err(|e| PassError::Other(Box::new(e)))?;
-            if consumed > 0 {
+            let previous = tail.take_rewritten().then(|| tail.take_previous());
+            let moved = tail.take_start_moved();
+            if consumed > 0 || previous.is_some() {
                 st.dirty = true;
             }
             pending.events += events;
@@ -626,6 +938,15 @@ impl Reader {
                     }
                 }
             }
+            if let Some(previous) = previous {
+                self.rewritten(key, idx, previous);
+                return Ok(());
+            }
+            if moved {
+                // Read nothing: the next pass lists what came meanwhile.
+                self.again = true;
+                return Ok(());
+            }
             let full = pending.events >= self.limits.batch_events
                 || pending.records.len() >= self.limits.batch_bytes;
             if full {
@@ -635,6 +956,19 @@ impl Reader {
                 return Ok(());
             }
         }
+    }
+
+    /// A file found truncated and written again while it was read: it starts again
+    /// from 0, but not in this pass. A copy made before the truncation (logrotate
+    /// `copytruncate`) holds what came before its new lines and may be missing
+    /// from this pass's listing; the next pass, at once, lists it.
+    fn rewritten(&mut self, key: &[u8], idx: usize, previous: Option<Prior>) {
+        let st = self.streams.get_mut(key).expect("stream exists");
+        st.dirty = true;
+        st.remember(previous);
+        let name = st.tails[idx].name.clone();
+        self.file_problem(key, &name, "file_truncated", "file was truncated or rewritten under the offset already read: read again from the start");
+        self.again = true;
     }
 
     /// Blocks while the queue is at its limit (sinks are behind).
@@ -690,9 +1024,22 @@ impl Reader {
             let encode = |e: serde_json::Error| PassError::Other(Box::new(e));
             batch.put.push((
                 st.key.clone(),
-                serde_json::to_vec(&StreamCheckpoint { v: 1, head }).map_err(encode)?,
+                serde_json::to_vec(&StreamCheckpoint {
+                    v: 1,
+                    head,
+                    priors: st
+                        .priors
+                        .iter()
+                        .map(|p| Prior {
+                            fingerprint: p.fingerprint.clone(),
+                            marks: p.marks.last().cloned().into_iter().collect(),
+                        })
+                        .collect(),
+                })
+                .map_err(encode)?,
             ));
-            for t in &st.tails {
+            // A held file has no checkpoint: after a restart it is decided again.
+            for t in st.tails.iter().filter(|t| t.hold.is_none()) {
                 batch.put.push((
                     file_key(&st.key, t.dev, t.ino),
                     serde_json::to_vec(&t.checkpoint()).map_err(encode)?,
@@ -861,6 +1208,22 @@ mod tests {
             r#"{{"v":1,"id":"i{seq}","seq":{seq},"timestamp":"2026-11-26T07:06:42Z","user_id":"u","session_id":"s","host":"h","action":"file_read","resource":"/r{seq}","outcome":"success","prev_hash":"{prev}"}}"#
         );
         crate::audit::seal(&e, None).unwrap()
+    }
+
+    #[test]
+    fn new_files_are_placed_by_the_seq_of_their_first_event() {
+        assert_eq!(first_seq(br#"{"v":1,"seq":42,"x":{"seq":1}}"#), Some(42));
+        assert_eq!(first_seq(br#"{"x":{"seq":1}}"#), None);
+        assert_eq!(first_seq(br#"{"seq":-1}"#), None);
+        assert_eq!(first_seq(br#"{"seq":"3"}"#), None);
+        assert_eq!(first_seq(b"not json"), None);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jsonl");
+        std::fs::write(&path, "{\"seq\":7}\n{\"seq\":8}\n").unwrap();
+        let t = Tail::new(std::fs::File::open(&path).unwrap(), "a.jsonl").unwrap();
+        assert_eq!(chain_place(&t).0, 7);
+        std::fs::write(&path, "{\"seq\":7}").unwrap();
+        assert_eq!(chain_place(&t).0, u64::MAX, "no complete first line yet");
     }
 
     fn reader(dir: &std::path::Path, queue: Arc<Queue>) -> Reader {

@@ -5,6 +5,22 @@
 //! offset was truncated (copytruncate) and is read again from 0; a new file reusing
 //! an old inode has another first line and starts at 0.
 //!
+//! A copy of a file already read (logrotate `copytruncate`: the copy appears, then the
+//! original is truncated) is recognised by its contents: a new file whose first line
+//! and last lines read agree, at the same offsets, with the lines recently read of a
+//! known file (tracked, or truncated or deleted since) continues after them instead of
+//! being read again ([`Tail::continue_after`]). The tail of each file keeps the
+//! [`Mark`]s of its last [`MARKS`] lines in memory and the last one in its checkpoint,
+//! so that a copy is still recognised after a restart. A new file is [`Hold`]: not read
+//! until it has a first line, nor while its bytes are those of a tracked file not yet
+//! truncated ([`Tail::copies_so_far`]); the caller decides.
+//!
+//! A truncation is also seen by the read itself: after reading at an offset past 0 the
+//! file's first line is looked at again; if it changed, what was read belongs to the
+//! new contents and is dropped, and the file starts again from 0
+//! ([`Tail::take_rewritten`]). A read from 0 may be told which first line to expect
+//! ([`Tail::expect_start`]) and then takes nothing from another.
+//!
 //! Invariants: only complete lines (ended by `\n`) are returned, and the offset moves
 //! past a line only when the line is returned. A file's descriptor stays open while
 //! the file is tracked, so its inode cannot be reused under it and a deleted file can
@@ -25,6 +41,38 @@ use std::path::Path;
 /// Bytes of the first line hashed into the fingerprint.
 const FINGERPRINT_BYTES: usize = 4096;
 
+/// Lines of a file remembered (offset and digest) to recognise a copy of it.
+pub const MARKS: usize = 256;
+
+/// One line read: where it ends and what it held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mark {
+    /// The offset right after the line's `\n`.
+    pub end: u64,
+    /// Its 1-based line number.
+    pub line: u64,
+    /// Its length without the `\n`.
+    pub len: u64,
+    /// XXH3-64 of the line without the `\n`: a copy is recognised by content, not
+    /// trusted by it (a line that only hashes alike at the same offset and length
+    /// is what it takes to be skipped), and every line read is hashed, so the hash
+    /// is a fast one.
+    pub xxh3: u64,
+}
+
+/// The digest a [`Mark`] keeps of a line.
+fn line_digest(line: &[u8]) -> u64 {
+    twox_hash::XxHash3_64::oneshot(line)
+}
+
+/// What was read of a file that is gone or was truncated since: a new file that
+/// agrees with it is a copy of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prior {
+    pub fingerprint: String,
+    pub marks: Vec<Mark>,
+}
+
 /// The checkpoint of one file, as stored in the queue (boundary format, versioned).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
@@ -36,6 +84,20 @@ pub struct Checkpoint {
     pub offset: u64,
     pub line: u64,
     pub name: String,
+    /// The last line read, to recognise a copy of the file after a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<Mark>,
+}
+
+/// Why nothing of a new file is read yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hold {
+    /// It has no complete first line yet: whether it is a copy cannot be told.
+    Undecided,
+    /// Its bytes so far are those of the tracked file `dev`/`ino`, which is still
+    /// being read: a copy whose original is not truncated yet (copytruncate
+    /// between its two steps). `checked` bytes were found equal.
+    CopyOf { dev: u64, ino: u64, checked: u64 },
 }
 
 /// A tracked file.
@@ -48,6 +110,25 @@ pub struct Tail {
     pub offset: u64,
     pub line: u64,
     file: File,
+    /// The last lines read, oldest first (at most [`MARKS`]).
+    marks: std::collections::VecDeque<Mark>,
+    /// Lines of the file this one is a copy of, read there already and beyond the
+    /// point this one continues from: skipped while they agree.
+    shadow: std::collections::VecDeque<Mark>,
+    /// Where a copy started (offset, line, last mark): where it goes back to when
+    /// nothing of it is durable yet.
+    start: Option<(u64, u64, Option<Mark>)>,
+    /// What was read before the last truncation, until taken.
+    previous: Option<Prior>,
+    /// Found truncated and rewritten while being read, until taken.
+    rewritten: bool,
+    /// The first line the next read from 0 must find (see [`Tail::expect_start`]).
+    expected_start: Option<Option<String>>,
+    /// A read from 0 found another first line than expected, until taken.
+    start_moved: bool,
+    /// Set while nothing of the file may be read yet (see [`Hold`]); a held file
+    /// has no checkpoint.
+    pub hold: Option<Hold>,
 }
 
 /// One complete line handed to the caller.
@@ -99,13 +180,36 @@ pub fn open_nofollow(path: &Path) -> io::Result<File> {
 pub fn fingerprint(file: &File) -> io::Result<Option<String>> {
     let mut buf = vec![0u8; FINGERPRINT_BYTES];
     let n = read_at_full(file, &mut buf, 0)?;
-    let head = &buf[..n];
-    let end = match head.iter().position(|&b| b == b'\n') {
+    Ok(fingerprint_of(&buf[..n]))
+}
+
+/// The fingerprint of a file whose leading bytes are `head` (all of them, or at
+/// least [`FINGERPRINT_BYTES`]).
+fn fingerprint_of(head: &[u8]) -> Option<String> {
+    let head = &head[..head.len().min(FINGERPRINT_BYTES)];
+    let end = match memchr::memchr(b'\n', head) {
         Some(i) => i,
-        None if n == FINGERPRINT_BYTES => n,
-        None => return Ok(None),
+        None if head.len() == FINGERPRINT_BYTES => head.len(),
+        None => return None,
     };
-    Ok(Some(crate::audit::sha256_hex(&head[..end])))
+    Some(crate::audit::sha256_hex(&head[..end]))
+}
+
+/// True when `a` and `b` hold the same bytes in `from..to` (both long enough).
+fn same_bytes(a: &File, b: &File, from: u64, to: u64) -> io::Result<bool> {
+    const PIECE: usize = 64 * 1024;
+    let (mut x, mut y) = (vec![0u8; PIECE], vec![0u8; PIECE]);
+    let mut at = from;
+    while at < to {
+        let want = PIECE.min((to - at) as usize);
+        let n = read_at_full(a, &mut x[..want], at)?;
+        let m = read_at_full(b, &mut y[..want], at)?;
+        if n != want || m != want || x[..n] != y[..m] {
+            return Ok(false);
+        }
+        at += want as u64;
+    }
+    Ok(true)
 }
 
 fn read_at_full(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
@@ -133,6 +237,14 @@ impl Tail {
             offset: 0,
             line: 0,
             file,
+            marks: Default::default(),
+            shadow: Default::default(),
+            start: None,
+            previous: None,
+            rewritten: false,
+            expected_start: None,
+            start_moved: false,
+            hold: None,
         })
     }
 
@@ -157,9 +269,95 @@ impl Tail {
         } else {
             t.offset = cp.offset;
             t.line = cp.line;
+            t.marks.extend(cp.last.clone());
             Resume::Continue
         };
         Ok((t, how))
+    }
+
+    /// What was read of this file so far, for recognising a copy of it once it is
+    /// truncated or gone; `None` if nothing was.
+    pub fn prior(&self) -> Option<Prior> {
+        match (&self.fingerprint, self.marks.is_empty()) {
+            (Some(f), false) => Some(Prior {
+                fingerprint: f.clone(),
+                marks: self.marks.iter().cloned().collect(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// If this file (new, nothing read of it yet) is a copy of the file whose
+    /// recent lines are `of`: it starts with the same first line and holds the
+    /// same lines at the same offsets, from the oldest remembered one up to the
+    /// last one it holds whole (all of them agree; one that differs makes it
+    /// another file). It then continues after that line, and skips the
+    /// following lines of `of` (read there already) as long as it agrees with
+    /// them. Returns whether it continues.
+    pub fn continue_after(&mut self, of: &Prior) -> io::Result<bool> {
+        if self.offset != 0 || self.fingerprint.as_ref() != Some(&of.fingerprint) {
+            return Ok(false);
+        }
+        let size = self.size()?;
+        let mut agreed = None;
+        let mut line = Vec::new();
+        for (i, m) in of.marks.iter().enumerate() {
+            if m.end > size {
+                break;
+            }
+            line.resize(m.len as usize + 1, 0);
+            let n = read_at_full(&self.file, &mut line, m.end - m.len - 1)?;
+            let same = n == line.len()
+                && line[m.len as usize] == b'\n'
+                && line_digest(&line[..m.len as usize]) == m.xxh3;
+            if !same {
+                // Every remembered line it holds must agree: a file that only
+                // starts alike is another file, read in full.
+                return Ok(false);
+            }
+            agreed = Some(i);
+        }
+        // It must hold the oldest remembered line at least.
+        let Some(k) = agreed else {
+            return Ok(false);
+        };
+        let m = &of.marks[k];
+        self.offset = m.end;
+        self.line = m.line;
+        self.marks = of.marks[..=k].iter().cloned().collect();
+        self.shadow = of.marks[k + 1..].iter().cloned().collect();
+        self.start = Some((m.end, m.line, Some(m.clone())));
+        Ok(true)
+    }
+
+    /// Remembers a line read (and forgets the oldest beyond [`MARKS`]).
+    fn mark(&mut self, end: u64, len: u64, xxh3: u64) {
+        if self.marks.len() == MARKS {
+            self.marks.pop_front();
+        }
+        self.marks.push_back(Mark {
+            end,
+            line: self.line,
+            len,
+            xxh3,
+        });
+    }
+
+    /// True when the line read (ending at `end`) is the next line of the file this
+    /// one is a copy of, read there already: it is skipped. The first line that
+    /// differs ends the skipping.
+    fn shadowed(&mut self, end: u64, len: u64, xxh3: u64) -> bool {
+        match self.shadow.front() {
+            Some(m) if m.end == end && m.len == len && m.xxh3 == xxh3 => {
+                self.shadow.pop_front();
+                true
+            }
+            Some(_) => {
+                self.shadow.clear();
+                false
+            }
+            None => false,
+        }
     }
 
     pub fn checkpoint(&self) -> Checkpoint {
@@ -171,6 +369,7 @@ impl Tail {
             offset: self.offset,
             line: self.line,
             name: self.name.clone(),
+            last: self.marks.back().cloned(),
         }
     }
 
@@ -190,6 +389,7 @@ impl Tail {
         if size < self.offset
             || (size > self.offset && self.offset > 0 && self.replaced_in_place()?)
         {
+            self.previous = self.prior();
             self.restart();
             return Ok(true);
         }
@@ -205,11 +405,98 @@ impl Tail {
         }
     }
 
+    /// True unless the file's first line changed (or went) since it was read: a
+    /// read at an offset taken before then would land in other contents. A check
+    /// made after a read tells whether that read saw the file it meant to.
+    fn still_the_file(&self) -> io::Result<bool> {
+        Ok(self.fingerprint.is_none() || !self.replaced_in_place()?)
+    }
+
+    /// The file was found truncated and written again while being read: what was
+    /// read before is kept for [`Tail::take_previous`], and it starts again from 0.
+    fn rewritten_under(&mut self) {
+        self.previous = self.prior();
+        self.restart();
+        self.rewritten = true;
+    }
+
+    /// When the file was last written: seconds and nanoseconds since the epoch.
+    pub fn modified(&self) -> io::Result<(i64, i64)> {
+        let m = self.file.metadata()?;
+        Ok((m.mtime(), m.mtime_nsec()))
+    }
+
+    /// The file's first line as it is now (without its `\n`), if it has a complete
+    /// one within the bytes a fingerprint covers.
+    pub fn first_line(&self) -> io::Result<Option<Vec<u8>>> {
+        let mut buf = vec![0u8; FINGERPRINT_BYTES];
+        let n = read_at_full(&self.file, &mut buf, 0)?;
+        Ok(memchr::memchr(b'\n', &buf[..n]).map(|end| {
+            buf.truncate(end);
+            buf
+        }))
+    }
+
+    /// The fingerprint of the file's first line as it is now (`None`: none complete yet).
+    pub fn first_line_now(&self) -> io::Result<Option<String>> {
+        fingerprint(&self.file)
+    }
+
+    /// The next read from 0 reads nothing unless the file's first line is then
+    /// `first` ([`Tail::take_start_moved`] says so): what it would read may come
+    /// after lines that were written, copied and truncated away in between.
+    pub fn expect_start(&mut self, first: Option<String>) {
+        self.expected_start = Some(first);
+    }
+
+    /// True once after a read from 0 found another first line than expected.
+    pub fn take_start_moved(&mut self) -> bool {
+        std::mem::take(&mut self.start_moved)
+    }
+
+    /// True once after a read found the file truncated and written again under the
+    /// offset (it then started again from 0).
+    pub fn take_rewritten(&mut self) -> bool {
+        std::mem::take(&mut self.rewritten)
+    }
+
+    /// Looks for the first line again, while it has none (a file held as
+    /// [`Hold::Undecided`]).
+    pub fn refresh_fingerprint(&mut self) -> io::Result<Option<&String>> {
+        if self.fingerprint.is_none() {
+            self.fingerprint = fingerprint(&self.file)?;
+        }
+        Ok(self.fingerprint.as_ref())
+    }
+
+    /// Whether this file (held, nothing read) is a copy of `original`, a tracked
+    /// file still being read, so far: both have the same first line, and it holds
+    /// the bytes read of `original` (or the start of them, while it is being
+    /// written). `checked` bytes were compared on earlier looks.
+    pub fn copies_so_far(&self, original: &Tail, checked: u64) -> io::Result<Option<u64>> {
+        if self.fingerprint.is_none() || self.fingerprint != original.fingerprint {
+            return Ok(None);
+        }
+        let upto = self.size()?.min(original.offset);
+        if upto <= checked {
+            return Ok(Some(checked));
+        }
+        Ok(same_bytes(&self.file, &original.file, checked, upto)?.then_some(upto))
+    }
+
+    /// What was read of the file before it was last found truncated, once.
+    pub fn take_previous(&mut self) -> Option<Prior> {
+        self.previous.take()
+    }
+
     /// Starts the file again from the beginning (after truncation).
     pub fn restart(&mut self) {
         self.offset = 0;
         self.line = 0;
         self.fingerprint = None;
+        self.marks.clear();
+        self.shadow.clear();
+        self.start = None;
     }
 
     /// Puts the file back where a checkpoint says (after a failed commit).
@@ -219,8 +506,19 @@ impl Tail {
                 self.offset = cp.offset;
                 self.line = cp.line;
                 self.fingerprint = cp.fingerprint.clone();
+                self.marks = cp.last.iter().cloned().collect();
+                self.shadow.clear();
             }
-            None => self.restart(),
+            None => match self.start.clone() {
+                // A copy goes back to where it continued another file.
+                Some((offset, line, last)) => {
+                    self.offset = offset;
+                    self.line = line;
+                    self.marks = last.into_iter().collect();
+                    self.shadow.clear();
+                }
+                None => self.restart(),
+            },
         }
     }
 
@@ -238,9 +536,6 @@ impl Tail {
         scan: bool,
         mut each: impl FnMut(Line<'_>) -> bool,
     ) -> io::Result<(u64, bool)> {
-        if self.fingerprint.is_none() {
-            self.fingerprint = fingerprint(&self.file)?;
-        }
         const CHUNK: usize = 256 * 1024;
         let start = self.offset;
         let mut pos = self.offset;
@@ -249,6 +544,23 @@ impl Tail {
         while more {
             buf.resize(CHUNK, 0);
             let n = read_at_full(&self.file, buf, pos)?;
+            if pos == 0 {
+                // Read from the start: the file's first line is the one just read.
+                let first = fingerprint_of(&buf[..n]);
+                if let Some(expected) = self.expected_start.take()
+                    && expected != first
+                {
+                    self.start_moved = true;
+                    return Ok((0, true));
+                }
+                self.fingerprint = first;
+            } else if n > 0 && !self.still_the_file()? {
+                // Truncated and written again since the last look: what was just
+                // read at the old offset belongs to the new contents. Dropped;
+                // the file starts again from 0.
+                self.rewritten_under();
+                return Ok((pos - start, true));
+            }
             if n == 0 {
                 at_end = true;
                 break;
@@ -258,6 +570,14 @@ impl Tail {
             while let Some(rel) = memchr::memchr(b'\n', &data[consumed..]) {
                 let line = &data[consumed..consumed + rel];
                 self.line += 1;
+                let end = pos + (consumed + rel + 1) as u64;
+                let digest = line_digest(line);
+                let skip = self.shadowed(end, rel as u64, digest);
+                self.mark(end, rel as u64, digest);
+                if skip {
+                    consumed += rel + 1;
+                    continue;
+                }
                 let (bytes, truncated) = if line.len() > max_line {
                     let over = Overlong {
                         full_bytes: line.len() as u64,
@@ -287,6 +607,7 @@ impl Tail {
                         pos += len;
                         continue;
                     }
+                    None if self.rewritten => return Ok((pos - start, true)),
                     None => {
                         at_end = true; // the last line is not complete yet
                         break;
@@ -318,6 +639,7 @@ impl Tail {
         each: &mut impl FnMut(Line<'_>) -> bool,
     ) -> io::Result<Option<u64>> {
         let mut hasher = Sha256::new();
+        let mut xxh3 = twox_hash::XxHash3_64::new();
         let mut scanner = scan.then(audit::LongLine::new);
         let mut kept = Vec::new();
         let mut piece = vec![0u8; 1 << 20];
@@ -333,6 +655,7 @@ impl Tail {
                 None => (chunk, false),
             };
             hasher.update(part);
+            std::hash::Hasher::write(&mut xxh3, part);
             if let Some(s) = scanner.as_mut() {
                 s.feed(part);
             }
@@ -340,6 +663,10 @@ impl Tail {
             kept.extend_from_slice(&part[..part.len().min(room)]);
             at += part.len() as u64;
             if done {
+                if !self.still_the_file()? {
+                    self.rewritten_under();
+                    return Ok(None);
+                }
                 let full = at - pos;
                 let digest: [u8; 32] = hasher.finalize().into();
                 let sha256_hex = String::from_utf8_lossy(&audit::hex_lower(&digest)).into_owned();
@@ -350,6 +677,13 @@ impl Tail {
                     _ => None,
                 };
                 self.line += 1;
+                self.offset = at + 1;
+                let line_xxh3 = std::hash::Hasher::finish(&xxh3);
+                let skip = self.shadowed(at + 1, full, line_xxh3);
+                self.mark(at + 1, full, line_xxh3);
+                if skip {
+                    return Ok(Some(full + 1));
+                }
                 let truncated = (full as usize > max_line).then(|| Overlong {
                     full_bytes: full,
                     sha256_hex,
@@ -508,6 +842,15 @@ mod tests {
         );
         assert_eq!(got[2], (5, 3, None));
         assert_eq!(t.offset, (6 + (3 << 20) + 1 + 6) as u64);
+        // A long line, hashed as it streams past, is marked as a short one would be.
+        let marks: Vec<(u64, u64)> = t.marks.iter().map(|m| (m.len, m.xxh3)).collect();
+        assert_eq!(
+            marks,
+            [b"short".as_slice(), big.as_bytes(), b"after"]
+                .iter()
+                .map(|l| (l.len() as u64, line_digest(l)))
+                .collect::<Vec<_>>()
+        );
     }
 
     #[test]
@@ -540,6 +883,156 @@ mod tests {
             [(None, Some(true)), (Some(escaped.len() - 1), None)],
             "a canonical line is scanned; another is read again whole"
         );
+    }
+
+    fn texts(t: &mut Tail) -> Vec<String> {
+        lines(t, 100).into_iter().map(|l| l.0).collect()
+    }
+
+    fn numbered(from: usize, to: usize) -> String {
+        (from..to).map(|i| format!("line {i}\n")).collect()
+    }
+
+    #[test]
+    fn a_copy_holding_more_than_was_read_continues_after_it() {
+        let d = tempfile::tempdir().unwrap();
+        let (p, c) = (d.path().join("a.jsonl"), d.path().join("a.jsonl.1"));
+        std::fs::write(&p, numbered(0, 500)).unwrap();
+        let mut a = Tail::new(open_nofollow(&p).unwrap(), "a.jsonl").unwrap();
+        assert_eq!(texts(&mut a).len(), 500);
+        // The writer appends, the copy is made, the original is truncated.
+        std::fs::write(&p, numbered(0, 510)).unwrap();
+        std::fs::copy(&p, &c).unwrap();
+        std::fs::write(&p, "after 0\n").unwrap();
+        assert!(a.check_truncation().unwrap());
+        let prior = a
+            .take_previous()
+            .expect("what was read before the truncation");
+        let mut b = Tail::new(open_nofollow(&c).unwrap(), "a.jsonl.1").unwrap();
+        assert!(b.continue_after(&prior).unwrap());
+        assert_eq!(
+            texts(&mut b),
+            (500..510).map(|i| format!("line {i}")).collect::<Vec<_>>()
+        );
+        assert_eq!(b.line, 510);
+        assert_eq!(texts(&mut a), ["after 0"]);
+    }
+
+    #[test]
+    fn a_copy_holding_less_than_was_read_reads_nothing_again() {
+        let d = tempfile::tempdir().unwrap();
+        let (p, c) = (d.path().join("a.jsonl"), d.path().join("a.jsonl.1"));
+        std::fs::write(&p, numbered(0, 100)).unwrap();
+        // The copy is seen while it is made: part of what was read, cut mid-line.
+        let partial = numbered(0, 90);
+        std::fs::write(&c, &partial[..partial.len() - 3]).unwrap();
+        let mut a = Tail::new(open_nofollow(&p).unwrap(), "a.jsonl").unwrap();
+        assert_eq!(texts(&mut a).len(), 100);
+        let prior = a.prior().unwrap();
+        let mut b = Tail::new(open_nofollow(&c).unwrap(), "a.jsonl.1").unwrap();
+        assert!(b.continue_after(&prior).unwrap());
+        assert_eq!(b.line, 89);
+        assert!(texts(&mut b).is_empty());
+        // The copy completes, then the writer's later lines reach only the copy.
+        std::fs::write(&c, numbered(0, 103)).unwrap();
+        assert_eq!(texts(&mut b), ["line 100", "line 101", "line 102"]);
+        assert_eq!(b.line, 103);
+    }
+
+    #[test]
+    fn a_file_that_only_starts_alike_is_read_in_full() {
+        let d = tempfile::tempdir().unwrap();
+        let (p, c) = (d.path().join("a.jsonl"), d.path().join("b.jsonl"));
+        std::fs::write(&p, numbered(0, 50)).unwrap();
+        let mut a = Tail::new(open_nofollow(&p).unwrap(), "a.jsonl").unwrap();
+        texts(&mut a);
+        let prior = a.prior().unwrap();
+        // Same first line, same length, one line differs: another file.
+        let other = numbered(0, 50).replace("line 7\n", "line X\n");
+        std::fs::write(&c, &other).unwrap();
+        let mut b = Tail::new(open_nofollow(&c).unwrap(), "b.jsonl").unwrap();
+        assert!(!b.continue_after(&prior).unwrap());
+        assert_eq!(texts(&mut b).len(), 50);
+        // A new first line: another file whatever follows.
+        std::fs::write(&c, numbered(1, 50)).unwrap();
+        let mut b = Tail::new(open_nofollow(&c).unwrap(), "b.jsonl").unwrap();
+        assert!(!b.continue_after(&prior).unwrap());
+    }
+
+    #[test]
+    fn the_checkpoint_keeps_what_recognises_a_copy_after_a_restart() {
+        let d = tempfile::tempdir().unwrap();
+        let (p, c) = (d.path().join("a.jsonl"), d.path().join("a.jsonl.1"));
+        std::fs::write(&p, numbered(0, 20)).unwrap();
+        let mut a = Tail::new(open_nofollow(&p).unwrap(), "a.jsonl").unwrap();
+        texts(&mut a);
+        let cp = a.checkpoint();
+        let text = serde_json::to_string(&cp).unwrap();
+        let cp: Checkpoint = serde_json::from_str(&text).unwrap();
+        // A checkpoint written before marks existed still reads.
+        let old: Checkpoint = serde_json::from_str(
+            r#"{"v":1,"dev":1,"ino":2,"fingerprint":null,"offset":0,"line":0,"name":"x"}"#,
+        )
+        .unwrap();
+        assert_eq!(old.last, None);
+        std::fs::write(&c, numbered(0, 22)).unwrap();
+        let (a2, how) = Tail::resume(open_nofollow(&p).unwrap(), "a.jsonl", &cp).unwrap();
+        assert_eq!(how, Resume::Continue);
+        let mut b = Tail::new(open_nofollow(&c).unwrap(), "a.jsonl.1").unwrap();
+        assert!(b.continue_after(&a2.prior().unwrap()).unwrap());
+        assert_eq!(texts(&mut b), ["line 20", "line 21"]);
+        // After a failed commit the copy goes back to where it continued, not to 0.
+        b.rewind(None);
+        assert_eq!(texts(&mut b), ["line 20", "line 21"]);
+    }
+
+    #[test]
+    fn a_read_finding_the_file_rewritten_under_its_offset_takes_nothing_of_it() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.jsonl");
+        std::fs::write(&p, numbered(0, 3)).unwrap();
+        let mut t = Tail::new(open_nofollow(&p).unwrap(), "a.jsonl").unwrap();
+        assert_eq!(texts(&mut t).len(), 3);
+        // Truncated and written again past the offset, with no look in between: a
+        // read at the old offset would land inside the new lines.
+        std::fs::write(&p, numbered(100, 110)).unwrap();
+        assert!(texts(&mut t).is_empty());
+        assert!(t.take_rewritten());
+        assert!(!t.take_rewritten(), "said once");
+        let previous = t.take_previous().expect("what was read before");
+        assert_eq!(previous.marks.len(), 3);
+        assert_eq!((t.offset, t.line), (0, 0));
+        assert_eq!(
+            texts(&mut t),
+            (100..110).map(|i| format!("line {i}")).collect::<Vec<_>>()
+        );
+        // Plain growth is read on.
+        std::fs::write(&p, numbered(100, 112)).unwrap();
+        assert_eq!(texts(&mut t), ["line 110", "line 111"]);
+        assert!(!t.take_rewritten());
+    }
+
+    #[test]
+    fn a_copy_of_a_file_still_read_is_told_from_one_that_only_starts_alike() {
+        let d = tempfile::tempdir().unwrap();
+        let (p, c) = (d.path().join("a.jsonl"), d.path().join("a.jsonl.1"));
+        std::fs::write(&p, numbered(0, 300)).unwrap();
+        let mut a = Tail::new(open_nofollow(&p).unwrap(), "a.jsonl").unwrap();
+        assert_eq!(texts(&mut a).len(), 300);
+        // Being written: the start of the original, cut inside a line.
+        let all = numbered(0, 300);
+        std::fs::write(&c, &all[..1001]).unwrap();
+        let b = Tail::new(open_nofollow(&c).unwrap(), "a.jsonl.1").unwrap();
+        assert_eq!(b.copies_so_far(&a, 0).unwrap(), Some(1001));
+        std::fs::write(&c, &all).unwrap();
+        assert_eq!(b.copies_so_far(&a, 1001).unwrap(), Some(a.offset));
+        // Same first line, other bytes further on.
+        std::fs::write(&c, all.replace("line 150\n", "line XYZ\n")).unwrap();
+        assert_eq!(b.copies_so_far(&a, 0).unwrap(), None);
+        // Another first line.
+        std::fs::write(&c, numbered(1, 300)).unwrap();
+        let b = Tail::new(open_nofollow(&c).unwrap(), "a.jsonl.1").unwrap();
+        assert_eq!(b.copies_so_far(&a, 0).unwrap(), None);
     }
 
     #[test]

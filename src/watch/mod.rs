@@ -61,6 +61,33 @@ pub struct StreamListing {
     pub files: Vec<Listed>,
 }
 
+impl StreamListing {
+    /// Whether the directory holds now a regular file matching `files` that the
+    /// listing does not have (under that name, as that inode): files came since.
+    /// Symlinks are not looked at (a refused one is never listed).
+    pub fn outdated(&self, files: &GlobMatcher) -> std::io::Result<bool> {
+        for name in self.handle.names()? {
+            let Ok(name) = name.into_string() else {
+                continue;
+            };
+            if !files.is_match(&name) {
+                continue;
+            }
+            let Ok(st) = self.handle.stat_at(OsStr::new(&name)) else {
+                continue;
+            };
+            if !st.is_file() {
+                continue;
+            }
+            let listed = self.files.iter().find(|f| f.name == name);
+            if listed.is_none_or(|f| (f.dev, f.ino) != (st.dev, st.ino)) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
 /// What a refused symlink was meant to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefusedKind {
@@ -420,6 +447,47 @@ mod tests {
             }
         }
         p
+    }
+
+    #[test]
+    fn a_listing_is_outdated_by_a_new_or_replaced_file_not_by_a_refused_symlink() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("a.jsonl"), "x\n").unwrap();
+        symlink("/etc/hostname", t.path().join("out.jsonl")).unwrap();
+        let files = globset::Glob::new("*.jsonl").unwrap().compile_matcher();
+        let list = || {
+            let mut found = Vec::new();
+            let sd = expand_dirs(&t.path().display().to_string(), &mut found)
+                .pop()
+                .unwrap();
+            let files = list_files(&sd, &files, &mut found).unwrap();
+            assert_eq!(found.len(), 1, "the symlink leading out is refused");
+            StreamListing {
+                source: 0,
+                dir: sd.path,
+                handle: sd.dir,
+                files,
+            }
+        };
+        let listing = list();
+        assert!(!listing.outdated(&files).unwrap());
+        std::fs::write(t.path().join("other.txt"), "").unwrap();
+        assert!(!listing.outdated(&files).unwrap(), "not a stream file");
+        std::fs::write(t.path().join("a.jsonl.1"), "").unwrap();
+        std::fs::write(t.path().join("b.jsonl"), "x\n").unwrap();
+        assert!(listing.outdated(&files).unwrap(), "a new file");
+        let listing = list();
+        std::fs::remove_file(t.path().join("b.jsonl")).unwrap();
+        assert!(
+            !listing.outdated(&files).unwrap(),
+            "a file gone is no new file"
+        );
+        std::fs::write(t.path().join("c"), "y\n").unwrap();
+        std::fs::rename(t.path().join("c"), t.path().join("a.jsonl")).unwrap();
+        assert!(
+            listing.outdated(&files).unwrap(),
+            "another inode under a name"
+        );
     }
 
     #[test]
