@@ -331,17 +331,19 @@ impl<'a> Parser<'a, '_> {
             self.skip_ws();
             let v = self.value(depth)?;
             let wanted = depth == 1 && self.note_span(&key, key_at);
-            if let Some((prev, _)) = members.last()
-                && cmp_utf16(prev, &key) == Ordering::Greater
-            {
+            let to_last = members.last().map(|(prev, _)| cmp_utf16(prev, &key));
+            if to_last == Some(Ordering::Greater) {
                 sorted = false;
             }
             // The canonical order is checked without the wanted members: they are
             // left out of the canonical form wherever they stand.
             if !wanted {
-                if let Some(i) = ordered_last
-                    && cmp_utf16(&members[i].0, &key) != Ordering::Less
-                {
+                let to_ordered = match ordered_last {
+                    Some(i) if i + 1 == members.len() => to_last,
+                    Some(i) => Some(cmp_utf16(&members[i].0, &key)),
+                    None => None,
+                };
+                if to_ordered.is_some_and(|o| o != Ordering::Less) {
                     self.ordered = false;
                 }
                 ordered_last = Some(members.len());

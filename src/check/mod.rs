@@ -361,7 +361,6 @@ impl Encoder {
     }
 
     fn write_meta(&self, rec: &Meta<'_>, at: &Origin<'_>, out: &mut Vec<u8>) {
-        use std::io::Write as _;
         out.extend_from_slice(b"{\"v\":1,\"id\":\"");
         out.extend_from_slice(rec.id.as_bytes());
         out.extend_from_slice(b"\",\"source\":");
@@ -370,18 +369,22 @@ impl Encoder {
         canon::write_string(at.stream, out);
         out.extend_from_slice(b",\"file\":");
         canon::write_string(at.file, out);
-        let _ = write!(
-            out,
-            ",\"line\":{},\"offset\":{},\"host\":",
-            at.line, at.offset
-        );
+        out.extend_from_slice(b",\"line\":");
+        push_u64(at.line, out);
+        out.extend_from_slice(b",\"offset\":");
+        push_u64(at.offset, out);
+        out.extend_from_slice(b",\"host\":");
         canon::write_string(&self.host, out);
         out.extend_from_slice(b",\"agent_version\":\"");
         out.extend_from_slice(self.agent_version.as_bytes());
         out.extend_from_slice(b"\",\"received_at\":\"");
         out.extend_from_slice(at.received_at.as_bytes());
         let ok = rec.problems.is_empty() && rec.extra_problem.is_none();
-        let _ = write!(out, "\",\"integrity\":{{\"ok\":{ok},\"problems\":[");
+        out.extend_from_slice(if ok {
+            b"\",\"integrity\":{\"ok\":true,\"problems\":["
+        } else {
+            b"\",\"integrity\":{\"ok\":false,\"problems\":["
+        });
         let mut first = true;
         let mut problem = |code: &str, detail: &str, out: &mut Vec<u8>| {
             if !first {
@@ -414,6 +417,21 @@ impl Encoder {
         }
         out.push(b'}');
     }
+}
+
+/// `n` in decimal.
+fn push_u64(mut n: u64, out: &mut Vec<u8>) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 struct Meta<'a> {

@@ -540,7 +540,7 @@ pub(super) fn command_at(b: &[u8], at: usize, quotes: &mut Quotes, hits: &mut Ve
     // `git status`, `aws s3 ls`: no need to read a command that lacks its subcommand.
     if let Some(need) = cmd.needs.first() {
         let near = &b[end..b.len().min(end + 1024)];
-        if memchr::memmem::find(near, need.as_bytes()).is_none() {
+        if !super::scan::contains(near, need.as_bytes()) {
             return;
         }
     }

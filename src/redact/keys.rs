@@ -305,7 +305,7 @@ fn netrc(b: &[u8], ks: usize, ke: usize) -> bool {
             ks.saturating_sub(LOOK_BACK) + i + 1
         });
     let line = &b[line_start..ks];
-    let has = |w: &[u8]| memchr::memmem::find(line, w).is_some();
+    let has = |w: &[u8]| super::scan::contains(line, w);
     (has(b"machine ") || has(b"default ")) && has(b" login ")
 }
 
@@ -579,7 +579,7 @@ pub(super) fn url_passwords(s: &str, hits: &mut Vec<Hit<'_>>) {
         return;
     }
     let ends_authority = |c: &u8| c.is_ascii_whitespace() || b"/?#\\\"'`<>".contains(c);
-    for at in memchr::memmem::find_iter(b, "://") {
+    for at in super::scan::SCHEME_END.find_iter(b) {
         let from = at + 3;
         let authority = &b[from..run(b, from, |c| !ends_authority(c))];
         let Some(at_sign) = authority.iter().rposition(|&c| c == b'@') else {
@@ -603,7 +603,7 @@ pub(super) fn url_passwords(s: &str, hits: &mut Vec<Hit<'_>>) {
 /// by the key-word detectors already.
 pub(super) fn escaped_json_keys<'n>(b: &[u8], hits: &mut Vec<Hit<'n>>) {
     let mut done = 0;
-    for at in memchr::memmem::find_iter(b, b"\\u") {
+    for at in super::scan::BACKSLASH_U.find_iter(b) {
         if at < done {
             continue;
         }

@@ -242,13 +242,39 @@ impl Redactor {
             x.find(s, RANK_EXTRA + i, hits);
         }
         keys::url_passwords(s, hits);
-        if memchr::memmem::find(b, b"\\u").is_some() {
+        if scan::BACKSLASH_U.find(b).is_some() {
             keys::escaped_json_keys(b, hits);
         }
         // Key words and program names match case-insensitively in an ASCII-lowercased
-        // copy: same offsets.
-        let lower = s.to_ascii_lowercase();
-        let lb = lower.as_bytes();
+        // copy: same offsets. The copy's buffer is the thread's, kept between calls.
+        LOWER.with(|cell| {
+            let (mut guard, mut own);
+            let lower: &mut Vec<u8> = match cell.try_borrow_mut() {
+                Ok(g) => {
+                    guard = g;
+                    &mut guard
+                }
+                Err(_) => {
+                    own = Vec::new();
+                    &mut own
+                }
+            };
+            lower.clear();
+            lower.extend(b.iter().map(u8::to_ascii_lowercase));
+            self.find_words(s, lower, &mut tok, hits);
+        });
+    }
+
+    /// The key-word and program detectors, over `lb`, the text lower-cased.
+    fn find_words<'r>(
+        &'r self,
+        s: &str,
+        lb: &[u8],
+        tok: &mut tokens::TokenState,
+        hits: &mut Vec<Hit<'r>>,
+    ) {
+        let t = &*TRIGGERS;
+        let b = s.as_bytes();
         let mut ks = keys::KeyState::new();
         t.words.each(lb, |trigger, at| match trigger {
             Trigger::Stem(si) => {
@@ -262,7 +288,7 @@ impl Redactor {
             }
             Trigger::Bearer => keys::bearer_at(b, at, &mut ks, hits),
             Trigger::Cookie => keys::cookie_at(b, at, &mut ks, hits),
-            Trigger::Pem => tokens::private_key_at(s, at, &mut tok, hits),
+            Trigger::Pem => tokens::private_key_at(s, at, tok, hits),
             _ => {}
         });
         // Every program name is read on its own (at most 64 arguments each), also one
@@ -466,6 +492,11 @@ const PROGRAM_TRIGGERS: [&str; 43] = [
 ];
 
 static TRIGGERS: LazyLock<Triggers> = LazyLock::new(Triggers::build);
+
+thread_local! {
+    /// The lower-cased copy of the text being searched ([`Redactor::find`]).
+    static LOWER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 impl Triggers {
     fn build() -> Triggers {

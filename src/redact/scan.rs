@@ -106,6 +106,22 @@ impl Runs {
     }
 }
 
+/// Whether `needle` (not empty) occurs in `hay`: for the short windows and words the
+/// detectors look for around a finding, where building a substring searcher costs
+/// more than the search.
+pub(super) fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    let Some(&first) = needle.first() else {
+        return true;
+    };
+    memchr::memchr_iter(first, hay).any(|i| hay[i..].starts_with(needle))
+}
+
+/// Searchers for what every line is searched for, built once.
+pub(super) static BACKSLASH_U: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\\u"));
+pub(super) static SCHEME_END: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"://"));
+
 /// An unquoted value: anything up to [`ends_value`].
 pub(super) fn in_value(c: &u8) -> bool {
     !ends_value(*c)
