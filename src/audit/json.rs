@@ -82,6 +82,17 @@ pub fn get<'o, 'a>(obj: &'o Object<'a>, key: &str) -> Option<&'o Value<'a>> {
     obj.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v)
 }
 
+/// Where the run of string bytes from `from` ends: at the first quote, backslash or
+/// control byte, else at the end. Searched for the two delimiters at once, then
+/// checked for a control byte before it, both a block of bytes at a time.
+fn plain_run(b: &[u8], from: usize) -> usize {
+    let end = memchr::memchr2(b'"', b'\\', &b[from..]).map_or(b.len(), |i| from + i);
+    match b[from..end].iter().position(|&c| c < 0x20) {
+        Some(i) => from + i,
+        None => end,
+    }
+}
+
 /// Orders two strings by their UTF-16 code units, as RFC 8785 sorts object keys.
 pub fn cmp_utf16(a: &str, b: &str) -> Ordering {
     let (ab, bb) = (a.as_bytes(), b.as_bytes());
@@ -475,24 +486,21 @@ impl<'a> Parser<'a, '_> {
         self.pos += 1; // opening quote
         let start = self.pos;
         let b = self.bytes;
-        let mut i = start;
         // Fast path: no escape before the closing quote, borrow the slice.
-        loop {
-            match b.get(i) {
-                Some(b'"') => {
-                    self.pos = i + 1;
-                    return Ok(Cow::Borrowed(&self.src[start..i]));
-                }
-                Some(b'\\') => break,
-                Some(0..=0x1f) => {
-                    self.pos = i;
-                    return Err(self.err("control character in string"));
-                }
-                Some(_) => i += 1,
-                None => {
-                    self.pos = i;
-                    return Err(self.err("unterminated string"));
-                }
+        let mut i = plain_run(b, start);
+        match b.get(i) {
+            Some(b'"') => {
+                self.pos = i + 1;
+                return Ok(Cow::Borrowed(&self.src[start..i]));
+            }
+            Some(b'\\') => {}
+            Some(_) => {
+                self.pos = i;
+                return Err(self.err("control character in string"));
+            }
+            None => {
+                self.pos = i;
+                return Err(self.err("unterminated string"));
             }
         }
         let mut out = String::with_capacity(i - start + 16);
@@ -567,12 +575,7 @@ impl<'a> Parser<'a, '_> {
                 Some(_) => {
                     // Copy the run up to the next quote, backslash or control byte.
                     let run = i;
-                    while let Some(&c) = b.get(i) {
-                        if c == b'"' || c == b'\\' || c < 0x20 {
-                            break;
-                        }
-                        i += 1;
-                    }
+                    i = plain_run(b, i);
                     out.push_str(&self.src[run..i]);
                 }
                 None => {
