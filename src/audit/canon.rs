@@ -187,8 +187,26 @@ pub fn reorder(text: &[u8], skip: &[&str], out: &mut Vec<u8>) -> Option<()> {
 }
 
 /// A member of an object being reordered: its key (no escapes, so its text is its
-/// UTF-8 form), where its key's opening quote is, where its value starts and ends.
-type Member<'t> = (&'t str, usize, usize, usize);
+/// UTF-8 form), where its key's opening quote is, where its value starts and ends,
+/// and its key's [`order_prefix`].
+type Member<'t> = (&'t str, usize, usize, usize, u64);
+
+/// The first eight bytes of a key as one number whose order is the keys' order
+/// wherever two of them differ: ASCII bytes as they are, a key's end as 0x00 and a
+/// non-ASCII byte, with all that follows, as 0xFF (every UTF-16 code unit of a
+/// non-ASCII character is above every ASCII one). Equal numbers say nothing; the
+/// keys are then compared in full.
+fn order_prefix(key: &[u8]) -> u64 {
+    let mut bytes = [0u8; 8];
+    for (i, &c) in key.iter().take(8).enumerate() {
+        if c >= 0x80 {
+            bytes[i..].fill(0xFF);
+            break;
+        }
+        bytes[i] = c;
+    }
+    u64::from_be_bytes(bytes)
+}
 
 struct Reorder<'t> {
     text: &'t [u8],
@@ -241,8 +259,13 @@ impl<'t> Reorder<'t> {
                 }
                 let value = key_end + 1; // past the colon
                 let end = self.skip(value)?;
-                self.members
-                    .push((std::str::from_utf8(key).ok()?, at, value, end));
+                self.members.push((
+                    std::str::from_utf8(key).ok()?,
+                    at,
+                    value,
+                    end,
+                    order_prefix(key),
+                ));
                 at = end + 1;
                 if text.get(end)? == &b'}' {
                     break;
@@ -251,12 +274,13 @@ impl<'t> Reorder<'t> {
         }
         let end = at; // past the closing brace
         let n = self.members.len() - base;
-        self.members[base..].sort_by(|a, b| super::json::cmp_utf16(a.0, b.0));
+        self.members[base..]
+            .sort_by(|a, b| a.4.cmp(&b.4).then_with(|| super::json::cmp_utf16(a.0, b.0)));
         out.push(b'{');
         let mut first = true;
         for j in base..base + n {
             // Nested objects push their members after these and take them away again.
-            let (name, quote, value, _) = self.members[j];
+            let (name, quote, value, ..) = self.members[j];
             if j > base && self.members[j - 1].0 == name {
                 return None;
             }
@@ -709,6 +733,42 @@ mod tests {
     }
 
     #[test]
+    fn key_prefixes_order_keys_as_utf16_wherever_they_differ() {
+        let keys = [
+            "",
+            "a",
+            "ab",
+            "a\u{0}",
+            "a\u{7f}",
+            "aé",
+            "a😀",
+            "a｡",
+            "abcdefgh",
+            "abcdefghé",
+            "abcdefghi",
+            "abcdefg\u{7f}",
+            "abcdefgé",
+            "é",
+            "😀",
+            "｡",
+            "\u{80}",
+            "zzzzzzzzzz",
+        ];
+        for a in keys {
+            for b in keys {
+                let (pa, pb) = (order_prefix(a.as_bytes()), order_prefix(b.as_bytes()));
+                if pa != pb {
+                    assert_eq!(
+                        pa.cmp(&pb),
+                        super::super::json::cmp_utf16(a, b),
+                        "{a:?} {b:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn reordering_agrees_with_the_writer() {
         let mut seed = 0x2545_f491_4f6c_dd1d_u64;
         let mut next = move |n: u64| {
@@ -717,7 +777,23 @@ mod tests {
             seed ^= seed << 17;
             seed % n
         };
-        const KEYS: [&str; 9] = ["a", "hash", "hmac", "h", "é", "😀", "｡", "b", ""];
+        const KEYS: [&str; 15] = [
+            "a",
+            "hash",
+            "hmac",
+            "h",
+            "é",
+            "😀",
+            "｡",
+            "b",
+            "",
+            "session_id",
+            "session_idx",
+            "session_i",
+            "session_ié",
+            "aé",
+            "a\u{7f}",
+        ];
         const VALUES: [&str; 9] = [
             "0",
             "-17",
