@@ -188,25 +188,8 @@ pub fn reorder(text: &[u8], skip: &[&str], out: &mut Vec<u8>) -> Option<()> {
 
 /// A member of an object being reordered: its key (no escapes, so its text is its
 /// UTF-8 form), where its key's opening quote is, where its value starts and ends,
-/// and its key's [`order_prefix`].
+/// and its key's [`order_prefix`](super::json::order_prefix).
 type Member<'t> = (&'t str, usize, usize, usize, u64);
-
-/// The first eight bytes of a key as one number whose order is the keys' order
-/// wherever two of them differ: ASCII bytes as they are, a key's end as 0x00 and a
-/// non-ASCII byte, with all that follows, as 0xFF (every UTF-16 code unit of a
-/// non-ASCII character is above every ASCII one). Equal numbers say nothing; the
-/// keys are then compared in full.
-fn order_prefix(key: &[u8]) -> u64 {
-    let mut bytes = [0u8; 8];
-    for (i, &c) in key.iter().take(8).enumerate() {
-        if c >= 0x80 {
-            bytes[i..].fill(0xFF);
-            break;
-        }
-        bytes[i] = c;
-    }
-    u64::from_be_bytes(bytes)
-}
 
 struct Reorder<'t> {
     text: &'t [u8],
@@ -264,7 +247,7 @@ impl<'t> Reorder<'t> {
                     at,
                     value,
                     end,
-                    order_prefix(key),
+                    super::json::order_prefix(key),
                 ));
                 at = end + 1;
                 if text.get(end)? == &b'}' {
@@ -756,7 +739,10 @@ mod tests {
         ];
         for a in keys {
             for b in keys {
-                let (pa, pb) = (order_prefix(a.as_bytes()), order_prefix(b.as_bytes()));
+                let (pa, pb) = (
+                    super::super::json::order_prefix(a.as_bytes()),
+                    super::super::json::order_prefix(b.as_bytes()),
+                );
                 if pa != pb {
                     assert_eq!(
                         pa.cmp(&pb),

@@ -82,6 +82,23 @@ pub fn get<'o, 'a>(obj: &'o Object<'a>, key: &str) -> Option<&'o Value<'a>> {
     obj.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v)
 }
 
+/// The first eight bytes of a key as one number whose order is the keys' order
+/// wherever two of them differ: ASCII bytes as they are, a key's end as 0x00 and a
+/// non-ASCII byte, with all that follows, as 0xFF (every UTF-16 code unit of a
+/// non-ASCII character is above every ASCII one). Equal numbers say nothing; the
+/// keys are then compared in full.
+pub(crate) fn order_prefix(key: &[u8]) -> u64 {
+    let mut bytes = [0u8; 8];
+    for (i, &c) in key.iter().take(8).enumerate() {
+        if c >= 0x80 {
+            bytes[i..].fill(0xFF);
+            break;
+        }
+        bytes[i] = c;
+    }
+    u64::from_be_bytes(bytes)
+}
+
 /// Where the run of string bytes from `from` ends: at the first quote, backslash or
 /// control byte, else at the end. Searched for the two delimiters at once, then
 /// checked for a control byte before it, both a block of bytes at a time.
