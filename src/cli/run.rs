@@ -30,8 +30,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> ExitCode {
     // A stop asked for while the daemon is still starting is kept, not left to the
-    // signal's default action (the process killed): the pipeline then starts and
-    // stops at once, as for a stop at any other moment.
+    // signal's default action (the process killed): see `EarlySignals`.
     let early = EarlySignals::catch();
     let (cfg, daemon) = match config::load_daemon(args.config.config.as_deref()) {
         Ok(c) => c,
@@ -127,30 +126,35 @@ pub fn run(args: Args) -> ExitCode {
 }
 
 /// SIGTERM, SIGINT and SIGHUP caught from the first moment of `run`, before the
-/// handlers that act on them exist.
+/// handlers that act on them exist, and raised again once they do: a stop or a
+/// reload asked for while the daemon starts is acted on as at any other moment.
 struct EarlySignals {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    caught: Vec<(i32, std::sync::Arc<std::sync::atomic::AtomicBool>)>,
 }
 
 impl EarlySignals {
     fn catch() -> EarlySignals {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        for sig in [SIGTERM, SIGINT] {
-            if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
-                let _ = writeln!(std::io::stderr(), "auditship run: signal {sig}: {e}");
+        let mut caught = Vec::new();
+        for sig in [SIGTERM, SIGINT, SIGHUP] {
+            let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            match signal_hook::flag::register(sig, flag.clone()) {
+                Ok(_) => caught.push((sig, flag)),
+                Err(e) => {
+                    let _ = writeln!(std::io::stderr(), "auditship run: signal {sig}: {e}");
+                }
             }
         }
-        // A reload asked for before the configuration is read is that reading.
-        let hup = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        if let Err(e) = signal_hook::flag::register(SIGHUP, hup) {
-            let _ = writeln!(std::io::stderr(), "auditship run: signal {SIGHUP}: {e}");
-        }
-        EarlySignals { stop }
+        EarlySignals { caught }
     }
 
-    fn stop_asked(&self) -> bool {
-        self.stop.load(std::sync::atomic::Ordering::SeqCst)
+    /// Raises again each signal caught so far, for the handlers now installed.
+    fn replay(&self) {
+        for (sig, flag) in &self.caught {
+            if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                let _ = signal_hook::low_level::raise(*sig);
+            }
+        }
     }
 }
 
@@ -172,14 +176,9 @@ fn signal_events(
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook_tokio::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    // Asked before the handlers above existed: the first stop.
-    let mut stopping = early.stop_asked();
-    if stopping {
-        crate::daemon::notify::stopping();
-        tracing::info!("shutdown requested while starting");
-        let _ = tx.send(Event::Stop);
-    }
+    early.replay();
     tokio::spawn(async move {
+        let mut stopping = false;
         while let Some(sig) = signals.next().await {
             if sig == SIGHUP {
                 if stopping {

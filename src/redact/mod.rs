@@ -248,20 +248,11 @@ impl Redactor {
         // Key words and program names match case-insensitively in an ASCII-lowercased
         // copy: same offsets. The copy's buffer is the thread's, kept between calls.
         LOWER.with(|cell| {
-            let (mut guard, mut own);
-            let lower: &mut Vec<u8> = match cell.try_borrow_mut() {
-                Ok(g) => {
-                    guard = g;
-                    &mut guard
-                }
-                Err(_) => {
-                    own = Vec::new();
-                    &mut own
-                }
-            };
+            let mut lower = cell.take();
             lower.clear();
             lower.extend(b.iter().map(u8::to_ascii_lowercase));
-            self.find_words(s, lower, &mut tok, hits);
+            self.find_words(s, &lower, &mut tok, hits);
+            cell.replace(lower);
         });
     }
 
@@ -495,7 +486,7 @@ static TRIGGERS: LazyLock<Triggers> = LazyLock::new(Triggers::build);
 
 thread_local! {
     /// The lower-cased copy of the text being searched ([`Redactor::find`]).
-    static LOWER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    static LOWER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 impl Triggers {
