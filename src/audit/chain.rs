@@ -9,7 +9,8 @@ use super::canon;
 use super::json::{self, Value};
 use super::long_line::{MAX_WHOLE_LINE, Scanned};
 use super::problem::{Code, Problem};
-use super::schema::{self, ChainFields, ZERO_HASH};
+use super::schema::{self, ChainFields, Field, ZERO_HASH};
+use super::tape::{Kind, Node, Tape};
 use super::{Keys, hex_lower, sha256};
 use sha2::{Digest as _, Sha256};
 
@@ -253,7 +254,42 @@ impl Verifier {
         let (Ok(fields), Ok(digest)) = (fields, digest) else {
             return None;
         };
-        let computed = hex_lower(&digest);
+        Some(self.accept(&fields, &digest, problems))
+    }
+
+    /// The fast lane: a line read into `tape` ([`Tape::read`]) is checked as
+    /// [`Verifier::check_line`] would check it. `None`, with nothing changed and
+    /// nothing reported, when the line is not a schema-valid event the lane can hash
+    /// (a repeated key, a member whose text holds escapes): the caller then checks it
+    /// with `check_line`, which decides and reports.
+    pub fn check_tape(
+        &mut self,
+        line: &str,
+        tape: &mut Tape,
+        problems: &mut Vec<Problem>,
+    ) -> Option<(Head, bool)> {
+        let nodes = tape.nodes();
+        let members = tape.members(0).map(|(k, v)| {
+            let (key, value) = (nodes[k], nodes[v]);
+            let key = line.get(key.start as usize + 1..key.end as usize - 1);
+            (key.unwrap_or_default(), tape_field(line, tape, v, value))
+        });
+        let fields = schema::check_fields(members).ok()?;
+        self.scratch.clear();
+        tape.canonical(line, &UNHASHED, &mut self.scratch)?;
+        let digest = sha256(&self.scratch);
+        Some(self.accept(&fields, &digest, problems))
+    }
+
+    /// The hash, HMAC and link checks of a schema-valid event whose canonical form
+    /// hashes to `digest`; it becomes the head.
+    fn accept(
+        &mut self,
+        fields: &ChainFields<'_>,
+        digest: &[u8; 32],
+        problems: &mut Vec<Problem>,
+    ) -> (Head, bool) {
+        let computed = hex_lower(digest);
         let hash_ok = computed.as_slice() == fields.hash.as_bytes();
         if !hash_ok {
             problems.push(Problem::new(
@@ -265,8 +301,8 @@ impl Verifier {
                 ),
             ));
         }
-        self.check_hmac(&fields, problems);
-        Some((self.link(&fields, problems), hash_ok))
+        self.check_hmac(fields, problems);
+        (self.link(fields, problems), hash_ok)
     }
 
     fn check_hmac(&self, f: &ChainFields<'_>, problems: &mut Vec<Problem>) {
@@ -337,5 +373,26 @@ impl Verifier {
         self.first.get_or_insert(head);
         self.members += 1;
         head
+    }
+}
+
+/// A tape node as the schema sees it.
+fn tape_field<'l>(line: &'l str, tape: &Tape, i: usize, node: Node) -> Field<'l> {
+    match node.kind {
+        Kind::Int(n) => Field::Int(n),
+        Kind::Str => Field::Str(
+            line.get(node.start as usize + 1..node.end as usize - 1)
+                .unwrap_or_default(),
+        ),
+        Kind::EscStr => Field::EscapedStr,
+        Kind::Object => Field::Object,
+        Kind::Array => Field::Array {
+            strings: tape
+                .items(i)
+                .all(|t| matches!(tape.nodes()[t].kind, Kind::Str | Kind::EscStr)),
+        },
+        Kind::Bool => Field::Other("boolean"),
+        Kind::Null => Field::Other("null"),
+        Kind::Key => Field::Other("string"),
     }
 }

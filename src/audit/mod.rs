@@ -17,6 +17,7 @@ pub mod json;
 pub mod long_line;
 pub mod problem;
 pub mod schema;
+pub mod tape;
 
 pub use chain::{Checked, Head, Verifier};
 pub use long_line::{LongLine, MAX_WHOLE_LINE, Scanned};

@@ -32,8 +32,69 @@ pub struct ChainFields<'v> {
     pub hmac: Option<&'v str>,
 }
 
+/// A top-level member's value as the schema sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Field<'v> {
+    Int(i64),
+    Str(&'v str),
+    /// A string whose text holds escapes the reader did not decode (the fast lane's
+    /// [`super::tape`]): a string for the type checks; a member whose text the schema
+    /// reads fails, and the caller checks the line on the general path.
+    EscapedStr,
+    Object,
+    /// An array, and whether every item is a string.
+    Array {
+        strings: bool,
+    },
+    /// Anything else, by its type's name.
+    Other(&'static str),
+}
+
+impl<'v> Field<'v> {
+    pub fn of(value: &'v Value<'_>) -> Field<'v> {
+        match value {
+            Value::Number(Number::Int(n)) => Field::Int(*n),
+            Value::String(s) => Field::Str(s),
+            Value::Object(_) => Field::Object,
+            Value::Array(items) => Field::Array {
+                strings: items.iter().all(|t| t.as_str().is_some()),
+            },
+            other => Field::Other(other.type_name()),
+        }
+    }
+
+    fn as_str(self) -> Option<&'v str> {
+        match self {
+            Field::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn is_str(self) -> bool {
+        matches!(self, Field::Str(_) | Field::EscapedStr)
+    }
+
+    fn type_name(self) -> &'static str {
+        match self {
+            Field::Int(_) => "number",
+            Field::Str(_) | Field::EscapedStr => "string",
+            Field::Object => "object",
+            Field::Array { .. } => "array",
+            Field::Other(name) => name,
+        }
+    }
+}
+
 /// Checks an event object against the v1 schema. The error names the first offence.
 pub fn check<'v>(obj: &'v Object<'_>) -> Result<ChainFields<'v>, String> {
+    check_fields(obj.iter().map(|(k, v)| (&**k, Field::of(v))))
+}
+
+/// [`check`] on an event's top-level members, each key with its value's [`Field`],
+/// in the order of the object's keys (the error names the first offence in that order).
+pub fn check_fields<'v>(
+    members: impl Iterator<Item = (&'v str, Field<'v>)>,
+) -> Result<ChainFields<'v>, String> {
     // Bit per required member, in the order of REQUIRED.
     const REQUIRED: [&str; 12] = [
         "v",
@@ -57,24 +118,28 @@ pub fn check<'v>(obj: &'v Object<'_>) -> Result<ChainFields<'v>, String> {
         kid: None,
         hmac: None,
     };
-    for (key, value) in obj {
+    for (key, value) in members {
         let bit = |name: &str| REQUIRED.iter().position(|r| *r == name).map(|i| 1u16 << i);
-        match &**key {
+        let text = |name: &str| match value {
+            Field::EscapedStr => Err(format!("{name:?} holds escapes not decoded")),
+            _ => Ok(value.as_str()),
+        };
+        match key {
             "v" => match value {
-                Value::Number(Number::Int(1)) => {}
+                Field::Int(1) => {}
                 _ => return Err("\"v\" must be the integer 1".into()),
             },
             "seq" => match value {
-                Value::Number(Number::Int(n)) if *n >= 0 => f.seq = *n as u64,
+                Field::Int(n) if n >= 0 => f.seq = n as u64,
                 _ => return Err("\"seq\" must be a non-negative integer".into()),
             },
-            "id" | "user_id" | "session_id" | "host" | "resource" if value.as_str().is_none() => {
+            "id" | "user_id" | "session_id" | "host" | "resource" if !value.is_str() => {
                 return Err(format!(
                     "{key:?} must be a string, found {}",
                     value.type_name()
                 ));
             }
-            "timestamp" => match value.as_str() {
+            "timestamp" => match text(key)? {
                 Some(t) if is_timestamp(t) => {}
                 Some(t) => {
                     return Err(format!(
@@ -83,31 +148,31 @@ pub fn check<'v>(obj: &'v Object<'_>) -> Result<ChainFields<'v>, String> {
                 }
                 None => return Err("\"timestamp\" must be a string".into()),
             },
-            "action" => match value.as_str() {
+            "action" => match text(key)? {
                 Some(a) if ACTIONS.contains(&a) => {}
                 Some(a) => return Err(format!("unknown action {a:?}")),
                 None => return Err("\"action\" must be a string".into()),
             },
-            "outcome" => match value.as_str() {
+            "outcome" => match text(key)? {
                 Some(o) if OUTCOMES.contains(&o) => {}
                 Some(o) => return Err(format!("unknown outcome {o:?}")),
                 None => return Err("\"outcome\" must be a string".into()),
             },
-            "prev_hash" => f.prev_hash = hex64(key, value)?,
-            "hash" => f.hash = hex64(key, value)?,
-            "hmac" => f.hmac = Some(hex64(key, value)?),
-            "kid" => match value.as_str() {
+            "prev_hash" => f.prev_hash = hex64(key, text(key)?)?,
+            "hash" => f.hash = hex64(key, text(key)?)?,
+            "hmac" => f.hmac = Some(hex64(key, text(key)?)?),
+            "kid" => match text(key)? {
                 Some(k) => f.kid = Some(k),
                 None => return Err("\"kid\" must be a string".into()),
             },
-            "metadata" | "identity" | "decision" if value.as_object().is_none() => {
+            "metadata" | "identity" | "decision" if value != Field::Object => {
                 return Err(format!(
                     "{key:?} must be an object, found {}",
                     value.type_name()
                 ));
             }
             "compliance_tags" => match value {
-                Value::Array(items) if items.iter().all(|t| t.as_str().is_some()) => {}
+                Field::Array { strings: true } => {}
                 _ => return Err("\"compliance_tags\" must be an array of strings".into()),
             },
             _ => {}
@@ -133,8 +198,8 @@ pub fn check<'v>(obj: &'v Object<'_>) -> Result<ChainFields<'v>, String> {
     Ok(f)
 }
 
-fn hex64<'v>(key: &str, value: &'v Value<'_>) -> Result<&'v str, String> {
-    match value.as_str() {
+fn hex64<'v>(key: &str, value: Option<&'v str>) -> Result<&'v str, String> {
+    match value {
         Some(s) if is_hex64(s) => Ok(s),
         _ => Err(format!("{key:?} must be 64 lowercase hex digits")),
     }

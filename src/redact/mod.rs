@@ -38,6 +38,7 @@
 
 mod argv;
 mod keys;
+mod lane;
 mod scan;
 mod tokens;
 mod tree;

@@ -162,7 +162,7 @@ impl Node for crate::audit::json::Value<'_> {
 }
 
 /// Keys that name the other member of a name/value pair.
-fn is_name_key(k: &str) -> bool {
+pub(super) fn is_name_key(k: &str) -> bool {
     const NAMES: [&str; 9] = [
         "name",
         "key",
@@ -214,7 +214,7 @@ impl Walk<'_> {
     }
 
     fn array<N: Node>(&mut self, items: &mut [N], ctx: Ctx) {
-        let plan = argv_plan(items);
+        let plan = argv_plan(items.iter().map(Node::text));
         for (i, item) in items.iter_mut().enumerate() {
             let len = self.path.len();
             let _ = write!(self.path, "[{i}]");
@@ -275,12 +275,12 @@ impl Walk<'_> {
 /// Secrets an array holds as an argument vector: the item after a `--password`-like
 /// flag (`Found` with an empty name: the whole item, as under a secret key), and the
 /// credentials of a known program's arguments (`["sshpass", "-p", …]`).
-fn argv_plan<N: Node>(items: &[N]) -> Vec<Found> {
+pub(super) fn argv_plan<'s>(items: impl Iterator<Item = Option<&'s str>> + Clone) -> Vec<Found> {
     let mut plan = Vec::new();
     let mut prev_flag = false;
     let mut program = None;
-    for (i, item) in items.iter().enumerate() {
-        let Some(s) = item.text() else {
+    for (i, text) in items.clone().enumerate() {
+        let Some(s) = text else {
             prev_flag = false;
             continue;
         };
@@ -299,10 +299,10 @@ fn argv_plan<N: Node>(items: &[N]) -> Vec<Found> {
         }
     }
     if let Some((p, cmd)) = program {
-        let args: Vec<Arg<'_>> = items[p + 1..]
-            .iter()
-            .map(|item| Arg {
-                bytes: item.text().unwrap_or_default().as_bytes(),
+        let args: Vec<Arg<'_>> = items
+            .skip(p + 1)
+            .map(|text| Arg {
+                bytes: text.unwrap_or_default().as_bytes(),
                 at: 0,
                 literal: true,
             })
