@@ -888,3 +888,36 @@ fn text_that_does_not_settle_ends_in_one_marker() {
     assert!(once.contains("[REDACTED:unsettled]"), "{once}");
     assert_eq!(r.redact_str(&once), once, "idempotent");
 }
+
+#[test]
+fn search_orders_list_every_literal_and_change_no_finding() {
+    let (exact, _, _) = Triggers::token_literals();
+    let (words, _) = Triggers::word_literals();
+    for (literals, order) in [(exact, &EXACT_ORDER[..]), (words, &WORD_ORDER[..])] {
+        let mut listed: Vec<&str> = literals.iter().map(|&(l, _)| l).collect();
+        let ordered: Vec<&str> = search_order(literals, order)
+            .iter()
+            .map(|&(l, _)| l)
+            .collect();
+        // Not the fallback to the listed order: literals that start one another
+        // keep their order.
+        assert_eq!(ordered, order);
+        listed.sort_unstable();
+        let mut sorted = order.to_vec();
+        sorted.sort_unstable();
+        assert_eq!(listed, sorted, "the search order lists each literal once");
+    }
+    for (i, a) in PROGRAM_TRIGGERS.iter().enumerate() {
+        for b in &PROGRAM_TRIGGERS[i + 1..] {
+            assert!(!a.starts_with(b) && !b.starts_with(a), "{a} and {b}");
+        }
+    }
+    // A literal that starts another keeps its place behind it.
+    let swapped = search_order(
+        vec![("secretkey", 0), ("secret", 1)],
+        &["secret", "secretkey"],
+    );
+    assert_eq!(swapped, [("secretkey", 0), ("secret", 1)]);
+    let free = search_order(vec![("token", 0), ("secret", 1)], &["secret", "token"]);
+    assert_eq!(free, [("secret", 1), ("token", 0)]);
+}
