@@ -32,6 +32,22 @@ pub struct ChainFields<'v> {
     pub hmac: Option<&'v str>,
 }
 
+/// The required members; `seen` has one bit per member, in this order.
+const REQUIRED: [&str; 12] = [
+    "v",
+    "id",
+    "seq",
+    "timestamp",
+    "user_id",
+    "session_id",
+    "host",
+    "action",
+    "resource",
+    "outcome",
+    "prev_hash",
+    "hash",
+];
+
 /// A top-level member's value as the schema sees it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Field<'v> {
@@ -95,21 +111,6 @@ pub fn check<'v>(obj: &'v Object<'_>) -> Result<ChainFields<'v>, String> {
 pub fn check_fields<'v>(
     members: impl Iterator<Item = (&'v str, Field<'v>)>,
 ) -> Result<ChainFields<'v>, String> {
-    // Bit per required member, in the order of REQUIRED.
-    const REQUIRED: [&str; 12] = [
-        "v",
-        "id",
-        "seq",
-        "timestamp",
-        "user_id",
-        "session_id",
-        "host",
-        "action",
-        "resource",
-        "outcome",
-        "prev_hash",
-        "hash",
-    ];
     let mut seen = 0u16;
     let mut f = ChainFields {
         seq: 0,
@@ -119,7 +120,6 @@ pub fn check_fields<'v>(
         hmac: None,
     };
     for (key, value) in members {
-        let bit = |name: &str| REQUIRED.iter().position(|r| *r == name).map(|i| 1u16 << i);
         let text = |name: &str| match value {
             Field::EscapedStr => Err(format!("{name:?} holds escapes not decoded")),
             _ => Ok(value.as_str()),
@@ -177,9 +177,7 @@ pub fn check_fields<'v>(
             },
             _ => {}
         }
-        if let Some(b) = bit(key) {
-            seen |= b;
-        }
+        seen |= required_bit(key);
     }
     if seen != (1 << REQUIRED.len()) - 1 {
         let missing: Vec<&str> = REQUIRED
@@ -196,6 +194,26 @@ pub fn check_fields<'v>(
         _ => {}
     }
     Ok(f)
+}
+
+/// The bit of a required member in `seen` (its place in `REQUIRED`), 0 for others.
+fn required_bit(key: &str) -> u16 {
+    let place = match key {
+        "v" => 0,
+        "id" => 1,
+        "seq" => 2,
+        "timestamp" => 3,
+        "user_id" => 4,
+        "session_id" => 5,
+        "host" => 6,
+        "action" => 7,
+        "resource" => 8,
+        "outcome" => 9,
+        "prev_hash" => 10,
+        "hash" => 11,
+        _ => return 0,
+    };
+    1 << place
 }
 
 fn hex64<'v>(key: &str, value: Option<&'v str>) -> Result<&'v str, String> {
@@ -297,6 +315,14 @@ mod tests {
         let v = parse(r#"{"v":1}"#).unwrap();
         let e = check(v.as_object().unwrap()).unwrap_err();
         assert!(e.starts_with("missing required field(s): id, seq"), "{e}");
+    }
+
+    #[test]
+    fn each_required_member_has_its_own_bit() {
+        for (i, r) in REQUIRED.iter().enumerate() {
+            assert_eq!(required_bit(r), 1 << i, "{r}");
+        }
+        assert_eq!(required_bit("metadata"), 0);
     }
 
     #[test]

@@ -354,7 +354,7 @@ fn jcs_escape(e: &[u8]) -> Option<usize> {
 pub fn decode(text: &str, out: &mut String) {
     out.clear();
     let mut rest = text;
-    while let Some(at) = rest.find('\\') {
+    while let Some(at) = memchr::memchr(b'\\', rest.as_bytes()) {
         out.push_str(&rest[..at]);
         let e = rest.as_bytes();
         let (c, len) = match e.get(at + 1) {
@@ -417,34 +417,40 @@ impl Writer<'_, '_> {
     }
 
     /// A key node's text without its quotes.
-    fn key(&self, i: usize) -> &str {
+    fn key(&self, i: usize) -> &[u8] {
         let n = self.nodes[i];
-        self.line
-            .get(n.start as usize + 1..n.end as usize - 1)
-            .unwrap_or_default()
+        &self.line.as_bytes()[n.start as usize + 1..n.end as usize - 1]
     }
 
     fn value(&mut self, i: usize, skip: &[&str], out: &mut Vec<u8>) -> Option<()> {
-        match self.nodes[i].kind {
-            Kind::Object => self.object(i, skip, out),
-            Kind::Array => {
-                out.push(b'[');
-                let (mut at, end) = (i + 1, self.nodes[i].next as usize);
-                while at < end {
-                    if at > i + 1 {
-                        out.push(b',');
-                    }
-                    self.value(at, &[], out)?;
-                    at = self.nodes[at].next as usize;
-                }
-                out.push(b']');
-                Some(())
-            }
-            _ => {
-                out.extend_from_slice(self.text(i));
-                Some(())
-            }
+        let node = self.nodes[i];
+        if node.kind == Kind::Object {
+            return self.object(i, skip, out);
         }
+        if !self.holds_object(i) {
+            // A scalar, or an array without objects: canonical as it stands.
+            out.extend_from_slice(self.text(i));
+            return Some(());
+        }
+        out.push(b'[');
+        let (mut at, end) = (i + 1, node.next as usize);
+        while at < end {
+            if at > i + 1 {
+                out.push(b',');
+            }
+            self.value(at, &[], out)?;
+            at = self.nodes[at].next as usize;
+        }
+        out.push(b']');
+        Some(())
+    }
+
+    /// Whether the value at `i` holds an object at any depth.
+    fn holds_object(&self, i: usize) -> bool {
+        let end = self.nodes[i].next as usize;
+        self.nodes[i + 1..end]
+            .iter()
+            .any(|n| n.kind == Kind::Object)
     }
 
     fn object(&mut self, i: usize, skip: &[&str], out: &mut Vec<u8>) -> Option<()> {
@@ -452,7 +458,7 @@ impl Writer<'_, '_> {
         let (mut at, end) = (i + 1, self.nodes[i].next as usize);
         let mut sorted = true;
         while at < end {
-            let prefix = order_prefix(self.key(at).as_bytes());
+            let prefix = order_prefix(self.key(at));
             if let Some(&(p, k)) = self.order[base..].last()
                 && self.cmp(p, k as usize, prefix, at) != Ordering::Less
             {
@@ -476,16 +482,23 @@ impl Writer<'_, '_> {
         let mut first = true;
         for j in base..self.order.len() {
             let key = self.order[j].1 as usize;
-            if skip.contains(&self.key(key)) {
+            if !skip.is_empty() && skip.iter().any(|k| k.as_bytes() == self.key(key)) {
                 continue;
             }
             if !first {
                 out.push(b',');
             }
             first = false;
-            out.extend_from_slice(self.text(key));
-            out.push(b':');
-            self.value(key + 1, &[], out)?;
+            let value = self.nodes[key + 1];
+            if value.kind == Kind::Object || self.holds_object(key + 1) {
+                out.extend_from_slice(self.text(key));
+                out.push(b':');
+                self.value(key + 1, &[], out)?;
+            } else {
+                // `"key":value`, one run of the text.
+                let from = self.nodes[key].start as usize;
+                out.extend_from_slice(&self.line.as_bytes()[from..value.end as usize]);
+            }
         }
         out.push(b'}');
         self.order.truncate(base);
@@ -494,8 +507,14 @@ impl Writer<'_, '_> {
 
     /// Orders two keys: by their prefixes, then in full where those agree.
     fn cmp(&self, pa: u64, a: usize, pb: u64, b: usize) -> Ordering {
-        pa.cmp(&pb)
-            .then_with(|| cmp_utf16(self.key(a), self.key(b)))
+        pa.cmp(&pb).then_with(|| {
+            let (a, b) = (self.key(a), self.key(b));
+            // Keys lie between quotes of a valid UTF-8 line: their own bytes are too.
+            match (std::str::from_utf8(a), std::str::from_utf8(b)) {
+                (Ok(a), Ok(b)) => cmp_utf16(a, b),
+                _ => a.cmp(b),
+            }
+        })
     }
 }
 

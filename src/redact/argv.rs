@@ -264,12 +264,28 @@ pub(super) const COMMANDS: &[Command] = &[
 /// The command a program name (a path's last part, any case) stands for.
 pub(super) fn command(name: &[u8]) -> Option<&'static Command> {
     let base = name.rsplit(|&c| c == b'/').next().unwrap_or(name);
-    COMMANDS.iter().find(|c| {
-        c.names
-            .iter()
-            .any(|n| base.eq_ignore_ascii_case(n.as_bytes()))
-    })
+    // Only names of the same length are compared: most words have none.
+    BY_LENGTH
+        .get(base.len())?
+        .iter()
+        .find(|(n, _)| base.eq_ignore_ascii_case(n.as_bytes()))
+        .map(|&(_, c)| c)
 }
+
+/// Every program name with its command, by the name's length, in `COMMANDS` order.
+static BY_LENGTH: std::sync::LazyLock<Vec<Vec<(&str, &Command)>>> =
+    std::sync::LazyLock::new(|| {
+        let mut by_length: Vec<Vec<(&str, &Command)>> = Vec::new();
+        for c in COMMANDS {
+            for n in c.names {
+                if by_length.len() <= n.len() {
+                    by_length.resize_with(n.len() + 1, Vec::new);
+                }
+                by_length[n.len()].push((n, c));
+            }
+        }
+        by_length
+    });
 
 /// One argument: its bytes, and whether they stand as they are (an item of an
 /// argument vector) or as a shell wrote them (quotes still in place).
@@ -590,5 +606,30 @@ fn text_args<'a>(b: &'a [u8], from: usize, quotes: &mut Quotes) -> Vec<Arg<'a>> 
             at: start,
             literal: false,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_program_name_finds_the_first_command_listing_it() {
+        for c in COMMANDS {
+            for n in c.names {
+                let first = COMMANDS.iter().find(|k| k.names.contains(n)).unwrap();
+                for spelled in [
+                    n.to_string(),
+                    n.to_ascii_uppercase(),
+                    format!("/usr/bin/{n}"),
+                ] {
+                    let found = command(spelled.as_bytes()).map(|k| (k.names, k.needs));
+                    assert_eq!(found, Some((first.names, first.needs)), "{spelled}");
+                }
+            }
+        }
+        for other in ["", "SOC2", "cargo", "curlx", "/", "a/b/", "ssh-keygenx"] {
+            assert!(command(other.as_bytes()).is_none(), "{other}");
+        }
     }
 }
