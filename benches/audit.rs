@@ -113,7 +113,7 @@ fn check(c: &mut Criterion) {
     g.finish();
 }
 
-/// One stage over the lines, ten times, then exit: for `perf stat`, whose counts do
+/// One stage over the lines, ten times (`AUDIT_BENCH_REPS`), then exit: for `perf stat`, whose counts do
 /// not depend on the load of the machine.
 fn once(
     stage: &str,
@@ -122,9 +122,13 @@ fn once(
     at: &auditship::check::Origin<'_>,
 ) -> ! {
     let redactor = auditship::redact::Redactor::builtin();
+    let reps: u32 = std::env::var("AUDIT_BENCH_REPS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(10);
     let started = std::time::Instant::now();
     let mut out = Vec::new();
-    for _ in 0..10 {
+    for _ in 0..reps {
         out.clear();
         let mut v = Verifier::new(Keys::new());
         let mut problems = Vec::new();
@@ -144,7 +148,7 @@ fn once(
             }
         }
     }
-    let per_line = started.elapsed().as_nanos() / (10 * lines.len() as u128);
+    let per_line = started.elapsed().as_nanos() / (u128::from(reps) * lines.len() as u128);
     eprintln!("{stage}: {per_line} ns a line, {} bytes out", out.len());
     std::process::exit(0)
 }

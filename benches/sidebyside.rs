@@ -10,8 +10,10 @@
 //! events written by another producer, not in canonical form; read, never written);
 //! SXS_DELAYS, receiver delays in ms, default `0,20`; FLUENT_BIT, the path of a
 //! `fluent-bit` binary: without it only auditship runs; SXS_FB_STORAGE, Fluent Bit's
-//! `storage.type`, default `memory`; SXS_REPS, runs of each, default 1).
+//! `storage.type`, default `filesystem` (buffered on disk, as auditship's queue is);
+//! SXS_REPS, runs of each, default 1).
 //!
+//! Before each run the dataset is read once, so both start with it in the page cache.
 //! Both are timed from their start until the receiver holds every event, and their
 //! CPU (utime + stime) and peak RSS (VmHWM) are read at that moment. An event is
 //! known at the receiver by its own `hash` member, which auditship's shipped records
@@ -58,9 +60,8 @@ fn usage(pid: u32) -> (f64, f64) {
     (ticks / hz, hwm_kb / 1024.0)
 }
 
-/// The hashes of the events of an existing dataset: `<root>/<stream>/*.jsonl`.
-fn hashes_of(root: &Path) -> Vec<String> {
-    let mut hashes = Vec::new();
+/// The stream files of a dataset: `<root>/<stream>/*.jsonl`.
+fn data_files(root: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(root)
         .unwrap()
         .filter_map(|d| std::fs::read_dir(d.ok()?.path()).ok())
@@ -69,7 +70,23 @@ fn hashes_of(root: &Path) -> Vec<String> {
         .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
         .collect();
     files.sort();
-    for f in files {
+    files
+}
+
+/// Reads every stream file once, so each shipper starts with the dataset in the page
+/// cache: Fluent Bit's `tail` drops the pages of what it read (`file.cache_advise`,
+/// on by default), which would make whoever runs after it read from the disk.
+fn warm(root: &Path) {
+    for f in data_files(root) {
+        let mut file = std::fs::File::open(&f).unwrap();
+        std::io::copy(&mut file, &mut std::io::sink()).unwrap();
+    }
+}
+
+/// The hashes of the events of an existing dataset: `<root>/<stream>/*.jsonl`.
+fn hashes_of(root: &Path) -> Vec<String> {
+    let mut hashes = Vec::new();
+    for f in data_files(root) {
         let data = std::fs::read(&f).unwrap();
         for line in data.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             let at = memchr::memmem::rfind(line, HASH_KEY).expect("an event has a hash")
@@ -157,7 +174,7 @@ fn start(
         }
         Shipper::FluentBit => {
             let port = endpoint.rsplit(':').next().unwrap();
-            let storage = std::env::var("SXS_FB_STORAGE").unwrap_or_else(|_| "memory".into());
+            let storage = std::env::var("SXS_FB_STORAGE").unwrap_or_else(|_| "filesystem".into());
             std::fs::write(
                 work.join("parsers.conf"),
                 "[PARSER]\n    Name   json\n    Format json\n",
@@ -301,6 +318,7 @@ fn main() {
             for &w in &who {
                 n += 1;
                 let work = dir.path().join(format!("run-{n}"));
+                warm(&root);
                 let load = load();
                 let r = run(w, fluent_bit.as_deref(), &root, &hashes, delay, &work);
                 println!(
