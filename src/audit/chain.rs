@@ -386,7 +386,7 @@ fn tape_field<'l>(line: &'l str, tape: &Tape, i: usize, node: Node) -> Field<'l>
         ),
         Kind::EscStr => Field::EscapedStr,
         Kind::Object => Field::Object,
-        Kind::Array => Field::Array {
+        Kind::Array { .. } => Field::Array {
             strings: tape
                 .items(i)
                 .all(|t| matches!(tape.nodes()[t].kind, Kind::Str | Kind::EscStr)),

@@ -88,15 +88,31 @@ pub fn get<'o, 'a>(obj: &'o Object<'a>, key: &str) -> Option<&'o Value<'a>> {
 /// non-ASCII character is above every ASCII one). Equal numbers say nothing; the
 /// keys are then compared in full.
 pub(crate) fn order_prefix(key: &[u8]) -> u64 {
-    let mut bytes = [0u8; 8];
-    for (i, &c) in key.iter().take(8).enumerate() {
-        if c >= 0x80 {
-            bytes[i..].fill(0xFF);
-            break;
+    // Built in a register: bytes stored one by one and read back as a word make the
+    // processor wait for each store.
+    if let Some(first) = key.first_chunk::<8>() {
+        let word = u64::from_be_bytes(*first);
+        if word & 0x8080_8080_8080_8080 == 0 {
+            return word;
         }
-        bytes[i] = c;
     }
-    u64::from_be_bytes(bytes)
+    let mut prefix = 0u64;
+    for i in 0..8 {
+        match key.get(i) {
+            Some(&c) if c >= 0x80 => {
+                // This byte and all after it as 0xFF.
+                let ones = u64::MAX >> (8 * i);
+                return if i == 0 {
+                    ones
+                } else {
+                    (prefix << (8 * (8 - i))) | ones
+                };
+            }
+            Some(&c) => prefix = (prefix << 8) | u64::from(c),
+            None => prefix <<= 8,
+        }
+    }
+    prefix
 }
 
 /// Where the run of string bytes from `from` ends: at the first quote, backslash or
@@ -625,6 +641,37 @@ impl<'a> Parser<'a, '_> {
 
 #[cfg(test)]
 mod tests {
+
+    /// The definition of the order prefix, byte by byte.
+    fn prefix_by_definition(key: &[u8]) -> u64 {
+        let mut bytes = [0u8; 8];
+        for (i, &c) in key.iter().take(8).enumerate() {
+            if c >= 0x80 {
+                bytes[i..].fill(0xFF);
+                break;
+            }
+            bytes[i] = c;
+        }
+        u64::from_be_bytes(bytes)
+    }
+
+    #[test]
+    fn order_prefix_is_its_definition() {
+        for len in 0..12 {
+            let ascii: Vec<u8> = (0..len).map(|i| b'a' + i as u8).collect();
+            assert_eq!(order_prefix(&ascii), prefix_by_definition(&ascii), "{len}");
+            for at in 0..len {
+                for high in [0x80, 0xC3, 0xFF] {
+                    let mut key = ascii.clone();
+                    key[at] = high;
+                    assert_eq!(order_prefix(&key), prefix_by_definition(&key), "{key:?}");
+                }
+                let mut key = ascii.clone();
+                key[at] = 0;
+                assert_eq!(order_prefix(&key), prefix_by_definition(&key), "{key:?}");
+            }
+        }
+    }
     use super::*;
 
     fn ok(s: &str) -> Value<'_> {

@@ -28,14 +28,18 @@ use crate::redact::{Redactor, Scope};
 use std::borrow::Cow;
 
 /// The fast lane's buffers, kept by the thread between lines.
-#[derive(Default)]
 struct Lane {
     tape: Tape,
     decoded: String,
 }
 
 thread_local! {
-    static LANE: std::cell::Cell<Lane> = std::cell::Cell::new(Lane::default());
+    static LANE: std::cell::RefCell<Lane> = const {
+        std::cell::RefCell::new(Lane {
+            tape: Tape::new(),
+            decoded: String::new(),
+        })
+    };
 }
 
 /// Where a line came from.
@@ -133,12 +137,8 @@ impl Encoder {
         out: &mut Vec<u8>,
     ) -> Option<LineStats> {
         let line = std::str::from_utf8(raw).ok()?;
-        LANE.with(|cell| {
-            let mut lane = cell.take();
-            let stats = self.lane_line(&mut lane, verifier, line, at, out);
-            cell.replace(lane);
-            stats
-        })
+        // Nothing the lane calls comes back here: the buffers are never borrowed twice.
+        LANE.with_borrow_mut(|lane| self.lane_line(lane, verifier, line, at, out))
     }
 
     fn lane_line(

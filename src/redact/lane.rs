@@ -41,7 +41,7 @@ impl Redactor {
                             _ => true,
                         }
                 }),
-                Kind::Array => {
+                Kind::Array { .. } => {
                     let escaped = tape.items(i).any(|t| nodes[t].kind == Kind::EscStr);
                     !escaped
                         && argv_plan(
