@@ -492,7 +492,7 @@ impl Queue {
         let meta = Meta::decode(&v)?;
         let file = self.segment_reader(meta.segment)?;
         let mut records = std::mem::take(&mut buf);
-        records.clear();
+        // Every byte is read over below: only what the buffer grows by is zeroed.
         records.resize(meta.bytes as usize, 0);
         file.read_exact_at(&mut records, meta.offset)
             .map_err(|e| QueueError::Segment(segment_path(&self.segments, meta.segment), e))?;
