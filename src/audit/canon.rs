@@ -171,166 +171,6 @@ pub fn without_members(text: &[u8], spans: &[(usize, usize)], mut emit: impl FnM
     emit(b"}");
 }
 
-/// Appends the canonical form of `text`, a JSON value read as
-/// [`super::json::Parsed::reorderable`] (no white space; strings and numbers already as
-/// JCS writes them; only object members out of order), leaving out the top-level
-/// members named in `skip`. The pieces of the text are copied in canonical order:
-/// nothing is decoded, escaped or formatted again. `None` when a key holds an escape
-/// (keys sort by their decoded form) or repeats (JCS refuses duplicates): the caller
-/// writes from the parsed value then, which decides those.
-pub fn reorder(text: &[u8], skip: &[&str], out: &mut Vec<u8>) -> Option<()> {
-    let mut r = Reorder {
-        text,
-        members: Vec::new(),
-    };
-    r.value(0, skip, out).map(|_| ())
-}
-
-/// A member of an object being reordered: its key (no escapes, so its text is its
-/// UTF-8 form), where its key's opening quote is, where its value starts and ends,
-/// and its key's [`order_prefix`](super::json::order_prefix).
-type Member<'t> = (&'t str, usize, usize, usize, u64);
-
-struct Reorder<'t> {
-    text: &'t [u8],
-    /// Members of the objects being written, innermost last: one buffer for all.
-    members: Vec<Member<'t>>,
-}
-
-impl<'t> Reorder<'t> {
-    /// Writes the value at `at`; returns where it ends.
-    fn value(&mut self, at: usize, skip: &[&str], out: &mut Vec<u8>) -> Option<usize> {
-        match self.text.get(at)? {
-            b'{' => self.object(at, skip, out),
-            b'[' => {
-                out.push(b'[');
-                let mut at = at + 1;
-                if self.text.get(at) == Some(&b']') {
-                    out.push(b']');
-                    return Some(at + 1);
-                }
-                loop {
-                    at = self.value(at, &[], out)?;
-                    let c = *self.text.get(at)?;
-                    out.push(c);
-                    at += 1;
-                    if c == b']' {
-                        return Some(at);
-                    }
-                }
-            }
-            _ => {
-                let end = self.skip(at)?;
-                out.extend_from_slice(&self.text[at..end]);
-                Some(end)
-            }
-        }
-    }
-
-    fn object(&mut self, at: usize, skip: &[&str], out: &mut Vec<u8>) -> Option<usize> {
-        let text = self.text;
-        let base = self.members.len();
-        let mut at = at + 1;
-        if text.get(at) == Some(&b'}') {
-            at += 1;
-        } else {
-            loop {
-                let key_end = self.string_end(at)?;
-                let key = &text[at + 1..key_end - 1];
-                if key.contains(&b'\\') {
-                    return None;
-                }
-                let value = key_end + 1; // past the colon
-                let end = self.skip(value)?;
-                self.members.push((
-                    std::str::from_utf8(key).ok()?,
-                    at,
-                    value,
-                    end,
-                    super::json::order_prefix(key),
-                ));
-                at = end + 1;
-                if text.get(end)? == &b'}' {
-                    break;
-                }
-            }
-        }
-        let end = at; // past the closing brace
-        let n = self.members.len() - base;
-        self.members[base..]
-            .sort_by(|a, b| a.4.cmp(&b.4).then_with(|| super::json::cmp_utf16(a.0, b.0)));
-        out.push(b'{');
-        let mut first = true;
-        for j in base..base + n {
-            // Nested objects push their members after these and take them away again.
-            let (name, quote, value, ..) = self.members[j];
-            if j > base && self.members[j - 1].0 == name {
-                return None;
-            }
-            if skip.contains(&name) {
-                continue;
-            }
-            if !first {
-                out.push(b',');
-            }
-            first = false;
-            out.extend_from_slice(&text[quote..value]); // "key":
-            self.value(value, &[], out)?;
-        }
-        out.push(b'}');
-        self.members.truncate(base);
-        Some(end)
-    }
-
-    /// Where the value at `at` ends, without writing it.
-    fn skip(&self, at: usize) -> Option<usize> {
-        let t = self.text;
-        match t.get(at)? {
-            b'"' => self.string_end(at),
-            b'{' | b'[' => {
-                let mut depth = 0usize;
-                let mut i = at;
-                loop {
-                    match t.get(i)? {
-                        b'"' => {
-                            i = self.string_end(i)?;
-                            continue;
-                        }
-                        b'{' | b'[' => depth += 1,
-                        b'}' | b']' => {
-                            depth -= 1;
-                            if depth == 0 {
-                                return Some(i + 1);
-                            }
-                        }
-                        _ => {}
-                    }
-                    i += 1;
-                }
-            }
-            _ => Some(
-                at + t[at..]
-                    .iter()
-                    .position(|&b| matches!(b, b',' | b'}' | b']'))
-                    .unwrap_or(t.len() - at),
-            ),
-        }
-    }
-
-    /// Where the string opening at `at` ends (past its closing quote).
-    fn string_end(&self, at: usize) -> Option<usize> {
-        let t = self.text;
-        let mut i = at + 1;
-        loop {
-            i += memchr::memchr2(b'"', b'\\', t.get(i..)?)?;
-            if t[i] == b'"' {
-                return Some(i + 1);
-            }
-            i += 2;
-        }
-    }
-}
-
 /// Writes a string as ECMAScript `JSON.stringify` does (UTF-8 output, lowercase `\u`).
 pub fn write_string(s: &str, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -679,15 +519,20 @@ mod tests {
         }
     }
 
-    /// The reordered text when the parser calls it reorderable; `None` otherwise or
-    /// when `reorder` leaves it to the writer.
+    /// The reordered text when the parser calls it reorderable, as the verifier puts
+    /// it in order (through the tape); `None` otherwise or when the tape leaves it to
+    /// the writer.
     fn reordered(text: &str) -> Option<String> {
         let p = super::super::json::parse_with_spans(text, &["hash", "hmac"]).unwrap();
         if !p.reorderable {
             return None;
         }
+        let mut tape = super::super::tape::Tape::new();
+        if !tape.read(text) {
+            return None;
+        }
         let mut out = Vec::new();
-        reorder(text.as_bytes(), &["hash", "hmac"], &mut out)?;
+        tape.canonical(text, &["hash", "hmac"], &mut out)?;
         Some(String::from_utf8(out).unwrap())
     }
 

@@ -1,6 +1,6 @@
 //! The streaming verifier: one [`Verifier`] per stream, fed its lines in order.
 //!
-//! It keeps only the chain head, a scratch buffer and the HMAC keys, so a stream of
+//! It keeps only the chain head, scratch buffers and the HMAC keys, so a stream of
 //! any length verifies in constant memory. The rules are FORMAT.md's, exactly:
 //! structural problems (`invalid_utf8` … `not_canonicalizable`) take a line out of the
 //! chain; every other event, even one with problems, becomes the new head.
@@ -53,8 +53,9 @@ enum Digest<'t> {
     Text(&'t [u8], &'t json::Spans),
     /// Computed while the line streamed past.
     Known([u8; 32]),
-    /// Canonical but for the order of members: its pieces put in order, then hashed.
-    Reorder(&'t [u8]),
+    /// Canonical but for the order of members: read into the tape, its pieces put in
+    /// order, then hashed.
+    Reorder(&'t str),
     /// Written out in canonical form, then hashed.
     Write,
 }
@@ -102,6 +103,8 @@ pub struct Verifier {
     first: Option<Head>,
     members: u64,
     scratch: Vec<u8>,
+    /// The nodes of a line being put in canonical order.
+    tape: Tape,
 }
 
 impl Verifier {
@@ -117,6 +120,7 @@ impl Verifier {
             first: None,
             members: 0,
             scratch: Vec::with_capacity(4096),
+            tape: Tape::new(),
         }
     }
 
@@ -143,7 +147,7 @@ impl Verifier {
         let digest = if parsed.canonical {
             Digest::Text(line, &parsed.spans)
         } else if parsed.reorderable {
-            Digest::Reorder(line)
+            Digest::Reorder(parsed.text)
         } else {
             Digest::Write
         };
@@ -238,7 +242,13 @@ impl Verifier {
         } else if let Digest::Reorder(text) = digest
             && {
                 self.scratch.clear();
-                canon::reorder(text, &UNHASHED, &mut self.scratch).is_some()
+                // A line the tape does not take (nesting past its depth, an escaped or
+                // repeated key) is written out from its value instead.
+                self.tape.read(text)
+                    && self
+                        .tape
+                        .canonical(text, &UNHASHED, &mut self.scratch)
+                        .is_some()
             }
         {
             Ok(sha256(&self.scratch))

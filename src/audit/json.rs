@@ -204,7 +204,7 @@ pub struct Parsed<'a> {
     pub canonical: bool,
     /// True when the text is its RFC 8785 form but for the order of object members:
     /// then the canonical form is the text's own pieces put in order (see
-    /// [`super::canon::reorder`]), with nothing to escape or format.
+    /// [`super::tape::Tape::canonical`]), with nothing to escape or format.
     pub reorderable: bool,
     /// Where the top-level members named in [`parse_with_spans`]'s `wanted` are in the
     /// text: from the key's opening quote to the end of the value, in text order.
