@@ -1,7 +1,7 @@
 //! The fast lane's reader, and the verifier's way to put members in order: one pass
-//! over a line that is already in canonical form but
-//! for the order of object members (what most producers write), giving a flat list of
-//! [`Node`]s instead of a tree of values. Nothing is allocated per line: the list and
+//! over a line that is already in canonical form but for the order of object members
+//! (what most producers write), giving a flat list of [`Node`]s instead of a tree of
+//! values. Nothing is allocated per line: the list and
 //! the sorting buffer are kept between lines.
 //!
 //! The lane is narrow on purpose. A line is taken only when every string holds only
