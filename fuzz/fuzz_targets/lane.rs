@@ -8,13 +8,14 @@
 //! - `check_tape`, when it decides, reaches the verdict `check_line` reaches on a
 //!   verifier in the same state: the same head, `hash_ok` and problem codes; when it
 //!   does not decide, it changed nothing.
-//! - A line the lane calls clean has no secret by its text, and no value the
-//!   structure marks (the walk with `Scope::Context` changes nothing).
+//! - A line the lane calls clean has no secret by its text, none in the decoded text of
+//!   any escaped string (most of which the lane judges without searching them), and
+//!   no value the structure marks (the walk with `Scope::Context` changes nothing).
 #![no_main]
 
-use auditship::audit::tape::Tape;
+use auditship::audit::tape::{self, Kind, Tape};
 use auditship::audit::{Checked, Keys, Verifier, canon, json};
-use auditship::redact::{Redactor, Scope};
+use auditship::redact::{LaneScratch, Redactor, Scope};
 use libfuzzer_sys::fuzz_target;
 
 const UNHASHED: [&str; 2] = ["hash", "hmac"];
@@ -27,6 +28,7 @@ fuzz_target!(|data: &[u8]| {
     let redactor = Redactor::builtin();
     let (mut lane, mut general) = (Verifier::new(keys.clone()), Verifier::new(keys));
     let mut tape = Tape::new();
+    let mut scratch = LaneScratch::new();
     let mut decoded = String::new();
     for line in data.split(|&b| b == b'\n') {
         let Ok(text) = std::str::from_utf8(line) else {
@@ -44,8 +46,12 @@ fuzz_target!(|data: &[u8]| {
         let obj = parsed.value.as_object().expect("the tape read an object");
         same_canonical_form(&mut tape, text, obj);
         same_verdict(&mut tape, text, &mut lane, &mut general);
-        if redactor.lane_clean(text, &tape, &mut decoded) {
+        if redactor.lane_clean(text, &tape, &mut scratch) {
             assert_eq!(redactor.redact_str(text), text, "clean text: {text}");
+            for n in tape.nodes().iter().filter(|n| n.kind == Kind::EscStr) {
+                tape::decode(&text[n.start as usize + 1..n.end as usize - 1], &mut decoded);
+                assert_eq!(redactor.redact_str(&decoded), decoded, "clean string in {text}");
+            }
             let mut value = parsed.value.clone();
             let mut paths = Vec::new();
             redactor.redact_value(&mut value, "", Scope::Context, &mut paths);

@@ -28,20 +28,20 @@ mod lane_tests;
 
 use crate::audit::tape::Tape;
 use crate::audit::{self, Checked, Code, Problem, Scanned, Verifier, canon, json};
-use crate::redact::{Redactor, Scope};
+use crate::redact::{LaneScratch, Redactor, Scope};
 use std::borrow::Cow;
 
 /// The fast lane's buffers, kept by the thread between lines.
 struct Lane {
     tape: Tape,
-    decoded: String,
+    scratch: LaneScratch,
 }
 
 thread_local! {
     static LANE: std::cell::RefCell<Lane> = const {
         std::cell::RefCell::new(Lane {
             tape: Tape::new(),
-            decoded: String::new(),
+            scratch: LaneScratch::new(),
         })
     };
 }
@@ -164,7 +164,7 @@ impl Encoder {
         if ours
             || !self
                 .redactor
-                .lane_clean(line, &lane.tape, &mut lane.decoded)
+                .lane_clean(line, &lane.tape, &mut lane.scratch)
         {
             return None;
         }

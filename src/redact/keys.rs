@@ -573,13 +573,22 @@ pub(super) fn cookie_values(
 /// `scheme://user:password@host`: only the password goes. The password runs from the
 /// first `:` of the user info to the last `@` of the authority, so an unencoded `@`
 /// in the password is covered too.
-pub(super) fn url_passwords(s: &str, hits: &mut Vec<Hit<'_>>) {
+///
+/// With `seen`, the span of every `://` read is pushed to it.
+pub(super) fn url_passwords(
+    s: &str,
+    hits: &mut Vec<Hit<'_>>,
+    mut seen: Option<&mut Vec<(usize, usize)>>,
+) {
     let b = s.as_bytes();
     if memchr::memchr(b'@', b).is_none() {
         return;
     }
     let ends_authority = |c: &u8| c.is_ascii_whitespace() || b"/?#\\\"'`<>".contains(c);
     for at in super::scan::SCHEME_END.find_iter(b) {
+        if let Some(v) = seen.as_deref_mut() {
+            v.push((at, at + 3));
+        }
         let from = at + 3;
         let authority = &b[from..run(b, from, |c| !ends_authority(c))];
         let Some(at_sign) = authority.iter().rposition(|&c| c == b'@') else {

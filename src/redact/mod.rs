@@ -54,6 +54,7 @@ use memchr::memmem;
 use regex::Regex;
 use serde::Deserialize;
 
+pub use lane::LaneScratch;
 pub use tree::Scope;
 
 /// A configured detector: a regex whose match, or only its group named `secret` when
@@ -223,6 +224,17 @@ impl Redactor {
 
     /// Every finding of every detector in `s`, unmerged.
     fn find<'r>(&'r self, s: &str, hits: &mut Vec<Hit<'r>>) {
+        self.find_noting(s, hits, None);
+    }
+
+    /// [`Redactor::find`], pushing to `seen` (when given) the span of every match the
+    /// literal searches report: the sightings [`lane`] reasons from.
+    fn find_noting<'r>(
+        &'r self,
+        s: &str,
+        hits: &mut Vec<Hit<'r>>,
+        mut seen: Option<&mut Vec<(usize, usize)>>,
+    ) {
         let t = &*TRIGGERS;
         let b = s.as_bytes();
         let mut tok = tokens::TokenState::new();
@@ -232,17 +244,21 @@ impl Redactor {
             _ => {}
         };
         for set in [&t.exact, &t.short] {
-            set.each(b, |trigger, at| on_token(trigger, at, hits));
+            set.each(b, |trigger, at, end| {
+                note(&mut seen, at, end);
+                on_token(trigger, at, hits)
+            });
         }
         for (finder, trigger) in &t.tiny {
             for at in finder.find_iter(b) {
+                note(&mut seen, at, at + finder.needle().len());
                 on_token(*trigger, at, hits);
             }
         }
         for (i, x) in self.extra.iter().enumerate() {
             x.find(s, RANK_EXTRA + i, hits);
         }
-        keys::url_passwords(s, hits);
+        keys::url_passwords(s, hits, seen.as_deref_mut());
         if scan::BACKSLASH_U.find(b).is_some() {
             keys::escaped_json_keys(b, hits);
         }
@@ -252,7 +268,7 @@ impl Redactor {
             let mut lower = cell.take();
             lower.clear();
             lower.extend(b.iter().map(u8::to_ascii_lowercase));
-            self.find_words(s, &lower, &mut tok, hits);
+            self.find_words(s, &lower, &mut tok, hits, seen);
             cell.replace(lower);
         });
     }
@@ -264,30 +280,43 @@ impl Redactor {
         lb: &[u8],
         tok: &mut tokens::TokenState,
         hits: &mut Vec<Hit<'r>>,
+        mut seen: Option<&mut Vec<(usize, usize)>>,
     ) {
         let t = &*TRIGGERS;
         let b = s.as_bytes();
         let mut ks = keys::KeyState::new();
-        t.words.each(lb, |trigger, at| match trigger {
-            Trigger::Stem(si) => {
-                keys::assignment_at(b, lb, at, &t.stems[si as usize], &mut ks, hits)
+        t.words.each(lb, |trigger, at, end| {
+            note(&mut seen, at, end);
+            match trigger {
+                Trigger::Stem(si) => {
+                    keys::assignment_at(b, lb, at, &t.stems[si as usize], &mut ks, hits)
+                }
+                Trigger::Auth(_) if lb[at..].starts_with(b"authorization") => {
+                    keys::authorization_at(b, at, &mut ks, hits)
+                }
+                Trigger::Auth(si) => {
+                    keys::assignment_at(b, lb, at, &t.stems[si as usize], &mut ks, hits)
+                }
+                Trigger::Bearer => keys::bearer_at(b, at, &mut ks, hits),
+                Trigger::Cookie => keys::cookie_at(b, at, &mut ks, hits),
+                Trigger::Pem => tokens::private_key_at(s, at, tok, hits),
+                _ => {}
             }
-            Trigger::Auth(_) if lb[at..].starts_with(b"authorization") => {
-                keys::authorization_at(b, at, &mut ks, hits)
-            }
-            Trigger::Auth(si) => {
-                keys::assignment_at(b, lb, at, &t.stems[si as usize], &mut ks, hits)
-            }
-            Trigger::Bearer => keys::bearer_at(b, at, &mut ks, hits),
-            Trigger::Cookie => keys::cookie_at(b, at, &mut ks, hits),
-            Trigger::Pem => tokens::private_key_at(s, at, tok, hits),
-            _ => {}
         });
         // Every program name is read on its own (at most 64 arguments each), also one
         // inside another command's arguments: what one finds never depends on another.
         let mut quotes = argv::Quotes::new();
-        t.programs
-            .each(lb, |_, at| argv::command_at(b, at, &mut quotes, hits));
+        t.programs.each(lb, |_, at, end| {
+            note(&mut seen, at, end);
+            argv::command_at(b, at, &mut quotes, hits)
+        });
+    }
+}
+
+/// Pushes the span `at..end` to `seen`, when sightings are kept.
+fn note(seen: &mut Option<&mut Vec<(usize, usize)>>, at: usize, end: usize) {
+    if let Some(v) = seen {
+        v.push((at, end));
     }
 }
 
@@ -406,6 +435,41 @@ struct Triggers {
     programs: LiteralSet<()>,
     /// Per key word stem: (keyword index, offset of the stem in the word).
     stems: Vec<Vec<(usize, usize)>>,
+    /// Every literal searched for that holds a byte only an escape can put into a
+    /// decoded JSON string (see [`Around`]).
+    around: Vec<Around>,
+}
+
+/// A literal searched for (`://` and `\u` included) that holds `byte`, a quote, a
+/// backslash or a control byte, at `at`: such a byte is in a decoded JSON string only
+/// where an escape put it, so the literal can occur in a decoded string without
+/// occurring in the text it was decoded from (`pwd\"` decodes to `pwd"`).
+#[derive(Debug, Clone, Copy)]
+struct Around {
+    byte: u8,
+    at: usize,
+    literal: &'static [u8],
+    /// Searched in the lower-cased text.
+    fold: bool,
+}
+
+impl Around {
+    /// Bytes only an escape puts into a decoded JSON string.
+    fn escaped_only(b: u8) -> bool {
+        b == b'"' || b == b'\\' || b < 0x20
+    }
+
+    /// Whether the literal occurs in `d` with its `byte` at `p`.
+    fn occurs(&self, d: &[u8], p: usize) -> bool {
+        let Some(from) = p.checked_sub(self.at) else {
+            return false;
+        };
+        match d.get(from..from + self.literal.len()) {
+            Some(w) if self.fold => w.eq_ignore_ascii_case(self.literal),
+            Some(w) => w == self.literal,
+            None => false,
+        }
+    }
 }
 
 /// Key word triggers (lower case) and the stem each stands for. At one position the
@@ -608,6 +672,28 @@ impl Triggers {
     fn build() -> Triggers {
         let (exact, short, tiny) = Self::token_literals();
         let (words, stems) = Self::word_literals();
+        let mut around = Vec::new();
+        let exact_case = exact
+            .iter()
+            .chain(&short)
+            .chain(&tiny)
+            .map(|&(l, _)| (l, false));
+        let folded = words.iter().map(|&(l, _)| (l, true));
+        let programs = PROGRAM_TRIGGERS.iter().map(|&l| (l, true));
+        let others = [("://", false), ("\\u", false)];
+        for (l, fold) in exact_case.chain(folded).chain(programs).chain(others) {
+            for (at, &byte) in l.as_bytes().iter().enumerate() {
+                if Around::escaped_only(byte) {
+                    let literal = l.as_bytes();
+                    around.push(Around {
+                        byte,
+                        at,
+                        literal,
+                        fold,
+                    });
+                }
+            }
+        }
         Triggers {
             exact: LiteralSet::new(&search_order(exact, &EXACT_ORDER)),
             short: LiteralSet::new(&short),
@@ -618,6 +704,7 @@ impl Triggers {
             words: LiteralSet::new(&search_order(words, &WORD_ORDER)),
             programs: LiteralSet::new(&PROGRAM_TRIGGERS.map(|p| (p, ()))),
             stems,
+            around,
         }
     }
 
@@ -724,9 +811,12 @@ impl<T: Copy> LiteralSet<T> {
         }
     }
 
-    /// Calls `f` with what each literal found in `hay` stands for and where it starts.
-    fn each(&self, hay: &[u8], mut f: impl FnMut(T, usize)) {
-        let mut on = |m: aho_corasick::Match| f(self.kinds[m.pattern().as_usize()], m.start());
+    /// Calls `f` with what each literal found in `hay` stands for, where it starts
+    /// and where it ends. The matches reported are leftmost-first and do not overlap:
+    /// an occurrence of a literal that is not reported starts inside one that is.
+    fn each(&self, hay: &[u8], mut f: impl FnMut(T, usize, usize)) {
+        let mut on =
+            |m: aho_corasick::Match| f(self.kinds[m.pattern().as_usize()], m.start(), m.end());
         match &self.searcher {
             Searcher::Packed(p) => p.find_iter(hay).for_each(&mut on),
             Searcher::Automaton(a) => a.find_iter(hay).for_each(&mut on),

@@ -921,3 +921,62 @@ fn search_orders_list_every_literal_and_change_no_finding() {
     let free = search_order(vec![("token", 0), ("secret", 1)], &["secret", "token"]);
     assert_eq!(free, [("secret", 1), ("token", 0)]);
 }
+
+// ---- The lane's judgement of escaped strings ----
+
+#[test]
+fn every_literal_holding_a_byte_only_an_escape_writes_is_around() {
+    let t = &*TRIGGERS;
+    let (exact, short, tiny) = Triggers::token_literals();
+    let (words, _) = Triggers::word_literals();
+    let sets = [exact, short, tiny, words];
+    let literals = sets.iter().flatten().map(|&(l, _)| l);
+    let literals = literals.chain(PROGRAM_TRIGGERS).chain(["://", "\\u"]);
+    let mut expected = 0;
+    for l in literals {
+        for (at, &byte) in l.as_bytes().iter().enumerate() {
+            if Around::escaped_only(byte) {
+                expected += 1;
+                assert!(
+                    t.around
+                        .iter()
+                        .any(|a| a.literal == l.as_bytes() && a.at == at && a.byte == byte),
+                    "{l:?} at {at}"
+                );
+            }
+        }
+    }
+    // `pwd"` and `\u` at least.
+    assert!(expected >= 2);
+    assert!(t.around.len() >= expected);
+}
+
+#[test]
+fn escapes_that_complete_a_literal_send_the_string_to_a_search() {
+    let decoded = |raw: &str| {
+        let mut d = String::new();
+        crate::audit::tape::decode(raw, &mut d);
+        d
+    };
+    let sure = |raw: &str| lane::escapes_start_nothing(raw, &decoded(raw));
+    // Escapes that write nothing a literal holds.
+    assert!(sure(r#"{\"command\": \"cargo test\"}"#));
+    assert!(sure(r#"a\tb\nc\u001fd\\e"#));
+    assert!(sure("no escapes at all"));
+    // A key word ending in an escaped quote, in any case; a backslash before `u`.
+    assert!(!sure(r#"say pwd\": hunter2"#));
+    assert!(!sure(r#"say PwD\": hunter2"#));
+    assert!(!sure(r#"C:\\users"#));
+    // Escapes whose byte could be anything, or that JCS never writes.
+    assert!(!sure(r#"\u0070wd"#));
+    assert!(!sure(r#"a\/b"#));
+    // What a search of the decoded text finds, the rule never calls sure.
+    let r = Redactor::builtin();
+    for raw in [
+        r#"say pwd\": hunter2hunter2"#,
+        r#"{\"p\\u0061ssword\": \"hunter2hunter2\"}"#,
+    ] {
+        assert_ne!(r.redact_str(&decoded(raw)), decoded(raw), "{raw}");
+        assert!(!sure(raw), "{raw}");
+    }
+}
