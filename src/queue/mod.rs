@@ -52,6 +52,9 @@ pub const SEGMENT_BYTES: u64 = 16 << 20;
 
 const META_VERSION: u8 = 2;
 
+/// What a buffer that batches are read into grows by.
+const BUFFER_STEP: usize = 128 << 10;
+
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("queue storage: {0}")]
@@ -478,7 +481,8 @@ impl Queue {
         self.next_after_into(after, Vec::new())
     }
 
-    /// [`Queue::next_after`], reading the records into `buf` (a reused buffer).
+    /// [`Queue::next_after`], reading the records into `buf` (a reused buffer, whose
+    /// contents do not matter).
     pub fn next_after_into(
         &self,
         after: u64,
@@ -492,8 +496,16 @@ impl Queue {
         let meta = Meta::decode(&v)?;
         let file = self.segment_reader(meta.segment)?;
         let mut records = std::mem::take(&mut buf);
-        // Every byte is read over below: only what the buffer grows by is zeroed.
-        records.resize(meta.bytes as usize, 0);
+        let len = meta.bytes as usize;
+        // Grown to a whole number of steps, never doubled: batches of one size limit
+        // differ by a few bytes, and a buffer doubled for a batch a few bytes longer
+        // than the last one would hold twice the memory it needs from then on.
+        if records.capacity() < len {
+            records.reserve_exact(len.next_multiple_of(BUFFER_STEP) - records.len());
+        }
+        // Every byte is read over below: only what the buffer grows by is zeroed
+        // (a reused buffer keeps its length).
+        records.resize(len, 0);
         file.read_exact_at(&mut records, meta.offset)
             .map_err(|e| QueueError::Segment(segment_path(&self.segments, meta.segment), e))?;
         if crc32fast::hash(&records) != meta.crc {

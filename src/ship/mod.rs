@@ -451,8 +451,9 @@ impl Pool {
             .unwrap_or_default()
     }
 
-    fn put(&self, mut buf: Vec<u8>) {
-        buf.clear();
+    /// Keeps `buf` for reuse. Its length stays: what reads into it next overwrites
+    /// that much without zeroing it first.
+    fn put(&self, buf: Vec<u8>) {
         if let Ok(mut v) = self.free.lock()
             && v.len() < self.keep
         {
