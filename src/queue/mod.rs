@@ -642,6 +642,23 @@ mod tests {
     }
 
     #[test]
+    fn a_reused_buffer_reads_any_batch_and_grows_by_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path(), 1 << 20, &["a".to_string()]).unwrap();
+        for (n, size) in [(1, 900_000), (2, 900_010), (3, 10), (4, 900_020)] {
+            q.commit(&batch(n, size)).unwrap();
+        }
+        let mut buf = Vec::new();
+        for id in 1..=4 {
+            let b = q.next_after_into(id - 1, buf).unwrap().unwrap();
+            assert_eq!(b.records, q.next_after(id - 1).unwrap().unwrap().records);
+            // 900 kB and a little more fit the same seven steps: never doubled.
+            assert_eq!(b.records.capacity(), 7 * BUFFER_STEP, "batch {id}");
+            buf = b.records;
+        }
+    }
+
+    #[test]
     fn batches_checkpoints_cursors_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let sinks = vec!["a".to_string(), "b".to_string()];
